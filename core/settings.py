@@ -1,0 +1,128 @@
+"""The one typed settings object of the platform.
+
+Read once at start-up (``Settings()`` reads ``SMARTBY_*`` variables and an optional
+``.env``) and passed down; nothing deeper in the code reads the environment.  It
+validates itself, and in production it refuses the values that are only fine on a
+developer's laptop: an anonymous broker, default passwords, the embedded database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import SmartbyError
+
+#: Passwords that ship in examples and tutorials; production must not run on them.
+WEAK_PASSWORDS = frozenset(
+    {"", "postgres", "password", "smartby", "changeme", "change-me", "secret", "admin", "123456"}
+)
+
+Environment = Literal["development", "test", "production"]
+
+
+class SettingsError(SmartbyError, ValueError):
+    """Configuration that cannot be run; the message names the variable to fix."""
+
+
+class Settings(BaseSettings):
+    """Every knob of smartby, from ``SMARTBY_<FIELD>`` environment variables or ``.env``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SMARTBY_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    env: Environment = "development"
+
+    # --- where the data lives -------------------------------------------------------
+    data_dir: Path = Field(
+        default=Path(".smartby"),
+        description="Folder of the embedded stack: PostgreSQL cluster, broker state, logs.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="libpq URL of an existing PostgreSQL; unset means the embedded cluster.",
+    )
+    pg_port: int = Field(default=55432, ge=1, le=65535, description="Embedded PostgreSQL port.")
+    pg_bindir: Path | None = Field(
+        default=None, description="PostgreSQL server binaries; default: the newest installed."
+    )
+    mosquitto_binary: Path | None = Field(
+        default=None, description="Mosquitto broker binary; default: found on PATH or /usr/sbin."
+    )
+
+    # --- MQTT -----------------------------------------------------------------------
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_tls: bool = False
+    mqtt_topic_prefix: str = "smartby"
+
+    # --- ingest ---------------------------------------------------------------------
+    ingest_batch_size: int = Field(default=5000, ge=1, le=65535)
+    ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
+    ingest_queue_size: int = Field(default=20_000, ge=1)
+    ingest_max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
+
+    # --- API ------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+
+    # --- who publishes the data -------------------------------------------------------
+    city: str = "Narvik"
+    timezone: str = "Europe/Oslo"
+
+    @field_validator("mqtt_topic_prefix")
+    @classmethod
+    def _topic_prefix_is_one_level(cls, prefix: str) -> str:
+        # The prefix is joined with the device id into topics and into the shared
+        # subscription filter; wildcards or empty levels there would widen the ACL.
+        if not prefix or any(c in prefix for c in "+#/") or prefix.startswith("$"):
+            raise ValueError("SMARTBY_MQTT_TOPIC_PREFIX must be one topic level, no + # / or $")
+        return prefix
+
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems: list[str] = []
+        if self.database_url is None:
+            problems.append("SMARTBY_DATABASE_URL must be set (no embedded database)")
+        else:
+            password = urlsplit(self.database_url.get_secret_value()).password or ""
+            if password.lower() in WEAK_PASSWORDS:
+                problems.append("SMARTBY_DATABASE_URL uses an empty or default password")
+        if not self.mqtt_username or self.mqtt_password is None:
+            problems.append(
+                "SMARTBY_MQTT_USERNAME and SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)"
+            )
+        elif self.mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS:
+            problems.append("SMARTBY_MQTT_PASSWORD is empty or a default password")
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
+        return self.database_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning pydantic's multi-line report into one clear line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        name = f"SMARTBY_{where.upper()}" if where else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{name}: {message}") from exc

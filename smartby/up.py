@@ -1,0 +1,203 @@
+"""``smartby up``: the whole platform on one machine, for a newcomer or a laptop.
+
+Starts (in order) the private PostgreSQL cluster, the migrations, the private
+Mosquitto, then the platform's own processes, each a ``smartby <command>`` child;
+stops them in reverse order on Ctrl-C or SIGTERM.  Data stays in the data folder,
+so a second run carries on where the first stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from core.db import connect
+from core.local_stack import (
+    MosquittoBroker,
+    PostgresCluster,
+    RunningStack,
+    StackError,
+    clear_running_stack,
+    find_mosquitto,
+    find_postgres_bindir,
+    free_port,
+    read_running_stack,
+    spawn,
+    stop_process,
+    tail,
+    write_running_stack,
+)
+from core.migrate import migrate
+from core.settings import Settings
+
+
+@dataclass(slots=True)
+class Child:
+    """One platform process run by the supervisor."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+
+@dataclass(slots=True)
+class UpOptions:
+    simulate: bool = True
+    #: extra processes, mostly for tests: name -> argv
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
+    """The platform's own processes, as ``smartby`` subcommands.
+
+    Each runs in its own process so that it gets a core of its own and can crash
+    without taking the others down.  Commands appear here as they are built.
+    """
+    children = [Child(name, argv) for name, argv in options.extra.items()]
+    return children
+
+
+def _smartby_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "smartby", *args]
+
+
+class Supervisor:
+    """Owns the stack's processes and tears them down in reverse order."""
+
+    def __init__(self, settings: Settings, options: UpOptions, say: Callable[[str], None]) -> None:
+        self.settings = settings
+        self.options = options
+        self.say = say
+        self.data_dir = settings.data_dir.resolve()
+        # A plain flag, not threading.Event: Event.set takes a lock, and a second
+        # signal arriving inside the first handler would deadlock on it.
+        self.stop_requested = False
+        self.stop_signal: str | None = None
+        self.cluster: PostgresCluster | None = None
+        self.broker: MosquittoBroker | None = None
+        self.children: list[Child] = []
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # No printing here: a print interrupted by a print raises "reentrant call".
+        self.stop_signal = self.stop_signal or signal.Signals(signum).name
+        self.stop_requested = True
+
+    def run(self) -> int:
+        # Find both binaries before touching anything, so a missing one costs nothing.
+        bindir = find_postgres_bindir(self.settings.pg_bindir)
+        mosquitto = find_mosquitto(self.settings.mosquitto_binary)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        running = read_running_stack(self.data_dir)
+        if running is not None:
+            raise StackError(f"smartby is already running from {self.data_dir} (pid {running.pid})")
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._run(bindir, mosquitto)
+        finally:
+            self.shutdown()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _run(self, bindir: Path, mosquitto: Path) -> int:
+        self.cluster = PostgresCluster(
+            self.data_dir / "postgresql", port=free_port(self.settings.pg_port), bindir=bindir
+        )
+        self.say(
+            f"starting PostgreSQL{' + TimescaleDB' if self.cluster.with_timescaledb else ''}"
+            f" on 127.0.0.1:{self.cluster.port}"
+        )
+        self.cluster.start()
+        database_url = self.cluster.url("smartby")
+        with connect(database_url, autocommit=True) as conn:
+            applied = migrate(conn)
+        if applied:
+            self.say(f"applied migrations: {', '.join(m.filename for m in applied)}")
+        if self.stop_requested:
+            return 0
+
+        self.broker = MosquittoBroker(
+            self.data_dir / "mosquitto", port=free_port(self.settings.mqtt_port), binary=mosquitto
+        )
+        self.say(f"starting Mosquitto on 127.0.0.1:{self.broker.port}")
+        self.broker.start()
+
+        stack = RunningStack(
+            pid=os.getpid(),
+            database_url=database_url,
+            mqtt_host="127.0.0.1",
+            mqtt_port=self.broker.port,
+        )
+        write_running_stack(self.data_dir, stack)
+        env = {
+            **os.environ,
+            "SMARTBY_DATABASE_URL": database_url,
+            "SMARTBY_MQTT_HOST": "127.0.0.1",
+            "SMARTBY_MQTT_PORT": str(self.broker.port),
+            "SMARTBY_DATA_DIR": str(self.data_dir),
+        }
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        self.children = platform_children(self.settings, self.options)
+        for child in self.children:
+            child.log_path = logs / f"{child.name}.log"
+            child.proc = spawn(child.argv, log_path=child.log_path, env=env)
+            self.say(f"started {child.name} (pid {child.proc.pid}, log {child.log_path})")
+
+        self.say("smartby is up:")
+        self.say(
+            f"  PostgreSQL  postgresql://{self.cluster.superuser}@127.0.0.1:"
+            f"{self.cluster.port}/smartby (password in {self.cluster.root}/superuser.password)"
+        )
+        self.say(f"  MQTT        mqtt://127.0.0.1:{self.broker.port}")
+        self.say(f"  data        {self.data_dir}")
+        self.say("press Ctrl-C to stop")
+
+        while not self.stop_requested:
+            time.sleep(0.2)  # supervision tick: the signal handler only sets the flag
+            for child in self.children:
+                assert child.proc is not None
+                code = child.proc.poll()
+                if code is not None:
+                    log_tail = tail(child.log_path, 5) if child.log_path else ""
+                    self.say(
+                        f"{child.name} exited with code {code}; stopping. Last log lines:\n"
+                        f"{log_tail}"
+                    )
+                    return 1
+            if self.broker.proc is not None and self.broker.proc.poll() is not None:
+                self.say(f"Mosquitto exited; stopping. Log: {self.broker.log_path}")
+                return 1
+            if self.cluster.proc is not None and self.cluster.proc.poll() is not None:
+                self.say(f"PostgreSQL exited; stopping. Log: {self.cluster.log_path}")
+                return 1
+        return 0
+
+    def shutdown(self) -> None:
+        """Children first (they hold connections), then the broker, then the database."""
+        if self.stop_signal:
+            self.say(f"received {self.stop_signal}, stopping")
+        for child in reversed(self.children):
+            if child.proc is not None:
+                stop_process(child.proc, signal.SIGTERM, timeout=30)
+        if self.broker is not None:
+            self.broker.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
+        clear_running_stack(self.data_dir)
+        self.say("stopped")
+
+
+def run_up(
+    settings: Settings, options: UpOptions | None = None, say: Callable[[str], None] | None = None
+) -> int:
+    """Run the stack until a signal; return the process exit code."""
+    printer = say or (lambda line: print(line, flush=True))
+    return Supervisor(settings, options or UpOptions(), printer).run()

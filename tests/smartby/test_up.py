@@ -1,0 +1,228 @@
+"""`smartby up` starts PostgreSQL and Mosquitto, answers on both, stops cleanly, keeps data."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from core.local_stack import free_port
+from tests.fixtures.mqtt import Collector, publish_one
+from tests.fixtures.services import make_service_root
+
+READY_LINE = "press Ctrl-C to stop"
+
+
+class UpProcess:
+    """`python -m smartby up` as a user would run it, with its output followed live."""
+
+    def __init__(self, data_dir: Path, extra_env: dict[str, str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+        env.update({"SMARTBY_DATA_DIR": str(data_dir), **extra_env})
+        self.data_dir = data_dir
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smartby", "up", "--no-simulate"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float = 90) -> None:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(
+                    f"`smartby up` never printed {text!r}; output so far:\n"
+                    + "\n".join(self.output)
+                ) from None
+            self.output.append(line)
+            if text in line:
+                return
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return code
+
+    @property
+    def stack(self) -> dict[str, object]:
+        return json.loads((self.data_dir / "stack.json").read_text())
+
+
+@contextmanager
+def listening_socket() -> Iterator[int]:
+    """Occupy a port, as another program on the user's machine would."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def service_pids(data_dir: Path) -> dict[str, int]:
+    """The postmaster (from its pid file) and the broker (from /proc) of this data folder."""
+    pids: dict[str, int] = {}
+    pid_file = data_dir / "postgresql" / "data" / "postmaster.pid"
+    if pid_file.exists():
+        pids["postgres"] = int(pid_file.read_text().splitlines()[0])
+    conf = str(data_dir / "mosquitto" / "mosquitto.conf")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if conf in cmdline:
+                pids["mosquitto"] = int(entry.name)
+    return pids
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie still answers kill(0); it is gone for our purposes
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    root = make_service_root("smartby-up-")
+    yield root / "data"
+    import shutil
+
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Path) -> None:
+    with listening_socket() as taken_mqtt_port:
+        up = UpProcess(
+            data_dir,
+            {"SMARTBY_PG_PORT": str(free_port()), "SMARTBY_MQTT_PORT": str(taken_mqtt_port)},
+        )
+        try:
+            up.wait_for(READY_LINE)
+            stack = up.stack
+            # the taken port was replaced by a free one, and the one in use was printed
+            assert stack["mqtt_port"] != taken_mqtt_port
+            assert any(f"mqtt://127.0.0.1:{stack['mqtt_port']}" in line for line in up.output)
+
+            with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
+                assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] > 0
+                conn.execute(
+                    "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
+                    " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
+                )
+
+            # An MQTT subscriber on the stack's broker receives what a publisher sends.
+            port = int(str(stack["mqtt_port"]))
+            collector = Collector(port, "smartby/+/telemetry")
+            try:
+                publish_one(port, "smartby/probe-1/telemetry", b'{"pm25": 3.5}')
+                message = collector.get()
+                assert (message.topic, message.payload) == (
+                    "smartby/probe-1/telemetry",
+                    b'{"pm25": 3.5}',
+                )
+            finally:
+                collector.close()
+
+            # a second `up` on the same data folder is refused, in one line
+            second = subprocess.run(
+                [sys.executable, "-m", "smartby", "up", "--no-simulate"],
+                env={**os.environ, "SMARTBY_DATA_DIR": str(data_dir)},
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert second.returncode == 1
+            assert re.fullmatch(
+                r"smartby: error: smartby is already running from .*\n", second.stderr
+            )
+
+            pids = service_pids(data_dir)
+            assert set(pids) == {"postgres", "mosquitto"}
+        finally:
+            code = up.stop(signal.SIGTERM)
+    assert code == 0, "\n".join(up.output)
+    assert "stopped" in up.output
+    left = {name: pid for name, pid in pids.items() if alive(pid)}
+    assert not left, f"processes left behind after stop: {left}"
+    assert not (data_dir / "stack.json").exists()
+
+    # A second run keeps the data; Ctrl-C (SIGINT) stops it as cleanly.
+    again = UpProcess(
+        data_dir, {"SMARTBY_PG_PORT": str(free_port()), "SMARTBY_MQTT_PORT": str(free_port())}
+    )
+    try:
+        again.wait_for(READY_LINE)
+        with psycopg.connect(str(again.stack["database_url"])) as conn:
+            assert conn.execute("SELECT name FROM sites").fetchall() == [("Torget",)]
+        pids = service_pids(data_dir)
+    finally:
+        code = again.stop(signal.SIGINT)
+    assert code == 0, "\n".join(again.output)
+    assert not [pid for pid in pids.values() if alive(pid)]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "SMARTBY_MOSQUITTO_BINARY",
+            "/nonexistent/mosquitto",
+            "smartby: error: Mosquitto broker not found at /nonexistent/mosquitto:"
+            " run scripts/setup, or install it with `apt-get install mosquitto`",
+        ),
+        (
+            "SMARTBY_PG_BINDIR",
+            "/nonexistent/bin",
+            "smartby: error: PostgreSQL server not found in /nonexistent/bin (no initdb/postgres):"
+            " run scripts/setup, or install it with `apt-get install postgresql`",
+        ),
+    ],
+)
+def test_a_missing_binary_gives_one_clear_line_and_a_non_zero_exit(
+    data_dir: Path, variable: str, value: str, message: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "smartby", "up"],
+        env={**env, "SMARTBY_DATA_DIR": str(data_dir), variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == message + "\n"
+    assert not (data_dir / "postgresql").exists(), "nothing should start when a binary is missing"
