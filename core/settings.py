@@ -68,7 +68,17 @@ class Settings(BaseSettings):
     ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
     ingest_queue_size: int = Field(default=20_000, ge=1)
     ingest_max_payload_bytes: int = Field(default=64 * 1024, ge=256)
-    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    ingest_metrics_host: str = Field(
+        default="127.0.0.1", description="Where the worker serves /metrics (0.0.0.0 in compose)."
+    )
+    ingest_metrics_port: int = Field(default=9101, ge=0, le=65535, description="0 turns it off.")
+    ingest_client_id: str | None = Field(
+        default=None,
+        description="MQTT client id; default smartby-ingest-<n> with a slot n claimed in the "
+        "database, so a restarted worker resumes its persistent session.",
+    )
+    ingest_max_past_days: float = Field(default=400, gt=0)
+    ingest_max_future_s: float = Field(default=300, ge=0)
 
     # --- API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

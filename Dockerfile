@@ -1,0 +1,42 @@
+# smartby platform image: one image, one console script; the compose file picks the
+# subcommand (`smartby ingest`, `smartby api`, `smartby db migrate`, ...).
+#
+#   docker build -t smartby .
+#   docker run --rm smartby --help
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    SMARTBY_ENV=production
+
+# An unprivileged user with a fixed uid, so volume permissions are predictable.
+RUN groupadd --system --gid 10001 smartby \
+ && useradd --system --uid 10001 --gid smartby --home-dir /home/smartby --create-home \
+      --shell /usr/sbin/nologin smartby
+
+WORKDIR /src
+
+# Dependencies first: this layer is reused until the lock file changes.
+COPY requirements.lock pyproject.toml README.md ./
+RUN pip install --no-cache-dir -r requirements.lock
+
+# Then the project itself, without touching the locked dependencies.
+COPY core/ core/
+COPY ingest/ ingest/
+COPY api/ api/
+COPY devices/ devices/
+COPY dashboards/ dashboards/
+COPY smartby/ smartby/
+RUN pip install --no-cache-dir --no-deps . \
+ && rm -rf /src
+
+WORKDIR /home/smartby
+USER smartby
+
+# 8000: the open-data API (and its /metrics); 9101: the ingest worker's /metrics.
+EXPOSE 8000 9101
+
+ENTRYPOINT ["smartby"]
+CMD ["--help"]

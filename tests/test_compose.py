@@ -1,0 +1,320 @@
+"""Static checks of the production Docker deployment: compose file, its configs and image."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DEPLOY = ROOT / "deploy"
+
+SMARTBY_SERVICES = ("migrate", "ingest", "api")
+EXPECTED_SERVICES = {"timescaledb", "mosquitto", "grafana", "prometheus", *SMARTBY_SERVICES}
+SMARTBY_ENV_KEYS = {
+    "SMARTBY_ENV",
+    "SMARTBY_DATABASE_URL",
+    "SMARTBY_MQTT_HOST",
+    "SMARTBY_MQTT_PORT",
+    "SMARTBY_MQTT_USERNAME",
+    "SMARTBY_MQTT_PASSWORD",
+    "SMARTBY_CITY",
+}
+# ${NAME:?message} or ${NAME?message}: a variable compose refuses to run without.
+REQUIRED_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?\?")
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse one YAML file; fail with the file's name if it is missing or not YAML."""
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing"
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = load_yaml(COMPOSE_FILE)
+    assert isinstance(data, dict), "docker-compose.yml is not a mapping"
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = compose.get("services")
+    assert isinstance(found, dict), "docker-compose.yml: services is not a mapping"
+    assert found, "docker-compose.yml has no services"
+    return found
+
+
+def env_example() -> dict[str, str]:
+    """The KEY=value lines of .env.example (comments and blank lines skipped)."""
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f".env.example: not KEY=value: {line!r}"
+        values[key.strip()] = value.strip()
+    return values
+
+
+def environment_of(service: dict[str, Any]) -> dict[str, str]:
+    """A service's environment as a mapping, whichever of compose's two forms it uses."""
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        return dict(item.partition("=")[::2] for item in env)
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def bind_sources(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of every volume entry of a service, short or long syntax."""
+    mounts: list[tuple[str, str]] = []
+    for entry in service.get("volumes") or []:
+        if isinstance(entry, str):
+            source, _, rest = entry.partition(":")
+            mounts.append((source, rest.partition(":")[0]))
+        else:
+            mounts.append((str(entry.get("source", "")), str(entry.get("target", ""))))
+    return mounts
+
+
+def is_path(source: str) -> bool:
+    return source.startswith((".", "/", "~"))
+
+
+def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= EXPECTED_SERVICES
+
+
+def test_every_service_names_an_image_or_a_build(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        assert service.get("image") or service.get("build"), f"{name}: no image and no build"
+
+
+def test_mounted_repo_paths_exist_and_named_volumes_are_declared(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        for source, target in bind_sources(service):
+            if is_path(source):
+                assert not source.startswith(("/", "~")), f"{name}: host path {source} outside repo"
+                path = (ROOT / source).resolve()
+                assert path.is_relative_to(ROOT), f"{name}: {source} is outside the repository"
+                assert path.exists(), f"{name} mounts {source} at {target}, which does not exist"
+            else:
+                assert source in declared, f"{name}: volume {source!r} not declared at top level"
+
+
+def test_depends_on_names_existing_services(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        deps = service.get("depends_on") or []
+        for dep in deps:
+            assert dep in services, f"{name} depends on unknown service {dep!r}"
+
+
+def test_start_order(services: dict[str, dict[str, Any]]) -> None:
+    assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    assert "healthcheck" in services["timescaledb"]
+    for name in ("ingest", "api"):
+        condition = services[name]["depends_on"]["migrate"]["condition"]
+        assert condition == "service_completed_successfully", name
+    assert services["ingest"]["depends_on"]["mosquitto"]["condition"] == "service_started"
+    assert services["ingest"]["deploy"]["replicas"] >= 2
+
+
+def test_smartby_services_share_image_and_settings(services: dict[str, dict[str, Any]]) -> None:
+    images = {services[name]["image"] for name in SMARTBY_SERVICES}
+    assert len(images) == 1, f"smartby services use different images: {images}"
+    for name in SMARTBY_SERVICES:
+        env = environment_of(services[name])
+        assert set(env) >= SMARTBY_ENV_KEYS, f"{name} lacks {SMARTBY_ENV_KEYS - set(env)}"
+        assert env["SMARTBY_ENV"] == "production"
+        assert env["SMARTBY_MQTT_HOST"] == "mosquitto"
+        assert "@timescaledb:5432/" in env["SMARTBY_DATABASE_URL"]
+    assert services["migrate"]["command"] == ["db", "migrate"]
+    assert services["ingest"]["command"][0] == "ingest"
+    assert services["api"]["command"][0] == "api"
+
+
+def test_secrets_have_no_default(services: dict[str, dict[str, Any]]) -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    required = set(REQUIRED_VAR.findall(text))
+    assert required >= {
+        "SMARTBY_DB_PASSWORD",
+        "SMARTBY_MQTT_PASSWORD",
+        "SMARTBY_GRAFANA_ADMIN_PASSWORD",
+    }
+    db_env = environment_of(services["timescaledb"])
+    assert db_env["POSTGRES_PASSWORD"].startswith("${SMARTBY_DB_PASSWORD:?")
+    grafana_env = environment_of(services["grafana"])
+    assert grafana_env["GF_SECURITY_ADMIN_PASSWORD"].startswith(
+        "${SMARTBY_GRAFANA_ADMIN_PASSWORD:?"
+    )
+
+
+def test_env_example_covers_every_variable() -> None:
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    required = set(REQUIRED_VAR.findall(text))
+    defined = env_example()
+    assert required <= set(defined), f".env.example lacks {required - set(defined)}"
+    for name in required:
+        assert "change" in defined[name].lower(), f"{name} in .env.example looks real"
+
+
+def test_prometheus_scrapes_ingest_and_api() -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    ingest = [
+        sd
+        for job in jobs.values()
+        for sd in job.get("dns_sd_configs", [])
+        if "ingest" in sd.get("names", [])
+    ]
+    assert ingest, "no dns_sd_configs job for the ingest replicas"
+    assert ingest[0]["type"] == "A"
+    assert ingest[0]["port"] == 9101
+    api = [
+        job
+        for job in jobs.values()
+        for static in job.get("static_configs", [])
+        if "api:8000" in static.get("targets", [])
+    ]
+    assert api, "no job scrapes api:8000"
+    assert api[0].get("metrics_path", "/metrics") == "/metrics"
+
+
+def test_prometheus_config_is_mounted(services: dict[str, dict[str, Any]]) -> None:
+    mounts = dict(bind_sources(services["prometheus"]))
+    assert mounts.get("./deploy/prometheus") == "/etc/prometheus"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
+
+
+def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    datasources = load_yaml(provisioning / "datasources" / "datasources.yaml")
+    by_uid = {ds["uid"]: ds for ds in datasources["datasources"]}
+    assert set(by_uid) == {"smartby-timescaledb", "smartby-prometheus"}
+    pg = by_uid["smartby-timescaledb"]
+    assert pg["type"] in {"grafana-postgresql-datasource", "postgres"}
+    assert pg["url"] == "timescaledb:5432"
+    assert pg["user"] == "smartby"
+    assert pg["jsonData"]["database"] == "smartby"
+    assert pg["jsonData"]["timescaledb"] is True
+    assert pg["jsonData"]["sslmode"] == "disable"
+    assert pg["secureJsonData"]["password"] in {"$SMARTBY_DB_PASSWORD", "${SMARTBY_DB_PASSWORD}"}
+    assert by_uid["smartby-prometheus"]["url"] == "http://prometheus:9090"
+    # Grafana interpolates the password from its own environment.
+    assert "SMARTBY_DB_PASSWORD" in environment_of(services["grafana"])
+
+    dashboards = load_yaml(provisioning / "dashboards" / "dashboards.yaml")
+    paths = {p["options"]["path"] for p in dashboards["providers"] if p["type"] == "file"}
+    mounts = dict(bind_sources(services["grafana"]))
+    assert mounts.get("./deploy/grafana/provisioning") == "/etc/grafana/provisioning"
+    assert mounts.get("./dashboards/generated") in paths, "dashboards folder not provisioned"
+
+
+def mosquitto_options() -> dict[str, str]:
+    options: dict[str, str] = {}
+    for line in (DEPLOY / "mosquitto" / "mosquitto.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            options.setdefault(key, value.strip())
+    return options
+
+
+def test_mosquitto_requires_passwords_and_acl(services: dict[str, dict[str, Any]]) -> None:
+    options = mosquitto_options()
+    assert options.get("allow_anonymous") == "false"
+    mounts = {target: source for source, target in bind_sources(services["mosquitto"])}
+    config_dir = ROOT / mounts["/mosquitto/config"]
+    for key in ("password_file", "acl_file"):
+        assert key in options, f"mosquitto.conf has no {key}"
+        in_container = Path(options[key])
+        assert in_container.parent == Path("/mosquitto/config"), f"{key} not in mounted folder"
+        assert (config_dir / in_container.name).is_file(), f"{in_container.name} not shipped"
+    assert int(options["max_inflight_messages"]) >= 5000
+    assert int(options["max_queued_messages"]) > int(options["max_inflight_messages"])
+    assert options.get("persistence") == "true"
+
+
+def test_mosquitto_acl_binds_topics_to_usernames() -> None:
+    lines = [
+        " ".join(line.split())
+        for line in (DEPLOY / "mosquitto" / "acl").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    user = lines.index("user smartby-ingest")
+    assert "topic read smartby/+/telemetry" in lines[user:]
+    assert "topic read smartby/+/status" in lines[user:]
+    assert "pattern write smartby/%u/#" in lines
+    assert not any(line.startswith("topic") for line in lines[:user]), "anonymous rules"
+
+
+def test_dockerfile_runs_smartby_as_non_root() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users, "Dockerfile has no USER"
+    assert users[-1] not in {"root", "0"}
+    assert re.search(r'^ENTRYPOINT \["smartby"\]', text, re.M)
+    assert "pip install --no-cache-dir -r requirements.lock" in text
+    for package in ("core", "ingest", "api", "devices", "dashboards", "smartby"):
+        assert f"COPY {package}/ {package}/" in text
+        assert (ROOT / package).is_dir()
+        assert f"!{package}/" in (ROOT / ".dockerignore").read_text(encoding="utf-8")
+
+
+def docker_compose() -> str:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.fail(
+            "docker-compose is not installed: scripts/setup installs it "
+            "(Debian package docker-compose); run scripts/setup"
+        )
+    return binary
+
+
+def run_config(env_file: Path, extra_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(env_file.parent)}
+    env.update(extra_env)
+    return subprocess.run(
+        [
+            docker_compose(),
+            "--project-directory",
+            str(ROOT),
+            "-f",
+            str(COMPOSE_FILE),
+            "--env-file",
+            str(env_file),
+            "config",
+            "-q",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    result = run_config(ENV_EXAMPLE, env_example())
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_config_refuses_missing_passwords(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("", encoding="utf-8")
+    result = run_config(empty, {})
+    assert result.returncode != 0
+    assert re.search(r"set SMARTBY_\w+_PASSWORD in \.env", result.stderr), result.stderr
