@@ -45,6 +45,28 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
     ctx.exit(code)
 
 
+@cli.command()
+@click.option("--client-id", help="MQTT client id (default: smartby-ingest-<claimed slot>).")
+@click.pass_context
+def ingest(ctx: click.Context, client_id: str | None) -> None:
+    """Run an ingest worker: MQTT telemetry into the database, ack after commit."""
+    import signal
+
+    from ingest.worker import IngestWorker
+
+    settings = _settings(ctx)
+    worker = IngestWorker(settings, database_url(settings), client_id=client_id)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _s, _f: worker.stop())
+    worker.start()
+    click.echo(
+        f"ingest worker {worker.client_id} consuming from "
+        f"{settings.mqtt_host}:{settings.mqtt_port}",
+        err=True,
+    )
+    worker.run()
+
+
 @cli.group()
 def db() -> None:
     """Database schema and status."""

@@ -61,7 +61,8 @@ def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
     Each runs in its own process so that it gets a core of its own and can crash
     without taking the others down.  Commands appear here as they are built.
     """
-    children = [Child(name, argv) for name, argv in options.extra.items()]
+    children = [Child("ingest", _smartby_argv("ingest", "--client-id", "smartby-ingest-local"))]
+    children += [Child(name, argv) for name, argv in options.extra.items()]
     return children
 
 
@@ -142,6 +143,7 @@ class Supervisor:
             "SMARTBY_MQTT_HOST": "127.0.0.1",
             "SMARTBY_MQTT_PORT": str(self.broker.port),
             "SMARTBY_DATA_DIR": str(self.data_dir),
+            "SMARTBY_INGEST_METRICS_PORT": str(free_port(self.settings.ingest_metrics_port)),
         }
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -157,6 +159,7 @@ class Supervisor:
             f"{self.cluster.port}/smartby (password in {self.cluster.root}/superuser.password)"
         )
         self.say(f"  MQTT        mqtt://127.0.0.1:{self.broker.port}")
+        self.say(f"  ingest      http://127.0.0.1:{env['SMARTBY_INGEST_METRICS_PORT']}/metrics")
         self.say(f"  data        {self.data_dir}")
         self.say("press Ctrl-C to stop")
 

@@ -1,0 +1,390 @@
+"""From a batch of MQTT messages to columns of readings and rows of quarantine.
+
+Per message: the device comes from the topic (never the payload), the payload is
+decoded, and every reading finds its series and its conversion to the metric's
+canonical unit.  The per-reading work is a few dict lookups and list appends; the
+arithmetic (unit conversion, time checks, QC flags) then runs once over the whole
+batch in NumPy.  Nothing is dropped: a message or record that cannot be stored
+becomes a quarantine row with a reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from core import qc
+from core.catalogue import Metric
+from core.units import UnitError, conversion
+from ingest.decode import DecodeError, decode, metric_key
+
+#: How much of an oversized payload is kept in quarantine, as evidence.
+OVERSIZED_KEEP_BYTES = 4096
+
+
+@dataclass(slots=True)
+class Message:
+    """One MQTT message as handed over by the network thread."""
+
+    topic: str
+    payload: bytes
+    mid: int = 0
+    qos: int = 1
+    received: float = 0.0  # epoch seconds
+    generation: int = 0  # which broker connection delivered it (acks only on that one)
+
+
+@dataclass(slots=True)
+class QuarantineRow:
+    received: float
+    topic: str
+    device_id: str | None
+    reason: str
+    detail: str
+    payload: bytes
+
+
+@dataclass(slots=True)
+class DeviceStatus:
+    online: bool | None
+    battery: float | None
+    rssi: float | None
+    seen: float
+
+
+@dataclass(slots=True)
+class SeriesTarget:
+    """What a reading needs to know about its series to be stored."""
+
+    series_id: int
+    metric: Metric
+
+
+class Registry(Protocol):
+    """Where devices and series are looked up (the database, behind caches)."""
+
+    def device_status(self, device_id: str) -> str | None:
+        """'active', 'disabled', or None for a device nobody registered."""
+        ...
+
+    def metric(self, key: str) -> Metric | None: ...
+
+    def series(self, device_id: str, metric: Metric) -> int:
+        """The series id of device × metric, created on first use."""
+        ...
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """Everything one transaction writes for a batch of messages."""
+
+    times_us: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    series_ids: npt.NDArray[np.int32] = field(default_factory=lambda: np.empty(0, np.int32))
+    values: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0, np.float64))
+    quality: npt.NDArray[np.int16] = field(default_factory=lambda: np.empty(0, np.int16))
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    statuses: dict[str, DeviceStatus] = field(default_factory=dict)
+    last_seen: dict[str, float] = field(default_factory=dict)
+    #: per message: 'stored', 'partial' (some records quarantined), 'quarantined', 'status'
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def reading_count(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_payload_bytes: int
+    max_past_s: float
+    max_future_s: float
+
+
+def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
+    """``<prefix>/<device>/<kind>`` → (device, kind); None for anything else."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != prefix or not parts[1]:
+        return None
+    return parts[1], parts[2]
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class BatchPreparer:
+    """Turns messages into a `PreparedBatch`; holds no state between batches but caches."""
+
+    def __init__(self, registry: Registry, limits: Limits, topic_prefix: str) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.prefix = topic_prefix
+        # (from_unit, metric key) -> (scale, offset) or the UnitError's message
+        self._conversions: dict[tuple[str | None, str], tuple[float, float] | str] = {}
+
+    def _conversion(self, unit: str | None, metric: Metric) -> tuple[float, float] | str:
+        key = (unit, metric.key)
+        found = self._conversions.get(key)
+        if found is None:
+            if unit is None or unit == metric.unit:
+                found = (1.0, 0.0)
+            else:
+                try:
+                    found = conversion(unit, metric.unit, metric.molar_mass)
+                except UnitError as exc:
+                    found = str(exc)
+            self._conversions[key] = found
+        return found
+
+    def prepare(self, messages: Sequence[Message]) -> PreparedBatch:
+        batch = PreparedBatch()
+        times: list[float] = []
+        series: list[int] = []
+        raw: list[float] = []
+        scale: list[float] = []
+        offset: list[float] = []
+        lo: list[float] = []
+        hi: list[float] = []
+        # which message each reading came from, to quarantine out-of-range times
+        origin: list[int] = []
+
+        for index, message in enumerate(messages):
+            route = parse_topic(message.topic, self.prefix)
+            if route is None:
+                self._reject(
+                    batch,
+                    message,
+                    None,
+                    "bad_topic",
+                    f"topic {_short(message.topic)!r} is not {self.prefix}/<device>/"
+                    "telemetry or status",
+                )
+                continue
+            device_id, kind = route
+            if len(message.payload) > self.limits.max_payload_bytes:
+                self._reject(
+                    batch,
+                    message,
+                    device_id,
+                    "oversized",
+                    f"payload of {len(message.payload)} bytes exceeds the limit of "
+                    f"{self.limits.max_payload_bytes}; first {OVERSIZED_KEEP_BYTES} "
+                    f"bytes kept, sha256 {hashlib.sha256(message.payload).hexdigest()}",
+                    message.payload[:OVERSIZED_KEEP_BYTES],
+                )
+                continue
+            state = self.registry.device_status(device_id)
+            if state is None:
+                self._reject(
+                    batch,
+                    message,
+                    device_id,
+                    "unknown_device",
+                    f"device {device_id!r} is not registered",
+                )
+                continue
+            if state != "active":
+                self._reject(
+                    batch, message, device_id, "device_disabled", f"device {device_id!r} is {state}"
+                )
+                continue
+            if kind == "status":
+                self._status(batch, message, device_id)
+                continue
+            if kind != "telemetry":
+                self._reject(
+                    batch,
+                    message,
+                    device_id,
+                    "bad_topic",
+                    f"unknown message kind {kind!r} (expected telemetry or status)",
+                )
+                continue
+            try:
+                decoded = decode(message.payload, now=message.received)
+            except DecodeError as exc:
+                self._reject(batch, message, device_id, exc.reason, exc.detail)
+                continue
+
+            problems: dict[str, list[str]] = {}
+            for rejected in decoded.rejected:
+                problems.setdefault(rejected.reason, []).append(
+                    f"record {rejected.position}: {rejected.detail}"
+                )
+            stored = 0
+            for reading in decoded.readings:
+                key = metric_key(reading.name)
+                metric = self.registry.metric(key)
+                if metric is None:
+                    problems.setdefault("unknown_metric", []).append(
+                        f"{_short(reading.name, 60)!r}: no metric {key!r} in the catalogue"
+                    )
+                    continue
+                if reading.is_sum and metric.value_type == "gauge":
+                    problems.setdefault("unexpected_sum", []).append(
+                        f"{key}: a SenML sum for a metric that is not a count or register"
+                    )
+                    continue
+                conv = self._conversion(reading.unit, metric)
+                if isinstance(conv, str):
+                    problems.setdefault("bad_unit", []).append(f"{key}: {conv}")
+                    continue
+                times.append(reading.time)
+                series.append(self.registry.series(device_id, metric))
+                raw.append(reading.value)
+                scale.append(conv[0])
+                offset.append(conv[1])
+                lo.append(metric.min_value)
+                hi.append(metric.max_value)
+                origin.append(index)
+                stored += 1
+            for reason, details in problems.items():
+                self._reject(
+                    batch, message, device_id, reason, "; ".join(details)[:1000], count=False
+                )
+            batch.outcomes[
+                "partial" if problems and stored else "stored" if stored else "quarantined"
+            ] += 1
+
+        if times:
+            self._finish(batch, messages, times, series, raw, scale, offset, lo, hi, origin)
+        return batch
+
+    def _finish(
+        self,
+        batch: PreparedBatch,
+        messages: Sequence[Message],
+        times: list[float],
+        series: list[int],
+        raw: list[float],
+        scale: list[float],
+        offset: list[float],
+        lo: list[float],
+        hi: list[float],
+        origin: list[int],
+    ) -> None:
+        t = np.asarray(times, dtype=np.float64)
+        received = np.asarray([messages[i].received for i in origin], dtype=np.float64)
+        too_old = t < received - self.limits.max_past_s
+        too_new = t > received + self.limits.max_future_s
+        values = np.asarray(raw) * np.asarray(scale) + np.asarray(offset)
+        bad_value = ~np.isfinite(values)  # e.g. a huge number overflowing in conversion
+        reject = too_old | too_new | bad_value
+        if reject.any():
+            for position in np.flatnonzero(reject):
+                message = messages[origin[position]]
+                route = parse_topic(message.topic, self.prefix)
+                device = route[0] if route else None
+                if too_old[position]:
+                    reason = "time_too_old"
+                elif too_new[position]:
+                    reason = "time_in_future"
+                else:
+                    reason = "non_finite"
+                self._reject(
+                    batch,
+                    message,
+                    device,
+                    reason,
+                    f"reading at epoch {t[position]:.3f} s, received at {message.received:.3f} s",
+                    count=False,
+                )
+            keep = ~reject
+            t, values = t[keep], values[keep]
+            series_arr = np.asarray(series, dtype=np.int32)[keep]
+            lo_arr, hi_arr = np.asarray(lo)[keep], np.asarray(hi)[keep]
+            kept_origin = np.asarray(origin)[keep]
+        else:
+            series_arr = np.asarray(series, dtype=np.int32)
+            lo_arr, hi_arr = np.asarray(lo), np.asarray(hi)
+            kept_origin = np.asarray(origin)
+        batch.times_us = np.round(t * 1e6).astype(np.int64)
+        batch.series_ids = series_arr
+        batch.values = values
+        batch.quality = qc.gross_range(values, lo_arr, hi_arr)
+        # last_seen: latest reception time per device that delivered readings
+        for i in np.unique(kept_origin):
+            message = messages[int(i)]
+            route = parse_topic(message.topic, self.prefix)
+            if route is not None:
+                seen = batch.last_seen.get(route[0], 0.0)
+                batch.last_seen[route[0]] = max(seen, message.received)
+
+    def _status(self, batch: PreparedBatch, message: Message, device_id: str) -> None:
+        """``online``/``offline`` text (retained / last will), or a JSON object with
+        ``status``, ``battery`` (V or %) and ``rssi`` (dBm)."""
+        text = message.payload.strip()
+        online: bool | None = None
+        battery = rssi = None
+        if text in (b"online", b"offline"):
+            online = text == b"online"
+        else:
+            try:
+                doc = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                doc = None
+            if not isinstance(doc, dict):
+                self._reject(
+                    batch,
+                    message,
+                    device_id,
+                    "bad_status",
+                    "status is neither online/offline nor a JSON object",
+                )
+                return
+            state = doc.get("status")
+            if state in ("online", "offline"):
+                online = state == "online"
+            battery = _finite(doc.get("battery"))
+            rssi = _finite(doc.get("rssi"))
+            if online is None and battery is None and rssi is None:
+                self._reject(
+                    batch,
+                    message,
+                    device_id,
+                    "bad_status",
+                    "status object has no status, battery or rssi",
+                )
+                return
+        previous = batch.statuses.get(device_id)
+        if previous is None or previous.seen <= message.received:
+            batch.statuses[device_id] = DeviceStatus(online, battery, rssi, message.received)
+        batch.outcomes["status"] += 1
+
+    @staticmethod
+    def _reject(
+        batch: PreparedBatch,
+        message: Message,
+        device_id: str | None,
+        reason: str,
+        detail: str,
+        payload: bytes | None = None,
+        *,
+        count: bool = True,
+    ) -> None:
+        batch.quarantine.append(
+            QuarantineRow(
+                message.received,
+                message.topic,
+                device_id,
+                reason,
+                detail,
+                message.payload if payload is None else payload,
+            )
+        )
+        if count:
+            batch.outcomes["quarantined"] += 1
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if np.isfinite(number) else None

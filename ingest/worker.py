@@ -1,0 +1,442 @@
+"""The ingest worker: MQTT in, TimescaleDB out, acknowledged only after commit.
+
+Threads and hand-over:
+- paho's network thread only appends each message to a deque and wakes the writer
+  (it never decodes or touches the database, so it keeps reading the socket);
+- the writer (the thread that calls `run`) takes batches bounded in size and time,
+  prepares them (`ingest.pipeline`), writes each in one transaction
+  (`ingest.writer`), and only then acknowledges the batch's messages (MQTT v5
+  manual ack).
+
+Memory is bounded by the protocol, not by hope: the worker announces an MQTT v5
+Receive Maximum, so the broker never has more unacknowledged messages out to it
+than that; while the database is down nothing is acknowledged, the window fills,
+the broker stops sending and keeps the rest.
+
+A message is acknowledged only on the connection that delivered it.  After a
+reconnect the broker redelivers what was unacknowledged (MQTT-4.4.0-1), and packet
+ids of the old connection may by then name other messages, so acknowledging an old
+id could acknowledge a message we never stored.  Old-connection messages are still
+written (inserts are idempotent) but not acknowledged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from core.settings import Settings
+from ingest.pipeline import BatchPreparer, Limits, Message, PreparedBatch, QuarantineRow
+from ingest.writer import BatchWriter, DatabaseRegistry
+
+log = logging.getLogger(__name__)
+
+#: the shared-subscription group every ingest worker joins (MQTT v5 §4.8.2)
+SHARE_GROUP = "smartby-ingest"
+#: persistent session lifetime: a worker restarted within a week resumes its queue
+SESSION_EXPIRY_S = 7 * 24 * 3600
+#: advisory-lock class for claiming a worker slot (and so a stable client id)
+_SLOT_LOCK_CLASS = 0x534D  # "SM"
+_MAX_SLOTS = 256
+
+
+@dataclass
+class IngestMetrics:
+    """The worker's Prometheus metrics, in a registry of their own (tests run several
+    workers in one process)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.messages = Counter(
+            "smartby_ingest_messages", "MQTT messages handled, by outcome", ["outcome"], registry=r
+        )
+        self.readings = Counter(
+            "smartby_ingest_readings_written", "Readings newly stored", registry=r
+        )
+        self.duplicates = Counter(
+            "smartby_ingest_readings_duplicate",
+            "Readings already stored (redelivered messages)",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "smartby_ingest_quarantined",
+            "Quarantined messages or records, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "smartby_ingest_batch_messages",
+            "Messages per batch",
+            buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000, 20000, 65535),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "smartby_ingest_commit_seconds",
+            "Time to write and commit one batch",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "smartby_ingest_queue_depth", "Messages received and not yet written", registry=r
+        )
+        self.last_commit = Gauge(
+            "smartby_ingest_last_commit_timestamp_seconds",
+            "Unix time of the last successful commit",
+            registry=r,
+        )
+        self.db_errors = Counter(
+            "smartby_ingest_database_errors", "Failed batch writes (retried)", registry=r
+        )
+        self.connected = Gauge(
+            "smartby_ingest_broker_connected", "1 while connected to the broker", registry=r
+        )
+
+
+def topic_filters(prefix: str) -> list[str]:
+    """What a worker subscribes to: telemetry and status of every device, shared."""
+    return [f"$share/{SHARE_GROUP}/{prefix}/+/telemetry", f"$share/{SHARE_GROUP}/{prefix}/+/status"]
+
+
+class SlotClaim:
+    """A worker number held by a PostgreSQL advisory lock for the life of a connection.
+
+    Compose replicas have no stable identity, but a persistent MQTT session needs a
+    stable client id: a worker that came back under a new id would strand the
+    messages the broker queued for the old session.  Claiming the lowest free slot
+    gives restarted workers back the ids (and sessions) of the ones that died.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True, application_name="smartby-ingest-slot")
+        for slot in range(1, _MAX_SLOTS + 1):
+            row = self.conn.execute(
+                "SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCK_CLASS, slot)
+            ).fetchone()
+            if row and row[0]:
+                self.slot = slot
+                return
+        self.conn.close()
+        raise RuntimeError(f"all {_MAX_SLOTS} ingest worker slots are taken")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class IngestWorker:
+    """One worker; `run` blocks until `stop` is called (from a signal handler or a test)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        *,
+        client_id: str | None = None,
+        metrics: IngestMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.metrics = metrics or IngestMetrics()
+        self.receive_maximum = min(65535, settings.ingest_queue_size)
+        self.batch_size = min(settings.ingest_batch_size, self.receive_maximum)
+        self.batch_seconds = settings.ingest_batch_ms / 1000
+        self._client_id = client_id or settings.ingest_client_id
+        self._slot: SlotClaim | None = None
+        self._pending: deque[Message] = deque()
+        self._wake = threading.Event()
+        # A plain flag, not an Event: stop() is called from signal handlers, and an
+        # Event's lock taken re-entrantly in the main thread would deadlock.
+        self._stop_requested = False
+        self._generation = 0
+        self._connected = threading.Event()
+        self.registry = DatabaseRegistry(database_url)
+        self.writer = BatchWriter(database_url)
+        self.preparer = BatchPreparer(
+            self.registry,
+            Limits(
+                settings.ingest_max_payload_bytes,
+                settings.ingest_max_past_days * 86400,
+                settings.ingest_max_future_s,
+            ),
+            settings.mqtt_topic_prefix,
+        )
+        self.client: mqtt.Client | None = None
+        self._http: object | None = None
+
+    # ------------------------------------------------------------------ MQTT side
+
+    @property
+    def client_id(self) -> str:
+        if self._client_id is None:
+            self._slot = SlotClaim(self.database_url)
+            self._client_id = f"smartby-ingest-{self._slot.slot}"
+        return self._client_id
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.settings.mqtt_username:
+            password = self.settings.mqtt_password
+            client.username_pw_set(
+                self.settings.mqtt_username, password.get_secret_value() if password else None
+            )
+        if self.settings.mqtt_tls:
+            client.tls_set()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        return client
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        _userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        # Subscribe on every connect: a broker that lost the session (or a new one
+        # behind a load balancer) would otherwise leave us connected and deaf.
+        client.subscribe([(f, 1) for f in topic_filters(self.settings.mqtt_topic_prefix)])
+        self.metrics.connected.set(1)
+        log.info(
+            "connected to %s:%s as %s (session present: %s)",
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            self.client_id,
+            flags.session_present,
+        )
+
+    def _on_subscribe(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _mid: int,
+        reasons: list[ReasonCode],
+        _props: Properties | None,
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("broker refused the subscriptions: %s", ", ".join(failed))
+            return
+        self._connected.set()
+
+    def _on_disconnect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._generation += 1  # packet ids of the old connection are void from now on
+        self._connected.clear()
+        self.metrics.connected.set(0)
+        if not self._stop_requested:
+            log.warning("disconnected from the broker (%s); paho reconnects", reason)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # Hand over only: this is paho's network thread.
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", "replace")
+        self._pending.append(
+            Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self._generation)
+        )
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _ack(self, messages: Sequence[Message]) -> None:
+        client = self.client
+        assert client is not None
+        generation = self._generation
+        for message in messages:
+            if message.qos and message.generation == generation:
+                client.ack(message.mid, message.qos)
+
+    # -------------------------------------------------------------- database side
+
+    def _collect(self) -> list[Message]:
+        """Up to batch_size messages, waiting at most batch_ms after the first."""
+        pending = self._pending
+        if not pending:
+            self._wake.clear()
+            if not pending and not self._wake.wait(0.1):
+                return []
+        batch: list[Message] = []
+        deadline = time.monotonic() + self.batch_seconds
+        while True:
+            take = min(self.batch_size - len(batch), len(pending))
+            batch.extend(pending.popleft() for _ in range(take))
+            if len(batch) >= self.batch_size or self._stop_requested:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._wake.clear()
+            if not pending:
+                self._wake.wait(min(remaining, 0.05))
+        return batch
+
+    def _write_with_retry(self, messages: list[Message]) -> bool:
+        """Prepare and commit; on a database outage retry with backoff until it works or
+        the worker is stopped (then False: nothing is acknowledged)."""
+        delay = 0.1
+        while True:
+            try:
+                self._write(messages)
+                return True
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                self.metrics.db_errors.inc()
+                self.writer.close()
+                self.registry.close()
+                log.warning(
+                    "database write failed (%s); retrying in %.1f s",
+                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
+                    delay,
+                )
+                if self._sleep_unless_stopped(delay * random.uniform(0.8, 1.2)):  # noqa: S311
+                    return False
+                delay = min(delay * 2, 5.0)
+
+    def _sleep_unless_stopped(self, seconds: float) -> bool:
+        """Sleep in short steps; True as soon as a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._stop_requested
+
+    def _write(self, messages: list[Message]) -> None:
+        """One batch; a batch the database rejects for its content (not an outage) is
+        split until the one message responsible is found and quarantined."""
+        prepared = self.preparer.prepare(messages)
+        started = time.perf_counter()
+        try:
+            result = self.writer.write(prepared)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            raise
+        except psycopg.Error as exc:
+            if len(messages) > 1:
+                half = len(messages) // 2
+                self._write(messages[:half])
+                self._write(messages[half:])
+                return
+            log.warning("quarantining a message the database rejected: %s", exc)
+            message = messages[0]
+            prepared = PreparedBatch(
+                quarantine=[
+                    QuarantineRow(
+                        message.received,
+                        message.topic,
+                        None,
+                        "write_failed",
+                        str(exc).strip()[:500],
+                        message.payload,
+                    )
+                ]
+            )
+            prepared.outcomes["quarantined"] += 1
+            result = self.writer.write(prepared)
+        m = self.metrics
+        m.commit_seconds.observe(time.perf_counter() - started)
+        m.last_commit.set(time.time())
+        m.batch_size.observe(len(messages))
+        m.readings.inc(result.inserted)
+        m.duplicates.inc(result.duplicates)
+        for outcome, count in prepared.outcomes.items():
+            m.messages.labels(outcome).inc(count)
+        for row in prepared.quarantine:
+            m.quarantined.labels(row.reason).inc()
+
+    # ------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Connect (database first: no point taking messages we cannot store)."""
+        self.registry.load()
+        if self.settings.ingest_metrics_port:
+            self._http = start_http_server(
+                self.settings.ingest_metrics_port,
+                addr=self.settings.ingest_metrics_host,
+                registry=self.metrics.registry,
+            )
+        self.client = self._make_client()
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
+        self.client.connect(
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def wait_connected(self, timeout: float = 10) -> bool:
+        """True once connected and subscribed (SUBACK received)."""
+        return self._connected.wait(timeout)
+
+    def run(self) -> None:
+        if self.client is None:
+            self.start()
+        try:
+            while not self._stop_requested:
+                batch = self._collect()
+                self.metrics.queue_depth.set(len(self._pending))
+                if batch and self._write_with_retry(batch):
+                    self._ack(batch)
+            # Drain what already arrived, so a clean stop leaves little to redeliver.
+            while self._pending:
+                batch = self._collect()
+                if not (batch and self._write_with_retry(batch)):
+                    break
+                self._ack(batch)
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask `run` to finish its batch, drain, and return (safe in a signal handler)."""
+        self._stop_requested = True
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+        self.writer.close()
+        self.registry.close()
+        if self._slot is not None:
+            self._slot.close()
+            self._slot = None
+        if self._http is not None:
+            server = self._http[0] if isinstance(self._http, tuple) else None
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    server.shutdown()
+                    server.server_close()
+            self._http = None

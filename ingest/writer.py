@@ -1,0 +1,266 @@
+"""Writing a prepared batch in one transaction, and finding devices and series.
+
+Readings go in by binary COPY (NumPy-encoded, `core.pgcopy`).  COPY cannot skip
+duplicates, and a redelivered MQTT message brings readings that are already stored,
+so the common case COPYs straight into ``readings`` inside a savepoint, and only
+when the unique key objects does the batch go the slower way: COPY into a staging
+table, then ``INSERT … ON CONFLICT DO NOTHING``.  Duplicates are absorbed by the
+key, never by luck.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from core.catalogue import Metric, load_catalogue
+from core.pgcopy import Column, encode_rows
+from ingest.pipeline import PreparedBatch
+
+log = logging.getLogger(__name__)
+
+READING_COLUMNS = (
+    Column("time", "timestamptz"),
+    Column("series_id", "int4"),
+    Column("value", "float8"),
+    Column("quality", "int2"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int  # readings newly stored
+    duplicates: int  # readings already there (redelivery)
+    quarantined: int
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class BatchWriter:
+    """Owns the write connection; `write` is one transaction or an exception."""
+
+    def __init__(self, url: str, application_name: str = "smartby-ingest") -> None:
+        self.url = url
+        self.application_name = application_name
+        self.conn: psycopg.Connection[TupleRow] | None = None
+
+    def _connection(self) -> psycopg.Connection[TupleRow]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = psycopg.connect(
+                self.url, application_name=self.application_name, connect_timeout=5
+            )
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
+                " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            self.conn.commit()
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def write(self, batch: PreparedBatch) -> WriteResult:
+        conn = self._connection()
+        try:
+            with conn.transaction():
+                inserted = self._readings(conn, batch)
+                self._quarantine(conn, batch)
+                self._devices(conn, batch)
+        except BaseException:
+            # A broken connection is replaced on the next call.
+            if conn.broken:
+                self.close()
+            raise
+        return WriteResult(inserted, batch.reading_count - inserted, len(batch.quarantine))
+
+    def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
+        if batch.reading_count == 0:
+            return 0
+        data = encode_rows(
+            READING_COLUMNS, [batch.times_us, batch.series_ids, batch.values, batch.quality]
+        )
+        try:
+            with (
+                conn.transaction(),
+                conn.cursor() as cur,
+                cur.copy(
+                    "COPY readings (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
+                ) as copy,
+            ):
+                copy.write(data)
+            return batch.reading_count
+        except psycopg.errors.UniqueViolation:
+            pass  # some readings are stored already: absorb them below
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY readings_staging (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(data)
+            cur.execute(
+                "INSERT INTO readings (time, series_id, value, quality)"
+                " SELECT time, series_id, value, quality FROM readings_staging"
+                " ON CONFLICT (series_id, time) DO NOTHING"
+            )
+            # the staging rows go at commit (ON COMMIT DELETE ROWS)
+            return cur.rowcount
+
+    @staticmethod
+    def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
+        if not batch.quarantine:
+            return
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY quarantine (received_at, topic, device_id, reason, detail, payload)"
+                " FROM STDIN"
+            ) as copy,
+        ):
+            for row in batch.quarantine:
+                copy.write_row(
+                    (
+                        _ts(row.received),
+                        row.topic,
+                        row.device_id,
+                        row.reason,
+                        row.detail,
+                        row.payload,
+                    )
+                )
+
+    @staticmethod
+    def _devices(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
+        if batch.last_seen:
+            conn.execute(
+                """UPDATE devices d SET last_seen = GREATEST(d.last_seen, v.seen)
+                   FROM unnest(%s::text[], %s::timestamptz[]) AS v(id, seen)
+                   WHERE d.id = v.id""",
+                (list(batch.last_seen), [_ts(s) for s in batch.last_seen.values()]),
+            )
+        if batch.statuses:
+            ids = list(batch.statuses)
+            states = list(batch.statuses.values())
+            conn.execute(
+                """UPDATE devices d SET
+                       online = COALESCE(v.online, d.online),
+                       battery = COALESCE(v.battery, d.battery),
+                       rssi = COALESCE(v.rssi, d.rssi),
+                       last_seen = GREATEST(d.last_seen, v.seen),
+                       updated_at = now()
+                   FROM unnest(%s::text[], %s::boolean[], %s::float8[], %s::float8[],
+                               %s::timestamptz[]) AS v(id, online, battery, rssi, seen)
+                   WHERE d.id = v.id""",
+                (
+                    ids,
+                    [s.online for s in states],
+                    [s.battery for s in states],
+                    [s.rssi for s in states],
+                    [_ts(s.seen) for s in states],
+                ),
+            )
+
+
+class DatabaseRegistry:
+    """Devices, metrics and series from the database, cached for the hot path.
+
+    A device nobody registered is remembered as unknown for ``negative_ttl`` seconds,
+    so a flood from a rogue topic costs one query, not one per message; a device
+    registered meanwhile is found after that.  Series are created on first use by an
+    idempotent upsert (several workers may race to create the same one).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        positive_ttl: float = 60.0,
+        negative_ttl: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.positive_ttl = positive_ttl
+        self.negative_ttl = negative_ttl
+        self.clock = clock
+        self.conn: psycopg.Connection[TupleRow] | None = None
+        self._devices: dict[str, tuple[str | None, float]] = {}
+        self._series: dict[tuple[str, str], int] = {}
+        self._metrics: dict[str, Metric] = {}
+
+    def _connection(self) -> psycopg.Connection[TupleRow]:
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = psycopg.connect(
+                self.url,
+                autocommit=True,
+                application_name="smartby-ingest-registry",
+                connect_timeout=5,
+            )
+        return self.conn
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def load(self) -> None:
+        """Warm the caches: the catalogue, every device and every series."""
+        conn = self._connection()
+        self._metrics = load_catalogue(conn)
+        now = self.clock()
+        for device_id, status in conn.execute("SELECT id, status FROM devices"):
+            self._devices[device_id] = (status, now + self.positive_ttl)
+        for series_id, device_id, metric in conn.execute(
+            "SELECT id, device_id, metric FROM series"
+        ):
+            self._series[(device_id, metric)] = series_id
+
+    def device_status(self, device_id: str) -> str | None:
+        cached = self._devices.get(device_id)
+        now = self.clock()
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        row = (
+            self._connection()
+            .execute("SELECT status FROM devices WHERE id = %s", (device_id,))
+            .fetchone()
+        )
+        status = row[0] if row else None
+        ttl = self.positive_ttl if status is not None else self.negative_ttl
+        if len(self._devices) > 100_000:  # bound the memory a topic flood can take
+            self._devices.clear()
+        self._devices[device_id] = (status, now + ttl)
+        return status
+
+    def metric(self, key: str) -> Metric | None:
+        if not self._metrics:
+            self._metrics = load_catalogue(self._connection())
+        return self._metrics.get(key)
+
+    def series(self, device_id: str, metric: Metric) -> int:
+        key = (device_id, metric.key)
+        found = self._series.get(key)
+        if found is not None:
+            return found
+        row = (
+            self._connection()
+            .execute(
+                """WITH created AS (
+                   INSERT INTO series (device_id, metric) VALUES (%s, %s)
+                   ON CONFLICT (device_id, metric) DO NOTHING RETURNING id)
+               SELECT id FROM created
+               UNION ALL SELECT id FROM series WHERE device_id = %s AND metric = %s""",
+                (device_id, metric.key, device_id, metric.key),
+            )
+            .fetchone()
+        )
+        assert row is not None, f"series {device_id}/{metric.key} neither created nor found"
+        self._series[key] = int(row[0])
+        return int(row[0])
