@@ -59,6 +59,11 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()
+    if not worker.wait_connected(30):
+        worker.close()
+        raise SmartbyError(
+            f"no subscription at the broker {settings.mqtt_host}:{settings.mqtt_port} after 30 s"
+        )
     click.echo(
         f"ingest worker {worker.client_id} consuming from "
         f"{settings.mqtt_host}:{settings.mqtt_port}",
