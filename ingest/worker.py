@@ -40,6 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from core.settings import Settings
+from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Limits, Message, PreparedBatch, QuarantineRow
 from ingest.writer import BatchWriter, DatabaseRegistry
 
