@@ -253,8 +253,8 @@ def integrated_unit(rate_unit: str) -> tuple[str, float] | None:
     return _INTEGRALS.get(rate_unit)
 
 
-def _molar_concentration(from_unit: str, to_unit: str, molar_mass: float | None) -> Fraction:
-    """Moles of air per m³ at EU reference conditions, checked for use with ``molar_mass``."""
+def _gas_factor(from_unit: str, to_unit: str, molar_mass: float | None) -> Fraction:
+    """kg/m³ of a gas per unit of mixing ratio (mol/mol) at the EU reference conditions."""
     if molar_mass is None:
         raise UnitError(
             from_unit,
@@ -264,10 +264,11 @@ def _molar_concentration(from_unit: str, to_unit: str, molar_mass: float | None)
         )
     if not (math.isfinite(molar_mass) and molar_mass > 0):
         raise UnitError(from_unit, to_unit, f"molar mass must be positive, got {molar_mass!r}")
-    # Ideal gas: n/V = p / (R T).
-    return Fraction(EU_REFERENCE_PRESSURE_PA) / (
+    # Ideal gas: n/V = p / (R T) mol of air per m³; times g/mol, times 1e-3 kg/g.
+    moles_per_m3 = Fraction(EU_REFERENCE_PRESSURE_PA) / (
         _GAS_CONSTANT * Fraction(EU_REFERENCE_TEMPERATURE_K)
     )
+    return moles_per_m3 * Fraction(molar_mass) / 1000
 
 
 @lru_cache(maxsize=1024)
@@ -276,7 +277,8 @@ def conversion(
 ) -> tuple[float, float]:
     """``(scale, offset)`` such that ``value_in_to_unit = value × scale + offset``.
 
-    Raises ``UnitError`` when either unit is unknown or they measure different things.
+    A unit always converts to itself (even one not listed here); otherwise ``UnitError`` is
+    raised when either unit is unknown or the two measure different things.
     A mixing ratio (``ppb``, ``ppm``, ``/``…) converts to a mass concentration (``ug/m3``…) and
     back only when ``molar_mass_g_per_mol`` is given, at the EU reference conditions of
     Directive 2008/50/EC (293.15 K, 101.325 kPa): 1 ppb of NO₂ (46.0055 g/mol) ≈ 1.91 µg/m³.
@@ -294,14 +296,9 @@ def conversion(
     bridge = Fraction(1)
     dimensions = (source.dimension, target.dimension)
     if dimensions == ("ratio", "mass_concentration"):
-        moles_per_m3 = _molar_concentration(from_unit, to_unit, molar_mass_g_per_mol)
-        assert molar_mass_g_per_mol is not None  # checked by _molar_concentration
-        # ratio (mol/mol) × mol/m³ × g/mol × 1e-3 kg/g = kg/m³
-        bridge = moles_per_m3 * Fraction(molar_mass_g_per_mol) / 1000
+        bridge = _gas_factor(from_unit, to_unit, molar_mass_g_per_mol)
     elif dimensions == ("mass_concentration", "ratio"):
-        moles_per_m3 = _molar_concentration(from_unit, to_unit, molar_mass_g_per_mol)
-        assert molar_mass_g_per_mol is not None
-        bridge = 1000 / (moles_per_m3 * Fraction(molar_mass_g_per_mol))
+        bridge = 1 / _gas_factor(from_unit, to_unit, molar_mass_g_per_mol)
     elif source.dimension != target.dimension:
         raise UnitError(
             from_unit,

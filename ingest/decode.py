@@ -221,6 +221,7 @@ def metric_key(name: str) -> str:
 
     The device is already known from the MQTT topic, so only the last segment matters:
     ``urn:dev:mac:0024befffe804ff1:pm25`` → ``pm25``, ``narvik-aq-01/NO2`` → ``no2``.
+    A name ending in a separator has an empty key, which no metric matches.
     """
     cut = max(name.rfind(":"), name.rfind("/"))
     return name[cut + 1 :].lower()
@@ -247,10 +248,13 @@ def decode(payload: bytes, now: float | None = None) -> DecodeResult:
 def _decode(payload: bytes, now: float) -> DecodeResult:
     if not payload:
         raise DecodeError("empty", "the payload has no bytes")
+    if payload[0] >= 0x80:
+        # JSON text starts with ASCII (RFC 8259 §2); a SenML CBOR array starts with 0x80-0x9f.
+        return _decode_cbor(payload, now, "starts with a non-ASCII byte")
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError as json_error:
-        return _decode_cbor(payload, now, json_error)
+        return _decode_cbor(payload, now, str(json_error))
     kind = type(document)
     if kind is list:
         return _decode_pack(document, _JSON_LABELS, _JSON_SETS, now, "senml+json")
@@ -262,7 +266,8 @@ def _decode(payload: bytes, now: float) -> DecodeResult:
     )
 
 
-def _decode_cbor(payload: bytes, now: float, json_error: Exception) -> DecodeResult:
+def _decode_cbor(payload: bytes, now: float, json_error: str) -> DecodeResult:
+    """SenML CBOR (RFC 8428 §6): exactly one CBOR data item, an array of maps."""
     stream = io.BytesIO(payload)
     try:
         document = cbor2.CBORDecoder(
@@ -436,6 +441,8 @@ def _decode_pack(
                 reject(new_rejected(index, name, "bad_value", f"value is not a number: {_show(v)}"))
                 continue
             value = base_value + number  # §4.5.4: Base Value + Value
+            # A malformed record (above) is rejected whole; a well-formed one whose value
+            # cannot be stored still lets its Sum through (below).
             if isfinite(value):
                 add_reading(new_reading(name, when, value, unit, False))
             else:
@@ -597,13 +604,9 @@ def _sum_reading(
     unit: str | None,
 ) -> Reading | RejectedRecord:
     """The reading of a record's Sum: Base Sum + Sum (§4.5.4), in unit × seconds (§4.2)."""
-    if s is _MISSING:
-        number: float | None = 0.0
-    else:
-        number = _number(s)
-        if number is None:
-            return RejectedRecord(index, name, "bad_value", f"sum is not a number: {_show(s)}")
-    assert number is not None
+    number = 0.0 if s is _MISSING else _number(s)
+    if number is None:
+        return RejectedRecord(index, name, "bad_value", f"sum is not a number: {_show(s)}")
     total = (base_sum or 0.0) + number
     if not math.isfinite(total):
         return RejectedRecord(index, name, "non_finite", f"sum is not finite: {_show(s)}")
