@@ -10,16 +10,29 @@ per pass of its loop, each pass a ``select``.  At QoS 1 that caps a subscriber n
 uses for TLS sockets' own buffers, so its loop never waits in ``select`` while a
 buffered packet is unread.  `FastClient.loop_read` then handles every packet
 already buffered in one pass (bounded, so acknowledgements still get written).
-Everything else — protocol, sessions, reconnects — stays paho's.
+
+Past the socket, paho spends most of a message's cost on objects an ingest worker
+never uses: a `Properties` parse for every MQTT v5 PUBLISH, a `threading.Condition`
+inside every incoming message's (publish-side) info object, a topic-filter match
+for per-topic callbacks.  `FastClient._handle_publish` takes QoS 0/1 PUBLISH packets
+that carry no properties the short way and hands anything else to paho;
+`ack_many` queues a whole batch of PUBACKs as one write instead of one wake-up of
+the network thread per message.
+
+These override private paho methods, so paho is pinned in the lock file and the
+ingest integration tests exercise every path.  Protocol, sessions and reconnects
+stay paho's.
 """
 
 from __future__ import annotations
 
 import socket
+import struct
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import MessageState, MQTTErrorCode
 
 _READ_SIZE = 256 * 1024
 #: packets handled per loop pass before paho gets to write (PUBACKs) and ping
@@ -57,11 +70,60 @@ class BufferedSocket:
         return getattr(self._sock, name)
 
 
+_PUBACK = 0x40
+_NO_INFO = mqtt.MQTTMessageInfo(0)
+
+
 class FastClient(mqtt.Client):
-    """`paho.mqtt.client.Client` with the buffered read path described above."""
+    """`paho.mqtt.client.Client` with the lean receive path described above.
+
+    Per-topic callbacks (``message_callback_add``) are not supported: every message
+    goes to ``on_message``.
+    """
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        command: int = self._in_packet["command"]
+        qos = (command & 0x06) >> 1
+        if qos == 2 or self._protocol != mqtt.MQTTv5:
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        topic_end = 2 + ((packet[0] << 8) | packet[1])
+        pos = topic_end
+        mid = 0
+        if qos:
+            mid = (packet[pos] << 8) | packet[pos + 1]
+            pos += 2
+        if pos >= len(packet) or packet[pos] != 0:
+            # properties present (topic alias, user properties...): paho's full path
+            return super()._handle_publish()
+        message = mqtt.MQTTMessage.__new__(mqtt.MQTTMessage)
+        message.timestamp = 0.0
+        message.state = MessageState.MQTT_MS_INVALID
+        message.info = _NO_INFO  # publish-side bookkeeping, unused for incoming messages
+        message.dup = bool(command & 0x08)
+        message.mid = mid
+        message._topic = bytes(packet[2:topic_end])
+        message.payload = bytes(memoryview(packet)[pos + 1 :])
+        message.qos = qos
+        message.retain = bool(command & 0x01)
+        message.properties = None
+        on_message = self._on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                on_message(self, self._userdata, message)
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def ack_many(self, mids: Iterable[int]) -> None:
+        """PUBACK (MQTT v5 §3.4, reason 0 "success" implied by the 2-byte form) for
+        every QoS 1 message id, written by the network thread in one go."""
+        data = b"".join(struct.pack("!BBH", _PUBACK, 2, mid) for mid in mids)
+        if data:
+            self._packet_queue(_PUBACK, data, 0, 0)
 
     def _create_socket(self) -> Any:
-        sock = super()._create_socket()  # type: ignore[misc]
+        sock = super()._create_socket()
         return BufferedSocket(sock) if isinstance(sock, socket.socket) else sock
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:

@@ -25,6 +25,8 @@ from core.catalogue import Metric
 from core.units import UnitError, conversion
 from ingest.decode import DecodeError, decode, metric_key
 
+#: Bound on the resolved-target cache (a stream of random names must not grow it forever).
+_TARGET_CACHE_LIMIT = 200_000
 #: How much of an oversized payload is kept in quarantine, as evidence.
 OVERSIZED_KEEP_BYTES = 4096
 
@@ -128,6 +130,12 @@ class BatchPreparer:
         self.prefix = topic_prefix
         # (from_unit, metric key) -> (scale, offset) or the UnitError's message
         self._conversions: dict[tuple[str | None, str], tuple[float, float] | str] = {}
+        # (device, name, unit, is_sum) -> row of the target table, or a rejection.
+        # One dict lookup per reading instead of metric, series and unit look-ups.
+        self._targets: dict[tuple[str, str, str | None, bool], int | tuple[str, str]] = {}
+        # rows: (series id, scale, offset, min, max)
+        self._table: list[tuple[int, float, float, float, float]] = []
+        self._table_arrays: tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]] | None = None
 
     def _conversion(self, unit: str | None, metric: Metric) -> tuple[float, float] | str:
         key = (unit, metric.key)
@@ -146,14 +154,15 @@ class BatchPreparer:
     def prepare(self, messages: Sequence[Message]) -> PreparedBatch:
         batch = PreparedBatch()
         times: list[float] = []
-        series: list[int] = []
         raw: list[float] = []
-        scale: list[float] = []
-        offset: list[float] = []
-        lo: list[float] = []
-        hi: list[float] = []
-        # which message each reading came from, to quarantine out-of-range times
-        origin: list[int] = []
+        tids: list[int] = []  # row of the target table per reading
+        origin: list[int] = []  # message index per reading
+        targets = self._targets
+        if len(targets) > _TARGET_CACHE_LIMIT:
+            # between batches only: readings of this batch point into the table
+            targets.clear()
+            self._table.clear()
+            self._table_arrays = None
 
         for index, message in enumerate(messages):
             route = parse_topic(message.topic, self.prefix)
@@ -220,68 +229,98 @@ class BatchPreparer:
                 )
             stored = 0
             for reading in decoded.readings:
-                key = metric_key(reading.name)
-                metric = self.registry.metric(key)
-                if metric is None:
-                    problems.setdefault("unknown_metric", []).append(
-                        f"{_short(reading.name, 60)!r}: no metric {key!r} in the catalogue"
-                    )
-                    continue
-                if reading.is_sum and metric.value_type == "gauge":
-                    problems.setdefault("unexpected_sum", []).append(
-                        f"{key}: a SenML sum for a metric that is not a count or register"
-                    )
-                    continue
-                conv = self._conversion(reading.unit, metric)
-                if isinstance(conv, str):
-                    problems.setdefault("bad_unit", []).append(f"{key}: {conv}")
-                    continue
-                times.append(reading.time)
-                series.append(self.registry.series(device_id, metric))
-                raw.append(reading.value)
-                scale.append(conv[0])
-                offset.append(conv[1])
-                lo.append(metric.min_value)
-                hi.append(metric.max_value)
-                origin.append(index)
-                stored += 1
+                key = (device_id, reading.name, reading.unit, reading.is_sum)
+                target = targets.get(key)
+                if target is None:
+                    target = self._resolve(device_id, reading.name, reading.unit, reading.is_sum)
+                    targets[key] = target
+                if target.__class__ is int:
+                    times.append(reading.time)
+                    raw.append(reading.value)
+                    tids.append(target)
+                    origin.append(index)
+                    stored += 1
+                else:
+                    reason, detail = target  # type: ignore[misc]
+                    problems.setdefault(reason, []).append(detail)
             for reason, details in problems.items():
                 self._reject(
                     batch, message, device_id, reason, "; ".join(details)[:1000], count=False
                 )
-            batch.outcomes[
-                "partial" if problems and stored else "stored" if stored else "quarantined"
-            ] += 1
+            outcome = "partial" if problems and stored else "stored" if stored else "quarantined"
+            batch.outcomes[outcome] += 1
 
         if times:
-            self._finish(batch, messages, times, series, raw, scale, offset, lo, hi, origin)
+            self._finish(batch, messages, times, raw, tids, origin)
         return batch
+
+    def _resolve(
+        self, device_id: str, name: str, unit: str | None, is_sum: bool
+    ) -> int | tuple[str, str]:
+        """Where readings of this device, name and unit go: a row of the target table,
+        or (reason, detail) for quarantine.  Cached, so this runs once per stream."""
+        key = metric_key(name)
+        metric = self.registry.metric(key)
+        if metric is None:
+            return "unknown_metric", f"{_short(name, 60)!r}: no metric {key!r} in the catalogue"
+        if is_sum and metric.value_type == "gauge":
+            return (
+                "unexpected_sum",
+                f"{key}: a SenML sum for a metric that is not a count or register",
+            )
+        conv = self._conversion(unit, metric)
+        if isinstance(conv, str):
+            return "bad_unit", f"{key}: {conv}"
+        table = self._table
+        table.append(
+            (
+                self.registry.series(device_id, metric),
+                conv[0],
+                conv[1],
+                metric.min_value,
+                metric.max_value,
+            )
+        )
+        self._table_arrays = None
+        return len(table) - 1
+
+    def _target_arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]:
+        """The target table as arrays: series ids, and (scale, offset, min, max) columns."""
+        if self._table_arrays is None:
+            series = np.fromiter(
+                (t[0] for t in self._table), dtype=np.int32, count=len(self._table)
+            )
+            floats = np.array([t[1:] for t in self._table], dtype=np.float64).reshape(-1, 4)
+            self._table_arrays = (series, floats)
+        return self._table_arrays
 
     def _finish(
         self,
         batch: PreparedBatch,
         messages: Sequence[Message],
         times: list[float],
-        series: list[int],
         raw: list[float],
-        scale: list[float],
-        offset: list[float],
-        lo: list[float],
-        hi: list[float],
+        tids: list[int],
         origin: list[int],
     ) -> None:
+        series_of, params = self._target_arrays()
+        tid = np.asarray(tids, dtype=np.intp)
+        at = np.asarray(origin, dtype=np.intp)
         t = np.asarray(times, dtype=np.float64)
-        received = np.asarray([messages[i].received for i in origin], dtype=np.float64)
+        received_of = np.fromiter(
+            (m.received for m in messages), dtype=np.float64, count=len(messages)
+        )
+        received = received_of[at]
+        scale, offset, lo, hi = (params[tid, i] for i in range(4))
+        values = np.asarray(raw, dtype=np.float64) * scale + offset
         too_old = t < received - self.limits.max_past_s
         too_new = t > received + self.limits.max_future_s
-        values = np.asarray(raw) * np.asarray(scale) + np.asarray(offset)
         bad_value = ~np.isfinite(values)  # e.g. a huge number overflowing in conversion
         reject = too_old | too_new | bad_value
         if reject.any():
             for position in np.flatnonzero(reject):
-                message = messages[origin[position]]
+                message = messages[at[position]]
                 route = parse_topic(message.topic, self.prefix)
-                device = route[0] if route else None
                 if too_old[position]:
                     reason = "time_too_old"
                 elif too_new[position]:
@@ -291,26 +330,26 @@ class BatchPreparer:
                 self._reject(
                     batch,
                     message,
-                    device,
+                    route[0] if route else None,
                     reason,
                     f"reading at epoch {t[position]:.3f} s, received at {message.received:.3f} s",
                     count=False,
                 )
             keep = ~reject
-            t, values = t[keep], values[keep]
-            series_arr = np.asarray(series, dtype=np.int32)[keep]
-            lo_arr, hi_arr = np.asarray(lo)[keep], np.asarray(hi)[keep]
-            kept_origin = np.asarray(origin)[keep]
-        else:
-            series_arr = np.asarray(series, dtype=np.int32)
-            lo_arr, hi_arr = np.asarray(lo), np.asarray(hi)
-            kept_origin = np.asarray(origin)
+            t, values, tid, at, lo, hi = (
+                t[keep],
+                values[keep],
+                tid[keep],
+                at[keep],
+                lo[keep],
+                hi[keep],
+            )
         batch.times_us = np.round(t * 1e6).astype(np.int64)
-        batch.series_ids = series_arr
+        batch.series_ids = series_of[tid]
         batch.values = values
-        batch.quality = qc.gross_range(values, lo_arr, hi_arr)
+        batch.quality = qc.gross_range(values, lo, hi)
         # last_seen: latest reception time per device that delivered readings
-        for i in np.unique(kept_origin):
+        for i in np.unique(at):
             message = messages[int(i)]
             route = parse_topic(message.topic, self.prefix)
             if route is not None:

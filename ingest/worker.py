@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import random
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -45,6 +48,7 @@ from ingest.pipeline import BatchPreparer, Limits, Message, PreparedBatch, Quara
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: the shared-subscription group every ingest worker joins (MQTT v5 §4.8.2)
 SHARE_GROUP = "smartby-ingest"
@@ -165,6 +169,10 @@ class IngestWorker:
         self._stop_requested = False
         self._generation = 0
         self._connected = threading.Event()
+        # prepared batches waiting for the committer; two keep both stages busy
+        self._handoff: queue.Queue[tuple[list[Message], PreparedBatch] | None] = queue.Queue(2)
+        self._prepare_lock = threading.Lock()
+        self._committer_error: BaseException | None = None
         self.registry = DatabaseRegistry(database_url)
         self.writer = BatchWriter(database_url)
         self.preparer = BatchPreparer(
@@ -176,7 +184,7 @@ class IngestWorker:
             ),
             settings.mqtt_topic_prefix,
         )
-        self.client: mqtt.Client | None = None
+        self.client: FastClient | None = None
         self._http: object | None = None
 
     # ------------------------------------------------------------------ MQTT side
@@ -188,8 +196,8 @@ class IngestWorker:
             self._client_id = f"smartby-ingest-{self._slot.slot}"
         return self._client_id
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
+    def _make_client(self) -> FastClient:
+        client = FastClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,
@@ -276,9 +284,7 @@ class IngestWorker:
         client = self.client
         assert client is not None
         generation = self._generation
-        for message in messages:
-            if message.qos and message.generation == generation:
-                client.ack(message.mid, message.qos)
+        client.ack_many(m.mid for m in messages if m.qos == 1 and m.generation == generation)
 
     # -------------------------------------------------------------- database side
 
@@ -304,25 +310,19 @@ class IngestWorker:
                 self._wake.wait(min(remaining, 0.05))
         return batch
 
-    def _write_with_retry(self, messages: list[Message]) -> bool:
-        """Prepare and commit; on a database outage retry with backoff until it works or
-        the worker is stopped (then False: nothing is acknowledged)."""
+    def _retrying(self, what: str, attempt: Callable[[], T]) -> T | None:
+        """Run ``attempt`` until it gets through a database outage; None if the worker
+        was stopped first (then nothing of the batch is acknowledged)."""
         delay = 0.1
         while True:
             try:
-                self._write(messages)
-                return True
+                return attempt()
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.metrics.db_errors.inc()
-                self.writer.close()
-                self.registry.close()
-                log.warning(
-                    "database write failed (%s); retrying in %.1f s",
-                    str(exc).strip().splitlines()[0] if str(exc).strip() else exc,
-                    delay,
-                )
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                log.warning("%s failed (%s); retrying in %.1f s", what, first_line, delay)
                 if self._sleep_unless_stopped(delay * random.uniform(0.8, 1.2)):  # noqa: S311
-                    return False
+                    return None
                 delay = min(delay * 2, 5.0)
 
     def _sleep_unless_stopped(self, seconds: float) -> bool:
@@ -332,21 +332,30 @@ class IngestWorker:
             time.sleep(0.05)
         return self._stop_requested
 
-    def _write(self, messages: list[Message]) -> None:
-        """One batch; a batch the database rejects for its content (not an outage) is
-        split until the one message responsible is found and quarantined."""
-        prepared = self.preparer.prepare(messages)
+    def _prepare(self, messages: list[Message]) -> PreparedBatch:
+        # The committer re-prepares halves of a rejected batch: one preparer user at a time.
+        with self._prepare_lock:
+            try:
+                return self.preparer.prepare(messages)
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                self.registry.close()
+                raise
+
+    def _commit(self, messages: list[Message], prepared: PreparedBatch) -> bool:
+        """Write one batch; a batch the database rejects for its content (not an outage)
+        is split until the one message responsible is found and quarantined."""
         started = time.perf_counter()
         try:
             result = self.writer.write(prepared)
         except (psycopg.OperationalError, psycopg.InterfaceError):
+            self.writer.close()
             raise
         except psycopg.Error as exc:
             if len(messages) > 1:
                 half = len(messages) // 2
-                self._write(messages[:half])
-                self._write(messages[half:])
-                return
+                for part in (messages[:half], messages[half:]):
+                    self._commit(part, self._prepare(part))
+                return True
             log.warning("quarantining a message the database rejected: %s", exc)
             message = messages[0]
             prepared = PreparedBatch(
@@ -373,6 +382,26 @@ class IngestWorker:
             m.messages.labels(outcome).inc(count)
         for row in prepared.quarantine:
             m.quarantined.labels(row.reason).inc()
+        return True
+
+    def _committer(self) -> None:
+        """Second pipeline stage: commit prepared batches in order, then acknowledge.
+
+        Runs beside the preparing thread so that Python work on batch n+1 overlaps
+        the database's work on batch n (psycopg releases the GIL while it waits)."""
+        try:
+            while True:
+                item = self._handoff.get()
+                if item is None:
+                    return
+                messages, prepared = item
+                done = self._retrying("database write", partial(self._commit, messages, prepared))
+                if done:
+                    self._ack(messages)
+        except BaseException as exc:
+            self._committer_error = exc
+            self._stop_requested = True
+            raise
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -403,22 +432,30 @@ class IngestWorker:
         return self._connected.wait(timeout)
 
     def run(self) -> None:
+        """Consume until `stop`; then drain what already arrived and return."""
         if self.client is None:
             self.start()
+        committer = threading.Thread(target=self._committer, name="ingest-committer", daemon=True)
+        committer.start()
         try:
-            while not self._stop_requested:
+            while True:
+                stopping = self._stop_requested
+                if stopping and not self._pending:
+                    break  # a clean stop leaves little for the broker to redeliver
                 batch = self._collect()
                 self.metrics.queue_depth.set(len(self._pending))
-                if batch and self._write_with_retry(batch):
-                    self._ack(batch)
-            # Drain what already arrived, so a clean stop leaves little to redeliver.
-            while self._pending:
-                batch = self._collect()
-                if not (batch and self._write_with_retry(batch)):
+                if not batch:
+                    continue
+                prepared = self._retrying("preparing a batch", partial(self._prepare, batch))
+                if prepared is None:
                     break
-                self._ack(batch)
+                self._handoff.put((batch, prepared))
         finally:
+            self._handoff.put(None)
+            committer.join()
             self.close()
+        if self._committer_error is not None:
+            raise self._committer_error
 
     def stop(self) -> None:
         """Ask `run` to finish its batch, drain, and return (safe in a signal handler)."""

@@ -86,6 +86,7 @@ class BatchWriter:
     def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
         if batch.reading_count == 0:
             return 0
+        # (Sorting rows into key order first was measured: no faster.)
         data = encode_rows(
             READING_COLUMNS, [batch.times_us, batch.series_ids, batch.values, batch.quality]
         )
