@@ -46,8 +46,9 @@ def publish_packet(topic: str, payload: bytes, packet_id: int) -> bytes:
 class Publisher:
     """One connection publishing a stream at QoS 1."""
 
-    def __init__(self, port: int, client_id: str, host: str = "127.0.0.1",
-                 window: int = 20_000) -> None:
+    def __init__(
+        self, port: int, client_id: str, host: str = "127.0.0.1", window: int = 20_000
+    ) -> None:
         self.sock = socket.create_connection((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(connect_packet(client_id))
@@ -109,12 +110,20 @@ class Publisher:
 
 
 def encode_stream(messages: Iterable[tuple[str, bytes]]) -> list[bytes]:
-    return [publish_packet(topic, payload, (i % 65535) + 1)
-            for i, (topic, payload) in enumerate(messages)]
+    return [
+        publish_packet(topic, payload, (i % 65535) + 1)
+        for i, (topic, payload) in enumerate(messages)
+    ]
 
 
-def paced_publish(port: int, client_id: str, rate: float, count: int,
-                  make: Callable[[int, float], tuple[str, bytes]], chunk: int = 50) -> None:
+def paced_publish(
+    port: int,
+    client_id: str,
+    rate: float,
+    count: int,
+    make: Callable[[int, float], tuple[str, bytes]],
+    chunk: int = 50,
+) -> None:
     """Publish ``count`` messages at ``rate``/s, each made at its send time (so it can
     carry its own publish timestamp), in small chunks to keep the pace smooth."""
     publisher = Publisher(port, client_id)
@@ -128,8 +137,9 @@ def paced_publish(port: int, client_id: str, rate: float, count: int,
                 time.sleep(delay)
             n = min(chunk, count - sent)
             now = time.time()
-            packets = [publish_packet(*make(sent + i, now), ((sent + i) % 65535) + 1)
-                       for i in range(n)]
+            packets = [
+                publish_packet(*make(sent + i, now), ((sent + i) % 65535) + 1) for i in range(n)
+            ]
             publisher.send(packets, chunk=n)
             sent += n
         publisher.wait_acked()

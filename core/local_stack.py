@@ -253,6 +253,7 @@ class PostgresCluster:
         durable: bool = True,
         bindir: Path | None = None,
         timescaledb: bool | None = None,
+        extra_settings: Sequence[str] = (),
     ) -> None:
         self.root = root
         self.data = root / "data"
@@ -266,6 +267,7 @@ class PostgresCluster:
         # plain-PostgreSQL path on a machine that has it).
         installed = timescaledb_installed(self.bindir)
         self.with_timescaledb = installed if timescaledb is None else timescaledb and installed
+        self.extra_settings = list(extra_settings)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -326,6 +328,7 @@ class PostgresCluster:
         if not self.durable:
             # Test clusters are thrown away: trade crash safety for speed.
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
+        settings += self.extra_settings
         with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write("\n# added by smartby\n" + "\n".join(settings) + "\n")
 

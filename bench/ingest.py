@@ -1,0 +1,530 @@
+"""Ingest benchmark: MQTT publish → TimescaleDB commit, against the budgets in DESIGN.md.
+
+    .venv/bin/python -m bench.ingest            # full run (a few minutes)
+    .venv/bin/python -m bench.ingest --quick    # smaller counts, same table
+
+Everything runs on this machine, in one process tree: a private PostgreSQL (durable,
+TimescaleDB when installed) and Mosquitto, one `smartby ingest` worker process, and
+separate publisher processes (a lean QoS 1 publisher, `bench.loadgen`, so that the
+load generator is not the bottleneck).  Scenarios:
+
+  a. single-reading plain JSON messages: sustained rate, first publish → last commit;
+  b. 10-record SenML packs: the same, in readings/s;
+  c. the naive consumer on the same data as (a): a paho callback doing one
+     autocommit INSERT per message — the baseline for the ratio;
+  d. publish → commit latency at half of (a)'s rate: each message carries its publish
+     time, each row's commit time comes from PostgreSQL (track_commit_timestamp);
+  e. a backlog of 1 M messages queued at the broker while the worker is down, then
+     drained: the worker's peak RSS (VmHWM) and the drain rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import psycopg
+
+from bench.loadgen import Publisher, encode_stream, paced_publish
+from core.local_stack import MosquittoBroker, PostgresCluster, free_port
+from core.migrate import migrate
+
+DEVICES = 100
+PACK_METRICS = (
+    "pm25",
+    "pm10",
+    "no2",
+    "o3",
+    "so2",
+    "temperature",
+    "humidity",
+    "pressure",
+    "power",
+    "speed",
+)
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------- services
+
+
+@dataclass
+class Stack:
+    root: Path
+    cluster: PostgresCluster
+    broker: MosquittoBroker
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url("smartby")
+
+
+def start_stack() -> Stack:
+    root = Path(tempfile.mkdtemp(prefix="smartby-bench-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(
+        root / "pg",
+        port=free_port(),
+        durable=True,
+        extra_settings=["track_commit_timestamp = on", "max_wal_size = '4GB'"],
+    )
+    broker = MosquittoBroker(root / "mq", port=free_port())
+    cluster.start()
+    broker.start()
+    with psycopg.connect(cluster.url("smartby"), autocommit=True) as conn:
+        migrate(conn)
+        for i in range(DEVICES):
+            conn.execute(
+                "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
+                " VALUES (%s, %s, 'roadside', 'Narvik', 17.4, 68.4)",
+                (f"s{i}", f"Site {i}"),
+            )
+            conn.execute(
+                "INSERT INTO devices (id, site_id, kind) VALUES (%s, %s, 'air_quality')",
+                (f"d{i}", f"s{i}"),
+            )
+    return Stack(root, cluster, broker)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.broker.stop()
+    stack.cluster.stop()
+    shutil.rmtree(stack.root, ignore_errors=True)
+
+
+class Worker:
+    """One `smartby ingest` process, as deployed."""
+
+    def __init__(self, stack: Stack, prefix: str, client_id: str) -> None:
+        self.metrics_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+        env.update(
+            {
+                "SMARTBY_DATABASE_URL": stack.url,
+                "SMARTBY_MQTT_PORT": str(stack.broker.port),
+                "SMARTBY_MQTT_TOPIC_PREFIX": prefix,
+                "SMARTBY_INGEST_METRICS_PORT": str(self.metrics_port),
+            }
+        )
+        self.log = stack.root / f"worker-{client_id}-{uuid.uuid4().hex[:6]}.log"
+        self.out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smartby", "ingest", "--client-id", client_id],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while "consuming from" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.out.close()
+
+
+# ---------------------------------------------------------------------- publishing
+
+
+def single_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
+    return [
+        (
+            f"{prefix}/d{i % DEVICES}/telemetry",
+            orjson.dumps({"time": t0 + i / 1000, "pm25": float(i % 300)}),
+        )
+        for i in range(n)
+    ]
+
+
+def pack_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(n):
+        device = f"d{i % DEVICES}"
+        records: list[dict[str, object]] = [
+            {
+                "bn": f"urn:dev:{device}:",
+                "bt": t0 + i / 100,
+                "n": PACK_METRICS[0],
+                "u": "ug/m3",
+                "v": float(i % 80),
+            }
+        ]
+        records += [{"n": m, "v": float(10 + k)} for k, m in enumerate(PACK_METRICS[1:])]
+        out.append((f"{prefix}/{device}/telemetry", orjson.dumps(records)))
+    return out
+
+
+def _publisher_main(
+    port: int, packets: list[bytes], ready: mp.Event, go: mp.Event, started: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    publisher = Publisher(port, f"bench-pub-{uuid.uuid4().hex[:8]}")
+    ready.set()
+    go.wait()
+    started.put(time.time())
+    publisher.send(packets)
+    publisher.wait_acked()
+    publisher.close()
+
+
+def publish_parallel(port: int, messages: list[tuple[str, bytes]], processes: int) -> float:
+    """Publish from separate processes, started together; return the first publish time."""
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+    started: mp.Queue[float] = ctx.Queue()  # type: ignore[type-arg]
+    procs, readies = [], []
+    for p in range(processes):
+        packets = encode_stream(messages[p::processes])
+        ready = ctx.Event()
+        proc = ctx.Process(target=_publisher_main, args=(port, packets, ready, go, started))
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    for ready in readies:
+        ready.wait(60)
+    go.set()
+    first = min(started.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"publisher exited with {proc.exitcode}")
+    return first
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def last_commit(conn: psycopg.Connection, series: str) -> float:
+    """Epoch of the latest commit holding rows of the given devices' series."""
+    row = conn.execute(
+        """SELECT extract(epoch FROM max(pg_xact_commit_timestamp(r.xmin)))::float8
+           FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device_id LIKE %s""",
+        (series,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError("no committed readings found")
+    return float(row[0])
+
+
+# ------------------------------------------------------------------------ scenarios
+
+
+@dataclass
+class Result:
+    name: str
+    value: float
+    unit: str
+    budget: str = ""
+    ok: bool | None = None
+    note: str = ""
+
+
+def run_ingest(
+    stack: Stack,
+    messages: list[tuple[str, bytes]],
+    readings: int,
+    prefix: str,
+    publishers: int,
+    label: str,
+) -> tuple[float, float]:
+    """(messages/s, readings/s), first publish → last commit, through one worker."""
+    worker = Worker(stack, prefix, f"bench-{label}")
+    try:
+        say(f"{label}: publishing {len(messages):,} messages from {publishers} processes")
+        first = publish_parallel(stack.broker.port, messages, publishers)
+        wait_until(
+            lambda: worker.metric("smartby_ingest_readings_written_total") >= readings,
+            600,
+            f"{readings:,} readings committed",
+        )
+        with psycopg.connect(stack.url) as conn:
+            last = last_commit(conn, "d%")
+    finally:
+        worker.stop()
+    elapsed = last - first
+    say(f"{label}: {elapsed:.2f} s")
+    return len(messages) / elapsed, readings / elapsed
+
+
+def naive_consumer(
+    url: str, port: int, prefix: str, n: int, ready: mp.Event, done: mp.Event
+) -> None:
+    """The baseline: paho's callback does one autocommit INSERT per message."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    conn = psycopg.connect(url, autocommit=True)
+    series = {}
+    for device in range(DEVICES):
+        row = conn.execute(
+            "INSERT INTO series (device_id, metric) VALUES (%s, 'pm25') ON CONFLICT DO NOTHING"
+            " RETURNING id",
+            (f"d{device}",),
+        ).fetchone()
+        if row is None:
+            row = conn.execute(
+                "SELECT id FROM series WHERE device_id = %s AND metric = 'pm25'", (f"d{device}",)
+            ).fetchone()
+        series[f"d{device}"] = row[0]  # type: ignore[index]
+    count = 0
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        nonlocal count
+        doc = orjson.loads(msg.payload)
+        conn.execute(
+            "INSERT INTO readings (time, series_id, value) VALUES (to_timestamp(%s), %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            (doc["time"], series[msg.topic.split("/")[1]], doc["pm25"]),
+        )
+        count += 1
+        if count >= n:
+            done.set()
+
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"naive-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv311,
+    )
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: ready.set()
+    client.connect("127.0.0.1", port)
+    client.subscribe(f"{prefix}/+/telemetry", qos=1)
+    client.loop_start()
+    done.wait()
+    client.loop_stop()
+
+
+def run_naive(stack: Stack, n: int) -> float:
+    prefix = f"n{uuid.uuid4().hex[:6]}"
+    ctx = mp.get_context("fork")
+    done = ctx.Event()
+    ready = ctx.Event()
+    # its own devices' data: the same message shape as scenario (a), fresh series
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, series RESTART IDENTITY")
+    consumer = ctx.Process(
+        target=naive_consumer, args=(stack.url, stack.broker.port, prefix, n, ready, done)
+    )
+    consumer.start()
+    if not ready.wait(30):
+        raise RuntimeError("naive consumer did not subscribe")
+    say(f"naive: publishing {n:,} messages")
+    first = publish_parallel(stack.broker.port, single_messages(prefix, n, time.time() - 7200), 1)
+    done.wait(900)
+    consumer.join(30)
+    with psycopg.connect(stack.url) as conn:
+        last = last_commit(conn, "d%")
+    return n / (last - first)
+
+
+def run_latency(stack: Stack, rate: float, seconds: float) -> tuple[float, float, float]:
+    prefix = f"l{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+    worker = Worker(stack, prefix, "bench-latency")
+    count = int(rate * seconds)
+    try:
+        say(f"latency: {count:,} messages at {rate:,.0f}/s")
+
+        def make(i: int, now: float) -> tuple[str, bytes]:
+            return (
+                f"{prefix}/d{i % DEVICES}/telemetry",
+                orjson.dumps({"time": now, "pm25": float(i % 300), "no2": float(i % 7)}),
+            )
+
+        paced_publish(stack.broker.port, "bench-paced", rate, count, make)
+        wait_until(
+            lambda: worker.metric("smartby_ingest_readings_written_total") >= 2 * count,
+            120,
+            "paced stream committed",
+        )
+    finally:
+        worker.stop()
+    with psycopg.connect(stack.url) as conn:
+        row = conn.execute(
+            """SELECT percentile_cont(ARRAY[0.5, 0.99, 1.0]) WITHIN GROUP (ORDER BY lat)
+               FROM (SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - time) AS lat
+                     FROM readings) l"""
+        ).fetchone()
+    assert row is not None
+    p50, p99, worst = row[0]
+    return float(p50), float(p99), float(worst)
+
+
+def run_backlog(stack: Stack, n: int) -> tuple[float, float]:
+    """(peak RSS MB, drain msg/s) for a worker resuming a session with n queued."""
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings")
+    Worker(stack, prefix, "bench-backlog").stop()  # creates the persistent session
+    say(f"backlog: queueing {n:,} messages at the broker while the worker is down")
+    messages = single_messages(prefix, n, time.time() - 20 * 3600)
+    publish_parallel(stack.broker.port, messages, 2)
+    del messages
+    worker = Worker(stack, prefix, "bench-backlog")
+    started = time.time()
+    peak = 0.0
+
+    def drained() -> bool:
+        nonlocal peak
+        peak = max(peak, worker.peak_rss_mb())
+        return worker.metric("smartby_ingest_readings_written_total") >= n
+
+    try:
+        wait_until(drained, 900, f"{n:,} backlog messages drained")
+        elapsed = time.time() - started
+    finally:
+        worker.stop()
+    return peak, n / elapsed
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: list[Result]) -> str:
+    lines = [f"{'measure':<58} {'value':>14}  {'budget':<16} {'':4}", "-" * 96]
+    for r in results:
+        mark = "" if r.ok is None else ("ok" if r.ok else "MISS")
+        lines.append(
+            f"{r.name:<58} {r.value:>11,.1f} {r.unit:<3}  {r.budget:<16} {mark:4}"
+            + (f"  {r.note}" if r.note else "")
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
+    parser.add_argument("--publishers", type=int, default=2)
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    n_single = int(200_000 * scale)
+    n_packs = int(30_000 * scale)
+    n_naive = int(20_000 * scale)
+    n_backlog = int(1_000_000 * scale)
+
+    stack = start_stack()
+    results: list[Result] = []
+    try:
+        t0 = time.time() - 3600
+        prefix = f"a{uuid.uuid4().hex[:6]}"
+        single_rate, _ = run_ingest(
+            stack,
+            single_messages(prefix, n_single, t0),
+            n_single,
+            prefix,
+            args.publishers,
+            "single",
+        )
+        results.append(
+            Result(
+                "(a) single-reading JSON, one worker",
+                single_rate,
+                "m/s",
+                ">= 20,000 msg/s",
+                single_rate >= 20_000,
+            )
+        )
+        with psycopg.connect(stack.url, autocommit=True) as conn:
+            conn.execute("TRUNCATE readings")
+        prefix = f"p{uuid.uuid4().hex[:6]}"
+        _, pack_rate = run_ingest(
+            stack,
+            pack_messages(prefix, n_packs, t0),
+            n_packs * 10,
+            prefix,
+            args.publishers,
+            "packs",
+        )
+        results.append(
+            Result(
+                "(b) 10-record SenML packs, one worker",
+                pack_rate,
+                "r/s",
+                ">= 150,000 rd/s",
+                pack_rate >= 150_000,
+            )
+        )
+        naive_rate = run_naive(stack, n_naive)
+        results.append(
+            Result(
+                "(c) naive consumer (INSERT per message, autocommit)", naive_rate, "m/s", "baseline"
+            )
+        )
+        ratio = single_rate / naive_rate
+        results.append(Result("    ratio (a) / (c)", ratio, "x", ">= 10x", ratio >= 10))
+        p50, p99, worst = run_latency(stack, single_rate / 2, 10 if not args.quick else 4)
+        results.append(
+            Result(f"(d) latency p50 at {single_rate / 2:,.0f} msg/s", p50 * 1000, "ms", "")
+        )
+        results.append(
+            Result(
+                f"(d) latency p99 at {single_rate / 2:,.0f} msg/s",
+                p99 * 1000,
+                "ms",
+                "<= 1,000 ms",
+                p99 <= 1.0,
+                f"max {worst * 1000:,.0f} ms",
+            )
+        )
+        rss, drain = run_backlog(stack, n_backlog)
+        results.append(
+            Result(
+                f"(e) worker peak RSS draining {n_backlog:,} backlog",
+                rss,
+                "MB",
+                "<= 300 MB",
+                rss <= 300,
+            )
+        )
+        results.append(Result("(e) backlog drain rate", drain, "m/s", ""))
+    finally:
+        stop_stack(stack)
+    print(table(results))
+    print(
+        f"\nmachine: {os.cpu_count()} cores; publishers: {args.publishers} processes; "
+        f"PostgreSQL durable (fsync on), TimescaleDB "
+        f"{'on' if stack.cluster.with_timescaledb else 'off'}"
+    )
+
+
+if __name__ == "__main__":
+    threading.excepthook = lambda a: say(f"thread error: {a.exc_value}")
+    main()
