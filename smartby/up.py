@@ -32,6 +32,7 @@ from core.local_stack import (
     spawn,
     stop_process,
     tail,
+    wait_until,
     write_running_stack,
 )
 from core.migrate import migrate
@@ -44,6 +45,8 @@ class Child:
 
     name: str
     argv: list[str]
+    #: a line the child logs once it serves (the stack is "up" only after that)
+    ready_text: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -61,7 +64,13 @@ def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
     Each runs in its own process so that it gets a core of its own and can crash
     without taking the others down.  Commands appear here as they are built.
     """
-    children = [Child("ingest", _smartby_argv("ingest", "--client-id", "smartby-ingest-local"))]
+    children = [
+        Child(
+            "ingest",
+            _smartby_argv("ingest", "--client-id", "smartby-ingest-local"),
+            ready_text="consuming from",
+        )
+    ]
     children += [Child(name, argv) for name, argv in options.extra.items()]
     return children
 
@@ -152,6 +161,8 @@ class Supervisor:
             child.log_path = logs / f"{child.name}.log"
             child.proc = spawn(child.argv, log_path=child.log_path, env=env)
             self.say(f"started {child.name} (pid {child.proc.pid}, log {child.log_path})")
+        for child in self.children:
+            self._wait_ready(child)
 
         self.say("smartby is up:")
         self.say(
@@ -182,6 +193,20 @@ class Supervisor:
                 self.say(f"PostgreSQL exited; stopping. Log: {self.cluster.log_path}")
                 return 1
         return 0
+
+    def _wait_ready(self, child: Child, timeout: float = 60) -> None:
+        if child.ready_text is None or child.log_path is None or child.proc is None:
+            return
+        proc, log_path, text = child.proc, child.log_path, child.ready_text
+        try:
+            wait_until(
+                lambda: text in log_path.read_text(errors="replace"),
+                timeout=timeout,
+                what=child.name,
+                alive=lambda: proc.poll() is None and not self.stop_requested,
+            )
+        except StackError as exc:
+            raise StackError(f"{exc}; last log lines:\n{tail(log_path, 5)}") from None
 
     def shutdown(self) -> None:
         """Children first (they hold connections), then the broker, then the database."""

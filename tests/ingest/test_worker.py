@@ -218,3 +218,40 @@ def test_status_messages_update_the_device(
     row = conn.execute("SELECT online, battery, rssi, last_seen FROM devices").fetchone()
     assert row[:3] == (False, 3.61, -71.0)
     assert row[3] is not None
+
+
+def test_the_worker_serves_its_prometheus_metrics(
+    services: Services, conn: psycopg.Connection, prefix: str
+) -> None:
+    """A scrape of the worker's /metrics after one good and one bad message."""
+    import urllib.request
+
+    from core.local_stack import free_port
+
+    register(conn, "aq-1")
+    port = free_port()
+    settings = services.settings(
+        mqtt_topic_prefix=prefix, ingest_metrics_port=port, ingest_batch_ms=20
+    )
+    with running_worker(settings):
+        publish_one(services.mqtt_port, f"{prefix}/aq-1/telemetry", b'{"pm25": 1, "no2": 2}')
+        publish_one(services.mqtt_port, f"{prefix}/nobody/telemetry", b'{"pm25": 1}')
+        wait_for(lambda: count(conn, "SELECT count(*) FROM quarantine") == 1, what="quarantine")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics") as response:
+            text = response.read().decode()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert samples['smartby_ingest_messages_total{outcome="stored"}'] == 1
+    assert samples['smartby_ingest_messages_total{outcome="quarantined"}'] == 1
+    assert samples["smartby_ingest_readings_written_total"] == 2
+    assert samples['smartby_ingest_quarantined_total{reason="unknown_device"}'] == 1
+    assert samples["smartby_ingest_batch_messages_count"] >= 1
+    assert samples["smartby_ingest_commit_seconds_count"] >= 1
+    assert samples["smartby_ingest_last_commit_timestamp_seconds"] == pytest.approx(
+        time.time(), abs=60
+    )
+    assert "smartby_ingest_queue_depth" in samples
+    assert samples["smartby_ingest_broker_connected"] == 1

@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from core.local_stack import free_port
+from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import Collector, publish_one
 from tests.fixtures.services import make_service_root
 
@@ -82,8 +83,9 @@ def listening_socket() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def service_pids(data_dir: Path) -> dict[str, int]:
-    """The postmaster (from its pid file) and the broker (from /proc) of this data folder."""
+def service_pids(data_dir: Path, supervisor: int) -> dict[str, int]:
+    """The postmaster (from its pid file), the broker and the platform's own children
+    (from /proc) of this data folder's `smartby up`."""
     pids: dict[str, int] = {}
     pid_file = data_dir / "postgresql" / "data" / "postmaster.pid"
     if pid_file.exists():
@@ -97,6 +99,13 @@ def service_pids(data_dir: Path) -> dict[str, int]:
                 continue
             if conf in cmdline:
                 pids["mosquitto"] = int(entry.name)
+            elif "-m smartby ingest" in cmdline:
+                try:
+                    parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if parent == supervisor:
+                    pids["ingest"] = int(entry.name)
     return pids
 
 
@@ -142,6 +151,21 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
                 )
 
+            # The stack's ingest worker stores what a registered device publishes.
+            with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO devices (id, site_id, kind) VALUES"
+                    " ('aq-torget', 'torget', 'air_quality')"
+                )
+            publish_one(
+                int(str(stack["mqtt_port"])), "smartby/aq-torget/telemetry", b'{"pm25": 7.5}'
+            )
+            with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
+                wait_for(
+                    lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
+                    what="the reading stored by the stack's ingest worker",
+                )
+
             # An MQTT subscriber on the stack's broker receives what a publisher sends.
             port = int(str(stack["mqtt_port"]))
             collector = Collector(port, "smartby/+/telemetry")
@@ -169,8 +193,8 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                 r"smartby: error: smartby is already running from .*\n", second.stderr
             )
 
-            pids = service_pids(data_dir)
-            assert set(pids) == {"postgres", "mosquitto"}
+            pids = service_pids(data_dir, up.proc.pid)
+            assert set(pids) == {"postgres", "mosquitto", "ingest"}
         finally:
             code = up.stop(signal.SIGTERM)
     assert code == 0, "\n".join(up.output)
@@ -187,7 +211,7 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
         again.wait_for(READY_LINE)
         with psycopg.connect(str(again.stack["database_url"])) as conn:
             assert conn.execute("SELECT name FROM sites").fetchall() == [("Torget",)]
-        pids = service_pids(data_dir)
+        pids = service_pids(data_dir, again.proc.pid)
     finally:
         code = again.stop(signal.SIGINT)
     assert code == 0, "\n".join(again.output)
