@@ -114,7 +114,9 @@ class Worker:
 
     def __init__(self, stack: Stack, prefix: str, client_id: str) -> None:
         self.metrics_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+        # the caller's SMARTBY_INGEST_* tuning applies; nothing else of theirs does
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SMARTBY_") or k.startswith("SMARTBY_INGEST_")}
         env.update(
             {
                 "SMARTBY_DATABASE_URL": stack.url,
@@ -433,7 +435,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
     parser.add_argument("--publishers", type=int, default=2)
+    parser.add_argument("--latency-rate", type=float, default=0.0,
+                        help="run only the latency scenario, at this rate (msg/s)")
     args = parser.parse_args()
+    if args.latency_rate:
+        stack = start_stack()
+        try:
+            p50, p99, worst = run_latency(stack, args.latency_rate, 10)
+        finally:
+            stop_stack(stack)
+        print(f"latency at {args.latency_rate:,.0f} msg/s: p50 {p50 * 1000:.0f} ms, "
+              f"p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms")
+        return
     scale = 0.1 if args.quick else 1.0
     n_single = int(200_000 * scale)
     n_packs = int(30_000 * scale)

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
 
     # --- ingest ---------------------------------------------------------------------
     ingest_batch_size: int = Field(default=5000, ge=1, le=65535)
-    ingest_batch_ms: int = Field(default=200, ge=1, le=60_000)
+    ingest_batch_ms: int = Field(default=50, ge=1, le=60_000)
     ingest_queue_size: int = Field(default=20_000, ge=1)
     ingest_max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     ingest_metrics_host: str = Field(
