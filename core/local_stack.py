@@ -416,9 +416,15 @@ class MosquittoBroker:
         max_queued: int = 2_000_000,
         binary: Path | None = None,
         extra_config: Sequence[str] = (),
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
     ) -> None:
         self.root = root
         self.port = port
+        # With a password file the broker refuses anonymous clients, and the ACL binds
+        # each device to its own topics (the registry writes both files).
+        self.password_file = password_file
+        self.acl_file = acl_file
         self.max_inflight = max_inflight
         self.max_queued = max_queued
         self.binary = binary or find_mosquitto()
@@ -432,7 +438,15 @@ class MosquittoBroker:
         lines = [
             "# written by smartby; changes are overwritten at start",
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *(
+                [
+                    "allow_anonymous false",
+                    f"password_file {self.password_file}",
+                    *([f"acl_file {self.acl_file}"] if self.acl_file else []),
+                ]
+                if self.password_file
+                else ["allow_anonymous true"]
+            ),
             "persistence true",
             f"persistence_location {self.root}/",
             "autosave_interval 60",
@@ -481,8 +495,9 @@ class MosquittoBroker:
                 sock.sendall(b"\xe0\x00")  # DISCONNECT
         except OSError:
             return False
-        # CONNACK (0x20), remaining length 2, flags, return code 0 = accepted (§3.2.2.3)
-        return len(ack) == 4 and ack[0] == 0x20 and ack[3] == 0
+        # Any CONNACK (0x20, remaining length 2) means the broker is serving MQTT; with
+        # passwords required it refuses this anonymous probe (return code 5, §3.2.2.3).
+        return len(ack) == 4 and ack[0] == 0x20 and ack[1] == 2
 
     def reload(self) -> None:
         """SIGHUP: Mosquitto rereads password and ACL files without dropping clients."""

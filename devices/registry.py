@@ -1,0 +1,330 @@
+"""The device registry: sites and devices in the database, and each device's secret.
+
+A device's secret is random, shown once (when created or rotated) and stored only as
+a hash.  The hash is Mosquitto's own PBKDF2-SHA512 format (``$7$``, what
+``mosquitto_passwd`` writes), so the broker's password file is the registry's hashes
+written out — no second copy of any credential, and nothing to convert.
+
+The broker binds topic to credentials: a device logs in with its id as user name
+and may publish only under ``<prefix>/<its id>/``; the ingest account may only read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, LiteralString
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow, dict_row
+from psycopg.types.json import Jsonb
+
+from core.errors import SmartbyError
+
+#: the MQTT user name of the ingest workers; no device may take it
+INGEST_USER = "smartby-ingest"
+#: what mosquitto_passwd uses (mosquitto's src/password_mosq.h)
+PBKDF2_ITERATIONS = 101
+_SALT_BYTES = 12
+#: columns anyone may see; secret_hash is never among them
+PUBLIC_DEVICE_COLUMNS = (
+    "id",
+    "site_id",
+    "kind",
+    "vendor",
+    "model",
+    "status",
+    "online",
+    "battery",
+    "rssi",
+    "last_seen",
+    "created_at",
+    "updated_at",
+)
+
+
+class RegistryError(SmartbyError):
+    """A registry operation that cannot be done; the message names the device or site."""
+
+
+# ------------------------------------------------------------------------- secrets
+
+
+def new_secret() -> str:
+    """192 random bits, URL- and shell-safe."""
+    return secrets.token_urlsafe(24)
+
+
+def hash_secret(
+    secret: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> str:
+    """Mosquitto's ``$7$<iterations>$<salt>$<hash>`` (PBKDF2-HMAC-SHA512, base64)."""
+    salt = os.urandom(_SALT_BYTES) if salt is None else salt
+    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations, 64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def verify_secret(secret: str, hashed: str) -> bool:
+    try:
+        _, kind, iterations, salt, digest = hashed.split("$")
+        if kind != "7":
+            return False
+        expected = hashlib.pbkdf2_hmac(
+            "sha512", secret.encode(), base64.b64decode(salt), int(iterations), 64
+        )
+        return hmac.compare_digest(expected, base64.b64decode(digest))
+    except ValueError:
+        return False
+
+
+# ----------------------------------------------------------------------- registry ops
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRecord:
+    id: str
+    name: str
+    kind: str
+    municipality: str
+    lon: float
+    lat: float
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    id: str
+    site_id: str
+    kind: str
+    vendor: str | None = None
+    model: str | None = None
+    calibration: dict[str, Any] | None = None
+
+
+def _check_device_id(device_id: str) -> None:
+    if device_id == INGEST_USER:
+        raise RegistryError(f"device id {INGEST_USER!r} is reserved for the ingest account")
+
+
+def upsert_site(conn: psycopg.Connection[TupleRow], site: SiteRecord) -> bool:
+    """Create or update a site; True when it was created."""
+    row = conn.execute(
+        """INSERT INTO sites (id, name, kind, municipality, lon, lat, properties)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+               municipality = EXCLUDED.municipality, lon = EXCLUDED.lon, lat = EXCLUDED.lat,
+               properties = EXCLUDED.properties
+           RETURNING (xmax = 0)""",
+        (
+            site.id,
+            site.name,
+            site.kind,
+            site.municipality,
+            site.lon,
+            site.lat,
+            Jsonb(site.properties),
+        ),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
+    """Register a new device; return its secret (the only time it is shown)."""
+    _check_device_id(device.id)
+    if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
+        raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
+    secret = new_secret()
+    try:
+        conn.execute(
+            """INSERT INTO devices (id, site_id, kind, vendor, model, calibration, secret_hash)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+            (
+                device.id,
+                device.site_id,
+                device.kind,
+                device.vendor,
+                device.model,
+                Jsonb(device.calibration or {}),
+                hash_secret(secret),
+            ),
+        )
+    except psycopg.errors.UniqueViolation:
+        raise RegistryError(f"device {device.id!r} already exists") from None
+    except psycopg.errors.CheckViolation as exc:
+        raise RegistryError(
+            f"device {device.id!r} is not valid: {exc.diag.message_primary}"
+        ) from None
+    return secret
+
+
+def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str | None:
+    """Create (returning its new secret) or update the descriptive fields of a device.
+
+    An existing device keeps its secret and its status: re-importing a catalogue
+    must neither lock out deployed sensors nor re-enable a disabled one.
+    """
+    _check_device_id(device.id)
+    exists = conn.execute("SELECT 1 FROM devices WHERE id = %s", (device.id,)).fetchone()
+    if exists is None:
+        return add_device(conn, device)
+    conn.execute(
+        """UPDATE devices SET site_id = %s, kind = %s, vendor = %s, model = %s,
+               calibration = %s, updated_at = now()
+           WHERE id = %s AND (site_id, kind, vendor, model, calibration)
+                 IS DISTINCT FROM (%s, %s, %s, %s, %s)""",
+        (
+            device.site_id,
+            device.kind,
+            device.vendor,
+            device.model,
+            Jsonb(device.calibration or {}),
+            device.id,
+            device.site_id,
+            device.kind,
+            device.vendor,
+            device.model,
+            Jsonb(device.calibration or {}),
+        ),
+    )
+    return None
+
+
+def _one_device(
+    conn: psycopg.Connection[TupleRow],
+    device_id: str,
+    query: LiteralString,
+    params: tuple[Any, ...],
+) -> None:
+    cur = conn.execute(query, params)
+    if cur.rowcount == 0:
+        raise RegistryError(f"device {device_id!r} does not exist")
+
+
+def disable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
+    """The device can no longer connect (it leaves the broker's password file) and
+    anything that still arrives from it is quarantined."""
+    _one_device(
+        conn,
+        device_id,
+        "UPDATE devices SET status = 'disabled', updated_at = now() WHERE id = %s",
+        (device_id,),
+    )
+
+
+def enable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
+    _one_device(
+        conn,
+        device_id,
+        "UPDATE devices SET status = 'active', updated_at = now() WHERE id = %s",
+        (device_id,),
+    )
+
+
+def rotate_secret(conn: psycopg.Connection[TupleRow], device_id: str) -> str:
+    """A new secret for the device; the old one stops working at the broker's reload."""
+    secret = new_secret()
+    _one_device(
+        conn,
+        device_id,
+        "UPDATE devices SET secret_hash = %s, updated_at = now() WHERE id = %s",
+        (hash_secret(secret), device_id),
+    )
+    return secret
+
+
+def _public_columns(table: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(
+        sql.Identifier(table, c) if table else sql.Identifier(c) for c in PUBLIC_DEVICE_COLUMNS
+    )
+
+
+def list_devices(conn: psycopg.Connection[TupleRow]) -> list[dict[str, Any]]:
+    """Every device's public fields (never its secret hash)."""
+    query = sql.SQL("SELECT {} FROM devices ORDER BY id").format(_public_columns())
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query).fetchall()
+
+
+def show_device(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str, Any]:
+    query = sql.SQL(
+        """SELECT {}, s.name AS site_name, s.lon, s.lat,
+                  (SELECT array_agg(metric ORDER BY metric) FROM series
+                   WHERE device_id = d.id) AS metrics
+           FROM devices d LEFT JOIN sites s ON s.id = d.site_id
+           WHERE d.id = %s"""
+    ).format(_public_columns("d"))
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, (device_id,)).fetchone()
+    if row is None:
+        raise RegistryError(f"device {device_id!r} does not exist")
+    return row
+
+
+# --------------------------------------------------------------------- broker files
+
+
+def passwd_lines(conn: psycopg.Connection[TupleRow], ingest_password_hash: str | None) -> list[str]:
+    """Mosquitto password file lines: the ingest account and every active device."""
+    lines = [f"{INGEST_USER}:{ingest_password_hash}"] if ingest_password_hash else []
+    rows = conn.execute(
+        "SELECT id, secret_hash FROM devices WHERE status = 'active'"
+        " AND secret_hash IS NOT NULL ORDER BY id"
+    ).fetchall()
+    lines += [f"{device_id}:{hashed}" for device_id, hashed in rows]
+    return lines
+
+
+def acl_text(prefix: str) -> str:
+    """The ACL: devices write only under their own id, the ingest account only reads.
+
+    A ``pattern`` (``%u`` = user name) rather than a line per device, so the ACL does
+    not change when devices come and go; the password file decides who gets in.
+    Mosquitto checks a ``$share/<group>/`` subscription against the filter after it.
+    """
+    return (
+        "# generated by smartby: do not edit (smartby devices broker-files)\n"
+        f"user {INGEST_USER}\n"
+        f"topic read {prefix}/+/telemetry\n"
+        f"topic read {prefix}/+/status\n"
+        "\n"
+        f"pattern write {prefix}/%u/telemetry\n"
+        f"pattern write {prefix}/%u/status\n"
+    )
+
+
+def write_broker_files(
+    conn: psycopg.Connection[TupleRow], folder: Path, prefix: str, ingest_password_hash: str | None
+) -> tuple[Path, Path]:
+    """Write ``passwd`` and ``acl`` atomically (the broker may reload at any moment)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    passwd = folder / "passwd"
+    acl = folder / "acl"
+    _atomic_write(passwd, "\n".join(passwd_lines(conn, ingest_password_hash)) + "\n", 0o600)
+    _atomic_write(acl, acl_text(prefix), 0o644)
+    return passwd, acl
+
+
+def _atomic_write(path: Path, text: str, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    tmp.replace(path)
+
+
+#: the NOTIFY channel of migration 0004: a device was added, removed, disabled or re-keyed
+REGISTRY_CHANNEL = "smartby_registry"
+
+
+def site_ids(conn: psycopg.Connection[TupleRow]) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT id FROM sites")}
+
+
+def existing_devices(conn: psycopg.Connection[TupleRow], ids: Iterable[str]) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT id FROM devices WHERE id = ANY(%s)", (list(ids),))}
