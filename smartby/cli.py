@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 import psycopg
@@ -70,6 +71,133 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
         err=True,
     )
     worker.run()
+
+
+@cli.group()
+def devices() -> None:
+    """The device registry: sites, devices and their broker credentials."""
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--site", "site_id", required=True, help="Site id (import or create it first).")
+@click.option("--kind", type=click.Choice(["air_quality", "energy", "traffic"]), required=True)
+@click.option("--vendor")
+@click.option("--model")
+@click.pass_context
+def devices_add(
+    ctx: click.Context,
+    device_id: str,
+    site_id: str,
+    kind: str,
+    vendor: str | None,
+    model: str | None,
+) -> None:
+    """Register a device and print its secret (shown this once only)."""
+    from devices.registry import DeviceRecord, add_device
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        secret = add_device(conn, DeviceRecord(device_id, site_id, kind, vendor, model))
+    click.echo(f"registered {device_id}; its MQTT user name is {device_id!r}")
+    click.echo(f"secret (shown once, store it in the device now): {secret}")
+
+
+@devices.command("list")
+@click.pass_context
+def devices_list(ctx: click.Context) -> None:
+    """Every device with its site, kind, status and when it was last heard from."""
+    from devices.registry import list_devices
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        rows = list_devices(conn)
+    click.echo(f"{'id':24} {'site':24} {'kind':12} {'status':9} {'online':7} last seen")
+    for r in rows:
+        online = "-" if r["online"] is None else ("yes" if r["online"] else "no")
+        seen = r["last_seen"].isoformat(timespec="seconds") if r["last_seen"] else "never"
+        click.echo(
+            f"{r['id']:24} {r['site_id'] or '-':24} {r['kind']:12} {r['status']:9} "
+            f"{online:7} {seen}"
+        )
+
+
+@devices.command("show")
+@click.argument("device_id")
+@click.pass_context
+def devices_show(ctx: click.Context, device_id: str) -> None:
+    """One device's public fields."""
+    from devices.registry import show_device
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        row = show_device(conn, device_id)
+    for key, value in row.items():
+        click.echo(f"{key:12} {value if value is not None else '-'}")
+
+
+@devices.command("disable")
+@click.argument("device_id")
+@click.pass_context
+def devices_disable(ctx: click.Context, device_id: str) -> None:
+    """Lock a device out of the broker; what still arrives from it is quarantined."""
+    from devices.registry import disable_device
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        disable_device(conn, device_id)
+    click.echo(f"disabled {device_id}")
+
+
+@devices.command("enable")
+@click.argument("device_id")
+@click.pass_context
+def devices_enable(ctx: click.Context, device_id: str) -> None:
+    """Let a disabled device in again (with its current secret)."""
+    from devices.registry import enable_device
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        enable_device(conn, device_id)
+    click.echo(f"enabled {device_id}")
+
+
+@devices.command("rotate-secret")
+@click.argument("device_id")
+@click.pass_context
+def devices_rotate(ctx: click.Context, device_id: str) -> None:
+    """Give a device a new secret; the old one stops working when the broker reloads."""
+    from devices.registry import rotate_secret
+
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        secret = rotate_secret(conn, device_id)
+    click.echo(f"new secret for {device_id} (shown once): {secret}")
+
+
+@devices.command("broker-files")
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for passwd and acl (deploy/mosquitto in compose).",
+)
+@click.pass_context
+def devices_broker_files(ctx: click.Context, folder: Path) -> None:
+    """Write Mosquitto's password file and ACL from the registry.
+
+    The ingest account is SMARTBY_MQTT_USERNAME / SMARTBY_MQTT_PASSWORD.  Reload the
+    broker afterwards (SIGHUP; `docker compose kill -s HUP mosquitto`)."""
+    from devices.registry import INGEST_USER, hash_secret, write_broker_files
+
+    settings = _settings(ctx)
+    if settings.mqtt_username not in (None, INGEST_USER):
+        raise SmartbyError(f"SMARTBY_MQTT_USERNAME must be {INGEST_USER!r} for the ACL")
+    if settings.mqtt_password is None:
+        raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest account's")
+    with connect(database_url(settings), autocommit=True) as conn:
+        passwd, acl = write_broker_files(
+            conn,
+            folder,
+            settings.mqtt_topic_prefix,
+            hash_secret(settings.mqtt_password.get_secret_value()),
+        )
+    click.echo(f"wrote {passwd} and {acl}")
 
 
 @cli.group()

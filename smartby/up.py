@@ -12,11 +12,16 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
 
 from core.db import connect
 from core.local_stack import (
@@ -37,6 +42,13 @@ from core.local_stack import (
 )
 from core.migrate import migrate
 from core.settings import Settings
+from devices.registry import (
+    INGEST_USER,
+    REGISTRY_CHANNEL,
+    hash_secret,
+    new_secret,
+    write_broker_files,
+)
 
 
 @dataclass(slots=True)
@@ -94,6 +106,9 @@ class Supervisor:
         self.cluster: PostgresCluster | None = None
         self.broker: MosquittoBroker | None = None
         self.children: list[Child] = []
+        self.ingest_password = ""
+        self._listener: psycopg.Connection[TupleRow] | None = None
+        self._watcher: threading.Thread | None = None
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         # No printing here: a print interrupted by a print raises "reentrant call".
@@ -133,11 +148,28 @@ class Supervisor:
         if self.stop_requested:
             return 0
 
+        # The broker requires passwords even on a laptop: the ACL that binds each
+        # device to its own topics is what makes the topic a trustworthy identity.
+        broker_dir = self.data_dir / "mosquitto"
+        self.ingest_password = _local_secret(self.data_dir / "credentials" / "ingest.password")
+        with connect(database_url, autocommit=True) as conn:
+            self._provision(conn)
+            passwd, acl = write_broker_files(
+                conn,
+                broker_dir,
+                self.settings.mqtt_topic_prefix,
+                hash_secret(self.ingest_password),
+            )
         self.broker = MosquittoBroker(
-            self.data_dir / "mosquitto", port=free_port(self.settings.mqtt_port), binary=mosquitto
+            broker_dir,
+            port=free_port(self.settings.mqtt_port),
+            binary=mosquitto,
+            password_file=passwd,
+            acl_file=acl,
         )
         self.say(f"starting Mosquitto on 127.0.0.1:{self.broker.port}")
         self.broker.start()
+        self._watch_registry(database_url, broker_dir)
 
         stack = RunningStack(
             pid=os.getpid(),
@@ -154,12 +186,21 @@ class Supervisor:
             "SMARTBY_DATA_DIR": str(self.data_dir),
             "SMARTBY_INGEST_METRICS_PORT": str(free_port(self.settings.ingest_metrics_port)),
         }
+        # only the ingest worker gets the ingest account
+        child_env = {
+            "ingest": {
+                "SMARTBY_MQTT_USERNAME": INGEST_USER,
+                "SMARTBY_MQTT_PASSWORD": self.ingest_password,
+            }
+        }
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
         self.children = platform_children(self.settings, self.options)
         for child in self.children:
             child.log_path = logs / f"{child.name}.log"
-            child.proc = spawn(child.argv, log_path=child.log_path, env=env)
+            child.proc = spawn(
+                child.argv, log_path=child.log_path, env={**env, **child_env.get(child.name, {})}
+            )
             self.say(f"started {child.name} (pid {child.proc.pid}, log {child.log_path})")
         for child in self.children:
             self._wait_ready(child)
@@ -194,6 +235,40 @@ class Supervisor:
                 return 1
         return 0
 
+    def _provision(self, conn: psycopg.Connection[TupleRow]) -> None:
+        """Register what the local stack needs before the broker starts (the simulated
+        Narvik devices, when simulating)."""
+
+    def _watch_registry(self, database_url: str, broker_dir: Path) -> None:
+        """Rewrite the broker's password file and SIGHUP it whenever the registry
+        changes (migration 0004 NOTIFYs), so `smartby devices ...` takes effect at once
+        and connected clients stay connected."""
+        listener = connect(database_url, autocommit=True, application_name="smartby-up")
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(REGISTRY_CHANNEL)))
+        self._listener = listener
+
+        def watch() -> None:
+            while not self.stop_requested:
+                try:
+                    changed = any(True for _ in listener.notifies(timeout=0.5))
+                    if changed and self.broker is not None:
+                        with connect(database_url, autocommit=True) as conn:
+                            write_broker_files(
+                                conn,
+                                broker_dir,
+                                self.settings.mqtt_topic_prefix,
+                                hash_secret(self.ingest_password),
+                            )
+                        self.broker.reload()
+                        self.say("device registry changed: broker credentials reloaded")
+                except psycopg.Error as exc:
+                    if not self.stop_requested:
+                        self.say(f"registry watcher stopped: {exc}")
+                    return
+
+        self._watcher = threading.Thread(target=watch, name="registry-watcher", daemon=True)
+        self._watcher.start()
+
     def _wait_ready(self, child: Child, timeout: float = 60) -> None:
         if child.ready_text is None or child.log_path is None or child.proc is None:
             return
@@ -215,12 +290,29 @@ class Supervisor:
         for child in reversed(self.children):
             if child.proc is not None:
                 stop_process(child.proc, signal.SIGTERM, timeout=30)
+        if self._watcher is not None:
+            self._watcher.join(5)
+        if self._listener is not None:
+            self._listener.close()
         if self.broker is not None:
             self.broker.stop()
         if self.cluster is not None:
             self.cluster.stop()
         clear_running_stack(self.data_dir)
         self.say("stopped")
+
+
+def _local_secret(path: Path) -> str:
+    """A secret kept (0600) in the data folder, made on first use: the local stack's
+    ingest account password, stable across runs."""
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    secret = new_secret()
+    path.write_text(secret + "\n")
+    path.chmod(0o600)
+    return secret
 
 
 def run_up(

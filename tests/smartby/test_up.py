@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from core.local_stack import free_port
+from devices.registry import INGEST_USER, DeviceRecord, add_device
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import Collector, publish_one
 from tests.fixtures.services import make_service_root
@@ -61,6 +62,12 @@ class UpProcess:
             self.output.append(line)
             if text in line:
                 return
+
+    def drain(self) -> list[str]:
+        """Everything printed so far (without waiting)."""
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return self.output
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
         self.proc.send_signal(sig)
@@ -151,33 +158,40 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
                 )
 
-            # The stack's ingest worker stores what a registered device publishes.
+            # A device registered while the stack runs can connect at once (the broker
+            # reloads its password file), and the stack's ingest worker stores what it
+            # publishes; a subscriber with the ingest account sees the same message.
+            port = int(str(stack["mqtt_port"]))
+            ingest_password = (data_dir / "credentials" / "ingest.password").read_text().strip()
             with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
-                conn.execute(
-                    "INSERT INTO devices (id, site_id, kind) VALUES"
-                    " ('aq-torget', 'torget', 'air_quality')"
-                )
-            publish_one(
-                int(str(stack["mqtt_port"])), "smartby/aq-torget/telemetry", b'{"pm25": 7.5}'
+                secret = add_device(conn, DeviceRecord("aq-torget", "torget", "air_quality"))
+            collector = Collector(
+                port, "smartby/+/telemetry", username=INGEST_USER, password=ingest_password
             )
+            try:
+                wait_for(
+                    lambda: "broker credentials reloaded" in "\n".join(up.drain()),
+                    what="the broker reload",
+                )
+                publish_one(
+                    port,
+                    "smartby/aq-torget/telemetry",
+                    b'{"pm25": 7.5}',
+                    username="aq-torget",
+                    password=secret,
+                )
+                message = collector.get()
+                assert (message.topic, message.payload) == (
+                    "smartby/aq-torget/telemetry",
+                    b'{"pm25": 7.5}',
+                )
+            finally:
+                collector.close()
             with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
                 wait_for(
                     lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
                     what="the reading stored by the stack's ingest worker",
                 )
-
-            # An MQTT subscriber on the stack's broker receives what a publisher sends.
-            port = int(str(stack["mqtt_port"]))
-            collector = Collector(port, "smartby/+/telemetry")
-            try:
-                publish_one(port, "smartby/probe-1/telemetry", b'{"pm25": 3.5}')
-                message = collector.get()
-                assert (message.topic, message.payload) == (
-                    "smartby/probe-1/telemetry",
-                    b'{"pm25": 3.5}',
-                )
-            finally:
-                collector.close()
 
             # a second `up` on the same data folder is refused, in one line
             second = subprocess.run(

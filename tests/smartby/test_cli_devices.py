@@ -1,0 +1,107 @@
+"""`smartby devices ...` manages the registry from the shell: secrets printed once,
+never listed, and every failure one clear line with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from devices.registry import SiteRecord, upsert_site, verify_secret
+
+
+def smartby(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    env["SMARTBY_DATABASE_URL"] = db_url
+    return subprocess.run(
+        [sys.executable, "-m", "smartby", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def site(conn: psycopg.Connection) -> str:
+    upsert_site(
+        conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
+    )
+    return "torget"
+
+
+def test_add_list_show_rotate_and_disable(db_url: str, conn: psycopg.Connection, site: str) -> None:
+    added = smartby(
+        db_url,
+        "devices",
+        "add",
+        "aq-1",
+        "--site",
+        site,
+        "--kind",
+        "air_quality",
+        "--vendor",
+        "Clarity",
+        "--model",
+        "Node-S",
+    )
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.rsplit(": ", 1)[1].strip()
+    stored = conn.execute("SELECT secret_hash FROM devices WHERE id = 'aq-1'").fetchone()[0]
+    assert verify_secret(secret, stored)
+
+    listed = smartby(db_url, "devices", "list")
+    assert listed.returncode == 0
+    assert "aq-1" in listed.stdout
+    assert "torget" in listed.stdout
+    assert secret not in listed.stdout
+    assert "$7$" not in listed.stdout
+
+    shown = smartby(db_url, "devices", "show", "aq-1")
+    assert "Clarity" in shown.stdout
+    assert secret not in shown.stdout
+    assert "$7$" not in shown.stdout
+
+    rotated = smartby(db_url, "devices", "rotate-secret", "aq-1")
+    new_secret = rotated.stdout.rsplit(": ", 1)[1].strip()
+    stored = conn.execute("SELECT secret_hash FROM devices WHERE id = 'aq-1'").fetchone()[0]
+    assert verify_secret(new_secret, stored)
+    assert not verify_secret(secret, stored)
+
+    assert smartby(db_url, "devices", "disable", "aq-1").returncode == 0
+    assert conn.execute("SELECT status FROM devices").fetchone() == ("disabled",)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("devices", "add", "aq-1", "--site", "nowhere", "--kind", "air_quality"),
+            "smartby: error: site 'nowhere' does not exist; add or import it first",
+        ),
+        (("devices", "disable", "ghost"), "smartby: error: device 'ghost' does not exist"),
+        (("devices", "rotate-secret", "ghost"), "smartby: error: device 'ghost' does not exist"),
+        (
+            ("devices", "add", "bad/id", "--site", "torget", "--kind", "air_quality"),
+            "smartby: error: device 'bad/id' is not valid",
+        ),
+    ],
+)
+def test_failures_are_one_line_and_exit_non_zero(
+    db_url: str, site: str, args: tuple[str, ...], message: str
+) -> None:
+    result = smartby(db_url, *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message)
+    assert result.stderr.count("\n") == 1
+
+
+def test_an_unreachable_database_is_one_line(site: str) -> None:
+    result = smartby("postgresql://smartby:x@127.0.0.1:1/smartby", "devices", "list")
+    assert result.returncode == 1
+    assert result.stderr.startswith("smartby: error: database unreachable:")
+    assert result.stderr.count("\n") == 1
