@@ -453,7 +453,9 @@ class MosquittoBroker:
             f"max_inflight_messages {self.max_inflight}",
             f"max_queued_messages {self.max_queued}",
             "max_queued_bytes 0",
-            "message_size_limit 268435455",
+            # as in deploy/mosquitto/mosquitto.conf: bigger packets are refused by the
+            # broker; the worker quarantines payloads over its own (smaller) limit
+            "max_packet_size 1048576",
             "log_dest stdout",
             "log_type error",
             "log_type warning",
