@@ -7,7 +7,10 @@ line on stderr and exit 1; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
+import re
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -169,6 +172,30 @@ def devices_rotate(ctx: click.Context, device_id: str) -> None:
     click.echo(f"new secret for {device_id} (shown once): {secret}")
 
 
+@devices.command("import")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def devices_import(ctx: click.Context, path: Path) -> None:
+    """Create or update the sites and devices of a catalogue (YAML or CSV); safe to repeat.
+
+    Existing devices keep their secrets and status; new devices' secrets are printed
+    once, here."""
+    from devices.catalogue import load_catalogue
+    from devices.provision import import_catalogue
+
+    catalogue = load_catalogue(path)
+    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        result = import_catalogue(conn, catalogue)
+    click.echo(
+        f"{path}: sites {result.sites_created} new, {result.sites_updated} updated; "
+        f"devices {len(result.devices_created)} new, {result.devices_existing} already known"
+    )
+    if result.devices_created:
+        click.echo("secrets of the new devices (shown once, give each to its device now):")
+        for device_id, secret in sorted(result.devices_created.items()):
+            click.echo(f"  {device_id:32} {secret}")
+
+
 @devices.command("broker-files")
 @click.option(
     "--out",
@@ -198,6 +225,136 @@ def devices_broker_files(ctx: click.Context, folder: Path) -> None:
             hash_secret(settings.mqtt_password.get_secret_value()),
         )
     click.echo(f"wrote {passwd} and {acl}")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str | None) -> float | None:
+    if text is None:
+        return None
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise SmartbyError(f"{text!r} is not a duration like 30m, 12h or 7d")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    """A one-line progress bar on stderr (kept off stdout, which stays parseable)."""
+    started = time.monotonic()
+
+    def show(done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        rate = done / max(time.monotonic() - started, 1e-6)
+        bar = "#" * int(share * 30)
+        click.echo(
+            f"\r{label} [{bar:30}] {share:4.0%} {done:,}/{total:,} messages, {rate:,.0f}/s",
+            err=True,
+            nl=done >= total,
+        )
+
+    return show
+
+
+@cli.command()
+@click.option(
+    "--catalogue",
+    "catalogue_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Device catalogue (default: devices/narvik.yaml).",
+)
+@click.option(
+    "--credentials",
+    "credentials_path",
+    type=click.Path(path_type=Path),
+    help="JSON {device id: secret} (default: the local stack's).",
+)
+@click.option(
+    "--backfill",
+    help="Publish this much history (30m, 12h, 7d) as fast as ingest takes it, then exit.",
+)
+@click.option("--history", help="Like --backfill, then go on live (what `smartby up` uses).")
+@click.option("--end", "end_text", help="ISO 8601 time the backfill ends at (default: now).")
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Live replay speed factor, used with --start.",
+)
+@click.option("--start", "start_text", help="ISO 8601 time to start a live replay from.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", "device_ids", multiple=True, help="Only these devices (repeatable).")
+@click.pass_context
+def simulate(
+    ctx: click.Context,
+    catalogue_path: Path | None,
+    credentials_path: Path | None,
+    backfill: str | None,
+    history: str | None,
+    end_text: str | None,
+    speed: float,
+    start_text: str | None,
+    seed: int,
+    device_ids: tuple[str, ...],
+) -> None:
+    """Simulated Narvik sensors publishing over MQTT with their own credentials."""
+    import signal
+
+    from core.local_stack import read_running_stack
+    from devices.catalogue import load_catalogue, narvik_catalogue_path
+    from devices.provision import CredentialStore
+    from devices.simulate import Simulator
+
+    settings = _settings(ctx)
+    catalogue = load_catalogue(catalogue_path or narvik_catalogue_path())
+    specs = [d for d in catalogue.devices if not device_ids or d.id in device_ids]
+    unknown = set(device_ids) - {d.id for d in specs}
+    if unknown:
+        raise SmartbyError(f"not in the catalogue: {', '.join(sorted(unknown))}")
+    store = CredentialStore(credentials_path or settings.data_dir / "credentials" / "devices.json")
+    host, port = settings.mqtt_host, settings.mqtt_port
+    stack = read_running_stack(settings.data_dir)
+    if stack is not None and "mqtt_port" not in settings.model_fields_set:
+        host, port = stack.mqtt_host, stack.mqtt_port
+    simulator = Simulator(
+        specs,
+        host=host,
+        port=port,
+        prefix=settings.mqtt_topic_prefix,
+        credentials=store.load(),
+        seed=seed,
+        tls=settings.mqtt_tls,
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _s, _f: simulator.stop())
+    end = _iso(end_text) if end_text else None
+    with simulator:
+        click.echo(f"simulating {len(specs)} devices on {host}:{port}", err=True)
+        for span, label in ((_duration(backfill), "backfill"), (_duration(history), "history")):
+            if span:
+                report = simulator.backfill(span, end=end, progress=_progress(label))
+                click.echo(
+                    f"{label}: {report.messages:,} messages from {len(report.per_device)}"
+                    f" devices in {report.elapsed_s:.1f} s",
+                    err=True,
+                )
+        if backfill is None:
+            click.echo("live: publishing in real time (Ctrl-C stops)", err=True)
+            simulator.run(speed=speed, start=_iso(start_text) if start_text else None)
+
+
+def _iso(text: str) -> float:
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SmartbyError(f"{text!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise SmartbyError(f"{text!r} has no UTC offset (add Z or +01:00)")
+    return moment.timestamp()
 
 
 @cli.group()

@@ -42,6 +42,8 @@ from core.local_stack import (
 )
 from core.migrate import migrate
 from core.settings import Settings
+from devices.catalogue import load_catalogue, narvik_catalogue_path
+from devices.provision import CredentialStore, provision_simulated
 from devices.registry import (
     INGEST_USER,
     REGISTRY_CHANNEL,
@@ -83,6 +85,16 @@ def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
             ready_text="consuming from",
         )
     ]
+    if options.simulate:
+        # a couple of hours of history first, so every device (traffic counters report
+        # every 15 min) has data at once; then live
+        children.append(
+            Child(
+                "simulate",
+                _smartby_argv("simulate", "--history", "2h"),
+                ready_text="live: publishing",
+            )
+        )
     children += [Child(name, argv) for name, argv in options.extra.items()]
     return children
 
@@ -107,6 +119,7 @@ class Supervisor:
         self.broker: MosquittoBroker | None = None
         self.children: list[Child] = []
         self.ingest_password = ""
+        self.credentials_file = self.data_dir / "credentials" / "devices.json"
         self._listener: psycopg.Connection[TupleRow] | None = None
         self._watcher: threading.Thread | None = None
 
@@ -236,8 +249,13 @@ class Supervisor:
         return 0
 
     def _provision(self, conn: psycopg.Connection[TupleRow]) -> None:
-        """Register what the local stack needs before the broker starts (the simulated
-        Narvik devices, when simulating)."""
+        """Register what the local stack needs before the broker starts: when
+        simulating, Narvik's catalogue, with secrets the simulators keep locally."""
+        if not self.options.simulate:
+            return
+        catalogue = load_catalogue(narvik_catalogue_path())
+        secrets = provision_simulated(conn, catalogue, CredentialStore(self.credentials_file))
+        self.say(f"registered {len(secrets)} simulated devices from {catalogue.source}")
 
     def _watch_registry(self, database_url: str, broker_dir: Path) -> None:
         """Rewrite the broker's password file and SIGHUP it whenever the registry

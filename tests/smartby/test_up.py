@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +31,12 @@ READY_LINE = "press Ctrl-C to stop"
 class UpProcess:
     """`python -m smartby up` as a user would run it, with its output followed live."""
 
-    def __init__(self, data_dir: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, data_dir: Path, extra_env: dict[str, str], simulate: bool = False) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
         env.update({"SMARTBY_DATA_DIR": str(data_dir), **extra_env})
         self.data_dir = data_dir
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartby", "up", "--no-simulate"],
+            [sys.executable, "-m", "smartby", "up", *([] if simulate else ["--no-simulate"])],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -264,3 +265,49 @@ def test_a_missing_binary_gives_one_clear_line_and_a_non_zero_exit(
     assert result.returncode == 1
     assert result.stderr == message + "\n"
     assert not (data_dir / "postgresql").exists(), "nothing should start when a binary is missing"
+
+
+@pytest.mark.slow
+def test_up_shows_data_from_every_catalogue_device_within_a_minute(data_dir: Path) -> None:
+    """The default `smartby up`: the simulated Narvik devices log in with their own
+    secrets and every one of them has readings stored within a minute; no secret
+    appears in the output or the logs."""
+    from devices.catalogue import load_catalogue, narvik_catalogue_path
+
+    expected = {d.id for d in load_catalogue(narvik_catalogue_path()).devices}
+    up = UpProcess(
+        data_dir,
+        {"SMARTBY_PG_PORT": str(free_port()), "SMARTBY_MQTT_PORT": str(free_port())},
+        simulate=True,
+    )
+    try:
+        up.wait_for(READY_LINE)
+        started = time.monotonic()
+        with psycopg.connect(str(up.stack["database_url"]), autocommit=True) as conn:
+
+            def reporting() -> set[str]:
+                return {
+                    device
+                    for (device,) in conn.execute(
+                        "SELECT DISTINCT s.device_id FROM readings r"
+                        " JOIN series s ON s.id = r.series_id"
+                    )
+                }
+
+            wait_for(
+                lambda: reporting() == expected,
+                timeout=60,
+                what="readings from every catalogue device",
+            )
+            assert time.monotonic() - started < 60
+            assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+        secrets = json.loads((data_dir / "credentials" / "devices.json").read_text())
+        assert set(secrets) == expected
+    finally:
+        code = up.stop(signal.SIGTERM)
+    assert code == 0, "\n".join(up.output)
+    logs = "\n".join(up.output) + "".join(
+        p.read_text(errors="replace") for p in (data_dir / "logs").glob("*.log")
+    )
+    leaked = [device for device, secret in secrets.items() if secret in logs]
+    assert not leaked, f"secrets of {leaked} appear in the output or logs"
