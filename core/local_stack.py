@@ -140,6 +140,23 @@ def wait_until(
         time.sleep(interval)
 
 
+def await_ready(
+    proc: subprocess.Popen[bytes],
+    check: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    log_path: Path,
+    on_failure: Callable[[], None],
+) -> None:
+    """Wait for a started service; on failure clean up and say what its log says."""
+    try:
+        wait_until(check, timeout=timeout, what=what, alive=lambda: proc.poll() is None)
+    except StackError as exc:
+        on_failure()
+        raise StackError(f"{exc}; log {log_path}:\n{tail(log_path)}") from None
+
+
 def tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -354,17 +371,14 @@ class PostgresCluster:
             log_path=self.log_path,
             user=self.user,
         )
-        proc = self.proc
-        try:
-            wait_until(
-                self._accepts_connections,
-                timeout=timeout,
-                what=f"PostgreSQL on port {self.port}",
-                alive=lambda: proc.poll() is None,
-            )
-        except StackError as exc:
-            self.stop()
-            raise StackError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from None
+        await_ready(
+            self.proc,
+            self._accepts_connections,
+            timeout=timeout,
+            what=f"PostgreSQL on port {self.port}",
+            log_path=self.log_path,
+            on_failure=self.stop,
+        )
         self.ensure_database("smartby")
 
     def _accepts_connections(self) -> bool:
@@ -471,17 +485,14 @@ class MosquittoBroker:
     def start(self, timeout: float = 20.0) -> None:
         self.write_config()
         self.proc = spawn([str(self.binary), "-c", str(self.config_path)], log_path=self.log_path)
-        proc = self.proc
-        try:
-            wait_until(
-                self._accepts_connections,
-                timeout=timeout,
-                what=f"Mosquitto on port {self.port}",
-                alive=lambda: proc.poll() is None,
-            )
-        except StackError as exc:
-            self.stop()
-            raise StackError(f"{exc}; log {self.log_path}:\n{tail(self.log_path)}") from None
+        await_ready(
+            self.proc,
+            self._accepts_connections,
+            timeout=timeout,
+            what=f"Mosquitto on port {self.port}",
+            log_path=self.log_path,
+            on_failure=self.stop,
+        )
 
     def _accepts_connections(self) -> bool:
         """A real MQTT CONNECT/CONNACK exchange, not just an open TCP port."""

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 import psycopg
+from psycopg.rows import TupleRow
 
 from core.db import connect, database_url, server_versions
 from core.errors import SmartbyError
@@ -26,6 +27,11 @@ def _settings(ctx: click.Context) -> Settings:
     settings = ctx.obj
     assert isinstance(settings, Settings)
     return settings
+
+
+def _database(ctx: click.Context) -> psycopg.Connection[TupleRow]:
+    """An autocommit connection to the configured (or running embedded) database."""
+    return connect(database_url(_settings(ctx)), autocommit=True)
 
 
 @click.group()
@@ -99,7 +105,7 @@ def devices_add(
     """Register a device and print its secret (shown this once only)."""
     from devices.registry import DeviceRecord, add_device
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         secret = add_device(conn, DeviceRecord(device_id, site_id, kind, vendor, model))
     click.echo(f"registered {device_id}; its MQTT user name is {device_id!r}")
     click.echo(f"secret (shown once, store it in the device now): {secret}")
@@ -111,7 +117,7 @@ def devices_list(ctx: click.Context) -> None:
     """Every device with its site, kind, status and when it was last heard from."""
     from devices.registry import list_devices
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         rows = list_devices(conn)
     click.echo(f"{'id':24} {'site':24} {'kind':12} {'status':9} {'online':7} last seen")
     for r in rows:
@@ -130,7 +136,7 @@ def devices_show(ctx: click.Context, device_id: str) -> None:
     """One device's public fields."""
     from devices.registry import show_device
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         row = show_device(conn, device_id)
     for key, value in row.items():
         click.echo(f"{key:12} {value if value is not None else '-'}")
@@ -143,7 +149,7 @@ def devices_disable(ctx: click.Context, device_id: str) -> None:
     """Lock a device out of the broker; what still arrives from it is quarantined."""
     from devices.registry import disable_device
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         disable_device(conn, device_id)
     click.echo(f"disabled {device_id}")
 
@@ -155,7 +161,7 @@ def devices_enable(ctx: click.Context, device_id: str) -> None:
     """Let a disabled device in again (with its current secret)."""
     from devices.registry import enable_device
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         enable_device(conn, device_id)
     click.echo(f"enabled {device_id}")
 
@@ -167,7 +173,7 @@ def devices_rotate(ctx: click.Context, device_id: str) -> None:
     """Give a device a new secret; the old one stops working when the broker reloads."""
     from devices.registry import rotate_secret
 
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         secret = rotate_secret(conn, device_id)
     click.echo(f"new secret for {device_id} (shown once): {secret}")
 
@@ -184,7 +190,7 @@ def devices_import(ctx: click.Context, path: Path) -> None:
     from devices.provision import import_catalogue
 
     catalogue = load_catalogue(path)
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         result = import_catalogue(conn, catalogue)
     click.echo(
         f"{path}: sites {result.sites_created} new, {result.sites_updated} updated; "
@@ -366,7 +372,7 @@ def db() -> None:
 @click.pass_context
 def db_migrate(ctx: click.Context) -> None:
     """Apply the migrations that have not run yet (safe to repeat)."""
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         done = migrate(conn)
     if done:
         for m in done:
@@ -379,7 +385,7 @@ def db_migrate(ctx: click.Context) -> None:
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show server versions and which migrations have run."""
-    with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+    with _database(ctx) as conn:
         versions = server_versions(conn)
         recorded = applied(conn)
     click.echo(f"PostgreSQL   {versions['postgresql']}")
