@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         description="MQTT client id; default smartby-ingest-<n> with a slot n claimed in the "
         "database, so a restarted worker resumes its persistent session.",
     )
+    ingest_rollups: bool = Field(
+        default=True, description="Merge rollup partials at ingest (off only to measure cost)."
+    )
     ingest_max_past_days: float = Field(default=400, gt=0)
     ingest_max_future_s: float = Field(default=300, ge=0)
 

@@ -174,7 +174,7 @@ class IngestWorker:
         self._prepare_lock = threading.Lock()
         self._committer_error: BaseException | None = None
         self.registry = DatabaseRegistry(database_url)
-        self.writer = BatchWriter(database_url)
+        self.writer = BatchWriter(database_url, rollups=settings.ingest_rollups)
         self.preparer = BatchPreparer(
             self.registry,
             Limits(

@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import LiteralString
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
+from core.rollups import RESOLUTIONS, ROLLUP_COLUMNS, partials
 from ingest.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -44,11 +48,79 @@ def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+#: staged partials: a resolution code (index into RESOLUTIONS) and the table's columns
+STAGED_ROLLUP_COLUMNS = (
+    Column("resolution_code", "int2"),
+    Column("series_id", "int4"),
+    Column("bucket", "timestamptz"),
+    Column("count", "int4"),
+    Column("good_count", "int4"),
+    Column("sum", "float8"),
+    Column("sum_sq", "float8"),
+    Column("min", "float8"),
+    Column("max", "float8"),
+    Column("first_time", "timestamptz"),
+    Column("first_value", "float8"),
+    Column("last_time", "timestamptz"),
+    Column("last_value", "float8"),
+)
+
+#: core.rollups.merge as an upsert; partials are unique per key within one batch
+ROLLUP_UPSERT: LiteralString = """
+    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
+                              min, max, first_time, first_value, last_time, last_value)
+    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
+           good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
+    FROM rollups_staging
+    ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
+        count       = r.count + EXCLUDED.count,
+        good_count  = r.good_count + EXCLUDED.good_count,
+        sum         = r.sum + EXCLUDED.sum,
+        sum_sq      = r.sum_sq + EXCLUDED.sum_sq,
+        min         = LEAST(r.min, EXCLUDED.min),
+        max         = GREATEST(r.max, EXCLUDED.max),
+        first_time  = LEAST(r.first_time, EXCLUDED.first_time),
+        first_value = CASE WHEN (EXCLUDED.first_time, EXCLUDED.first_value)
+                                < (r.first_time, r.first_value)
+                           THEN EXCLUDED.first_value ELSE r.first_value END,
+        last_time   = GREATEST(r.last_time, EXCLUDED.last_time),
+        last_value  = CASE WHEN (EXCLUDED.last_time, EXCLUDED.last_value)
+                                > (r.last_time, r.last_value)
+                           THEN EXCLUDED.last_value ELSE r.last_value END"""
+
+
+@dataclass(frozen=True, slots=True)
+class NewRows:
+    """Readings a write actually stored (all of the batch, unless some were redelivered)."""
+
+    series_ids: npt.NDArray[np.int32]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
+
+    @classmethod
+    def of(cls, batch: PreparedBatch) -> NewRows:
+        return cls(batch.series_ids, batch.times_us, batch.values, batch.quality)
+
+    @classmethod
+    def empty(cls) -> NewRows:
+        return cls(
+            np.empty(0, np.int32),
+            np.empty(0, np.int64),
+            np.empty(0, np.float64),
+            np.empty(0, np.int16),
+        )
+
+
 class BatchWriter:
     """Owns the write connection; `write` is one transaction or an exception."""
 
-    def __init__(self, url: str, application_name: str = "smartby-ingest") -> None:
+    def __init__(
+        self, url: str, application_name: str = "smartby-ingest", *, rollups: bool = True
+    ) -> None:
         self.url = url
+        #: merge rollup partials in the readings' transaction (off only to measure)
+        self.rollups = rollups
         self.application_name = application_name
         self.conn: psycopg.Connection[TupleRow] | None = None
 
@@ -60,6 +132,13 @@ class BatchWriter:
             self.conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
                 " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            self.conn.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS rollups_staging (resolution_code int2,"
+                " series_id int4, bucket timestamptz, count int4, good_count int4,"
+                " sum float8, sum_sq float8, min float8, max float8, first_time timestamptz,"
+                " first_value float8, last_time timestamptz, last_value float8)"
+                " ON COMMIT DELETE ROWS"
             )
             self.conn.commit()
         return self.conn
@@ -73,7 +152,10 @@ class BatchWriter:
         conn = self._connection()
         try:
             with conn.transaction():
-                inserted = self._readings(conn, batch)
+                new_rows = self._readings(conn, batch)
+                inserted = len(new_rows.values)
+                if self.rollups and inserted:
+                    self._rollups(conn, new_rows)
                 self._quarantine(conn, batch)
                 self._devices(conn, batch)
         except BaseException:
@@ -83,9 +165,11 @@ class BatchWriter:
             raise
         return WriteResult(inserted, batch.reading_count - inserted, len(batch.quarantine))
 
-    def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
+    def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> NewRows:
+        """COPY the batch; return the rows that were new (rollups must not count a
+        redelivered reading twice)."""
         if batch.reading_count == 0:
-            return 0
+            return NewRows.of(batch)
         # (Sorting rows into key order first was measured: no faster.)
         data = encode_rows(
             READING_COLUMNS, [batch.times_us, batch.series_ids, batch.values, batch.quality]
@@ -99,7 +183,7 @@ class BatchWriter:
                 ) as copy,
             ):
                 copy.write(data)
-            return batch.reading_count
+            return NewRows.of(batch)
         except psycopg.errors.UniqueViolation:
             pass  # some readings are stored already: absorb them below
         with conn.cursor() as cur:
@@ -111,9 +195,40 @@ class BatchWriter:
                 "INSERT INTO readings (time, series_id, value, quality)"
                 " SELECT time, series_id, value, quality FROM readings_staging"
                 " ON CONFLICT (series_id, time) DO NOTHING"
+                " RETURNING series_id,"
+                " (extract(epoch FROM time) * 1000000)::int8, value, quality"
             )
             # the staging rows go at commit (ON COMMIT DELETE ROWS)
-            return cur.rowcount
+            rows = cur.fetchall()
+        if not rows:
+            return NewRows.empty()
+        columns = list(zip(*rows, strict=True))
+        return NewRows(
+            np.asarray(columns[0], np.int32),
+            np.asarray(columns[1], np.int64),
+            np.asarray(columns[2], np.float64),
+            np.asarray(columns[3], np.int16),
+        )
+
+    def _rollups(self, conn: psycopg.Connection[TupleRow], rows: NewRows) -> None:
+        """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in
+        the same transaction as the readings: a reading is in a rollup exactly when it
+        is stored.  The upsert mirrors `core.rollups.merge` (see its docstring)."""
+        parts = [
+            partials(rows.series_ids, rows.times_us, rows.values, rows.quality, resolution)
+            for resolution in RESOLUTIONS
+        ]
+        codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
+        columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
+        data = encode_rows(STAGED_ROLLUP_COLUMNS, [codes, *columns])
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
+                " sum, sum_sq, min, max, first_time, first_value, last_time, last_value)"
+                " FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.write(data)
+            cur.execute(ROLLUP_UPSERT)
 
     @staticmethod
     def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:

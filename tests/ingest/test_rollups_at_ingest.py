@@ -1,0 +1,98 @@
+"""Readings stored by the ingest worker are merged into rollups in the same
+transaction; the rollups equal an independent SQL GROUP BY over the raw readings,
+also after late data, redelivery and a failed value."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import psycopg
+import pytest
+
+from tests.fixtures.ingest import count, register, running_worker, unique_prefix, wait_for
+from tests.fixtures.mqtt import publish_many
+from tests.fixtures.services import Services
+
+CHECKED = """
+    SELECT r.series_id, r.bucket, r.count, r.good_count, r.sum, r.sum_sq, r.min, r.max,
+           r.first_time, r.first_value, r.last_time, r.last_value
+    FROM rollups r WHERE r.resolution = %s ORDER BY 1, 2"""
+
+INDEPENDENT = """
+    SELECT series_id, {bucket} AS bucket, count(*)::int,
+           count(*) FILTER (WHERE quality IN (1, 2))::int, sum(value), sum(value * value),
+           min(value), max(value), min(time),
+           (array_agg(value ORDER BY time, value))[1], max(time),
+           (array_agg(value ORDER BY time DESC, value DESC))[1]
+    FROM readings WHERE quality NOT IN (4, 9)
+    GROUP BY 1, 2 ORDER BY 1, 2"""
+
+BUCKETS = {
+    "1m": "date_trunc('minute', time)",
+    "1h": "date_trunc('hour', time)",
+    "1d": "date_trunc('day', time, 'Europe/Oslo')",
+}
+
+
+def approx_rows(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    return [tuple(pytest.approx(v) if isinstance(v, float) else v for v in row) for row in rows]
+
+
+@pytest.mark.slow
+def test_rollups_at_ingest_equal_an_independent_group_by(
+    services: Services, conn: psycopg.Connection
+) -> None:
+    for device in ("aq-1", "aq-2", "aq-3"):
+        register(conn, device)
+    prefix = unique_prefix()
+    settings = services.settings(
+        mqtt_topic_prefix=prefix, ingest_metrics_port=0, ingest_batch_ms=20, ingest_batch_size=300
+    )
+    t0 = (int(time.time()) // 86400 - 2) * 86400 + 0.5  # two days ago, off the minute
+    stream = [
+        (
+            f"{prefix}/aq-{1 + i % 3}/telemetry",
+            orjson.dumps(
+                {
+                    "time": t0 + i * 37.0,
+                    "pm25": float((i * 7) % 50),
+                    "humidity": 140.0 if i == 100 else 50.0 + i % 10,
+                }
+            ),
+        )
+        for i in range(3000)  # about 31 hours, across a local midnight
+    ]
+    late = stream[500:900:3]  # redelivered copies (already stored: must not count twice)
+    late_new = [  # readings arriving later for buckets that already have rollups
+        (f"{prefix}/aq-1/telemetry", orjson.dumps({"time": t0 + 600 + k, "pm25": 99.0}))
+        for k in range(5)
+    ]
+    with running_worker(settings) as worker:
+        publish_many(services.mqtt_port, stream)
+        wait_for(
+            lambda: count(conn, "SELECT count(*) FROM readings") == 6000,
+            timeout=60,
+            what="the stream stored",
+        )
+        publish_many(services.mqtt_port, late + late_new)
+        wait_for(
+            lambda: count(conn, "SELECT count(*) FROM readings") == 6005,
+            timeout=60,
+            what="late readings stored",
+        )
+        wait_for(
+            lambda: (
+                worker.metrics.registry.get_sample_value("smartby_ingest_readings_duplicate_total")
+                == 2 * len(late)
+            ),
+            what="the redelivered copies absorbed",
+        )
+    assert count(conn, "SELECT count(*) FROM readings WHERE quality = 4") == 1
+    for resolution, bucket in BUCKETS.items():
+        got = conn.execute(CHECKED, (resolution,)).fetchall()
+        want = conn.execute(INDEPENDENT.format(bucket=bucket)).fetchall()
+        assert len(got) == len(want), resolution
+        assert got == approx_rows(want), resolution
+    days = conn.execute("SELECT count(DISTINCT bucket) FROM rollups WHERE resolution = '1d'")
+    assert days.fetchone()[0] >= 2
