@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         description="MQTT client id; default smartby-ingest-<n> with a slot n claimed in the "
         "database, so a restarted worker resumes its persistent session.",
     )
+    ingest_qc: bool = Field(
+        default=True,
+        description="QARTOD tests at ingest beyond gross range (spike, rate of change, "
+        "flat line, time gap); gross range always runs.",
+    )
     ingest_rollups: bool = Field(
         default=True, description="Merge rollup partials at ingest (off only to measure cost)."
     )

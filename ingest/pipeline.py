@@ -124,10 +124,18 @@ def _short(text: str, limit: int = 200) -> str:
 class BatchPreparer:
     """Turns messages into a `PreparedBatch`; holds no state between batches but caches."""
 
-    def __init__(self, registry: Registry, limits: Limits, topic_prefix: str) -> None:
+    def __init__(
+        self, registry: Registry, limits: Limits, topic_prefix: str, *, quality_control: bool = True
+    ) -> None:
         self.registry = registry
         self.limits = limits
         self.prefix = topic_prefix
+        # QARTOD tests beyond gross range need each series' recent readings: the tail
+        # of the previous batch, kept here (the preparer is single-threaded).
+        self.quality_control = quality_control
+        self._qc_configs: dict[int, qc.QcConfig] = {}
+        self._qc_table: qc.QcTable | None = None
+        self._qc_tail: qc.SeriesTail | None = None
         # (from_unit, metric key) -> (scale, offset) or the UnitError's message
         self._conversions: dict[tuple[str | None, str], tuple[float, float] | str] = {}
         # (device, name, unit, is_sum) -> row of the target table, or a rejection.
@@ -151,7 +159,10 @@ class BatchPreparer:
             self._conversions[key] = found
         return found
 
-    def prepare(self, messages: Sequence[Message]) -> PreparedBatch:
+    def prepare(self, messages: Sequence[Message], *, history: bool = True) -> PreparedBatch:
+        """The batch's rows, flags and quarantine.  ``history=False`` runs only the
+        tests that need no earlier readings, and leaves the kept tail alone (for
+        re-preparing parts of a batch the tail has already seen)."""
         batch = PreparedBatch()
         times: list[float] = []
         raw: list[float] = []
@@ -251,7 +262,7 @@ class BatchPreparer:
             batch.outcomes[outcome] += 1
 
         if times:
-            self._finish(batch, messages, times, raw, tids, origin)
+            self._finish(batch, messages, times, raw, tids, origin, history=history)
         return batch
 
     def _resolve(
@@ -272,9 +283,15 @@ class BatchPreparer:
         if isinstance(conv, str):
             return "bad_unit", f"{key}: {conv}"
         table = self._table
+        series_id = self.registry.series(device_id, metric)
+        if series_id not in self._qc_configs:
+            self._qc_configs[series_id] = qc.default_config(
+                metric.key, metric.min_value, metric.max_value
+            )
+            self._qc_table = None
         table.append(
             (
-                self.registry.series(device_id, metric),
+                series_id,
                 conv[0],
                 conv[1],
                 metric.min_value,
@@ -302,6 +319,8 @@ class BatchPreparer:
         raw: list[float],
         tids: list[int],
         origin: list[int],
+        *,
+        history: bool = True,
     ) -> None:
         series_of, params = self._target_arrays()
         tid = np.asarray(tids, dtype=np.intp)
@@ -347,7 +366,18 @@ class BatchPreparer:
         batch.times_us = np.round(t * 1e6).astype(np.int64)
         batch.series_ids = series_of[tid]
         batch.values = values
-        batch.quality = qc.gross_range(values, lo, hi)
+        if self.quality_control and history:
+            if self._qc_table is None:
+                self._qc_table = qc.QcTable.build(self._qc_configs)
+            outcome = qc.evaluate_batch(
+                batch.series_ids, batch.times_us, values, self._qc_table, self._qc_tail
+            )
+            # Verdicts on already-stored readings that later readings worsen (a spike
+            # needs its successor) are not written back yet: `outcome.revised`.
+            self._qc_tail = outcome.tail
+            batch.quality = outcome.flags
+        else:
+            batch.quality = qc.gross_range(values, lo, hi)
         # last_seen: latest reception time per device that delivered readings
         for i in np.unique(at):
             message = messages[int(i)]

@@ -183,6 +183,7 @@ class IngestWorker:
                 settings.ingest_max_future_s,
             ),
             settings.mqtt_topic_prefix,
+            quality_control=settings.ingest_qc,
         )
         self.client: FastClient | None = None
         self._http: object | None = None
@@ -332,11 +333,11 @@ class IngestWorker:
             time.sleep(0.05)
         return self._stop_requested
 
-    def _prepare(self, messages: list[Message]) -> PreparedBatch:
+    def _prepare(self, messages: list[Message], *, history: bool = True) -> PreparedBatch:
         # The committer re-prepares halves of a rejected batch: one preparer user at a time.
         with self._prepare_lock:
             try:
-                return self.preparer.prepare(messages)
+                return self.preparer.prepare(messages, history=history)
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self.registry.close()
                 raise
@@ -354,7 +355,7 @@ class IngestWorker:
             if len(messages) > 1:
                 half = len(messages) // 2
                 for part in (messages[:half], messages[half:]):
-                    self._commit(part, self._prepare(part))
+                    self._commit(part, self._prepare(part, history=False))
                 return True
             log.warning("quarantining a message the database rejected: %s", exc)
             message = messages[0]
