@@ -275,11 +275,18 @@ class IngestWorker:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
-        self._pending.append(
+        pending = self._pending
+        pending.append(
             Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self._generation)
         )
         if not self._wake.is_set():
             self._wake.set()
+        # Our own bound, whatever the broker does: Mosquitto 2.0 was measured sending a
+        # resumed session's whole backlog past the Receive Maximum.  Waiting here stops
+        # paho reading the socket, so TCP pushes back on the broker; the writer frees
+        # a batch within milliseconds, far inside the keepalive.
+        while len(pending) > self.receive_maximum and not self._stop_requested:
+            time.sleep(0.002)
 
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client
