@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, LiteralString
@@ -320,11 +319,3 @@ def _atomic_write(path: Path, text: str, mode: int) -> None:
 
 #: the NOTIFY channel of migration 0004: a device was added, removed, disabled or re-keyed
 REGISTRY_CHANNEL = "smartby_registry"
-
-
-def site_ids(conn: psycopg.Connection[TupleRow]) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT id FROM sites")}
-
-
-def existing_devices(conn: psycopg.Connection[TupleRow], ids: Iterable[str]) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT id FROM devices WHERE id = ANY(%s)", (list(ids),))}
