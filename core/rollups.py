@@ -33,13 +33,40 @@ buckets start at local midnight, so a day is 23 hours on the spring-forward day 
 The upsert that mirrors `merge`
 -------------------------------
 Insert one partial row per key (``merge`` the batch's partials first: ``ON CONFLICT
-DO UPDATE`` may touch a row only once per statement).  PostgreSQL evaluates every
-``SET`` expression against the old row, and compares row values lexicographically::
+DO UPDATE`` may touch a row only once per statement); `MERGE_SQL` below is that
+upsert, from a staging table ``rollups_staging`` that carries the resolution as a
+code (the index into `RESOLUTIONS`).  PostgreSQL evaluates every ``SET`` expression
+against the old row, and compares row values lexicographically.
 
-    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum,
-                              sum_sq, min, max, first_time, first_value,
-                              last_time, last_value)
-    SELECT ... FROM rollups_staging
+First and last are the lexicographic minimum / maximum of (time, value): two readings
+at the same instant (which the readings key forbids, but a merge must not care) then
+still merge the same way in any order, so merging is associative and commutative.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Literal, LiteralString, TypeVar, get_args
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from core.qc import FAIL, GOOD, MISSING, NOT_EVALUATED
+
+Resolution = Literal["1m", "1h", "1d"]
+RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
+DEFAULT_TZ = "Europe/Oslo"
+
+#: `merge` as an upsert into ``rollups`` from ``rollups_staging`` (module docstring)
+MERGE_SQL: LiteralString = """
+    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
+                              min, max, first_time, first_value, last_time, last_value)
+    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
+           good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
+    FROM rollups_staging
     ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
         count       = r.count + EXCLUDED.count,
         good_count  = r.good_count + EXCLUDED.good_count,
@@ -54,29 +81,7 @@ DO UPDATE`` may touch a row only once per statement).  PostgreSQL evaluates ever
         last_time   = GREATEST(r.last_time, EXCLUDED.last_time),
         last_value  = CASE WHEN (EXCLUDED.last_time, EXCLUDED.last_value)
                                 > (r.last_time, r.last_value)
-                           THEN EXCLUDED.last_value ELSE r.last_value END;
-
-First and last are the lexicographic minimum / maximum of (time, value): two readings
-at the same instant (which the readings key forbids, but a merge must not care) then
-still merge the same way in any order, so merging is associative and commutative.
-"""
-
-from __future__ import annotations
-
-import functools
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from typing import Literal, TypeVar, get_args
-from zoneinfo import ZoneInfo
-
-import numpy as np
-import numpy.typing as npt
-
-from core.qc import FAIL, GOOD, MISSING, NOT_EVALUATED
-
-Resolution = Literal["1m", "1h", "1d"]
-RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
-DEFAULT_TZ = "Europe/Oslo"
+                           THEN EXCLUDED.last_value ELSE r.last_value END"""
 
 US_PER_S = 1_000_000
 MINUTE_US = 60 * US_PER_S

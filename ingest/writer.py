@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import LiteralString
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +23,7 @@ from psycopg.rows import TupleRow
 
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
-from core.rollups import RESOLUTIONS, ROLLUP_COLUMNS, partials
+from core.rollups import MERGE_SQL, RESOLUTIONS, ROLLUP_COLUMNS, partials
 from ingest.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -64,30 +63,6 @@ STAGED_ROLLUP_COLUMNS = (
     Column("last_time", "timestamptz"),
     Column("last_value", "float8"),
 )
-
-#: core.rollups.merge as an upsert; partials are unique per key within one batch
-ROLLUP_UPSERT: LiteralString = """
-    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
-                              min, max, first_time, first_value, last_time, last_value)
-    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
-           good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
-    FROM rollups_staging
-    ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
-        count       = r.count + EXCLUDED.count,
-        good_count  = r.good_count + EXCLUDED.good_count,
-        sum         = r.sum + EXCLUDED.sum,
-        sum_sq      = r.sum_sq + EXCLUDED.sum_sq,
-        min         = LEAST(r.min, EXCLUDED.min),
-        max         = GREATEST(r.max, EXCLUDED.max),
-        first_time  = LEAST(r.first_time, EXCLUDED.first_time),
-        first_value = CASE WHEN (EXCLUDED.first_time, EXCLUDED.first_value)
-                                < (r.first_time, r.first_value)
-                           THEN EXCLUDED.first_value ELSE r.first_value END,
-        last_time   = GREATEST(r.last_time, EXCLUDED.last_time),
-        last_value  = CASE WHEN (EXCLUDED.last_time, EXCLUDED.last_value)
-                                > (r.last_time, r.last_value)
-                           THEN EXCLUDED.last_value ELSE r.last_value END"""
-
 
 @dataclass(frozen=True, slots=True)
 class NewRows:
@@ -228,7 +203,7 @@ class BatchWriter:
                 " FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.write(data)
-            cur.execute(ROLLUP_UPSERT)
+            cur.execute(MERGE_SQL)
 
     @staticmethod
     def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
