@@ -23,7 +23,7 @@ from psycopg.rows import TupleRow
 
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
-from core.rollups import MERGE_SQL, RESOLUTIONS, ROLLUP_COLUMNS, partials
+from core.rollup_store import create_staging, merge_partials
 from ingest.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -46,23 +46,6 @@ class WriteResult:
 def _ts(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
-
-#: staged partials: a resolution code (index into RESOLUTIONS) and the table's columns
-STAGED_ROLLUP_COLUMNS = (
-    Column("resolution_code", "int2"),
-    Column("series_id", "int4"),
-    Column("bucket", "timestamptz"),
-    Column("count", "int4"),
-    Column("good_count", "int4"),
-    Column("sum", "float8"),
-    Column("sum_sq", "float8"),
-    Column("min", "float8"),
-    Column("max", "float8"),
-    Column("first_time", "timestamptz"),
-    Column("first_value", "float8"),
-    Column("last_time", "timestamptz"),
-    Column("last_value", "float8"),
-)
 
 @dataclass(frozen=True, slots=True)
 class NewRows:
@@ -108,13 +91,7 @@ class BatchWriter:
                 "CREATE TEMP TABLE IF NOT EXISTS readings_staging"
                 " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
-            self.conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS rollups_staging (resolution_code int2,"
-                " series_id int4, bucket timestamptz, count int4, good_count int4,"
-                " sum float8, sum_sq float8, min float8, max float8, first_time timestamptz,"
-                " first_value float8, last_time timestamptz, last_value float8)"
-                " ON COMMIT DELETE ROWS"
-            )
+            create_staging(self.conn)
             self.conn.commit()
         return self.conn
 
@@ -189,21 +166,7 @@ class BatchWriter:
         """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in
         the same transaction as the readings: a reading is in a rollup exactly when it
         is stored.  The upsert mirrors `core.rollups.merge` (see its docstring)."""
-        parts = [
-            partials(rows.series_ids, rows.times_us, rows.values, rows.quality, resolution)
-            for resolution in RESOLUTIONS
-        ]
-        codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
-        columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
-        data = encode_rows(STAGED_ROLLUP_COLUMNS, [codes, *columns])
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
-                " sum, sum_sq, min, max, first_time, first_value, last_time, last_value)"
-                " FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.write(data)
-            cur.execute(MERGE_SQL)
+        merge_partials(conn, rows.series_ids, rows.times_us, rows.values, rows.quality)
 
     @staticmethod
     def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:

@@ -364,6 +364,36 @@ def _iso(text: str) -> float:
 
 
 @cli.group()
+def rollup() -> None:
+    """Rollups (1-minute, hourly and daily partial aggregates)."""
+
+
+@rollup.command("rebuild")
+@click.option("--from", "start_text", required=True, help="ISO 8601 start (with offset).")
+@click.option("--to", "end_text", required=True, help="ISO 8601 end (with offset).")
+@click.pass_context
+def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
+    """Recompute the rollups of every local day touching [--from, --to) from readings."""
+    from datetime import UTC, datetime
+
+    from core.rollup_store import rebuild
+
+    settings = _settings(ctx)
+    start = datetime.fromtimestamp(_iso(start_text), UTC)
+    end = datetime.fromtimestamp(_iso(end_text), UTC)
+    if end <= start:
+        raise SmartbyError(f"--to {end_text} is not after --from {start_text}")
+
+    def show(lo: datetime, hi: datetime) -> None:
+        click.echo(f"\rrebuilt rollups up to {hi.isoformat()}", err=True, nl=False)
+
+    with connect(database_url(settings)) as conn:
+        first, last, readings = rebuild(conn, start, end, tz=settings.timezone, progress=show)
+    click.echo("", err=True)
+    click.echo(f"rebuilt {first.isoformat()} .. {last.isoformat()} from {readings:,} readings")
+
+
+@cli.group()
 def db() -> None:
     """Database schema and status."""
 
