@@ -20,6 +20,19 @@ from tests.fixtures.rollups import assert_rollups_match_readings
 DST_DAY = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # local midnight of 25 October
 
 
+def rebuild_cli(db_url: str, start: str, end: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    env["SMARTBY_DATABASE_URL"] = db_url
+    return subprocess.run(
+        [sys.executable, "-m", "smartby", "rollup", "rebuild", "--from", start, "--to", end],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def load_readings(conn: psycopg.Connection) -> None:
     register(conn, "aq-1")
     for metric in ("pm25", "no2"):
@@ -67,51 +80,13 @@ def test_rebuild_repairs_damaged_rollups(db_url: str, conn: psycopg.Connection) 
     conn.execute("DELETE FROM rollups WHERE resolution = '1m' AND series_id = 1")
     conn.execute("UPDATE rollups SET count = count + 5, sum = -1 WHERE resolution = '1d'")
     conn.execute("UPDATE rollups SET max = 1e9 WHERE resolution = '1h'")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-    env["SMARTBY_DATABASE_URL"] = db_url
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smartby",
-            "rollup",
-            "rebuild",
-            "--from",
-            "2026-10-24T12:00:00+02:00",
-            "--to",
-            "2026-10-26T03:00:00+01:00",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = rebuild_cli(db_url, "2026-10-24T12:00:00+02:00", "2026-10-26T03:00:00+01:00")
     assert result.returncode == 0, result.stderr
     assert "rebuilt 2026-10-23T22:00:00+00:00 .. 2026-10-26T23:00:00+00:00" in result.stdout
     assert_rollups_match_readings(conn)
 
 
 def test_rebuild_refuses_an_empty_range(db_url: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-    env["SMARTBY_DATABASE_URL"] = db_url
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "smartby",
-            "rollup",
-            "rebuild",
-            "--from",
-            "2026-10-25T00:00:00+02:00",
-            "--to",
-            "2026-10-24T00:00:00+02:00",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = rebuild_cli(db_url, "2026-10-25T00:00:00+02:00", "2026-10-24T00:00:00+02:00")
     assert result.returncode == 1
     assert result.stderr.startswith("smartby: error: --to 2026-10-24T00:00:00+02:00 is not after")
