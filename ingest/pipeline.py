@@ -168,6 +168,7 @@ class BatchPreparer:
         raw: list[float] = []
         tids: list[int] = []  # row of the target table per reading
         origin: list[int] = []  # message index per reading
+        device_of: dict[int, str] = {}  # message index -> device, for those with readings
         targets = self._targets
         if len(targets) > _TARGET_CACHE_LIMIT:
             # between batches only: readings of this batch point into the table
@@ -258,11 +259,13 @@ class BatchPreparer:
                 self._reject(
                     batch, message, device_id, reason, "; ".join(details)[:1000], count=False
                 )
+            if stored:
+                device_of[index] = device_id
             outcome = "partial" if problems and stored else "stored" if stored else "quarantined"
             batch.outcomes[outcome] += 1
 
         if times:
-            self._finish(batch, messages, times, raw, tids, origin, history=history)
+            self._finish(batch, messages, device_of, times, raw, tids, origin, history=history)
         return batch
 
     def _resolve(
@@ -315,6 +318,7 @@ class BatchPreparer:
         self,
         batch: PreparedBatch,
         messages: Sequence[Message],
+        device_of: dict[int, str],
         times: list[float],
         raw: list[float],
         tids: list[int],
@@ -339,7 +343,6 @@ class BatchPreparer:
         if reject.any():
             for position in np.flatnonzero(reject):
                 message = messages[at[position]]
-                route = parse_topic(message.topic, self.prefix)
                 if too_old[position]:
                     reason = "time_too_old"
                 elif too_new[position]:
@@ -349,7 +352,7 @@ class BatchPreparer:
                 self._reject(
                     batch,
                     message,
-                    route[0] if route else None,
+                    device_of[int(at[position])],
                     reason,
                     f"reading at epoch {t[position]:.3f} s, received at {message.received:.3f} s",
                     count=False,
@@ -381,10 +384,8 @@ class BatchPreparer:
         # last_seen: latest reception time per device that delivered readings
         for i in np.unique(at):
             message = messages[int(i)]
-            route = parse_topic(message.topic, self.prefix)
-            if route is not None:
-                seen = batch.last_seen.get(route[0], 0.0)
-                batch.last_seen[route[0]] = max(seen, message.received)
+            device = device_of[int(i)]
+            batch.last_seen[device] = max(batch.last_seen.get(device, 0.0), message.received)
 
     def _status(self, batch: PreparedBatch, message: Message, device_id: str) -> None:
         """``online``/``offline`` text (retained / last will), or a JSON object with
