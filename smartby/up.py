@@ -167,12 +167,7 @@ class Supervisor:
         self.ingest_password = _local_secret(self.data_dir / "credentials" / "ingest.password")
         with connect(database_url, autocommit=True) as conn:
             self._provision(conn)
-            passwd, acl = write_broker_files(
-                conn,
-                broker_dir,
-                self.settings.mqtt_topic_prefix,
-                hash_secret(self.ingest_password),
-            )
+            passwd, acl = self._write_broker_files(conn, broker_dir)
         self.broker = MosquittoBroker(
             broker_dir,
             port=free_port(self.settings.mqtt_port),
@@ -257,6 +252,14 @@ class Supervisor:
         secrets = provision_simulated(conn, catalogue, CredentialStore(self.credentials_file))
         self.say(f"registered {len(secrets)} simulated devices from {catalogue.source}")
 
+    def _write_broker_files(
+        self, conn: psycopg.Connection[TupleRow], broker_dir: Path
+    ) -> tuple[Path, Path]:
+        """The broker's password file and ACL from the registry, with the ingest account."""
+        return write_broker_files(
+            conn, broker_dir, self.settings.mqtt_topic_prefix, hash_secret(self.ingest_password)
+        )
+
     def _watch_registry(self, database_url: str, broker_dir: Path) -> None:
         """Rewrite the broker's password file and SIGHUP it whenever the registry
         changes (migration 0004 NOTIFYs), so `smartby devices ...` takes effect at once
@@ -271,12 +274,7 @@ class Supervisor:
                     changed = any(True for _ in listener.notifies(timeout=0.5))
                     if changed and self.broker is not None:
                         with connect(database_url, autocommit=True) as conn:
-                            write_broker_files(
-                                conn,
-                                broker_dir,
-                                self.settings.mqtt_topic_prefix,
-                                hash_secret(self.ingest_password),
-                            )
+                            self._write_broker_files(conn, broker_dir)
                         self.broker.reload()
                         self.say("device registry changed: broker credentials reloaded")
                 except psycopg.Error as exc:
