@@ -174,23 +174,19 @@ def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> s
     if exists is None:
         return add_device(conn, device)
     conn.execute(
-        """UPDATE devices SET site_id = %s, kind = %s, vendor = %s, model = %s,
-               calibration = %s, updated_at = now()
-           WHERE id = %s AND (site_id, kind, vendor, model, calibration)
-                 IS DISTINCT FROM (%s, %s, %s, %s, %s)""",
-        (
-            device.site_id,
-            device.kind,
-            device.vendor,
-            device.model,
-            Jsonb(device.calibration or {}),
-            device.id,
-            device.site_id,
-            device.kind,
-            device.vendor,
-            device.model,
-            Jsonb(device.calibration or {}),
-        ),
+        """UPDATE devices SET site_id = %(site_id)s, kind = %(kind)s, vendor = %(vendor)s,
+               model = %(model)s, calibration = %(calibration)s, updated_at = now()
+           WHERE id = %(id)s AND (site_id, kind, vendor, model, calibration)
+                 IS DISTINCT FROM (%(site_id)s, %(kind)s, %(vendor)s, %(model)s,
+                                   %(calibration)s)""",
+        {
+            "id": device.id,
+            "site_id": device.site_id,
+            "kind": device.kind,
+            "vendor": device.vendor,
+            "model": device.model,
+            "calibration": Jsonb(device.calibration or {}),
+        },
     )
     return None
 
