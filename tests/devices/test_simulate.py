@@ -21,6 +21,7 @@ import pytest
 import core
 from core.units import conversion
 from devices.catalogue import Catalogue, DeviceSpec, load_catalogue, narvik_catalogue_path
+from devices.provision import import_catalogue
 from devices.simulate import (
     SimulationError,
     Simulator,
@@ -456,31 +457,6 @@ def test_a_live_run_continues_where_the_backfill_ended(
 # -------------------------------------------------------------------- end to end
 
 
-def register_catalogue_devices(conn: psycopg.Connection, catalogue: Catalogue, ids: list[str]):
-    """Sites and devices as `smartby devices import` creates them (no credentials: the
-    test broker is anonymous)."""
-    for device_id in ids:
-        spec = catalogue.device(device_id)
-        site = spec.site
-        conn.execute(
-            "INSERT INTO sites (id, name, kind, municipality, lon, lat, properties)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
-            (
-                site.id,
-                site.name,
-                site.kind,
-                catalogue.municipality,
-                site.lon,
-                site.lat,
-                orjson.dumps(dict(site.properties)).decode(),
-            ),
-        )
-        conn.execute(
-            "INSERT INTO devices (id, site_id, kind, vendor, model) VALUES (%s, %s, %s, %s, %s)",
-            (spec.id, site.id, spec.kind, spec.vendor, spec.model),
-        )
-
-
 def test_a_backfill_through_the_broker_lands_every_reading_and_nothing_in_quarantine(
     services: Services, conn: psycopg.Connection, narvik: Catalogue
 ) -> None:
@@ -489,7 +465,7 @@ def test_a_backfill_through_the_broker_lands_every_reading_and_nothing_in_quaran
     prefix = unique_prefix()
     settings = services.settings(mqtt_topic_prefix=prefix, ingest_metrics_port=0)
     ids = ["aq-sentrum", "aq-ornes", "em-narvik-vgs", "tc-e6-ornes"]
-    register_catalogue_devices(conn, narvik, ids)
+    import_catalogue(conn, narvik)  # as `smartby devices import` does
     specs = [narvik.device(device_id) for device_id in ids]
     end = float(int(time.time()))
     expected = {spec.id: readings(spec, end - 6 * 3600 - 900, end, seed=5) for spec in specs}

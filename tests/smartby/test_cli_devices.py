@@ -105,3 +105,15 @@ def test_an_unreachable_database_is_one_line(site: str) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("smartby: error: database unreachable:")
     assert result.stderr.count("\n") == 1
+
+
+def test_import_is_idempotent_and_keeps_secrets(db_url: str, conn: psycopg.Connection) -> None:
+    first = smartby(db_url, "devices", "import", "devices/narvik.yaml")
+    assert first.returncode == 0, first.stderr
+    assert "devices 38 new, 0 already known" in first.stdout
+    before = conn.execute("SELECT id, secret_hash, updated_at FROM devices ORDER BY id").fetchall()
+    again = smartby(db_url, "devices", "import", "devices/narvik.yaml")
+    assert "devices 0 new, 38 already known" in again.stdout
+    assert "secrets of the new devices" not in again.stdout
+    after = conn.execute("SELECT id, secret_hash, updated_at FROM devices ORDER BY id").fetchall()
+    assert after == before
