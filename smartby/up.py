@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -68,8 +68,6 @@ class Child:
 @dataclass(slots=True)
 class UpOptions:
     simulate: bool = True
-    #: extra processes, mostly for tests: name -> argv
-    extra: dict[str, list[str]] = field(default_factory=dict)
 
 
 def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
@@ -95,7 +93,6 @@ def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
                 ready_text="live: publishing",
             )
         )
-    children += [Child(name, argv) for name, argv in options.extra.items()]
     return children
 
 
