@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import LiteralString
 
 import numpy as np
 import numpy.typing as npt
@@ -53,6 +54,15 @@ _CREATE_STAGING = (
 )
 
 
+#: the local days these partials touched wait for the indicator job
+#: (core.indicator_store); resolution code 2 is the day
+MARK_DAYS_SQL: LiteralString = (
+    "INSERT INTO indicator_days_pending (day)"
+    " SELECT DISTINCT bucket FROM rollups_staging WHERE resolution_code = 2"
+    " ON CONFLICT (day) DO NOTHING"
+)
+
+
 def create_staging(conn: psycopg.Connection[TupleRow]) -> None:
     """The session's staging table (emptied at every commit)."""
     conn.execute(_CREATE_STAGING)
@@ -83,6 +93,7 @@ def merge_partials(
         ) as copy:
             copy.write(data)
         cur.execute(MERGE_SQL)
+        cur.execute(MARK_DAYS_SQL)
     return len(codes)
 
 

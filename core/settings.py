@@ -88,9 +88,48 @@ class Settings(BaseSettings):
     ingest_max_past_days: float = Field(default=400, gt=0)
     ingest_max_future_s: float = Field(default=300, ge=0)
 
+    # --- indicators -----------------------------------------------------------------
+    indicators_interval_s: float = Field(
+        default=60,
+        ge=0,
+        description="How often an ingest worker refreshes the indicator tables for the "
+        "days that received data (0 turns it off; several workers take turns).",
+    )
+    grid_factor_g_per_kwh: float = Field(
+        default=19.0,
+        ge=0,
+        description="Grid emission factor for CO2e of electricity, g CO2e per kWh. The "
+        "default is of the order of NVE's location-based Norwegian mix; use the figure "
+        "your climate accounts use.",
+    )
+
     # --- API ------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
+    api_public_url: str | None = Field(
+        default=None,
+        description="The API's public base URL, used in the DCAT catalogue and links; "
+        "default: taken from each request.",
+    )
+    api_rate_limit: str = Field(
+        default="120/minute",
+        description="Open reads allowed per client address (limits notation, e.g. 120/minute).",
+    )
+    api_key_rate_limit: str = Field(
+        default="6000/minute", description="Reads allowed per API key."
+    )
+    api_keys: SecretStr | None = Field(
+        default=None,
+        description="Comma-separated API keys, each optionally 'name:key'; a key lifts the "
+        "read limit to SMARTBY_API_KEY_RATE_LIMIT and unlocks the admin routes.",
+    )
+    api_max_range_days: int = Field(
+        default=400, ge=1, description="Longest time range one time-series request may span."
+    )
+    api_contact_email: str = Field(
+        default="postmottak@narvik.kommune.no",
+        description="Contact point published in the DCAT-AP-NO catalogue.",
+    )
 
     # --- who publishes the data -------------------------------------------------------
     city: str = "Narvik"
