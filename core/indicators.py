@@ -323,6 +323,10 @@ class TrafficBuckets:
     mean_speed_kmh: Values  # count-weighted; NaN without vehicles with a speed
     heavy_share: Values  # heavy / all vehicles, over intervals reporting both
     coverage: Values  # share of the bucket covered by reported intervals
+    # the weights behind the two ratios, so buckets merge into longer ones exactly
+    speed_volume: Values  # vehicles counted in intervals that reported a speed
+    heavy_volume: Values  # heavy vehicles, over intervals reporting both counts
+    heavy_base: Values  # all vehicles, over those same intervals
 
 
 def traffic_buckets(
@@ -382,6 +386,9 @@ def traffic_buckets(
         mean_speed_kmh=mean_speed,
         heavy_share=heavy_share,
         coverage=reported * interval_s / bucket_s,
+        speed_volume=speed_weight,
+        heavy_volume=heavy_sum,
+        heavy_base=heavy_base,
     )
 
 

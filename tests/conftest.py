@@ -1,3 +1,3 @@
 """Shared test setup: real services come from the `tests.fixtures.services` plugin."""
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.logs"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.logs", "tests.fixtures.simulated"]
