@@ -115,9 +115,7 @@ class Settings(BaseSettings):
         default="120/minute",
         description="Open reads allowed per client address (limits notation, e.g. 120/minute).",
     )
-    api_key_rate_limit: str = Field(
-        default="6000/minute", description="Reads allowed per API key."
-    )
+    api_key_rate_limit: str = Field(default="6000/minute", description="Reads allowed per API key.")
     api_keys: SecretStr | None = Field(
         default=None,
         description="Comma-separated API keys, each optionally 'name:key'; a key lifts the "

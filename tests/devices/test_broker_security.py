@@ -58,8 +58,9 @@ class SecureBroker:
 
 @pytest.fixture
 def secure(conn: psycopg.Connection) -> Iterator[SecureBroker]:
-    upsert_site(conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44,
-                                 {}))
+    upsert_site(
+        conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
+    )
     secrets = {
         device: add_device(conn, DeviceRecord(device, "torget", "air_quality"))
         for device in ("aq-1", "aq-2")
@@ -67,8 +68,7 @@ def secure(conn: psycopg.Connection) -> Iterator[SecureBroker]:
     root = make_service_root("smartby-secure-")
     ingest_password = new_secret()
     passwd, acl = write_broker_files(conn, root, PREFIX, hash_secret(ingest_password))
-    broker = MosquittoBroker(root / "broker", port=free_port(), password_file=passwd,
-                             acl_file=acl)
+    broker = MosquittoBroker(root / "broker", port=free_port(), password_file=passwd, acl_file=acl)
     broker.start()
     try:
         yield SecureBroker(broker, root, ingest_password, secrets)
@@ -81,8 +81,11 @@ def connect(port: int, user: str, password: str) -> tuple[mqtt.Client | None, Re
     """CONNECT as user; the connected client, or None and the broker's refusal."""
     done = threading.Event()
     result: list[ReasonCode] = []
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"{user}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.username_pw_set(user, password)
 
     def on_connect(_c: object, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
@@ -111,9 +114,13 @@ def close(client: mqtt.Client) -> None:
 
 @pytest.fixture
 def worker_settings(services: Services, secure: SecureBroker) -> Settings:
-    return services.settings(mqtt_port=secure.port, mqtt_username=INGEST_USER,
-                             mqtt_password=secure.ingest_password, ingest_metrics_port=0,
-                             ingest_batch_ms=20)
+    return services.settings(
+        mqtt_port=secure.port,
+        mqtt_username=INGEST_USER,
+        mqtt_password=secure.ingest_password,
+        ingest_metrics_port=0,
+        ingest_batch_ms=20,
+    )
 
 
 def test_a_device_publishes_as_itself_and_never_as_another(
@@ -160,8 +167,11 @@ def test_a_disabled_device_cannot_connect(conn: psycopg.Connection, secure: Secu
     close(client)
     disable_device(conn, "aq-2")
     secure.refresh(conn)
-    wait_for(lambda: connect(secure.port, "aq-2", secure.secrets["aq-2"])[0] is None,
-             timeout=10, what="the broker to reload")
+    wait_for(
+        lambda: connect(secure.port, "aq-2", secure.secrets["aq-2"])[0] is None,
+        timeout=10,
+        what="the broker to reload",
+    )
     still, _ = connect(secure.port, "aq-1", secure.secrets["aq-1"])
     assert still is not None, "disabling one device locked out another"
     close(still)
@@ -174,8 +184,11 @@ def test_rotating_a_secret_locks_out_the_old_one(
     new = rotate_secret(conn, "aq-1")
     assert new != old
     secure.refresh(conn)
-    wait_for(lambda: connect(secure.port, "aq-1", old)[0] is None, timeout=10,
-             what="the old secret to stop working")
+    wait_for(
+        lambda: connect(secure.port, "aq-1", old)[0] is None,
+        timeout=10,
+        what="the old secret to stop working",
+    )
     client, _ = connect(secure.port, "aq-1", new)
     assert client is not None
     close(client)

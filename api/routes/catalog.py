@@ -1,0 +1,5 @@
+"""Placeholder router (being written): see issue 6."""
+
+from fastapi import APIRouter
+
+router = APIRouter()
