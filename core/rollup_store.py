@@ -20,6 +20,7 @@ from psycopg.rows import TupleRow
 from core.pgcopy import Column, encode_rows
 from core.rollups import (
     DEFAULT_TZ,
+    HOUR_US,
     MERGE_SQL,
     RESOLUTIONS,
     ROLLUP_COLUMNS,
@@ -95,6 +96,136 @@ def merge_partials(
         cur.execute(MERGE_SQL)
         cur.execute(MARK_DAYS_SQL)
     return len(codes)
+
+
+#: Hour partials replace what was stored (the hour was recomputed from its readings)
+REPLACE_SQL: LiteralString = """
+    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
+                              min, max, first_time, first_value, last_time, last_value)
+    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
+           good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
+    FROM rollups_staging
+    ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
+        count = EXCLUDED.count, good_count = EXCLUDED.good_count, sum = EXCLUDED.sum,
+        sum_sq = EXCLUDED.sum_sq, min = EXCLUDED.min, max = EXCLUDED.max,
+        first_time = EXCLUDED.first_time, first_value = EXCLUDED.first_value,
+        last_time = EXCLUDED.last_time, last_value = EXCLUDED.last_value"""
+
+# A day is the merge of its hours (local days are whole hours in zones with
+# whole-hour offsets), so a day row is rebuilt from the hour rows, not the readings.
+_DAY_FROM_HOURS: LiteralString = """
+    WITH days AS (
+        SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[])
+                      AS d(series_id, day, next_day)
+    ), merged AS (
+        SELECT d.series_id, d.day, sum(h.count)::int4 AS count,
+               sum(h.good_count)::int4 AS good_count, sum(h.sum) AS sum,
+               sum(h.sum_sq) AS sum_sq, min(h.min) AS min, max(h.max) AS max,
+               min(h.first_time) AS first_time,
+               (array_agg(h.first_value ORDER BY h.first_time, h.first_value))[1]
+                   AS first_value,
+               max(h.last_time) AS last_time,
+               (array_agg(h.last_value ORDER BY h.last_time DESC, h.last_value DESC))[1]
+                   AS last_value
+        FROM days d JOIN rollups h
+          ON h.series_id = d.series_id AND h.resolution = '1h'
+         AND h.bucket >= d.day AND h.bucket < d.next_day
+        GROUP BY d.series_id, d.day
+    ), gone AS (
+        DELETE FROM rollups r USING days d
+        WHERE r.series_id = d.series_id AND r.resolution = '1d' AND r.bucket = d.day
+          AND NOT EXISTS (SELECT 1 FROM merged m
+                          WHERE m.series_id = d.series_id AND m.day = d.day)
+    )
+    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
+                              min, max, first_time, first_value, last_time, last_value)
+    SELECT series_id, '1d', day, count, good_count, sum, sum_sq, min, max, first_time,
+           first_value, last_time, last_value
+    FROM merged
+    ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
+        count = EXCLUDED.count, good_count = EXCLUDED.good_count, sum = EXCLUDED.sum,
+        sum_sq = EXCLUDED.sum_sq, min = EXCLUDED.min, max = EXCLUDED.max,
+        first_time = EXCLUDED.first_time, first_value = EXCLUDED.first_value,
+        last_time = EXCLUDED.last_time, last_value = EXCLUDED.last_value"""
+
+
+def recompute_hours(
+    conn: psycopg.Connection[TupleRow],
+    series_ids: npt.NDArray[np.int32],
+    times_us: npt.NDArray[np.int64],
+    tz: str = DEFAULT_TZ,
+) -> int:
+    """Recompute the rollups around these readings from what ``readings`` holds now:
+    the minute and hour buckets of each reading's hour from its readings, and the
+    day from its hours.  For readings whose flag changed after they were stored (a
+    spike is only seen once the next reading arrives): a FAIL leaves the rollup, and
+    min, max, first and last cannot be "un-merged", so the buckets are recomputed;
+    an hour is small.  Call inside a transaction, with `create_staging` done.
+
+    Safe beside concurrent merges: rows are replaced, not added to, from readings
+    read after the old rows were deleted; another worker's merge either committed
+    before (and its readings are read here) or waits on the rows locked here and then
+    adds its own readings on top.  Returns the number of hours recomputed.
+    """
+    if not len(series_ids):
+        return 0
+    keys = np.unique(
+        np.stack([np.asarray(series_ids, np.int64), np.asarray(times_us) // HOUR_US]), axis=1
+    )
+    hour_series = keys[0].astype(np.int32)
+    hours = [datetime.fromtimestamp(int(h) * 3600, UTC) for h in keys[1]]
+    with conn.cursor(binary=True) as cur:
+        cur.execute(
+            "DELETE FROM rollups r USING unnest(%s::int4[], %s::timestamptz[]) AS v(s, h)"
+            " WHERE r.series_id = v.s AND ((r.resolution = '1m' AND r.bucket >= v.h"
+            " AND r.bucket < v.h + interval '1 hour') OR (r.resolution = '1h'"
+            " AND r.bucket = v.h))",
+            (hour_series.tolist(), hours),
+        )
+        rows = cur.execute(
+            "SELECT r.series_id, (extract(epoch FROM r.time) * 1000000)::int8, r.value,"
+            " r.quality FROM readings r JOIN unnest(%s::int4[], %s::timestamptz[]) AS v(s, h)"
+            " ON r.series_id = v.s AND r.time >= v.h AND r.time < v.h + interval '1 hour'",
+            (hour_series.tolist(), hours),
+        ).fetchall()
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        s = np.asarray(columns[0], np.int32)
+        t = np.asarray(columns[1], np.int64)
+        v = np.asarray(columns[2], np.float64)
+        q = np.asarray(columns[3], np.int16)
+        parts = [partials(s, t, v, q, res, tz) for res in ("1m", "1h")]
+        codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
+        if len(codes):
+            cols = [np.concatenate([p.columns()[n] for p in parts]) for n in ROLLUP_COLUMNS]
+            with conn.cursor() as cur:
+                # the batch's own merge may have filled the staging table already
+                cur.execute("DELETE FROM rollups_staging")
+                with cur.copy(
+                    "COPY rollups_staging (resolution_code, series_id, bucket, count,"
+                    " good_count, sum, sum_sq, min, max, first_time, first_value, last_time,"
+                    " last_value) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(encode_rows(STAGED_COLUMNS, [codes, *cols]))
+                cur.execute(REPLACE_SQL)
+                cur.execute("DELETE FROM rollups_staging")
+    day_starts = bucket_starts(keys[1] * HOUR_US, "1d", tz)
+    days = np.unique(np.stack([keys[0], day_starts]), axis=1)
+    next_days = next_bucket_starts(days[1], "1d", tz)
+    conn.execute(
+        _DAY_FROM_HOURS,
+        (
+            days[0].astype(np.int32).tolist(),
+            [datetime.fromtimestamp(int(d) / 1e6, UTC) for d in days[1]],
+            [datetime.fromtimestamp(int(d) / 1e6, UTC) for d in next_days],
+        ),
+    )
+    conn.execute(
+        "INSERT INTO indicator_days_pending (day) SELECT unnest(%s::timestamptz[])"
+        " ON CONFLICT (day) DO NOTHING",
+        ([datetime.fromtimestamp(int(d) / 1e6, UTC) for d in np.unique(days[1])],),
+    )
+    return int(keys.shape[1])
 
 
 def _us(moment: datetime) -> int:

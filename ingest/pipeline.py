@@ -94,6 +94,9 @@ class PreparedBatch:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    #: stored readings of earlier batches whose QC flag this batch worsened (a spike
+    #: is only seen once the next reading exists): their new flags, to write back
+    revised: qc.SeriesTail = field(default_factory=qc.SeriesTail.empty)
     #: per message: 'stored', 'partial' (some records quarantined), 'quarantined', 'status'
     outcomes: Counter[str] = field(default_factory=Counter)
 
@@ -375,9 +378,8 @@ class BatchPreparer:
             outcome = qc.evaluate_batch(
                 batch.series_ids, batch.times_us, values, self._qc_table, self._qc_tail
             )
-            # Verdicts on already-stored readings that later readings worsen (a spike
-            # needs its successor) are not written back yet: `outcome.revised`.
             self._qc_tail = outcome.tail
+            batch.revised = outcome.revised
             batch.quality = outcome.flags
         else:
             batch.quality = qc.gross_range(values, lo, hi)

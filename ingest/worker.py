@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,7 +42,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from psycopg.rows import TupleRow
 
+from core.indicator_store import DayUpdate, update_pending
 from core.settings import Settings
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Limits, Message, PreparedBatch, QuarantineRow
@@ -110,6 +113,37 @@ class IngestMetrics:
         )
         self.connected = Gauge(
             "smartby_ingest_broker_connected", "1 while connected to the broker", registry=r
+        )
+        self.flags = Counter(
+            "smartby_ingest_readings_by_flag",
+            "Readings stored, by QARTOD flag at ingest (1 good, 2 not evaluated, 3 suspect,"
+            " 4 fail)",
+            ["flag"],
+            registry=r,
+        )
+        self.revised = Counter(
+            "smartby_ingest_qc_revised",
+            "Stored readings whose QC flag a later reading worsened (written back)",
+            registry=r,
+        )
+        self.indicator_days = Counter(
+            "smartby_indicators_days_updated",
+            "Local days whose indicator tables were recomputed",
+            registry=r,
+        )
+        self.indicator_seconds = Histogram(
+            "smartby_indicators_update_seconds",
+            "Time to recompute one local day's indicators",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.indicator_last = Gauge(
+            "smartby_indicators_last_update_timestamp_seconds",
+            "Unix time the indicator job last finished a pass",
+            registry=r,
+        )
+        self.indicator_errors = Counter(
+            "smartby_indicators_errors", "Indicator job passes that failed (retried)", registry=r
         )
 
 
@@ -385,6 +419,11 @@ class IngestWorker:
         m.last_commit.set(time.time())
         m.batch_size.observe(len(messages))
         m.readings.inc(result.inserted)
+        m.revised.inc(result.revised)
+        if prepared.reading_count:
+            counts = np.bincount(prepared.quality, minlength=10)
+            for flag in np.flatnonzero(counts):
+                m.flags.labels(str(flag)).inc(int(counts[flag]))
         m.duplicates.inc(result.duplicates)
         for outcome, count in prepared.outcomes.items():
             m.messages.labels(outcome).inc(count)
@@ -410,6 +449,42 @@ class IngestWorker:
             self._committer_error = exc
             self._stop_requested = True
             raise
+
+    def _indicators(self) -> None:
+        """Third thread: every ``indicators_interval_s``, recompute the indicator tables
+        of the local days that received readings (`core.indicator_store`).  Several
+        workers may run it; ``SKIP LOCKED`` gives each a different day.  A failed
+        pass is counted, logged and retried on the next tick: the days stay pending."""
+        interval = self.settings.indicators_interval_s
+        m = self.metrics
+        conn: psycopg.Connection[TupleRow] | None = None
+
+        def progress(update: DayUpdate) -> None:
+            m.indicator_days.inc()
+            log.debug("indicators of %s recomputed: %s", update.day.date(), update)
+
+        try:
+            while not self._sleep_unless_stopped(interval):
+                started = time.perf_counter()
+                try:
+                    if conn is None or conn.closed or conn.broken:
+                        conn = psycopg.connect(
+                            self.database_url,
+                            application_name="smartby-indicators",
+                            connect_timeout=5,
+                        )
+                    days = update_pending(conn, self.settings, progress=progress)
+                except psycopg.Error as exc:
+                    m.indicator_errors.inc()
+                    first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
+                    log.warning("indicator update failed (%s); retrying next pass", first_line)
+                    continue
+                if days:
+                    m.indicator_seconds.observe((time.perf_counter() - started) / len(days))
+                m.indicator_last.set(time.time())
+        finally:
+            if conn is not None:
+                conn.close()
 
     # ------------------------------------------------------------------- lifecycle
 
@@ -445,6 +520,12 @@ class IngestWorker:
             self.start()
         committer = threading.Thread(target=self._committer, name="ingest-committer", daemon=True)
         committer.start()
+        indicators = None
+        if self.settings.indicators_interval_s > 0:
+            indicators = threading.Thread(
+                target=self._indicators, name="ingest-indicators", daemon=True
+            )
+            indicators.start()
         try:
             while True:
                 stopping = self._stop_requested
@@ -461,6 +542,9 @@ class IngestWorker:
         finally:
             self._handoff.put(None)
             committer.join()
+            if indicators is not None:
+                self._stop_requested = True
+                indicators.join()
             self.close()
         if self._committer_error is not None:
             raise self._committer_error

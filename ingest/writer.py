@@ -23,7 +23,7 @@ from psycopg.rows import TupleRow
 
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
-from core.rollup_store import create_staging, merge_partials
+from core.rollup_store import create_staging, merge_partials, recompute_hours
 from ingest.pipeline import PreparedBatch
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class WriteResult:
     inserted: int  # readings newly stored
     duplicates: int  # readings already there (redelivery)
     quarantined: int
+    revised: int = 0  # stored readings whose QC flag was worsened by this batch
 
 
 def _ts(epoch: float) -> datetime:
@@ -108,6 +109,7 @@ class BatchWriter:
                 inserted = len(new_rows.values)
                 if self.rollups and inserted:
                     self._rollups(conn, new_rows)
+                revised = self._revisions(conn, batch) if len(batch.revised) else 0
                 self._quarantine(conn, batch)
                 self._devices(conn, batch)
         except BaseException:
@@ -115,7 +117,7 @@ class BatchWriter:
             if conn.broken:
                 self.close()
             raise
-        return WriteResult(inserted, batch.reading_count - inserted, len(batch.quarantine))
+        return WriteResult(inserted, batch.reading_count - inserted, len(batch.quarantine), revised)
 
     def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> NewRows:
         """COPY the batch; return the rows that were new (rollups must not count a
@@ -161,6 +163,31 @@ class BatchWriter:
             np.asarray(columns[2], np.float64),
             np.asarray(columns[3], np.int16),
         )
+
+    def _revisions(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
+        """Write back the worse flags QC gave earlier readings, and recompute the
+        rollup buckets they sit in (a reading turned FAIL leaves them).  Returns how
+        many stored readings changed."""
+        revised = batch.revised
+        changed = conn.execute(
+            "UPDATE readings r SET quality = v.q"
+            " FROM unnest(%s::int4[], %s::int8[], %s::int2[]) AS v(s, t, q)"
+            " WHERE r.series_id = v.s"
+            " AND r.time = 'epoch'::timestamptz + v.t * interval '1 microsecond'"
+            " AND r.quality <> v.q"
+            " RETURNING r.series_id, (extract(epoch FROM r.time) * 1000000)::int8",
+            (
+                revised.series_ids.tolist(),
+                revised.times_us.tolist(),
+                revised.quality.tolist(),
+            ),
+        ).fetchall()
+        if changed and self.rollups:
+            columns = list(zip(*changed, strict=True))
+            recompute_hours(
+                conn, np.asarray(columns[0], np.int32), np.asarray(columns[1], np.int64)
+            )
+        return len(changed)
 
     def _rollups(self, conn: psycopg.Connection[TupleRow], rows: NewRows) -> None:
         """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in

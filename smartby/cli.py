@@ -446,6 +446,49 @@ def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
         first, last, readings = rebuild(conn, start, end, tz=settings.timezone, progress=show)
     click.echo("", err=True)
     click.echo(f"rebuilt {first.isoformat()} .. {last.isoformat()} from {readings:,} readings")
+    click.echo("their indicators are queued: run `smartby indicators update` or let ingest do it")
+
+
+@cli.group()
+def indicators() -> None:
+    """Indicator tables: air quality index, energy per building, traffic per counter."""
+
+
+@indicators.command("update")
+@click.option("--from", "start_text", help="Also recompute every local day from here (ISO 8601).")
+@click.option("--to", "end_text", help="... up to here (default: now).")
+@click.pass_context
+def indicators_update(ctx: click.Context, start_text: str | None, end_text: str | None) -> None:
+    """Recompute the indicators of the days waiting for it (ingest queues each day it
+    writes to; ingest workers also do this every SMARTBY_INDICATORS_INTERVAL_S), and of
+    every day in [--from, --to) if given (e.g. after changing the grid factor)."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from core.indicator_store import DayUpdate, mark_days, update_pending
+
+    settings = _settings(ctx)
+    if end_text is not None and start_text is None:
+        raise SmartbyError("--to needs --from")
+    with connect(database_url(settings)) as conn:
+        if start_text is not None:
+            start = datetime.fromtimestamp(_iso(start_text), UTC)
+            end = datetime.fromtimestamp(_iso(end_text), UTC) if end_text else datetime.now(UTC)
+            if end <= start:
+                raise SmartbyError(f"--to {end_text} is not after --from {start_text}")
+            with conn.transaction():
+                mark_days(conn, start, end, settings.timezone)
+
+        def show(update: DayUpdate) -> None:
+            click.echo(
+                f"{update.day.astimezone(ZoneInfo(settings.timezone)).date()}:"
+                f" {update.aqi_rows} AQI hours, {update.energy_days} buildings,"
+                f" {update.traffic_days} counters",
+                err=True,
+            )
+
+        done = update_pending(conn, settings, progress=show)
+    click.echo(f"recomputed the indicators of {len(done)} day(s)")
 
 
 @cli.group()
