@@ -69,9 +69,9 @@ def test_a_spike_completed_by_the_next_batch_is_flagged_fail_and_leaves_the_roll
     )
     assert flags == at_once.tolist()
     assert_rollups_match_readings(conn)
-    assert conn.execute(
-        "SELECT max FROM rollups WHERE resolution = '1d'"
-    ).fetchone() == (6.5,), "the failed spike is still in the daily maximum"
+    assert conn.execute("SELECT max FROM rollups WHERE resolution = '1d'").fetchone() == (6.5,), (
+        "the failed spike is still in the daily maximum"
+    )
 
 
 def test_a_revision_queues_the_day_of_the_revised_reading_for_its_indicators(
