@@ -71,3 +71,45 @@ def test_rollups_at_ingest_equal_an_independent_group_by(
     assert_rollups_match_readings(conn)
     days = conn.execute("SELECT count(DISTINCT bucket) FROM rollups WHERE resolution = '1d'")
     assert days.fetchone()[0] >= 2
+
+
+def test_the_worker_keeps_the_indicator_tables_up_to_date(
+    services: Services, conn: psycopg.Connection
+) -> None:
+    """Readings arrive; within a pass of the worker's indicator job the station's
+    hourly index is there, and the job's metrics say so."""
+    register(conn, "aq-1")
+    prefix = unique_prefix()
+    settings = services.settings(
+        mqtt_topic_prefix=prefix, ingest_metrics_port=0, indicators_interval_s=0.2
+    )
+    hour = (int(time.time()) // 3600 - 3) * 3600
+    stream = [
+        (f"{prefix}/aq-1/telemetry", orjson.dumps({"time": hour + 60 * i, "pm25": 20.0}))
+        for i in range(60)
+    ]
+    with running_worker(settings) as worker:
+        publish_many(services.mqtt_port, stream)
+        wait_for(
+            lambda: count(conn, "SELECT count(*) FROM aqi_hourly") == 1,
+            timeout=30,
+            what="the hour's air quality index",
+        )
+        row = conn.execute("SELECT level, dominant, pm25 FROM aqi_hourly").fetchone()
+        assert row == (3, "pm25", 20.0)  # 15 ≤ 20 < 50: Moderate
+        wait_for(
+            lambda: (
+                worker.metrics.registry.get_sample_value("smartby_indicators_days_updated_total")
+                is not None
+            ),
+            timeout=10,
+            what="the indicator metrics",
+        )
+        assert (
+            worker.metrics.registry.get_sample_value("smartby_indicators_days_updated_total") or 0
+        ) >= 1
+        assert worker.metrics.registry.get_sample_value(
+            "smartby_ingest_readings_by_flag_total", {"flag": "1"}
+        ) or worker.metrics.registry.get_sample_value(
+            "smartby_ingest_readings_by_flag_total", {"flag": "2"}
+        )
