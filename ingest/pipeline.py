@@ -83,6 +83,17 @@ class Registry(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RecentReadings:
+    """The last stored readings of series, to seed QC's history at start-up."""
+
+    series_ids: npt.NDArray[np.int32]
+    metrics: npt.NDArray[np.str_]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
+
+
 @dataclass(slots=True)
 class PreparedBatch:
     """Everything one transaction writes for a batch of messages."""
@@ -161,6 +172,32 @@ class BatchPreparer:
                     found = str(exc)
             self._conversions[key] = found
         return found
+
+    def seed_history(self, recent: RecentReadings) -> int:
+        """Start QC from the series' last stored readings instead of from nothing, so a
+        restarted worker still sees a spike or a jump in the first reading it gets
+        (the flat-line run restarts from these readings).  Returns the rows kept."""
+        keep = np.zeros(len(recent.series_ids), dtype=bool)
+        for key in np.unique(recent.metrics).tolist():
+            metric = self.registry.metric(str(key))
+            if metric is None:
+                continue
+            rows = recent.metrics == key
+            keep |= rows
+            for series_id in np.unique(recent.series_ids[rows]).tolist():
+                self._qc_configs.setdefault(
+                    int(series_id),
+                    qc.default_config(metric.key, metric.min_value, metric.max_value),
+                )
+        self._qc_table = None
+        order = np.flatnonzero(keep)[np.lexsort((recent.times_us[keep], recent.series_ids[keep]))]
+        self._qc_tail = qc.SeriesTail(
+            recent.series_ids[order],
+            recent.times_us[order],
+            recent.values[order],
+            recent.quality[order],
+        )
+        return len(order)
 
     def prepare(self, messages: Sequence[Message], *, history: bool = True) -> PreparedBatch:
         """The batch's rows, flags and quarantine.  ``history=False`` runs only the

@@ -491,6 +491,8 @@ class IngestWorker:
     def start(self) -> None:
         """Connect (database first: no point taking messages we cannot store)."""
         self.registry.load()
+        if self.settings.ingest_qc:
+            self.preparer.seed_history(self.registry.recent_readings())
         if self.settings.ingest_metrics_port:
             self._http = start_http_server(
                 self.settings.ingest_metrics_port,

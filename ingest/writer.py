@@ -24,7 +24,7 @@ from psycopg.rows import TupleRow
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
 from core.rollup_store import create_staging, merge_partials, recompute_hours
-from ingest.pipeline import PreparedBatch
+from ingest.pipeline import PreparedBatch, RecentReadings
 
 log = logging.getLogger(__name__)
 
@@ -302,6 +302,30 @@ class DatabaseRegistry:
             "SELECT id, device_id, metric FROM series"
         ):
             self._series[(device_id, metric)] = series_id
+
+    def recent_readings(self, per_series: int = 2, within_s: float = 86_400) -> RecentReadings:
+        """Each series' last ``per_series`` readings of the last ``within_s`` seconds
+        (one index probe per series: the primary key is (series_id, time))."""
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT s.id, s.metric, (extract(epoch FROM r.time) * 1000000)::int8,"
+                " r.value, r.quality FROM series s CROSS JOIN LATERAL ("
+                "  SELECT time, value, quality FROM readings"
+                "  WHERE series_id = s.id AND time > now() - make_interval(secs => %s)"
+                "  ORDER BY time DESC LIMIT %s) r",
+                (within_s, per_series),
+            )
+            .fetchall()
+        )
+        columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 5
+        return RecentReadings(
+            np.asarray(columns[0], np.int32),
+            np.asarray(columns[1], dtype=str),
+            np.asarray(columns[2], np.int64),
+            np.asarray(columns[3], np.float64),
+            np.asarray(columns[4], np.int16),
+        )
 
     def device_status(self, device_id: str) -> str | None:
         cached = self._devices.get(device_id)

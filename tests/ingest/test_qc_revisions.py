@@ -4,6 +4,7 @@ rollups around it are recomputed, so both end as if all readings had come at onc
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -102,3 +103,27 @@ def test_catalogue_bounds_and_qc_defaults_agree_for_pm25(conn: psycopg.Connectio
     pm25 = load_catalogue(conn)["pm25"]
     assert pm25.min_value <= 300 <= pm25.max_value
     assert qc.DEFAULT_QC["pm25"].spike_fail < 300 - 6
+
+
+def test_a_restarted_preparer_judges_its_first_reading_against_the_stored_ones(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    register(conn, "aq-1")
+    now = float(int(time.time()) // 60 * 60) - 3600
+    before = [_message("aq-1", now + 60 * i, 5.0 + 0.5 * i) for i in range(3)]
+    after = [_message("aq-1", now + 60 * (3 + i), v) for i, v in enumerate([300.0, 6.0])]
+    _store(db_url, [before])
+
+    def first_flags(seed: bool) -> list[int]:
+        registry = DatabaseRegistry(db_url)
+        try:
+            preparer = BatchPreparer(registry, Limits(65536, 400 * 86400, 300), "smartby")
+            if seed:
+                assert preparer.seed_history(registry.recent_readings()) == 2
+            return preparer.prepare(after).quality.tolist()
+        finally:
+            registry.close()
+
+    # from nothing, the jump to 300 has no predecessor to be judged against
+    assert first_flags(seed=False)[0] == qc.GOOD
+    assert first_flags(seed=True)[0] == qc.FAIL
