@@ -125,16 +125,12 @@ def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) 
     means = mean_column.astype(np.float64)
     result = ind.station_aqi(site_ids, hours, codes, means)
     found = result.level > 0
-    # the means behind each (station, hour), one column per pollutant, for display
+    # the means behind each (station, hour), one column per pollutant, for display:
+    # result rows are sorted by (station, hour), so each mean's row is a binary search
     table = np.full((len(result.station_id), len(ind.POLLUTANTS)), np.nan)
-    row_of = {
-        (int(s), int(h)): i
-        for i, (s, h) in enumerate(zip(result.station_id, result.hour, strict=True))
-    }
-    for s, h, c, m in zip(
-        site_ids.tolist(), hours.tolist(), codes.tolist(), means.tolist(), strict=True
-    ):
-        table[row_of[(s, h)], c] = m
+    keys = np.rec.fromarrays([result.station_id, result.hour])
+    row = np.searchsorted(keys, np.rec.fromarrays([site_ids, hours]))
+    table[row, codes] = means
     keep = np.flatnonzero(found)
     columns = [
         [str(site_names[i]) for i in result.station_id[keep]],
