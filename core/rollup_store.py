@@ -21,6 +21,7 @@ from core.pgcopy import Column, encode_rows
 from core.rollups import (
     DEFAULT_TZ,
     HOUR_US,
+    INSERT_STAGED_SQL,
     MERGE_SQL,
     RESOLUTIONS,
     ROLLUP_COLUMNS,
@@ -98,22 +99,21 @@ def merge_partials(
     return len(codes)
 
 
-#: Hour partials replace what was stored (the hour was recomputed from its readings)
-REPLACE_SQL: LiteralString = """
-    INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
-                              min, max, first_time, first_value, last_time, last_value)
-    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
-           good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
-    FROM rollups_staging
+#: replace a stored row by the new one, column by column
+_REPLACE_CONFLICT: LiteralString = """
     ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
         count = EXCLUDED.count, good_count = EXCLUDED.good_count, sum = EXCLUDED.sum,
         sum_sq = EXCLUDED.sum_sq, min = EXCLUDED.min, max = EXCLUDED.max,
         first_time = EXCLUDED.first_time, first_value = EXCLUDED.first_value,
         last_time = EXCLUDED.last_time, last_value = EXCLUDED.last_value"""
 
+#: Hour partials replace what was stored (the hour was recomputed from its readings)
+REPLACE_SQL: LiteralString = INSERT_STAGED_SQL + _REPLACE_CONFLICT
+
 # A day is the merge of its hours (local days are whole hours in zones with
 # whole-hour offsets), so a day row is rebuilt from the hour rows, not the readings.
-_DAY_FROM_HOURS: LiteralString = """
+_DAY_FROM_HOURS: LiteralString = (
+    """
     WITH days AS (
         SELECT * FROM unnest(%s::int4[], %s::timestamptz[], %s::timestamptz[])
                       AS d(series_id, day, next_day)
@@ -141,12 +141,9 @@ _DAY_FROM_HOURS: LiteralString = """
                               min, max, first_time, first_value, last_time, last_value)
     SELECT series_id, '1d', day, count, good_count, sum, sum_sq, min, max, first_time,
            first_value, last_time, last_value
-    FROM merged
-    ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
-        count = EXCLUDED.count, good_count = EXCLUDED.good_count, sum = EXCLUDED.sum,
-        sum_sq = EXCLUDED.sum_sq, min = EXCLUDED.min, max = EXCLUDED.max,
-        first_time = EXCLUDED.first_time, first_value = EXCLUDED.first_value,
-        last_time = EXCLUDED.last_time, last_value = EXCLUDED.last_value"""
+    FROM merged"""
+    + _REPLACE_CONFLICT
+)
 
 
 def recompute_hours(

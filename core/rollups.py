@@ -60,13 +60,19 @@ Resolution = Literal["1m", "1h", "1d"]
 RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
 DEFAULT_TZ = "Europe/Oslo"
 
-#: `merge` as an upsert into ``rollups`` from ``rollups_staging`` (module docstring)
-MERGE_SQL: LiteralString = """
+#: the partials staged in ``rollups_staging`` going into ``rollups``; the conflict
+#: action (merge or replace) follows
+INSERT_STAGED_SQL: LiteralString = """
     INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
                               min, max, first_time, first_value, last_time, last_value)
     SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
            good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
-    FROM rollups_staging
+    FROM rollups_staging"""
+
+#: `merge` as an upsert into ``rollups`` from ``rollups_staging`` (module docstring)
+MERGE_SQL: LiteralString = (
+    INSERT_STAGED_SQL
+    + """
     ON CONFLICT (series_id, resolution, bucket) DO UPDATE SET
         count       = r.count + EXCLUDED.count,
         good_count  = r.good_count + EXCLUDED.good_count,
@@ -82,6 +88,7 @@ MERGE_SQL: LiteralString = """
         last_value  = CASE WHEN (EXCLUDED.last_time, EXCLUDED.last_value)
                                 > (r.last_time, r.last_value)
                            THEN EXCLUDED.last_value ELSE r.last_value END"""
+)
 
 US_PER_S = 1_000_000
 MINUTE_US = 60 * US_PER_S

@@ -22,6 +22,7 @@ import orjson
 
 from core import qc
 from core.catalogue import Metric
+from core.settings import Settings
 from core.units import UnitError, conversion
 from ingest.decode import DecodeError, decode, metric_key
 
@@ -121,6 +122,14 @@ class Limits:
     max_payload_bytes: int
     max_past_s: float
     max_future_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.ingest_max_payload_bytes,
+            settings.ingest_max_past_days * 86400,
+            settings.ingest_max_future_s,
+        )
 
 
 def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:

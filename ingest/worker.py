@@ -211,11 +211,7 @@ class IngestWorker:
         self.writer = BatchWriter(database_url, rollups=settings.ingest_rollups)
         self.preparer = BatchPreparer(
             self.registry,
-            Limits(
-                settings.ingest_max_payload_bytes,
-                settings.ingest_max_past_days * 86400,
-                settings.ingest_max_future_s,
-            ),
+            Limits.of(settings),
             settings.mqtt_topic_prefix,
             quality_control=settings.ingest_qc,
         )

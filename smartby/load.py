@@ -45,11 +45,7 @@ def load_simulation(
     registry = DatabaseRegistry(url)
     preparer = BatchPreparer(
         registry,
-        Limits(
-            settings.ingest_max_payload_bytes,
-            settings.ingest_max_past_days * 86400,
-            settings.ingest_max_future_s,
-        ),
+        Limits.of(settings),
         settings.mqtt_topic_prefix,
         quality_control=settings.ingest_qc,
     )
