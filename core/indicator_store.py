@@ -471,15 +471,22 @@ def update_pending(
     """Recompute the indicators of every day waiting in ``indicator_days_pending``
     (oldest first; at most ``max_days``), one transaction per day."""
     done: list[DayUpdate] = []
-    while max_days is None or len(done) < max_days:
-        with conn.transaction():
-            row = conn.execute(_TAKE_DAY).fetchone()
-            if row is None:
-                break
-            update = update_day(conn, row[0], settings)
-        done.append(update)
-        if progress is not None:
-            progress(update)
+    # No server-side prepared statements: after five runs psycopg would prepare the
+    # day's queries, and PostgreSQL's generic plan for them does not know which
+    # chunks of the hypertable the day's bounds select.
+    threshold, conn.prepare_threshold = conn.prepare_threshold, None
+    try:
+        while max_days is None or len(done) < max_days:
+            with conn.transaction():
+                row = conn.execute(_TAKE_DAY).fetchone()
+                if row is None:
+                    break
+                update = update_day(conn, row[0], settings)
+            done.append(update)
+            if progress is not None:
+                progress(update)
+    finally:
+        conn.prepare_threshold = threshold
     return done
 
 
