@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+from starlette.responses import Response
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -56,3 +59,13 @@ def bad_parameter(parameter: str, detail: str) -> Problem:
 
 def not_found(what: str, key: str) -> Problem:
     return Problem(404, "Not found", f"no {what} {key!r}", resource=what)
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    """The problem as an ``application/problem+json`` response, with its headers."""
+    return Response(
+        orjson.dumps(problem.document(instance)),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers={"cache-control": "no-store", **problem.headers},
+    )

@@ -86,6 +86,22 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     worker.run()
 
 
+@cli.command()
+@click.option("--host", help="Address to listen on (default: SMARTBY_API_HOST).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default: SMARTBY_API_PORT).")
+@click.pass_context
+def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the open data API under /v1 (one worker process)."""
+    from api.server import serve
+
+    settings = _settings(ctx)
+    serve(
+        settings,
+        host=host or settings.api_host,
+        port=settings.api_port if port is None else port,
+    )
+
+
 @cli.group()
 def devices() -> None:
     """The device registry: sites, devices and their broker credentials."""
@@ -526,6 +542,87 @@ def db_status(ctx: click.Context) -> None:
     for m in discover():
         state = "applied" if m.version in recorded else "pending"
         click.echo(f"{m.filename:40s} {state}")
+
+
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards as code: generate them, or publish them to a Grafana."""
+
+
+@dashboards.command("build")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the dashboard JSON (default: dashboards/generated, which compose mounts).",
+)
+@click.option(
+    "--datasources-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Data-source provisioning file "
+    "(default: deploy/grafana/provisioning/datasources/datasources.yaml).",
+)
+@click.pass_context
+def dashboards_build(ctx: click.Context, out: Path | None, datasources_out: Path | None) -> None:
+    """Write the dashboards' JSON and the data-source provisioning file (deterministic)."""
+    from dashboards.build import DATASOURCES_YAML, GENERATED, write
+
+    changed = write(
+        out or GENERATED, datasources_out or DATASOURCES_YAML, timezone=_settings(ctx).timezone
+    )
+    for path in changed:
+        click.echo(f"wrote {path}")
+    if not changed:
+        click.echo("dashboards are up to date")
+
+
+@dashboards.command("publish")
+@click.option("--url", required=True, help="Grafana's base URL, e.g. https://grafana.example.no")
+@click.option(
+    "--token",
+    envvar="SMARTBY_GRAFANA_TOKEN",
+    required=True,
+    help="Service account token (Editor; Admin with --datasources). Env: SMARTBY_GRAFANA_TOKEN.",
+)
+@click.option("--folder", default="smartby", show_default=True, help="Folder title.")
+@click.option(
+    "--datasources",
+    is_flag=True,
+    help="Also create or update the TimescaleDB data source (from SMARTBY_DATABASE_URL, "
+    "as Grafana must reach it) and the Prometheus one.",
+)
+@click.option(
+    "--prometheus-url",
+    default="http://localhost:9090",
+    show_default=True,
+    help="Prometheus as Grafana reaches it (with --datasources).",
+)
+@click.pass_context
+def dashboards_publish(
+    ctx: click.Context,
+    url: str,
+    token: str,
+    folder: str,
+    datasources: bool,
+    prometheus_url: str,
+) -> None:
+    """Create or update the folder, data sources and dashboards in an existing Grafana."""
+    from dashboards.datasources import api_payloads
+    from dashboards.publish import publish
+
+    settings = _settings(ctx)
+    payloads = api_payloads(database_url(settings), prometheus_url) if datasources else None
+    report = publish(url, token, folder, payloads, timezone=settings.timezone)
+    click.echo(f"folder {report.folder!r}: {'created' if report.folder_created else 'exists'}")
+    for uid, outcome in report.datasources.items():
+        click.echo(f"data source {uid}: {outcome}")
+    for uid, outcome in report.dashboards.items():
+        click.echo(f"dashboard {uid}: {outcome}")
+    for uid in report.missing_datasources:
+        click.echo(
+            f"warning: Grafana has no data source with uid {uid!r}; the panels that use it "
+            "show errors until it exists (rerun with --datasources, or create it)",
+            err=True,
+        )
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,8 @@ class Child:
     argv: list[str]
     #: a line the child logs once it serves (the stack is "up" only after that)
     ready_text: str | None = None
+    #: or a URL that answers once it serves
+    ready_url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -70,7 +74,9 @@ class UpOptions:
     simulate: bool = True
 
 
-def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
+def platform_children(
+    settings: Settings, options: UpOptions, *, api_port: int | None = None
+) -> list[Child]:
     """The platform's own processes, as ``smartby`` subcommands.
 
     Each runs in its own process so that it gets a core of its own and can crash
@@ -83,6 +89,14 @@ def platform_children(settings: Settings, options: UpOptions) -> list[Child]:
             ready_text="consuming from",
         )
     ]
+    port = settings.api_port if api_port is None else api_port
+    children.append(
+        Child(
+            "api",
+            _smartby_argv("api", "--host", "127.0.0.1", "--port", str(port)),
+            ready_url=f"http://127.0.0.1:{port}/v1",
+        )
+    )
     if options.simulate:
         # a couple of hours of history first, so every device (traffic counters report
         # every 15 min) has data at once; then live
@@ -200,7 +214,8 @@ class Supervisor:
         }
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        self.children = platform_children(self.settings, self.options)
+        api_port = free_port(self.settings.api_port)
+        self.children = platform_children(self.settings, self.options, api_port=api_port)
         for child in self.children:
             child.log_path = logs / f"{child.name}.log"
             child.proc = spawn(
@@ -217,6 +232,7 @@ class Supervisor:
         )
         self.say(f"  MQTT        mqtt://127.0.0.1:{self.broker.port}")
         self.say(f"  ingest      http://127.0.0.1:{env['SMARTBY_INGEST_METRICS_PORT']}/metrics")
+        self.say(f"  API         http://127.0.0.1:{api_port}/v1 (docs /docs, metrics /metrics)")
         self.say(f"  data        {self.data_dir}")
         self.say("press Ctrl-C to stop")
 
@@ -283,12 +299,20 @@ class Supervisor:
         self._watcher.start()
 
     def _wait_ready(self, child: Child, timeout: float = 60) -> None:
-        if child.ready_text is None or child.log_path is None or child.proc is None:
+        if child.log_path is None or child.proc is None:
             return
-        proc, log_path, text = child.proc, child.log_path, child.ready_text
+        proc, log_path, text, url = child.proc, child.log_path, child.ready_text, child.ready_url
+        if text is None and url is None:
+            return
+
+        def check() -> bool:
+            if text is not None:
+                return text in log_path.read_text(errors="replace")
+            return url is not None and _answers(url)
+
         try:
             wait_until(
-                lambda: text in log_path.read_text(errors="replace"),
+                check,
                 timeout=timeout,
                 what=child.name,
                 alive=lambda: proc.poll() is None and not self.stop_requested,
@@ -313,6 +337,17 @@ class Supervisor:
             self.cluster.stop()
         clear_running_stack(self.data_dir)
         self.say("stopped")
+
+
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at the URL (any status: it is serving)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):  # noqa: S310 - our own local URL
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
 
 
 def _local_secret(path: Path) -> str:

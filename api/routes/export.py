@@ -1,5 +1,371 @@
-"""Placeholder router (being written): see issue 6."""
+"""Bulk exports: ``GET /v1/export/{dataset}?format=csv|parquet|geojson`` and filters.
 
-from fastapi import APIRouter
+Rows come from a server-side (named) cursor in chunks of `CHUNK_ROWS` and are
+encoded chunk by chunk into the streamed response, so a year of readings never sits
+in memory.  Everything that can make a request wrong (unknown dataset, format or
+parameter, a range beyond ``api_max_range_days``, raw traffic) is checked before the
+first byte goes out, so it is answered with problem+json; after that the status is
+sent and an error can only cut the stream short.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import StreamingResponse
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+from pydantic import AwareDatetime
+from starlette.responses import Response
+
+from api.export_datasets import (
+    AGGREGATE_BUCKETS,
+    AGGREGATE_ONLY_DOMAINS,
+    BUCKETS,
+    DATASETS,
+    READINGS_DEFAULT_SPAN,
+    Bucket,
+    Dataset,
+    Filters,
+    bucket_query,
+    bucket_row,
+    dataset_query,
+    latest_export_query,
+    raw_readings_query,
+    readings_columns,
+    series_query,
+)
+from api.export_formats import (
+    FORMATS,
+    Column,
+    Row,
+    csv_stream,
+    geojson_stream,
+    parquet_stream,
+)
+from api.licence import licence_meta
+from api.problems import Problem, bad_parameter
+from api.responses import MAX_AGE_CATALOGUE, read_response
+from core.settings import Settings
+
+router = APIRouter(tags=["export"])
+
+#: rows per fetch from the server-side cursor, and per Parquet row group
+CHUNK_ROWS = 10_000
+
+
+def _list(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated or comma-separated parameter values."""
+    return tuple(v.strip() for value in values or () for v in value.split(",") if v.strip())
+
+
+def _series_ids(values: list[str] | None) -> tuple[int, ...]:
+    ids = []
+    for text in _list(values):
+        try:
+            ids.append(int(text))
+        except ValueError:
+            raise bad_parameter(
+                "series", f"series={text!r} is not a series id (an integer)"
+            ) from None
+    return tuple(ids)
+
+
+def time_range(
+    start: datetime | None, end: datetime | None, default_span: timedelta, max_days: int
+) -> tuple[datetime, datetime]:
+    """[from, to) of a time-series export: ``to`` defaults to now, ``from`` to
+    ``default_span`` before ``to``; at most ``max_days`` (api_max_range_days) apart."""
+    stop = end if end is not None else datetime.now(UTC).replace(microsecond=0)
+    first = start if start is not None else stop - min(default_span, timedelta(days=max_days))
+    if stop <= first:
+        raise bad_parameter(
+            "to", f"'to' ({stop.isoformat()}) must be after 'from' ({first.isoformat()})"
+        )
+    if stop - first > timedelta(days=max_days):
+        days = (stop - first) / timedelta(days=1)
+        raise Problem(
+            400,
+            "Time range too long",
+            f"the range from 'from' to 'to' spans {days:,.1f} days; one export may span at "
+            f"most {max_days} days (api_max_range_days): split it into several exports",
+            parameter="from",
+            limit_days=max_days,
+        )
+    return first, stop
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One query of an export; ``row`` reshapes each of its rows (None: as is)."""
+
+    query: sql.Composable
+    params: Any
+    row: Callable[[Row], Row] | None = None
+
+
+async def _fetch_chunks(
+    pool: AsyncConnectionPool[Any], steps: Sequence[Step]
+) -> AsyncGenerator[list[Row], None]:
+    """The rows of the steps, in order, from server-side cursors in one transaction
+    (one snapshot), in chunks of about `CHUNK_ROWS`."""
+    buffer: list[Row] = []
+    async with pool.connection() as conn, conn.transaction():
+        for step in steps:
+            name = f"export_{uuid.uuid4().hex[:12]}"
+            async with conn.cursor(name=name) as cursor:
+                await cursor.execute(step.query, step.params)
+                while rows := await cursor.fetchmany(CHUNK_ROWS):
+                    buffer.extend(rows if step.row is None else map(step.row, rows))
+                    if len(buffer) >= CHUNK_ROWS:
+                        yield buffer
+                        buffer = []
+    if buffer:
+        yield buffer
+
+
+Encoder = Callable[[list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncIterator[bytes]]
+
+
+def _encoder(fmt: str) -> Encoder:
+    if fmt == "csv":
+        return lambda columns, chunks, _metadata: csv_stream(columns, chunks)
+    if fmt == "parquet":
+        return parquet_stream
+    return geojson_stream
+
+
+def _filename(
+    settings: Settings, key: str, fmt: str, span: tuple[datetime, datetime] | None
+) -> str:
+    city = "".join(c for c in settings.city.lower() if c.isascii() and c.isalnum()) or "city"
+    name = f"smartby-{city}-{key}"
+    if span is not None:
+        name += f"-{span[0]:%Y%m%d}-{span[1]:%Y%m%d}"
+    return f"{name}.{FORMATS[fmt][1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesSelection:
+    ids: list[int]
+    positions: dict[int, tuple[float | None, float | None]]  # series -> (lon, lat)
+
+
+async def _readings_selection(
+    pool: AsyncConnectionPool[Any], filters: Filters, bucket: Bucket
+) -> SeriesSelection:
+    """The series a readings export covers, refusing raw and 1-minute traffic."""
+    query, params = series_query(filters)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query, params)
+        rows = await cursor.fetchall()
+    if not rows:
+        raise Problem(
+            404,
+            "Not found",
+            "no series matches the selection (series, site, device, metric)",
+            resource="series",
+        )
+    if bucket not in AGGREGATE_BUCKETS:
+        private = sorted({row[1] for row in rows if row[2] in AGGREGATE_ONLY_DOMAINS})
+        if private:
+            raise bad_parameter(
+                "bucket",
+                f"{', '.join(private)} are published only in aggregates of at least 15 "
+                f"minutes (privacy): use bucket=1h or bucket=1d, not bucket={bucket}",
+            )
+    return SeriesSelection([row[0] for row in rows], {row[0]: (row[3], row[4]) for row in rows})
+
+
+def _readings_steps(
+    selection: SeriesSelection, bucket: Bucket, span: tuple[datetime, datetime], geo: bool, tz: str
+) -> list[Step]:
+    positions = selection.positions
+    if bucket == "raw":
+        query, params = raw_readings_query(selection.ids, *span)
+
+        def positioned(row: Row) -> Row:  # raw rows are (time, series_id, value, quality)
+            return (*row, *positions[row[1]])
+
+        return [Step(query, params, positioned if geo else None)]
+    steps = []
+    for series_id in selection.ids:
+        query, params = bucket_query(series_id, bucket, *span, tz)
+        steps.append(Step(query, params, functools.partial(_bucket_row, series_id, geo, positions)))
+    return steps
+
+
+def _bucket_row(
+    series_id: int, geo: bool, positions: dict[int, tuple[float | None, float | None]], row: Row
+) -> Row:
+    shaped = bucket_row(series_id, row)
+    return (*shaped, *positions[series_id]) if geo else shaped
+
+
+def _check_filters(dataset: Dataset, **given: list[str] | None) -> None:
+    """Refuse a filter the dataset does not have, rather than ignore it."""
+    applies = {
+        "site": dataset.site_column is not None,
+        "device": dataset.device_column is not None,
+        "metric": dataset.key in ("latest", "readings"),
+        "series": dataset.key in ("latest", "readings"),
+    }
+    for parameter, values in given.items():
+        if values and not (dataset.key == "readings" or applies[parameter]):
+            raise bad_parameter(parameter, f"{dataset.key} cannot be filtered by {parameter}")
+
+
+ListParam = Annotated[
+    list[str] | None, Query(description="Repeat it or separate values by commas.")
+]
+
+
+@router.get("/export", summary="The datasets that can be exported, their columns and formats")
+async def export_index(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    base = (settings.api_public_url or str(request.base_url)).rstrip("/")
+    datasets = []
+    for key, dataset in DATASETS.items():
+        formats = dataset.formats
+        columns = (
+            {bucket: readings_columns(bucket) for bucket in BUCKETS}
+            if key == "readings"
+            else {"": dataset.columns}
+        )
+        datasets.append(
+            {
+                "id": key,
+                "time_series": dataset.time_column is not None,
+                "formats": formats,
+                "links": {f: f"{base}/v1/export/{key}?format={f}" for f in formats},
+                "columns": {
+                    name: [
+                        {"name": c.name, "type": c.kind, "description": c.description} for c in cols
+                    ]
+                    for name, cols in columns.items()
+                },
+            }
+        )
+    document = {"data": datasets, "meta": request.app.state.meta}
+    return read_response(request, document, max_age=MAX_AGE_CATALOGUE)
+
+
+@router.get(
+    "/export/{dataset}",
+    summary="Bulk export of a dataset as CSV, Parquet or GeoJSON, streamed",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The rows, streamed, with the columns of the matching JSON route. "
+            "Licence in the Link and X-Attribution headers and, for Parquet and GeoJSON, "
+            "inside the file.",
+            "content": {media: {} for media, _ in FORMATS.values()},
+        }
+    },
+)
+async def export(
+    request: Request,
+    dataset: Annotated[str, Path(description=f"One of: {', '.join(DATASETS)}.")],
+    format: Annotated[str, Query(description="csv, parquet or geojson.")] = "csv",
+    start: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="Start, inclusive (ISO 8601 with offset); time series only. Default: "
+            "as the JSON route's (readings: `to` minus 1 day for raw and 1m, 30 days for 1h, "
+            "365 for 1d; hourly indicators 7 days; daily indicators 90 days).",
+            examples=["2026-01-05T00:00:00+01:00"],
+        ),
+    ] = None,
+    end: Annotated[
+        AwareDatetime | None,
+        Query(alias="to", description="End, exclusive (ISO 8601 with offset). Default: now."),
+    ] = None,
+    site: ListParam = None,
+    device: ListParam = None,
+    metric: ListParam = None,
+    series: ListParam = None,
+    bucket: Annotated[
+        str, Query(description="readings only: raw, 1m, 1h or 1d (traffic: 1h or 1d).")
+    ] = "raw",
+) -> StreamingResponse:
+    settings: Settings = request.app.state.settings
+    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    chosen = DATASETS.get(dataset)
+    if chosen is None:
+        raise Problem(
+            404,
+            "Not found",
+            f"no dataset {dataset!r}; the datasets are: {', '.join(DATASETS)}",
+            resource="dataset",
+        )
+    if format not in FORMATS:
+        raise bad_parameter("format", f"format={format!r}: use one of {', '.join(FORMATS)}")
+    geo = format == "geojson"
+    if geo and chosen.geometry is None:
+        raise bad_parameter(
+            "format", f"{dataset} has no position, so no GeoJSON: use format=csv or parquet"
+        )
+    if bucket not in BUCKETS:
+        raise bad_parameter("bucket", f"bucket={bucket!r}: use one of {', '.join(BUCKETS)}")
+    if bucket != "raw" and chosen.key != "readings":
+        raise bad_parameter("bucket", f"bucket applies to the readings export, not {dataset}")
+    _check_filters(chosen, site=site, device=device, metric=metric, series=series)
+    filters = Filters(
+        sites=_list(site),
+        devices=_list(device),
+        metrics=_list(metric),
+        series=_series_ids(series),
+        bucket=bucket,  # narrowed to a Bucket by the check above
+    )
+    span: tuple[datetime, datetime] | None = None
+    if chosen.time_column is not None:
+        default = (
+            READINGS_DEFAULT_SPAN[filters.bucket]
+            if chosen.key == "readings"
+            else chosen.default_span
+        )
+        span = time_range(start, end, default, settings.api_max_range_days)
+        filters = dataclasses.replace(filters, start=span[0], end=span[1])
+    elif start is not None or end is not None:
+        raise bad_parameter(
+            "from" if start is not None else "to",
+            f"{dataset} is not a time series: it takes no 'from' or 'to'",
+        )
+
+    columns: list[Column]
+    if chosen.key == "readings":
+        assert span is not None
+        selection = await _readings_selection(pool, filters, filters.bucket)
+        columns = list(readings_columns(filters.bucket))
+        steps = _readings_steps(selection, filters.bucket, span, geo, settings.timezone)
+    elif chosen.key == "latest":
+        columns = list(chosen.columns)
+        steps = [Step(*latest_export_query(filters, geo=geo))]
+    else:
+        columns = list(chosen.columns)
+        steps = [Step(*dataset_query(chosen, filters, geo=geo))]
+
+    encode = _encoder(format)
+    metadata = {key: str(value) for key, value in licence_meta(settings.city).items()}
+
+    async def body() -> AsyncIterator[bytes]:
+        chunks = _fetch_chunks(pool, steps)
+        async with contextlib.aclosing(chunks):
+            async for piece in encode(columns, chunks, metadata):
+                yield piece
+
+    media_type, _ = FORMATS[format]
+    suffix = f"-{filters.bucket}" if chosen.key == "readings" else ""
+    filename = _filename(settings, chosen.key + suffix, format, span)
+    # the licence headers (Link, X-License, X-Attribution) come with every /v1 response
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return StreamingResponse(body(), media_type=media_type, headers=headers)

@@ -1,0 +1,311 @@
+"""The open data API: `create_app` builds the FastAPI application.
+
+Read-only for the public under /v1, with an API key for higher limits and for the
+admin routes.  Requests pass, outermost first: CORS (open for reads), `api.edge`
+(metrics, rate limit, licence headers), gzip, then the routes.  Every error leaves
+as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
+and answered with a generic message, never the exception's text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware import Middleware
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from psycopg_pool import PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+import api.routes.catalog
+import api.routes.export
+import api.sensorthings
+from api.cache import CaptureForCache, ResponseCache
+from api.db import make_pool
+from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, server_error
+from api.licence import NLOD_URL, licence_meta
+from api.models import Problem as ProblemModel
+from api.problems import PROBLEM_JSON, Problem, problem_response
+from api.routes import admin, indicators, resources, timeseries
+from api.security import API_KEY_HEADER, parse_api_keys
+from core.db import database_url as configured_database_url
+from core.errors import SmartbyError
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+
+_DESCRIPTION = """\
+Open environmental sensor data of {city}: air quality, energy use of municipal
+buildings and road traffic, as measured by the city's sensors, quality-checked
+(QARTOD flags: 1 good, 2 not evaluated, 3 suspect, 4 fail, 9 missing) and
+aggregated (1 minute, 1 hour, local day).
+
+**Licence.** The data is published under the
+[Norwegian Licence for Open Government Data (NLOD) 2.0]({nlod}). Credit it as:
+"{attribution}". Every /v1 response says so in the `Link` (rel="license"),
+`X-License` and `X-Attribution` headers, and JSON documents in their `meta` member
+(GeoJSON: as foreign members).
+
+**Limits.** Open reads are limited per client address ({anonymous}); an API key in
+the `{key_header}` header lifts the limit ({keyed}). Over the limit the answer is
+429 with `Retry-After`. A time range spans at most {max_days} days and a page holds
+at most 10 000 rows; follow a page's `next` link (cursor pagination) for more.
+
+**Privacy.** Traffic data is only published in aggregates of 15 minutes or more.
+
+**Caching.** Reads carry an `ETag` and `Cache-Control`; send `If-None-Match` to get
+304 when nothing changed.
+
+**Errors** are RFC 9457 `application/problem+json` documents naming the parameter
+at fault and the limit that applies.
+"""
+
+
+def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
+    """The API on the configured database (or ``database_url``); the connection pool
+    opens with the app's lifespan."""
+    url = database_url if database_url is not None else configured_database_url(settings)
+    api_keys = parse_api_keys(settings)
+    limits = RateLimits.from_settings(settings)
+    metrics = ApiMetrics()
+    meta = licence_meta(settings.city)
+    cache = ResponseCache()
+    templates = RouteTemplates()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = make_pool(url)
+        try:
+            await pool.open(wait=True, timeout=15)
+        except PoolTimeout:
+            await pool.close()
+            raise SmartbyError(
+                "the API cannot reach its database (no connection in 15 s)"
+            ) from None
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title=f"smartby open data API ({settings.city})",
+        version=API_VERSION,
+        description=_DESCRIPTION.format(
+            city=settings.city,
+            nlod=NLOD_URL,
+            attribution=meta["attribution"],
+            anonymous=settings.api_rate_limit,
+            keyed=settings.api_key_rate_limit,
+            key_header=API_KEY_HEADER,
+            max_days=settings.api_max_range_days,
+        ),
+        license_info={"name": "NLOD 2.0 (the data)", "url": NLOD_URL},
+        contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
+        servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
+        lifespan=lifespan,
+        redoc_url=None,
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "HEAD", "OPTIONS"],
+                allow_headers=[API_KEY_HEADER, "If-None-Match"],
+                expose_headers=["ETag", "Link", "X-License", "X-Attribution", "Retry-After"],
+                max_age=3600,
+            ),
+            Middleware(
+                Edge,
+                metrics=metrics,
+                limits=limits,
+                api_keys=api_keys,
+                city=settings.city,
+                cache=cache,
+                templates=templates,
+            ),
+            Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5),
+            Middleware(CaptureForCache, cache=cache, route_of=templates.of),
+        ],
+    )
+    app.state.settings = settings
+    app.state.database_url = url
+    app.state.api_keys = api_keys
+    app.state.meta = meta
+    app.state.metrics = metrics
+    app.state.cache = cache
+    _register_error_handlers(app, templates)
+
+    app.include_router(resources.router, prefix="/v1")
+    app.include_router(timeseries.router, prefix="/v1")
+    app.include_router(indicators.router, prefix="/v1")
+    app.include_router(admin.router, prefix="/v1")
+    app.include_router(api.routes.export.router, prefix="/v1")
+    app.include_router(api.routes.catalog.router, prefix="/v1")
+    app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_problems(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    openapi_version=app.openapi_version,
+                    description=app.description,
+                    routes=app.routes,
+                    license_info=app.license_info,
+                    contact=app.contact,
+                    servers=app.servers,
+                )
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+# ---------------------------------------------------------------------- errors
+
+
+def _validation_problem(exc: RequestValidationError) -> Problem:
+    """400 for a bad query, path or header parameter; 422 for a bad request body.
+    The detail names the parameter and says what was wrong (the limit, if any)."""
+    errors = []
+    for error in exc.errors():
+        where, *rest = error.get("loc", ("request",))
+        name = ".".join(str(part) for part in rest)
+        errors.append({"in": str(where), "parameter": name, "message": str(error.get("msg", ""))})
+    first = errors[0] if errors else {"in": "request", "parameter": "", "message": "invalid"}
+    if first["in"] == "body":
+        what = f"request body field {first['parameter']!r}" if first["parameter"] else "body"
+        return Problem(422, "Invalid request body", f"{what}: {first['message']}", errors=errors)
+    return Problem(
+        400,
+        "Bad request parameter",
+        f"{first['in']} parameter {first['parameter']!r}: {first['message']}",
+        parameter=first["parameter"],
+        errors=errors,
+    )
+
+
+def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem_response(exc, request.url.path)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return problem_response(_validation_problem(exc), request.url.path)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        title = HTTPStatus(exc.status_code).phrase
+        detail = f"no resource at {request.url.path} (see /v1 for what there is)"
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            allowed = templates.allowed(request.app, request.url.path)
+            if allowed:
+                headers["allow"] = ", ".join(sorted(allowed))
+            detail = f"{request.method} is not allowed here; use {headers.get('allow', 'GET')}"
+        elif exc.status_code != 404:
+            detail = str(exc.detail)
+        problem = Problem(exc.status_code, title, detail, headers=headers)
+        return problem_response(problem, request.url.path)
+
+    async def on_database_unavailable(request: Request, exc: Exception) -> Response:
+        # An outage, not a bug: say so briefly in the log, and never send its text.
+        log.warning("database unavailable for %s: %s", request.url.path, type(exc).__name__)
+        problem = Problem(
+            503,
+            "Service unavailable",
+            "the database is not reachable just now; please retry shortly",
+            headers={"retry-after": "5"},
+        )
+        return problem_response(problem, request.url.path)
+
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # Only reached for errors outside the Edge middleware, which answers the rest.
+        log.error("unhandled error in %s", request.url.path, exc_info=exc)
+        return problem_response(server_error(), request.url.path)
+
+    app.add_exception_handler(Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(psycopg.OperationalError, on_database_unavailable)
+    app.add_exception_handler(PoolTimeout, on_database_unavailable)
+    app.add_exception_handler(Exception, on_error)
+
+
+# ---------------------------------------------------------------------- OpenAPI
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str, **headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+    }
+    if headers:
+        response["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}}
+            for name, text in headers.items()
+        }
+    return response
+
+
+def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Describe the problem+json answers every route can give: FastAPI documents only
+    its own 422 shape, which this API does not send for parameters."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = ProblemModel.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            has_body = "requestBody" in operation
+            responses.pop("422", None)
+            if has_body:
+                responses["422"] = _problem("The request body is not valid.")
+            if operation.get("parameters") or has_body:
+                responses["400"] = _problem(
+                    "A parameter is not valid or beyond a limit; the detail names it."
+                )
+            if "{" in path:
+                responses["404"] = _problem("No such resource.")
+            if path.startswith("/v1"):
+                responses["401"] = _problem(
+                    f"The {API_KEY_HEADER} header holds no valid key (or the route needs one)."
+                )
+                responses["429"] = _problem(
+                    "Too many requests from this client.",
+                    **{"Retry-After": "Seconds to wait before retrying."},
+                )
+                if method == "get" and not path.startswith("/v1/admin"):
+                    responses.setdefault(
+                        "304", {"description": "Not modified: If-None-Match named this version."}
+                    )
+                if path.startswith("/v1/admin/devices") and method == "post" and has_body:
+                    responses["409"] = _problem("A device with this id exists.")
+            responses["503"] = _problem(
+                "The database is not reachable just now.", **{"Retry-After": "Seconds."}
+            )
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    return schema

@@ -1,0 +1,47 @@
+"""The app's connection pool, and running the query builders' queries on it."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow, TupleRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from api.queries import Query
+
+Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+
+
+def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Pool:
+    """Autocommit connections (every route is one read, or one short write), opened
+    by the app's lifespan.  A few connections are plenty: queries take a millisecond
+    or two, and PostgreSQL on the same cores gains nothing from more in parallel."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        timeout=10,
+        name="smartby-api",
+        kwargs={"autocommit": True, "application_name": "smartby-api"},
+    )
+
+
+def pool_of(request: Request) -> Pool:
+    pool: Pool = request.app.state.pool
+    return pool
+
+
+async def fetch_tuples(request: Request, query: Query) -> list[TupleRow]:
+    async with pool_of(request).connection() as conn:
+        cur = await conn.execute(query[0], query[1], binary=True)
+        rows: list[TupleRow] = await cur.fetchall()
+        return rows
+
+
+async def fetch_dicts(request: Request, query: Query) -> list[DictRow]:
+    async with pool_of(request).connection() as conn:
+        cur = conn.cursor(row_factory=dict_row, binary=True)
+        await cur.execute(query[0], query[1])
+        rows: list[DictRow] = await cur.fetchall()
+        return rows

@@ -1,0 +1,335 @@
+"""The DCAT-AP-NO catalogue of the open datasets, as JSON-LD, and the licence terms.
+
+DCAT-AP-NO (Digdir's Norwegian profile of DCAT-AP, which data.norge.no harvests)
+makes these mandatory, and DESIGN.md lists them: on a dataset ``dct:title``,
+``dct:description``, ``dct:identifier``, ``dcat:theme`` (from the EU data-theme
+vocabulary), ``dct:publisher``, ``dcat:contactPoint``; on a distribution
+``dcat:accessURL`` and ``dct:license``; on the catalogue title, description,
+publisher and its datasets.  Titles and descriptions come in Norwegian Bokmål and
+English.  `catalogue` builds the document from settings and a base URL only, so it
+is tested without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from api.export_datasets import DATASETS
+from api.licence import NLOD_URL, attribution
+from core.settings import Settings
+
+DATA_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
+FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/"
+LANGUAGE = "http://publications.europa.eu/resource/authority/language/"
+FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
+IANA_MEDIA = "https://www.iana.org/assignments/media-types/"
+
+FILE_TYPES = {"csv": "CSV", "parquet": "PARQUET", "geojson": "GEOJSON", "json": "JSON"}
+MEDIA_TYPES = {
+    "csv": "text/csv",
+    "parquet": "application/vnd.apache.parquet",
+    "geojson": "application/geo+json",
+    "json": "application/json",
+}
+
+CONTEXT = {
+    "dcat": "http://www.w3.org/ns/dcat#",
+    "dct": "http://purl.org/dc/terms/",
+    "dcatap": "http://data.europa.eu/r5r/",
+    "foaf": "http://xmlns.com/foaf/0.1/",
+    "vcard": "http://www.w3.org/2006/vcard/ns#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetInfo:
+    """What the catalogue says about one export dataset."""
+
+    key: str
+    title_nb: str
+    title_en: str
+    description_nb: str
+    description_en: str
+    themes: tuple[str, ...]  # EU data-theme codes
+    keywords_nb: tuple[str, ...]
+    keywords_en: tuple[str, ...]
+    api_path: str  # the JSON route serving the same data, under the base URL
+    frequency: str = "CONT"  # updated continuously
+
+
+DATASET_INFO: tuple[DatasetInfo, ...] = (
+    DatasetInfo(
+        "sites",
+        "Målesteder",
+        "Measurement sites",
+        "Stedene der sensorene står: navn, type (veinært, bybakgrunn, bygning, veistrekning),"
+        " kommune og posisjon.",
+        "The places sensors stand: name, kind (roadside, urban background, building, road"
+        " section), municipality and position.",
+        ("ENVI", "REGI"),
+        ("målested", "sensor"),
+        ("site", "sensor"),
+        "/v1/sites",
+        "IRREG",
+    ),
+    DatasetInfo(
+        "devices",
+        "Sensorer",
+        "Sensors",
+        "Sensorene i nettverket og deres offentlige egenskaper: målested, type, modell og status.",
+        "The sensors of the network and their public properties: site, kind, model and status.",
+        ("ENVI", "TECH"),
+        ("sensor",),
+        ("sensor",),
+        "/v1/devices",
+        "IRREG",
+    ),
+    DatasetInfo(
+        "metrics",
+        "Måleparametre",
+        "Observed properties",
+        "Hva som måles: parameter, kanonisk enhet, definisjon og fysiske grenser.",
+        "What is measured: property, canonical unit, definition and physical bounds.",
+        ("ENVI", "TECH"),
+        ("måleparameter", "enhet"),
+        ("observed property", "unit"),
+        "/v1/metrics",
+        "IRREG",
+    ),
+    DatasetInfo(
+        "latest",
+        "Siste målinger",
+        "Latest values",
+        "Siste måling fra hver tidsserie, med kvalitetsflagg (QARTOD).",
+        "The latest reading of every time series, with its quality flag (QARTOD).",
+        ("ENVI", "ENER", "TRAN"),
+        ("sanntid", "luftkvalitet", "energi", "trafikk"),
+        ("real time", "air quality", "energy", "traffic"),
+        "/v1/latest",
+    ),
+    DatasetInfo(
+        "readings",
+        "Måleserier",
+        "Time series of readings",
+        "Målinger fra sensorene for luftkvalitet, vær, energi og trafikk, rå eller som"
+        " minutt-, time- og døgnaggregater (døgn etter lokal tid). Trafikk publiseres bare"
+        " som aggregater på minst 15 minutter.",
+        "Sensor readings of air quality, weather, energy and traffic, raw or as minute,"
+        " hour and day aggregates (days in local time). Traffic is published only in"
+        " aggregates of at least 15 minutes.",
+        ("ENVI", "ENER", "TRAN"),
+        ("luftkvalitet", "vær", "energi", "trafikk", "tidsserie"),
+        ("air quality", "weather", "energy", "traffic", "time series"),
+        "/v1/series",
+    ),
+    DatasetInfo(
+        "aqi",
+        "Europeisk luftkvalitetsindeks per time",
+        "European Air Quality Index per hour",
+        "EEAs europeiske luftkvalitetsindeks (2024-grenser) per målestasjon og time, fra"
+        " timemidler av PM2.5, PM10, NO2, O3 og SO2; dominerende komponent og midlene som"
+        " ga indeksen.",
+        "The EEA European Air Quality Index (2024 bands) per station and hour, from hourly"
+        " means of PM2.5, PM10, NO2, O3 and SO2; the dominant pollutant and the means that"
+        " set the index.",
+        ("ENVI", "HEAL"),
+        ("luftkvalitet", "luftkvalitetsindeks", "svevestøv"),
+        ("air quality", "air quality index", "particulate matter"),
+        "/v1/aqi",
+        "HOURLY",
+    ),
+    DatasetInfo(
+        "energy-hourly",
+        "Energibruk per bygning og time",
+        "Energy use per building and hour",
+        "Strømforbruk i kommunale bygg per time (kWh) med CO2-ekvivalenter og dekningsgrad.",
+        "Electricity use of municipal buildings per hour (kWh) with CO2 equivalents and coverage.",
+        ("ENER", "ENVI"),
+        ("energi", "strøm", "klima"),
+        ("energy", "electricity", "climate"),
+        "/v1/energy/hourly",
+        "HOURLY",
+    ),
+    DatasetInfo(
+        "energy-daily",
+        "Energibruk per bygning og døgn",
+        "Energy use per building and day",
+        "Strømforbruk i kommunale bygg per døgn (lokal tid, kWh) med CO2-ekvivalenter,"
+        " utslippsfaktor og dekningsgrad.",
+        "Electricity use of municipal buildings per local day (kWh) with CO2 equivalents,"
+        " grid emission factor and coverage.",
+        ("ENER", "ENVI"),
+        ("energi", "strøm", "klima"),
+        ("energy", "electricity", "climate"),
+        "/v1/energy/daily",
+        "DAILY",
+    ),
+    DatasetInfo(
+        "traffic-hourly",
+        "Trafikkmengde per teller og time",
+        "Traffic volume per counter and hour",
+        "Antall kjøretøy, andel tunge kjøretøy og gjennomsnittsfart per trafikkteller og time.",
+        "Vehicles, heavy-vehicle share and mean speed per traffic counter and hour.",
+        ("TRAN",),
+        ("trafikk", "trafikkmengde"),
+        ("traffic", "traffic volume"),
+        "/v1/traffic/hourly",
+        "HOURLY",
+    ),
+    DatasetInfo(
+        "traffic-daily",
+        "Trafikkmengde per teller og døgn",
+        "Traffic volume per counter and day",
+        "Antall kjøretøy, andel tunge kjøretøy og gjennomsnittsfart per trafikkteller og"
+        " døgn (lokal tid).",
+        "Vehicles, heavy-vehicle share and mean speed per traffic counter and local day.",
+        ("TRAN",),
+        ("trafikk", "trafikkmengde"),
+        ("traffic", "traffic volume"),
+        "/v1/traffic/daily",
+        "DAILY",
+    ),
+    DatasetInfo(
+        "traffic-adt",
+        "Årsdøgntrafikk per teller",
+        "Average daily traffic per counter",
+        "Gjennomsnittlig døgntrafikk per trafikkteller over fullt rapporterte døgn siste"
+        " 365 dager.",
+        "Average daily traffic per counter over its fully reported days in the last 365 days.",
+        ("TRAN",),
+        ("trafikk", "ÅDT"),
+        ("traffic", "AADT"),
+        "/v1/traffic/adt",
+        "DAILY",
+    ),
+)
+
+
+def _lang(nb: str, en: str) -> list[dict[str, str]]:
+    return [{"@value": nb, "@language": "nb"}, {"@value": en, "@language": "en"}]
+
+
+def _ref(uri: str) -> dict[str, str]:
+    return {"@id": uri}
+
+
+def publisher(settings: Settings) -> dict[str, Any]:
+    return {"@type": "foaf:Agent", "foaf:name": _lang(f"{settings.city} kommune", settings.city)}
+
+
+def contact_point(settings: Settings) -> dict[str, Any]:
+    return {
+        "@type": "vcard:Organization",
+        "vcard:fn": f"{settings.city} kommune",
+        "vcard:hasEmail": _ref(f"mailto:{settings.api_contact_email}"),
+    }
+
+
+def _distribution(base: str, info: DatasetInfo, fmt: str, settings: Settings) -> dict[str, Any]:
+    url = f"{base}/v1/export/{info.key}?format={fmt}"
+    return {
+        "@id": f"{base}/v1/catalog#{info.key}-{fmt}",
+        "@type": "dcat:Distribution",
+        "dct:title": _lang(f"{info.title_nb} ({fmt.upper()})", f"{info.title_en} ({fmt.upper()})"),
+        "dct:description": _lang(
+            f"Strømmet eksport som {fmt.upper()}; filtrer med spørreparametre.",
+            f"Streamed export as {fmt.upper()}; filter with query parameters.",
+        ),
+        "dcat:accessURL": _ref(f"{base}/v1/export/{info.key}"),
+        "dcat:downloadURL": _ref(url),
+        "dct:license": _ref(NLOD_URL),
+        "dct:format": _ref(FILE_TYPE + FILE_TYPES[fmt]),
+        "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES[fmt]),
+    }
+
+
+def _api_distribution(base: str, info: DatasetInfo) -> dict[str, Any]:
+    return {
+        "@id": f"{base}/v1/catalog#{info.key}-api",
+        "@type": "dcat:Distribution",
+        "dct:title": _lang(f"{info.title_nb} (API)", f"{info.title_en} (API)"),
+        "dct:description": _lang(
+            "JSON fra det åpne API-et (OpenAPI-beskrivelse under /openapi.json).",
+            "JSON from the open API (OpenAPI description at /openapi.json).",
+        ),
+        "dcat:accessURL": _ref(base + info.api_path),
+        "dct:license": _ref(NLOD_URL),
+        "dct:format": _ref(FILE_TYPE + FILE_TYPES["json"]),
+        "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES["json"]),
+        "dcat:accessService": _ref(f"{base}/v1/catalog#api"),
+    }
+
+
+def dataset_entry(base: str, info: DatasetInfo, settings: Settings) -> dict[str, Any]:
+    uri = f"{base}/v1/catalog#{info.key}"
+    distributions = [_api_distribution(base, info)] + [
+        _distribution(base, info, fmt, settings) for fmt in DATASETS[info.key].formats
+    ]
+    return {
+        "@id": uri,
+        "@type": "dcat:Dataset",
+        "dct:identifier": uri,
+        "dct:title": _lang(
+            f"{info.title_nb}, {settings.city}", f"{info.title_en}, {settings.city}"
+        ),
+        "dct:description": _lang(info.description_nb, info.description_en),
+        "dcat:theme": [_ref(DATA_THEME + code) for code in info.themes],
+        "dcat:keyword": [{"@value": k, "@language": "nb"} for k in info.keywords_nb]
+        + [{"@value": k, "@language": "en"} for k in info.keywords_en],
+        "dct:publisher": publisher(settings),
+        "dcat:contactPoint": contact_point(settings),
+        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
+        "dct:accrualPeriodicity": _ref(FREQUENCY + info.frequency),
+        "dct:accessRights": _ref(
+            "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
+        ),
+        "dcat:landingPage": _ref(base + info.api_path),
+        "dct:license": _ref(NLOD_URL),
+        "dcat:distribution": distributions,
+    }
+
+
+def catalogue(settings: Settings, base_url: str) -> dict[str, Any]:
+    """The DCAT-AP-NO catalogue as a JSON-LD document; ``base_url`` is the API's
+    public root (``settings.api_public_url`` or the request's), without ``/v1``."""
+    base = base_url.rstrip("/")
+    city = settings.city
+    return {
+        "@context": CONTEXT,
+        "@id": f"{base}/v1/catalog",
+        "@type": "dcat:Catalog",
+        "dct:identifier": f"{base}/v1/catalog",
+        "dct:title": _lang(
+            f"Åpne miljødata for {city} (smartby)", f"Open environmental data for {city} (smartby)"
+        ),
+        "dct:description": _lang(
+            f"Sensordata for luftkvalitet, vær, energi og trafikk i {city}, med indikatorer"
+            " (luftkvalitetsindeks, energibruk per bygning, trafikkmengde), som åpne data"
+            f" under NLOD 2.0. {attribution(city)}.",
+            f"Sensor data on air quality, weather, energy and traffic in {city}, with"
+            " indicators (air quality index, energy per building, traffic volume), as open"
+            f" data under NLOD 2.0. {attribution(city)}.",
+        ),
+        "dct:publisher": publisher(settings),
+        "dcat:contactPoint": contact_point(settings),
+        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
+        "dct:license": _ref(NLOD_URL),
+        "dct:rights": attribution(city),
+        "foaf:homepage": _ref(f"{base}/v1"),
+        "dcat:service": [
+            {
+                "@id": f"{base}/v1/catalog#api",
+                "@type": "dcat:DataService",
+                "dct:title": _lang(f"Åpent data-API for {city}", f"Open data API of {city}"),
+                "dcat:endpointURL": _ref(f"{base}/v1"),
+                "dcat:endpointDescription": _ref(f"{base}/openapi.json"),
+                "dct:license": _ref(NLOD_URL),
+                "dct:publisher": publisher(settings),
+                "dcat:contactPoint": contact_point(settings),
+                "dcat:servesDataset": [_ref(f"{base}/v1/catalog#{i.key}") for i in DATASET_INFO],
+            }
+        ],
+        "dcat:dataset": [dataset_entry(base, info, settings) for info in DATASET_INFO],
+    }

@@ -1,0 +1,460 @@
+"""What each bulk export holds: its columns, and the query that streams its rows.
+
+Query builders are plain functions returning ``(sql, params)`` so they are tested
+without a database; identifiers are composed with `psycopg.sql`, values are always
+parameters.  The columns of every dataset are those of the matching JSON route, in
+the same order, so an export reads back equal to what the API serves.
+
+A query built with ``geo=True`` adds the site's lon and lat after the columns, for
+the GeoJSON encoder to turn into a Point geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, LiteralString
+
+from psycopg import sql
+
+from api import queries
+from api.export_formats import FORMATS, Column
+from core.indicators import AQI_LEVEL_NAMES
+
+Bucket = Literal["raw", "1m", "1h", "1d"]
+BUCKETS: tuple[Bucket, ...] = ("raw", "1m", "1h", "1d")
+
+#: metric domains published only in aggregates of at least 15 minutes (DESIGN.md,
+#: privacy): their raw and 1-minute values are never served
+AGGREGATE_ONLY_DOMAINS = frozenset({"traffic"})
+#: buckets that are at least 15 minutes long
+AGGREGATE_BUCKETS: frozenset[Bucket] = frozenset({"1h", "1d"})
+
+
+def _c(name: str, kind: Any, description: str = "") -> Column:
+    return Column(name, kind, description)
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """One exportable dataset.  ``time_column`` is the instant ``from``/``to`` filter
+    on (None: the dataset is not a time series and takes no range); ``site_column``
+    and ``device_column`` are what ``site``/``device`` filter on."""
+
+    key: str
+    columns: tuple[Column, ...]
+    source: LiteralString  # FROM clause, aliased ``t`` for the main table
+    select: LiteralString  # the columns, in order
+    order: LiteralString
+    time_column: LiteralString | None = None
+    site_column: LiteralString | None = None
+    device_column: LiteralString | None = None
+    geometry: LiteralString | None = "st.lon, st.lat"  # None: no GeoJSON
+    site_join: LiteralString = ""
+    select_params: tuple[Any, ...] = ()  # values of placeholders in ``select``
+    default_span: timedelta = timedelta(days=7)  # as the JSON route's
+
+    @property
+    def formats(self) -> list[str]:
+        """The formats it exports to (GeoJSON needs a position)."""
+        return [f for f in FORMATS if f != "geojson" or self.geometry is not None]
+
+
+SITE_COLUMNS = (
+    _c("id", "text"),
+    _c("name", "text"),
+    _c("kind", "text", "roadside, urban_background, building or road_section"),
+    _c("municipality", "text"),
+    _c("lon", "float", "WGS 84 degrees east"),
+    _c("lat", "float", "WGS 84 degrees north"),
+    _c("devices", "list", "ids of the devices at the site"),
+    _c("attributes", "json", "free-form facts about the site"),
+)
+DEVICE_COLUMNS = (
+    _c("id", "text"),
+    _c("site_id", "text"),
+    _c("kind", "text", "air_quality, energy or traffic"),
+    _c("vendor", "text"),
+    _c("model", "text"),
+    _c("status", "text"),
+    _c("online", "bool", "what the device last said on its status topic"),
+    _c("battery", "float"),
+    _c("rssi", "float"),
+    _c("last_seen", "timestamp"),
+    _c("created_at", "timestamp"),
+    _c("updated_at", "timestamp"),
+    _c("metrics", "list", "keys of the metrics the device measures"),
+)
+METRIC_COLUMNS = (
+    _c("key", "text"),
+    _c("name", "text"),
+    _c("domain", "text"),
+    _c("unit", "text", "canonical unit, SenML spelling (RFC 8428)"),
+    _c("unit_symbol", "text"),
+    _c("definition_uri", "text"),
+    _c("min_value", "float"),
+    _c("max_value", "float"),
+    _c("value_type", "text", "gauge (averaged), count (summed) or cumulative (a register)"),
+    _c("molar_mass", "float", "g/mol"),
+    _c("description", "text"),
+)
+_QUALITY = "QARTOD flag: 1 good, 2 not evaluated, 3 suspect, 4 fail, 9 missing"
+LATEST_COLUMNS = (
+    _c("series_id", "int"),
+    _c("device_id", "text"),
+    _c("site_id", "text"),
+    _c("kind", "text"),
+    _c("metric", "text"),
+    _c("unit", "text"),
+    _c("time", "timestamp", "time of the reading; of an hourly aggregate, its start"),
+    _c("value", "float"),
+    _c("quality", "int", _QUALITY + "; empty for an aggregate"),
+    _c("aggregate", "text", "raw, or 1h for traffic (published only in aggregates)"),
+)
+RAW_COLUMNS = (
+    _c("time", "timestamp"),
+    _c("series_id", "int"),
+    _c("value", "float"),
+    _c("quality", "int", _QUALITY),
+)
+BUCKET_COLUMNS = (
+    _c("series_id", "int"),
+    _c("time", "timestamp", "start of the bucket (days start at local midnight)"),
+    _c("end", "timestamp", "end of the bucket, exclusive"),
+    _c("count", "int", "usable readings (QC good, not evaluated or suspect)"),
+    _c("good_count", "int", "of which good or not evaluated"),
+    _c("suspect_count", "int", "of which suspect"),
+    _c("sum", "float"),
+    _c("mean", "float"),
+    _c("std", "float", "population standard deviation"),
+    _c("min", "float"),
+    _c("max", "float"),
+    _c("first", "float"),
+    _c("last", "float"),
+    _c("coverage", "float", "readings / expected readings at the usual reporting interval"),
+)
+_ENERGY = (
+    _c("kwh", "float"),
+    _c("co2e_kg", "float"),
+    _c("coverage", "float", "share of the bucket the meter readings covered"),
+)
+_TRAFFIC = (
+    _c("volume", "float", "vehicles"),
+    _c("heavy_volume", "float", "vehicles longer than 5.6 m"),
+    _c("mean_speed_kmh", "float"),
+    _c("heavy_share", "float"),
+    _c("coverage", "float", "share of the bucket the counter reported"),
+)
+
+_SITE_OF_T: LiteralString = " LEFT JOIN sites st ON st.id = t.site_id"
+
+DATASETS: dict[str, Dataset] = {
+    d.key: d
+    for d in (
+        Dataset(
+            "sites",
+            SITE_COLUMNS,
+            "sites t",
+            "t.id, t.name, t.kind, t.municipality, t.lon, t.lat,"
+            " ARRAY(SELECT d.id FROM devices d WHERE d.site_id = t.id ORDER BY d.id),"
+            " t.properties",
+            "t.id",
+            site_column="t.id",
+            geometry="t.lon, t.lat",
+        ),
+        Dataset(
+            "devices",
+            DEVICE_COLUMNS,
+            "devices t",
+            "t.id, t.site_id, t.kind, t.vendor, t.model, t.status, t.online, t.battery, t.rssi,"
+            " t.last_seen, t.created_at, t.updated_at,"
+            " ARRAY(SELECT se.metric FROM series se WHERE se.device_id = t.id ORDER BY se.metric)",
+            "t.id",
+            site_column="t.site_id",
+            device_column="t.id",
+            site_join=_SITE_OF_T,
+        ),
+        Dataset(
+            "metrics",
+            METRIC_COLUMNS,
+            "metrics t",
+            "t.key, t.name, t.domain, t.unit, t.unit_symbol, t.definition_uri, t.min_value,"
+            " t.max_value, t.value_type, t.molar_mass, t.description",
+            "t.key",
+            geometry=None,
+        ),
+        Dataset(
+            # rows from the JSON route's own query: `latest_query`
+            "latest",
+            LATEST_COLUMNS,
+            "",
+            "",
+            "",
+            site_column="site_id",
+            device_column="device_id",
+        ),
+        Dataset(
+            "aqi",
+            (
+                _c("site_id", "text"),
+                _c("hour", "timestamp", "start of the averaging hour"),
+                _c("level", "int", "EEA index: 1 good … 6 extremely poor"),
+                _c("label", "text", "the level's name"),
+                _c("dominant", "text", "the pollutant that set the level"),
+                _c("pm25", "float", "hourly mean, µg/m³"),
+                _c("pm10", "float", "hourly mean, µg/m³"),
+                _c("no2", "float", "hourly mean, µg/m³"),
+                _c("o3", "float", "hourly mean, µg/m³"),
+                _c("so2", "float", "hourly mean, µg/m³"),
+            ),
+            "aqi_hourly t",
+            "t.site_id, t.hour, t.level, (%s::text[])[t.level], t.dominant, t.pm25, t.pm10,"
+            " t.no2, t.o3, t.so2",
+            "t.site_id, t.hour",
+            time_column="t.hour",
+            site_column="t.site_id",
+            site_join=_SITE_OF_T,
+            select_params=(list(AQI_LEVEL_NAMES),),
+        ),
+        Dataset(
+            "energy-hourly",
+            (_c("site_id", "text"), _c("hour", "timestamp"), *_ENERGY),
+            "energy_hourly t",
+            "t.site_id, t.hour, t.kwh, t.co2e_kg, t.coverage",
+            "t.site_id, t.hour",
+            time_column="t.hour",
+            site_column="t.site_id",
+            site_join=_SITE_OF_T,
+        ),
+        Dataset(
+            "energy-daily",
+            (
+                _c("site_id", "text"),
+                _c("day", "date", "local date"),
+                _c("day_start", "timestamp", "local midnight"),
+                *_ENERGY,
+                _c("grid_factor_g_per_kwh", "float"),
+            ),
+            "energy_daily t",
+            "t.site_id, t.day, t.day_start, t.kwh, t.co2e_kg, t.coverage, t.grid_factor_g_per_kwh",
+            "t.site_id, t.day",
+            time_column="t.day_start",
+            site_column="t.site_id",
+            site_join=_SITE_OF_T,
+            default_span=timedelta(days=90),
+        ),
+        Dataset(
+            "traffic-hourly",
+            (_c("device_id", "text"), _c("site_id", "text"), _c("hour", "timestamp"), *_TRAFFIC),
+            "traffic_hourly t",
+            "t.device_id, t.site_id, t.hour, t.volume, t.heavy_volume, t.mean_speed_kmh,"
+            " t.heavy_share, t.coverage",
+            "t.device_id, t.hour",
+            time_column="t.hour",
+            site_column="t.site_id",
+            device_column="t.device_id",
+            site_join=_SITE_OF_T,
+        ),
+        Dataset(
+            "traffic-daily",
+            (
+                _c("device_id", "text"),
+                _c("site_id", "text"),
+                _c("day", "date", "local date"),
+                _c("day_start", "timestamp", "local midnight"),
+                *_TRAFFIC,
+            ),
+            "traffic_daily t",
+            "t.device_id, t.site_id, t.day, t.day_start, t.volume, t.heavy_volume,"
+            " t.mean_speed_kmh, t.heavy_share, t.coverage",
+            "t.device_id, t.day",
+            time_column="t.day_start",
+            site_column="t.site_id",
+            device_column="t.device_id",
+            site_join=_SITE_OF_T,
+            default_span=timedelta(days=90),
+        ),
+        Dataset(
+            "traffic-adt",
+            (
+                _c("device_id", "text"),
+                _c("site_id", "text"),
+                _c("vehicles_per_day", "float", "mean volume of fully reported days"),
+                _c("full_days", "int"),
+                _c("first_day", "date"),
+                _c("last_day", "date"),
+                _c("heavy_share", "float"),
+            ),
+            "traffic_adt t",
+            "t.device_id, t.site_id, t.vehicles_per_day, t.full_days, t.first_day,"
+            " t.last_day, t.heavy_share",
+            "t.device_id",
+            site_column="t.site_id",
+            device_column="t.device_id",
+            site_join=_SITE_OF_T,
+        ),
+        Dataset(
+            # columns depend on the bucket: `readings_columns`
+            "readings",
+            RAW_COLUMNS,
+            "readings t",
+            "",
+            "",
+            time_column="t.time",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The filters of one export request, already validated."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    sites: tuple[str, ...] = ()
+    devices: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    series: tuple[int, ...] = ()
+    bucket: Bucket = "raw"
+
+
+Query = tuple[sql.Composable, Any]  # positional (list) or named (dict) parameters
+
+
+def _where(conditions: Sequence[sql.Composable]) -> sql.Composable:
+    if not conditions:
+        return sql.SQL("")
+    return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
+
+
+def dataset_query(dataset: Dataset, filters: Filters, *, geo: bool = False) -> Query:
+    """The SELECT streaming ``dataset``'s rows (not latest and readings, which have
+    their own builders)."""
+    if dataset.key in ("readings", "latest"):
+        raise ValueError(f"{dataset.key} has its own query builder")
+    conditions: list[sql.Composable] = []
+    params: list[Any] = list(dataset.select_params)
+    if dataset.time_column is not None:
+        if filters.start is not None:
+            conditions.append(sql.SQL(dataset.time_column + " >= %s"))
+            params.append(filters.start)
+        if filters.end is not None:
+            conditions.append(sql.SQL(dataset.time_column + " < %s"))
+            params.append(filters.end)
+    if filters.sites and dataset.site_column is not None:
+        conditions.append(sql.SQL(dataset.site_column + " = ANY(%s)"))
+        params.append(list(filters.sites))
+    if filters.devices and dataset.device_column is not None:
+        conditions.append(sql.SQL(dataset.device_column + " = ANY(%s)"))
+        params.append(list(filters.devices))
+    select = dataset.select
+    source = dataset.source
+    if geo:
+        if dataset.geometry is None:
+            raise ValueError(f"{dataset.key} has no geometry")
+        select = select + ", " + dataset.geometry
+        source = source + dataset.site_join
+    query = (
+        sql.SQL("SELECT " + select + " FROM " + source)
+        + _where(conditions)
+        + sql.SQL(" ORDER BY " + dataset.order)
+    )
+    return query, params
+
+
+def latest_export_query(filters: Filters, *, geo: bool = False) -> Query:
+    """The latest value of every series, from the JSON route's own query (traffic as
+    its latest complete hour), filtered by sites and metrics."""
+    inner, named = queries.latest_query()
+    conditions: list[sql.Composable] = []
+    if filters.sites:
+        conditions.append(sql.SQL("q.site_id = ANY(%(export_sites)s)"))
+        named["export_sites"] = list(filters.sites)
+    if filters.devices:
+        conditions.append(sql.SQL("q.device_id = ANY(%(export_devices)s)"))
+        named["export_devices"] = list(filters.devices)
+    if filters.metrics:
+        conditions.append(sql.SQL("q.metric = ANY(%(export_metrics)s)"))
+        named["export_metrics"] = list(filters.metrics)
+    if filters.series:
+        conditions.append(sql.SQL("q.series_id = ANY(%(export_series)s)"))
+        named["export_series"] = list(filters.series)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in LATEST_COLUMNS)
+    geometry = sql.SQL(", st.lon, st.lat") if geo else sql.SQL("")
+    join = sql.SQL(" LEFT JOIN sites st ON st.id = q.site_id") if geo else sql.SQL("")
+    query = sql.SQL("SELECT q.*{} FROM ({}) q ({}){}{} ORDER BY q.series_id").format(
+        geometry, inner, names, join, _where(conditions)
+    )
+    return query, named
+
+
+def series_query(filters: Filters) -> Query:
+    """The series a readings export covers: id, metric, metric domain, and the
+    position of the site (for GeoJSON)."""
+    conditions: list[sql.Composable] = []
+    params: list[Any] = []
+    if filters.series:
+        conditions.append(sql.SQL("s.id = ANY(%s)"))
+        params.append(list(filters.series))
+    if filters.sites:
+        conditions.append(sql.SQL("d.site_id = ANY(%s)"))
+        params.append(list(filters.sites))
+    if filters.devices:
+        conditions.append(sql.SQL("s.device_id = ANY(%s)"))
+        params.append(list(filters.devices))
+    if filters.metrics:
+        conditions.append(sql.SQL("s.metric = ANY(%s)"))
+        params.append(list(filters.metrics))
+    query = (
+        sql.SQL(
+            "SELECT s.id, s.metric, m.domain, st.lon, st.lat FROM series s"
+            " JOIN devices d ON d.id = s.device_id JOIN metrics m ON m.key = s.metric"
+            " LEFT JOIN sites st ON st.id = d.site_id"
+        )
+        + _where(conditions)
+        + sql.SQL(" ORDER BY s.id")
+    )
+    return query, params
+
+
+#: the range of a readings export when ``from`` is not given, as the JSON route's
+READINGS_DEFAULT_SPAN: dict[Bucket, timedelta] = {
+    "raw": timedelta(days=1),
+    "1m": timedelta(days=1),
+    "1h": timedelta(days=30),
+    "1d": timedelta(days=365),
+}
+
+
+def readings_columns(bucket: Bucket) -> tuple[Column, ...]:
+    return RAW_COLUMNS if bucket == "raw" else BUCKET_COLUMNS
+
+
+#: no LIMIT: the route's page queries take one; an export streams everything
+UNLIMITED = 2**62
+
+
+def raw_readings_query(series_ids: Sequence[int], start: datetime, end: datetime) -> Query:
+    """Readings of the series in [start, end) ordered by time and series: the raw
+    route's query without its page limit (rows as `RAW_COLUMNS`)."""
+    query, params = queries.raw_page_query(series_ids, start, end, after=None, limit=UNLIMITED)
+    return query, params
+
+
+def bucket_query(series_id: int, bucket: Bucket, start: datetime, end: datetime, tz: str) -> Query:
+    """One series' buckets in [start, end): the aggregate route's query without its
+    page limit, so an export holds the very numbers the JSON route serves (rows:
+    time, end, count, good_count, sum, mean, std, min, max, first, last, coverage)."""
+    query, params = queries.rollup_page_query(
+        [series_id], bucket, start, end, after=None, limit=UNLIMITED, tz=tz
+    )
+    return query, params
+
+
+def bucket_row(series_id: int, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A bucket query row as `BUCKET_COLUMNS`: the series first, suspect readings
+    (count − good_count) after the good ones."""
+    time, end, count, good_count, *rest = row
+    return (series_id, time, end, count, good_count, count - good_count, *rest)

@@ -1,0 +1,443 @@
+"""The documents the API serves, as pydantic models for the OpenAPI description.
+
+Routes serialise plain dicts directly (`api.responses`); these models say what those
+dicts hold, with descriptions and examples, and the schema tests (Schemathesis)
+check every response against them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.licence import LICENSE_ID, NLOD_URL
+from api.params import DEVICE_ID_PATTERN, SITE_ID_PATTERN
+
+_ATTRIBUTION_EXAMPLE = (
+    "Contains data under the Norwegian licence for Open Government data (NLOD) "
+    "distributed by Narvik"
+)
+
+
+class Meta(BaseModel):
+    """The licence of the data and the attribution it asks for (NLOD 2.0 §4)."""
+
+    license: str = Field(examples=[LICENSE_ID])
+    license_url: str = Field(examples=[NLOD_URL])
+    attribution: str = Field(examples=[_ATTRIBUTION_EXAMPLE])
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(examples=["about:blank"])
+    title: str = Field(examples=["Bad request parameter"])
+    status: int = Field(examples=[400])
+    detail: str = Field(examples=["parameter 'limit': Input should be less than or equal to 10000"])
+    instance: str | None = None
+    parameter: str | None = Field(
+        default=None, description="The query or path parameter at fault, when there is one."
+    )
+
+
+class Link(BaseModel):
+    rel: str
+    href: str
+    title: str
+
+
+class Root(BaseModel):
+    title: str
+    description: str
+    version: str
+    links: list[Link]
+    meta: Meta
+
+
+# ---------------------------------------------------------------------- catalogue
+
+
+class Point(BaseModel):
+    type: Literal["Point"]
+    coordinates: list[float] = Field(
+        description="[longitude, latitude], WGS 84 (RFC 7946 §3.1.2)", examples=[[17.4272, 68.4385]]
+    )
+
+
+class SiteProperties(BaseModel):
+    name: str = Field(examples=["Narvik sentrum, Kongens gate"])
+    kind: str = Field(
+        description="roadside, urban_background, building or road_section", examples=["roadside"]
+    )
+    municipality: str = Field(examples=["Narvik"])
+    devices: list[str] = Field(description="Ids of the devices at the site.")
+    attributes: dict[str, Any] = Field(description="Free-form facts about the site.")
+
+
+class SiteFeature(BaseModel):
+    """A site (SensorThings Thing + Location) as a GeoJSON Feature."""
+
+    type: Literal["Feature"]
+    id: str = Field(examples=["narvik-sentrum"])
+    geometry: Point
+    properties: SiteProperties
+
+
+class SiteFeatureDocument(SiteFeature):
+    license: str = Field(examples=[LICENSE_ID])
+    license_url: str
+    attribution: str
+
+
+class SiteCollection(BaseModel):
+    """Sites as a GeoJSON FeatureCollection; licence and attribution are foreign
+    members (RFC 7946 §6.1)."""
+
+    type: Literal["FeatureCollection"]
+    features: list[SiteFeature]
+    license: str = Field(examples=[LICENSE_ID])
+    license_url: str = Field(examples=[NLOD_URL])
+    attribution: str = Field(examples=[_ATTRIBUTION_EXAMPLE])
+
+
+class Device(BaseModel):
+    """A device's public fields (SensorThings Sensor)."""
+
+    id: str = Field(examples=["aq-sentrum"])
+    site_id: str | None = Field(examples=["narvik-sentrum"])
+    kind: str = Field(description="air_quality, energy or traffic", examples=["air_quality"])
+    vendor: str | None
+    model: str | None
+    status: str = Field(description="active or disabled", examples=["active"])
+    online: bool | None = Field(description="What the device last said on its status topic.")
+    battery: float | None
+    rssi: float | None
+    last_seen: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    metrics: list[str] = Field(examples=[["no2", "pm10", "pm25"]])
+
+
+class DeviceList(BaseModel):
+    data: list[Device]
+    meta: Meta
+
+
+class DeviceDocument(BaseModel):
+    data: Device
+    meta: Meta
+
+
+class Metric(BaseModel):
+    """What is measured (SensorThings ObservedProperty)."""
+
+    key: str = Field(examples=["pm25"])
+    name: str = Field(examples=["PM2.5"])
+    domain: str = Field(examples=["air_quality"])
+    unit: str = Field(description="Canonical unit, SenML spelling (RFC 8428)", examples=["ug/m3"])
+    unit_symbol: str = Field(examples=["µg/m³"])
+    definition_uri: str = Field(
+        examples=["http://dd.eionet.europa.eu/vocabulary/aq/pollutant/6001"]
+    )
+    min_value: float = Field(description="Physical lower bound; below it a reading fails QC.")
+    max_value: float = Field(description="Physical upper bound; above it a reading fails QC.")
+    value_type: str = Field(
+        description="gauge (averaged), count (summed) or cumulative (a register)",
+        examples=["gauge"],
+    )
+    molar_mass: float | None = Field(description="g/mol, for gases given in ppm or ppb.")
+    description: str
+
+
+class MetricList(BaseModel):
+    data: list[Metric]
+    meta: Meta
+
+
+class MetricDocument(BaseModel):
+    data: Metric
+    meta: Meta
+
+
+class Series(BaseModel):
+    """One device × one metric (SensorThings Datastream)."""
+
+    id: int = Field(examples=[17])
+    device_id: str = Field(examples=["aq-sentrum"])
+    site_id: str | None = Field(examples=["narvik-sentrum"])
+    kind: str = Field(examples=["air_quality"])
+    metric: str = Field(examples=["pm25"])
+    unit: str = Field(examples=["ug/m3"])
+    unit_symbol: str = Field(examples=["µg/m³"])
+    created_at: datetime
+
+
+class SeriesList(BaseModel):
+    data: list[Series]
+    meta: Meta
+
+
+class Latest(BaseModel):
+    """A series' latest value."""
+
+    series_id: int
+    device_id: str
+    site_id: str | None
+    kind: str
+    metric: str
+    unit: str
+    time: datetime = Field(
+        description="Time of the reading; for an hourly aggregate, the start of its hour."
+    )
+    value: float
+    quality: int | None = Field(
+        description="QARTOD flag of the reading: 1 good, 2 not evaluated, 3 suspect, "
+        "4 fail, 9 missing; null for an aggregate."
+    )
+    aggregate: Literal["raw", "1h"] = Field(
+        description="raw: one reading. 1h: the latest complete hour (traffic metrics are "
+        "only published in aggregates of 15 minutes or more): the sum for counts, the "
+        "mean otherwise."
+    )
+
+
+class LatestList(BaseModel):
+    data: list[Latest]
+    meta: Meta
+
+
+# ---------------------------------------------------------------------- time series
+
+
+class AggregatePoint(BaseModel):
+    """One bucket of a series, from the rollups.  FAIL readings are not in it."""
+
+    time: datetime = Field(description="Start of the bucket (days start at local midnight).")
+    end: datetime = Field(description="End of the bucket, exclusive (a day is 23–25 h).")
+    count: int = Field(description="Usable readings (QC good, not evaluated or suspect).")
+    good_count: int = Field(description="Of which good or not evaluated.")
+    suspect_count: int = Field(description="Of which suspect.")
+    sum: float
+    mean: float
+    std: float = Field(description="Population standard deviation.")
+    min: float
+    max: float
+    first: float = Field(description="The bucket's first usable reading.")
+    last: float = Field(description="The bucket's last usable reading.")
+    coverage: float | None = Field(
+        description="Readings / expected readings at the series' usual reporting interval "
+        "(null when the interval cannot be told from the data)."
+    )
+
+
+class RawPoint(BaseModel):
+    """One reading."""
+
+    time: datetime
+    series_id: int
+    value: float
+    quality: int = Field(
+        description="QARTOD flag: 1 good, 2 not evaluated, 3 suspect, 4 fail, 9 missing."
+    )
+
+
+class DataPage(BaseModel):
+    """A page of a time series; follow ``next`` until it is null."""
+
+    series: list[int] = Field(description="The series the values come from.")
+    metric: str
+    unit: str
+    bucket: Literal["raw", "1m", "1h", "1d"]
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[AggregatePoint | RawPoint]
+    next: str | None = Field(description="URL of the next page, null on the last.")
+    meta: Meta
+
+
+# ---------------------------------------------------------------------- indicators
+
+
+class AqiStation(BaseModel):
+    """A station's latest hourly European Air Quality Index (EEA, 2024 bands)."""
+
+    site_id: str
+    site_name: str
+    lon: float
+    lat: float
+    hour: datetime = Field(description="Start of the averaging hour.")
+    level: int = Field(ge=1, le=6, description="1 Good … 6 Extremely poor.")
+    label: str = Field(examples=["Fair"])
+    dominant: str = Field(description="The pollutant that set the level.", examples=["pm10"])
+    pm25: float | None = Field(description="Hourly means used, µg/m³.")
+    pm10: float | None
+    no2: float | None
+    o3: float | None
+    so2: float | None
+
+
+class AqiNow(BaseModel):
+    data: list[AqiStation]
+    meta: Meta
+
+
+class AqiHour(BaseModel):
+    site_id: str
+    hour: datetime
+    level: int = Field(ge=1, le=6)
+    label: str
+    dominant: str
+    pm25: float | None
+    pm10: float | None
+    no2: float | None
+    o3: float | None
+    so2: float | None
+
+
+class AqiHistory(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[AqiHour]
+    next: str | None
+    meta: Meta
+
+
+class EnergyHour(BaseModel):
+    site_id: str
+    hour: datetime
+    kwh: float
+    co2e_kg: float
+    coverage: float = Field(description="Share of the hour the meter readings covered.")
+
+
+class EnergyDay(BaseModel):
+    site_id: str
+    day: date = Field(description="The local date.")
+    day_start: datetime
+    kwh: float
+    co2e_kg: float
+    coverage: float
+    grid_factor_g_per_kwh: float
+
+
+class EnergyHourly(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[EnergyHour]
+    next: str | None
+    meta: Meta
+
+
+class EnergyDaily(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[EnergyDay]
+    next: str | None
+    meta: Meta
+
+
+class TrafficHour(BaseModel):
+    device_id: str
+    site_id: str | None
+    hour: datetime
+    volume: float = Field(description="Vehicles, both directions.")
+    heavy_volume: float | None
+    mean_speed_kmh: float | None = Field(description="Weighted by vehicles.")
+    heavy_share: float | None
+    coverage: float
+
+
+class TrafficDay(BaseModel):
+    device_id: str
+    site_id: str | None
+    day: date
+    day_start: datetime
+    volume: float
+    heavy_volume: float | None
+    mean_speed_kmh: float | None
+    heavy_share: float | None
+    coverage: float
+
+
+class TrafficHourly(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[TrafficHour]
+    next: str | None
+    meta: Meta
+
+
+class TrafficDaily(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[TrafficDay]
+    next: str | None
+    meta: Meta
+
+
+class TrafficAdt(BaseModel):
+    device_id: str
+    site_id: str | None
+    vehicles_per_day: float = Field(description="Mean volume of the fully reported days.")
+    full_days: int
+    first_day: date
+    last_day: date
+    heavy_share: float | None
+
+
+class TrafficAdtList(BaseModel):
+    data: list[TrafficAdt]
+    meta: Meta
+
+
+# ---------------------------------------------------------------------- admin
+
+
+class NewDevice(BaseModel):
+    """A device to register; its secret is generated and shown once."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(pattern=DEVICE_ID_PATTERN, examples=["aq-havna"])
+    site_id: str = Field(pattern=SITE_ID_PATTERN, examples=["narvik-sentrum"])
+    kind: Literal["air_quality", "energy", "traffic"]
+    vendor: str | None = Field(default=None, max_length=200)
+    model: str | None = Field(default=None, max_length=200)
+    calibration: dict[str, Any] | None = None
+
+
+class AdminDevice(BaseModel):
+    """The registry's view of a device (never the secret or its hash)."""
+
+    id: str
+    site_id: str | None
+    kind: str
+    vendor: str | None
+    model: str | None
+    calibration: dict[str, Any]
+    status: str
+    online: bool | None
+    battery: float | None
+    rssi: float | None
+    last_seen: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    has_secret: bool
+    metrics: list[str]
+
+
+class AdminDeviceList(BaseModel):
+    data: list[AdminDevice]
+
+
+class AdminDeviceDocument(BaseModel):
+    data: AdminDevice
+
+
+class DeviceSecret(BaseModel):
+    """A device and its new secret: store it in the device now, it is not shown again."""
+
+    data: AdminDevice
+    secret: str

@@ -1,0 +1,174 @@
+"""Device registry operations over HTTP, behind an API key.
+
+The operations are core's (`core.registry_ops`, shared with ``smartby devices``);
+they are synchronous, so each request runs them on a worker thread with a
+connection of its own.  Admin calls are rare; the open reads keep the async pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+from fastapi import APIRouter, Depends, Path, Request
+from psycopg.rows import TupleRow, dict_row
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from api import models, queries
+from api.db import fetch_dicts
+from api.params import device_path_id
+from api.problems import Problem, not_found
+from api.responses import JSONBytes, dumps
+from api.security import require_api_key
+from core.db import connect
+from core.registry_ops import (
+    DeviceRecord,
+    RegistryError,
+    add_device,
+    disable_device,
+    enable_device,
+    rotate_secret,
+)
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_api_key)])
+
+DeviceId = Annotated[str, Path(description="The device's id.", examples=["aq-sentrum"])]
+_T = TypeVar("_T")
+
+
+def _no_store(document: dict[str, Any], status: int = 200) -> Response:
+    return JSONBytes(dumps(document), status_code=status, headers={"cache-control": "no-store"})
+
+
+def _device_view(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str, Any]:
+    query, params = queries.admin_devices_query(device_id)
+    with conn.cursor(row_factory=dict_row) as cur:
+        row: dict[str, Any] | None = cur.execute(query, params).fetchone()
+    if row is None:
+        raise not_found("device", device_id)
+    return row
+
+
+async def _in_thread(request: Request, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
+    """Run a registry operation on its own connection, off the event loop."""
+    url: str = request.app.state.database_url
+
+    def run() -> _T:
+        with connect(url, autocommit=True, application_name="smartby-api-admin") as conn:
+            try:
+                return work(conn)
+            except psycopg.DataError:
+                raise Problem(
+                    422, "Value not storable", "a value holds characters PostgreSQL cannot store"
+                ) from None
+
+    return await run_in_threadpool(run)
+
+
+@router.get(
+    "/devices",
+    response_model=models.AdminDeviceList,
+    summary="The full device registry (never secrets or their hashes)",
+)
+async def registry(request: Request) -> Response:
+    rows = await fetch_dicts(request, queries.admin_devices_query())
+    return _no_store({"data": rows})
+
+
+@router.post(
+    "/devices",
+    response_model=models.DeviceSecret,
+    status_code=201,
+    summary="Register a device; its secret is in the response, once",
+)
+async def add(request: Request, device: models.NewDevice) -> Response:
+    record = DeviceRecord(
+        device.id, device.site_id, device.kind, device.vendor, device.model, device.calibration
+    )
+
+    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
+        query, params = queries.admin_devices_query(device.id)
+        if conn.execute(query, params).fetchone() is not None:
+            raise Problem(409, "Device exists", f"device {device.id!r} already exists")
+        query, params = queries.sites_query(site_id=device.site_id)
+        if conn.execute(query, params).fetchone() is None:
+            raise Problem(
+                422,
+                "Unknown site",
+                f"site {device.site_id!r} does not exist; add or import it first",
+                parameter="site_id",
+            )
+        try:
+            secret = add_device(conn, record)
+        except RegistryError as exc:
+            raise Problem(422, "Device not registered", str(exc)) from None
+        return {"data": _device_view(conn, device.id), "secret": secret}
+
+    document = await _in_thread(request, work)
+    request.app.state.cache.clear()
+    return _no_store(document, 201)
+
+
+def _single(
+    operation: Callable[[psycopg.Connection[TupleRow], str], Any], device_id: str
+) -> Callable[[psycopg.Connection[TupleRow]], Any]:
+    def work(conn: psycopg.Connection[TupleRow]) -> Any:
+        try:
+            return operation(conn, device_id)
+        except RegistryError:
+            raise not_found("device", device_id) from None
+
+    return work
+
+
+@router.post(
+    "/devices/{device_id}/disable",
+    response_model=models.AdminDeviceDocument,
+    summary="Lock a device out of the broker",
+)
+async def disable(request: Request, device_id: DeviceId) -> Response:
+    device_path_id(device_id)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
+        _single(disable_device, device_id)(conn)
+        return {"data": _device_view(conn, device_id)}
+
+    document = await _in_thread(request, work)
+    request.app.state.cache.clear()
+    return _no_store(document)
+
+
+@router.post(
+    "/devices/{device_id}/enable",
+    response_model=models.AdminDeviceDocument,
+    summary="Let a disabled device in again",
+)
+async def enable(request: Request, device_id: DeviceId) -> Response:
+    device_path_id(device_id)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
+        _single(enable_device, device_id)(conn)
+        return {"data": _device_view(conn, device_id)}
+
+    document = await _in_thread(request, work)
+    request.app.state.cache.clear()
+    return _no_store(document)
+
+
+@router.post(
+    "/devices/{device_id}/rotate-secret",
+    response_model=models.DeviceSecret,
+    summary="Give a device a new secret (shown once)",
+)
+async def rotate(request: Request, device_id: DeviceId) -> Response:
+    device_path_id(device_id)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
+        secret = _single(rotate_secret, device_id)(conn)
+        return {"data": _device_view(conn, device_id), "secret": secret}
+
+    document = await _in_thread(request, work)
+    request.app.state.cache.clear()
+    return _no_store(document)

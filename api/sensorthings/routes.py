@@ -1,0 +1,468 @@
+"""The SensorThings API v1.1 read-only service (OGC 18-088): resource paths
+(§9.2), query options (§9.3) and the JSON encoding of entities (§8).
+
+Everything under the service root is one route that parses the resource path
+itself, since STA paths chain navigation freely (``/Datastreams(5)/Thing/Locations``)
+and put keys in parentheses (``/Things('narvik-sentrum')``).  What is supported:
+
+* ``/`` — the entity sets and the conformance classes;
+* ``/Set``, ``/Set(id)``, ``/Set(id)/Nav[/Nav…]``, and ``…/property`` and
+  ``…/property/$value`` of one entity;
+* ``$top`` (default 100, at most 10 000), ``$skip``, ``$count``, ``$orderby``,
+  ``$select``, ``$expand`` (nested, with options, up to three levels), ``$filter``.
+
+Paging is by ``$skip``; ``@iot.nextLink`` is the request's own URL with ``$skip``
+advanced, present while more rows exist.  Observations are newest first unless
+``$orderby`` says otherwise.  Over ``/Observations`` without a Datastream every
+series is read, each through its (series_id, time) key: cheap for the newest page,
+and for time ranges when ``$filter`` bounds ``phenomenonTime``; ordering by
+``result`` or counting without a time bound reads every reading, so a statement
+timeout (`STATEMENT_TIMEOUT`) turns a query too costly into a 400 asking for a
+narrower one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+import psycopg
+from fastapi import APIRouter, Request
+from psycopg import AsyncConnection, sql
+from psycopg.rows import TupleRow
+from starlette.responses import Response
+
+from api.db import pool_of
+from api.licence import licence_headers
+from api.problems import Problem
+from api.responses import MAX_AGE_DATA, dumps, read_response
+from api.sensorthings.compile import (
+    Layout,
+    Params,
+    Where,
+    count_query,
+    entity_query,
+    exists_query,
+    format_id,
+    id_condition,
+    key_condition,
+    parent_keys,
+    parse_id,
+)
+from api.sensorthings.model import ENTITIES, Entity, Nav
+from api.sensorthings.odata import ExpandItem, ODataError, QueryOptions, parse_options
+
+router = APIRouter()
+
+#: longest a SensorThings query may run before it is refused as too costly
+STATEMENT_TIMEOUT = "15s"
+
+CONFORMANCE = (
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+)
+
+Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
+
+
+# ---------------------------------------------------------------------- resource paths
+
+_SEGMENT = re.compile(r"^(?P<name>[A-Za-z$][A-Za-z0-9_]*)(?:\((?P<key>.*)\))?$", re.DOTALL)
+
+
+def _segments(path: str) -> list[str]:
+    """Path segments, splitting on ``/`` outside quoted keys."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in path:
+        if char == "'":
+            quoted = not quoted
+        if char == "/" and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return [p for p in parts if p]
+
+
+def _not_found(path: str, why: str) -> Problem:
+    return Problem(404, "Not found", f"no SensorThings resource at /{path}: {why}")
+
+
+@dataclass(slots=True)
+class Resolved:
+    """A resource path resolved to rows of one entity."""
+
+    entity: Entity
+    where: Where
+    params: Params
+    single: bool
+    parent: Resolved | None  # the path before the last navigation (for 404s)
+    property: str | None = None  # …/name
+    raw_value: bool = False  # …/name/$value
+
+
+def resolve(path: str) -> Resolved:
+    segments = _segments(path)
+    first = _SEGMENT.match(segments[0])
+    if first is None or first.group("name") not in ENTITIES:
+        known = ", ".join(ENTITIES)
+        raise _not_found(path, f"{segments[0]!r} is not an entity set (there are: {known})")
+    entity = ENTITIES[first.group("name")]
+    params = Params()
+    resolved = Resolved(entity, Where(), params, False, None)
+    if first.group("key") is not None:
+        resolved = _with_key(resolved, first.group("key"), path)
+    for index, segment in enumerate(segments[1:], start=1):
+        found = _SEGMENT.match(segment)
+        if found is None:
+            raise _not_found(path, f"{segment!r} is not a navigation or property name")
+        name, key = found.group("name"), found.group("key")
+        current = resolved.entity
+        if resolved.property is not None:
+            if segment == "$value" and index == len(segments) - 1:
+                resolved.raw_value = True
+                continue
+            raise _not_found(path, f"nothing under the property {resolved.property}")
+        if not resolved.single:
+            raise _not_found(path, f"{segment!r} needs one entity before it, not a collection")
+        if name in current.props and key is None:
+            resolved.property = name
+            continue
+        nav = current.navs.get(name)
+        if nav is None:
+            known = ", ".join([*current.navs, *current.props])
+            raise _not_found(path, f"{current.name} has no {name!r} (it has: {known})")
+        resolved = _navigate(resolved, nav, params)
+        if key is not None:
+            resolved = _with_key(resolved, key, path)
+    return resolved
+
+
+def _with_key(resolved: Resolved, key_text: str, path: str) -> Resolved:
+    if resolved.single:
+        raise _not_found(path, "a key after a single entity")
+    key = parse_id(resolved.entity, key_text)
+    if key is None:
+        raise _not_found(path, f"{key_text!r} is not an id of {resolved.entity.set_name}")
+    id_condition(resolved.entity, key, resolved.params, resolved.where)
+    resolved.single = True
+    return resolved
+
+
+def _navigate(parent: Resolved, nav: Nav, params: Params) -> Resolved:
+    target = ENTITIES[nav.target]
+    where = Where()
+    subquery = parent_keys(parent.entity, nav.parent_key, parent.where, params)
+    key_condition(target, nav.target_key, sql.SQL("IN ({})").format(subquery), where)
+    return Resolved(target, where, params, not nav.to_many, parent)
+
+
+# ---------------------------------------------------------------------- running queries
+
+
+async def _rows(conn: AsyncConnection[TupleRow], query: Query) -> list[TupleRow]:
+    cur = await conn.execute(query[0], query[1], binary=True, prepare=False)
+    rows: list[TupleRow] = await cur.fetchall()
+    return rows
+
+
+async def _exists(conn: AsyncConnection[TupleRow], resolved: Resolved) -> bool:
+    rows = await _rows(conn, exists_query(resolved.entity, resolved.where, resolved.params))
+    return bool(rows[0][0])
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    base: str  # absolute URL of the service root, no trailing slash
+
+
+def _self_link(ctx: Context, entity: Entity, entity_id: Any) -> str:
+    return f"{ctx.base}/{entity.set_name}({format_id(entity, entity_id)})"
+
+
+@dataclass(slots=True)
+class Rendered:
+    """One entity's JSON, its self link, and the values of its expand keys."""
+
+    document: dict[str, Any]
+    self_link: str
+    keys: list[Any]
+
+
+def _render(ctx: Context, entity: Entity, layout: Layout, row: TupleRow) -> Rendered:
+    entity_id = row[0]
+    document: dict[str, Any] = {}
+    selection = layout.selection
+    self_link = _self_link(ctx, entity, entity_id)
+    if selection.with_id:
+        document["@iot.id"] = entity_id
+    if selection.with_self_link:
+        document["@iot.selfLink"] = self_link
+    position = 1
+    for prop in selection.props:
+        value = row[position]
+        document[prop.name] = prop.render(value) if prop.render is not None else value
+        position += 1
+    for nav in selection.navs:
+        document[f"{nav.name}@iot.navigationLink"] = f"{self_link}/{nav.name}"
+    keys = list(row[position : position + len(layout.expand_keys)])
+    return Rendered(document, self_link, keys)
+
+
+async def _page(
+    conn: AsyncConnection[TupleRow],
+    ctx: Context,
+    entity: Entity,
+    options: QueryOptions,
+    where: Where,
+    params: Params,
+    *,
+    single: bool,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Entities of one page (or the one entity) with their expansions, and whether
+    more rows follow."""
+    query, layout = entity_query(entity, options, where, params, single=single)
+    rows = await _rows(conn, query)
+    more = not single and len(rows) > options.page_size
+    rows = rows[:1] if single else rows[: options.page_size]
+    rendered = [_render(ctx, entity, layout, row) for row in rows]
+    await _expand(conn, ctx, entity, options.expand, rendered, "")
+    return [r.document for r in rendered], more
+
+
+async def _expand(
+    conn: AsyncConnection[TupleRow],
+    ctx: Context,
+    entity: Entity,
+    items: tuple[ExpandItem, ...],
+    parents: list[Rendered],
+    prefix: str,
+) -> None:
+    """Fill in each expanded navigation of the parents: one query per navigation for
+    all the parents together (and one more for its counts), never one per parent."""
+    for index, item in enumerate(items):
+        nav = entity.navs[item.navigation]
+        target = ENTITIES[nav.target]
+        options = item.options
+        inner_prefix = f"{prefix}$expand {item.navigation}: "
+        keys = sorted({p.keys[index] for p in parents if p.keys[index] is not None})
+        children: dict[Any, list[Rendered]] = {}
+        counts: dict[Any, int] = {}
+        more: set[Any] = set()
+        if keys:
+            params = Params()
+            where = Where()
+            key_condition(
+                target, nav.target_key, sql.SQL("= ANY({})").format(params.add(keys)), where
+            )
+            if nav.to_many:
+                query, layout = entity_query(
+                    target,
+                    options,
+                    where,
+                    params,
+                    partition_key=nav.target_key,
+                    option_prefix=inner_prefix,
+                )
+            else:
+                # to-one navigations point at the target's id: one row per key at most
+                one_each = replace(options, top=len(keys), skip=0)
+                query, layout = entity_query(
+                    target, one_each, where, params, option_prefix=inner_prefix
+                )
+            for row in await _rows(conn, query):
+                if layout.partitioned:
+                    parent_key, number = row[-2], row[-1]
+                    if number > options.skip + options.page_size:
+                        more.add(parent_key)
+                        continue
+                    child = _render(ctx, target, layout, row[:-2])
+                else:
+                    parent_key = row[0]
+                    child = _render(ctx, target, layout, row)
+                children.setdefault(parent_key, []).append(child)
+            if nav.to_many and options.count:
+                # entity_query compiled the $filter into `where`: the counts see it too
+                partition = target.keys[nav.target_key]
+                counted = await _rows(conn, count_query(target, where, params, partition))
+                counts = {key: int(n) for key, n in counted}
+            everything = [child for group in children.values() for child in group]
+            await _expand(conn, ctx, target, options.expand, everything, inner_prefix)
+        for parent in parents:
+            key = parent.keys[index]
+            found = children.get(key, []) if key is not None else []
+            if not nav.to_many:
+                parent.document[nav.name] = found[0].document if found else None
+                continue
+            parent.document[nav.name] = [child.document for child in found]
+            if options.count:
+                parent.document[f"{nav.name}@iot.count"] = counts.get(key, 0)
+            if key in more:
+                parent.document[f"{nav.name}@iot.nextLink"] = _expand_next_link(
+                    parent.self_link, nav, options
+                )
+
+
+def _expand_next_link(self_link: str, nav: Nav, options: QueryOptions) -> str:
+    """The rest of an expanded collection: the navigation path with the item's own
+    options and ``$skip`` advanced."""
+    raw = {k: v for k, v in options.raw.items() if k not in ("$skip", "$top")}
+    raw["$top"] = str(options.page_size)
+    raw["$skip"] = str(options.skip + options.page_size)
+    return f"{self_link}/{nav.name}?{urlencode(raw, quote_via=quote, safe=_SAFE)}"
+
+
+_SAFE = "$'(),;/:@!*"
+
+
+def _next_link(request: Request, ctx: Context, options: QueryOptions) -> str:
+    pairs = [
+        (k, v)
+        for k, v in parse_qsl(request.url.query, keep_blank_values=True)
+        if k not in ("$skip", "$top")
+    ]
+    pairs += [("$top", str(options.page_size)), ("$skip", str(options.skip + options.page_size))]
+    path = request.url.path
+    root = request.url_for("sensorthings_root").path.rstrip("/")
+    return f"{ctx.base}{path[len(root) :]}?{urlencode(pairs, quote_via=quote, safe=_SAFE)}"
+
+
+def _context(request: Request) -> Context:
+    configured: str | None = request.app.state.settings.api_public_url
+    root = request.url_for("sensorthings_root")
+    if configured:
+        prefix = root.path[len(request.scope.get("root_path", "")) :]
+        return Context(configured.rstrip("/") + prefix.rstrip("/"))
+    return Context(str(root).rstrip("/"))
+
+
+def _options(request: Request) -> QueryOptions:
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name.startswith("$"):
+            if name in values:
+                raise ODataError(name, "given more than once")
+            values[name] = value
+    return parse_options(values)
+
+
+def _respond(request: Request, document: Any) -> Response:
+    headers = {
+        name.decode(): value.decode("latin-1")
+        for name, value in licence_headers(request.app.state.settings.city)
+    }
+    return read_response(request, document, max_age=MAX_AGE_DATA, headers=headers)
+
+
+def _bad(error: ODataError) -> Problem:
+    return Problem(400, "Bad request parameter", error.message, parameter=error.option)
+
+
+# ---------------------------------------------------------------------- routes
+
+
+@router.get(
+    "",
+    name="sensorthings_root",
+    summary="SensorThings service root: entity sets and conformance",
+    tags=["sensorthings"],
+)
+async def service_root(request: Request) -> Response:
+    """The entity sets of this read-only OGC SensorThings API v1.1 view of the open
+    data, and the conformance classes it implements."""
+    ctx = _context(request)
+    document = {
+        "value": [{"name": name, "url": f"{ctx.base}/{name}"} for name in ENTITIES],
+        "serverSettings": {"conformance": list(CONFORMANCE)},
+    }
+    return _respond(request, document)
+
+
+@router.get(
+    "/{resource_path:path}",
+    summary="SensorThings resources: /Things, /Datastreams(5)/Observations, …",
+    tags=["sensorthings"],
+)
+async def resource(request: Request, resource_path: str) -> Response:
+    """Any SensorThings v1.1 resource path with the query options ``$top $skip
+    $count $orderby $select $expand $filter`` (OGC 18-088 §9)."""
+    if not resource_path.strip("/"):
+        return await service_root(request)
+    try:
+        resolved = resolve(resource_path.strip("/"))
+        options = _options(request)
+    except ODataError as error:
+        raise _bad(error) from None
+    ctx = _context(request)
+    try:
+        async with pool_of(request).connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT))
+            )
+            return await _answer(request, conn, ctx, resolved, options, resource_path)
+    except ODataError as error:
+        raise _bad(error) from None
+    except psycopg.errors.QueryCanceled:
+        raise Problem(
+            400,
+            "Query too costly",
+            f"the query ran longer than {STATEMENT_TIMEOUT}; bound Observations by "
+            "Datastream and by phenomenonTime in $filter, or ask for fewer rows",
+            parameter="$filter",
+        ) from None
+
+
+async def _answer(
+    request: Request,
+    conn: AsyncConnection[TupleRow],
+    ctx: Context,
+    resolved: Resolved,
+    options: QueryOptions,
+    path: str,
+) -> Response:
+    entity = resolved.entity
+    if resolved.single:
+        single_options = options
+        if resolved.property is not None:
+            single_options = QueryOptions(select=(resolved.property,))
+        documents, _ = await _page(
+            conn, ctx, entity, single_options, resolved.where, resolved.params, single=True
+        )
+        if not documents:
+            raise _not_found(path, f"no such {entity.name}")
+        document = documents[0]
+        if resolved.property is not None:
+            value = document[resolved.property]
+            if resolved.raw_value:
+                text = value if isinstance(value, str) else _json_text(value)
+                return Response(text, media_type="text/plain; charset=utf-8")
+            return _respond(request, {resolved.property: value})
+        return _respond(request, document)
+
+    count: int | None = None
+    values, more = await _page(
+        conn, ctx, entity, options, resolved.where, resolved.params, single=False
+    )
+    if not values and resolved.parent is not None and not await _exists(conn, resolved.parent):
+        raise _not_found(path, f"no such {resolved.parent.entity.name}")
+    if options.count:
+        # entity_query compiled the $filter into resolved.where: count the same rows
+        rows = await _rows(conn, count_query(entity, resolved.where, resolved.params))
+        count = int(rows[0][0])
+    collection: dict[str, Any] = {}
+    if count is not None:
+        collection["@iot.count"] = count
+    if more and options.page_size > 0:
+        collection["@iot.nextLink"] = _next_link(request, ctx, options)
+    collection["value"] = values
+    return _respond(request, collection)
+
+
+def _json_text(value: Any) -> str:
+    return dumps(value).decode()

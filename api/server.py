@@ -1,0 +1,43 @@
+"""Running the API: uvicorn, one worker (scale out with more processes behind a load
+balancer; each is stateless apart from its in-memory rate-limit counts)."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from api.app import create_app
+from core.db import connect, database_url
+from core.errors import SmartbyError
+from core.local_stack import port_is_free
+from core.settings import Settings
+
+
+def serve(settings: Settings, *, host: str, port: int) -> None:
+    """Serve until SIGINT/SIGTERM.  What a user can fix fails first, in one line:
+    no database, an unreachable one, a port in use."""
+    url = database_url(settings)
+    with connect(url, application_name="smartby-api") as conn:
+        conn.execute("SELECT 1")
+    if port and not port_is_free(port, host):
+        raise SmartbyError(
+            f"cannot serve the API on {host}:{port}: the port is in use "
+            "(choose another with --port or SMARTBY_API_PORT)"
+        )
+    app = create_app(settings, url)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            workers=1,
+            lifespan="on",
+            # request metrics are on /metrics; a log line per request costs more
+            # than the request itself at the latency budget
+            access_log=False,
+            proxy_headers=True,
+            log_level="info",
+        )
+    )
+    server.run()
+    if not server.started:
+        raise SmartbyError(f"the API did not start on {host}:{port} (see the log above)")

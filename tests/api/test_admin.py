@@ -1,0 +1,111 @@
+"""Device registry operations over HTTP: an API key is required, secrets are shown
+once and stored only as a hash, errors are problem+json."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from core.registry_ops import verify_secret
+from devices.registry import SiteRecord, upsert_site
+from tests.api.conftest import ADMIN_KEY, ClientFactory
+
+KEY = {"X-API-Key": ADMIN_KEY}
+
+
+@pytest.fixture
+def admin(make_client: ClientFactory, db_url: str, conn: psycopg.Connection[tuple[object, ...]]):
+    upsert_site(
+        conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
+    )
+    return make_client(db_url, api_keys=f"ops:{ADMIN_KEY}")
+
+
+def stored_hash(conn: psycopg.Connection[tuple[object, ...]], device_id: str) -> str:
+    row = conn.execute("SELECT secret_hash FROM devices WHERE id = %s", (device_id,)).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_admin_routes_need_a_valid_key(admin) -> None:
+    for method, path in (
+        ("GET", "/v1/admin/devices"),
+        ("POST", "/v1/admin/devices"),
+        ("POST", "/v1/admin/devices/x/disable"),
+        ("POST", "/v1/admin/devices/x/enable"),
+        ("POST", "/v1/admin/devices/x/rotate-secret"),
+    ):
+        for headers in ({}, {"X-API-Key": "wrong-key-wrong-key"}):
+            response = admin.request(method, path, headers=headers, json={})
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["www-authenticate"] == "X-API-Key"
+
+
+def test_register_disable_enable_rotate(
+    admin, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    body = {"id": "aq-torget", "site_id": "torget", "kind": "air_quality", "model": "AQ-1"}
+    created = admin.post("/v1/admin/devices", json=body, headers=KEY)
+    assert created.status_code == 201
+    assert created.headers["cache-control"] == "no-store"
+    document = created.json()
+    secret = document["secret"]
+    assert verify_secret(secret, stored_hash(conn, "aq-torget"))
+    assert document["data"]["status"] == "active"
+    assert document["data"]["has_secret"] is True
+    assert "secret_hash" not in created.text
+
+    assert admin.post("/v1/admin/devices", json=body, headers=KEY).status_code == 409
+
+    # the public view follows at once (an admin write empties the response cache)
+    assert admin.get("/v1/devices/aq-torget").json()["data"]["status"] == "active"
+    disabled = admin.post("/v1/admin/devices/aq-torget/disable", headers=KEY)
+    assert disabled.status_code == 200
+    assert disabled.json()["data"]["status"] == "disabled"
+    assert admin.get("/v1/devices/aq-torget").json()["data"]["status"] == "disabled"
+    enabled = admin.post("/v1/admin/devices/aq-torget/enable", headers=KEY)
+    assert enabled.json()["data"]["status"] == "active"
+
+    rotated = admin.post("/v1/admin/devices/aq-torget/rotate-secret", headers=KEY)
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["secret"]
+    assert new_secret != secret
+    assert verify_secret(new_secret, stored_hash(conn, "aq-torget"))
+    assert not verify_secret(secret, stored_hash(conn, "aq-torget"))
+
+    registry = admin.get("/v1/admin/devices", headers=KEY)
+    assert registry.status_code == 200
+    assert registry.headers["cache-control"] == "no-store"
+    (device,) = registry.json()["data"]
+    assert device["id"] == "aq-torget"
+    assert device["model"] == "AQ-1"
+    assert "secret_hash" not in device
+    assert new_secret not in registry.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"id": "aq-x", "site_id": "nowhere", "kind": "air_quality"}, 422, "nowhere"),
+        ({"id": "smartby-ingest", "site_id": "torget", "kind": "air_quality"}, 422, "reserved"),
+        ({"id": "bad id", "site_id": "torget", "kind": "air_quality"}, 422, "'id'"),
+        ({"id": "aq-x", "site_id": "torget", "kind": "weather"}, 422, "'kind'"),
+        ({"id": "aq-x", "site_id": "torget"}, 422, "'kind'"),
+        ({"id": "aq-x", "site_id": "torget", "kind": "energy", "vendor": "a\x00b"}, 422, "store"),
+    ],
+)
+def test_bad_registrations_are_problems(
+    admin, body: dict[str, str], status: int, says: str
+) -> None:
+    response = admin.post("/v1/admin/devices", json=body, headers=KEY)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert says in response.json()["detail"]
+
+
+def test_unknown_devices_are_404(admin) -> None:
+    for operation in ("disable", "enable", "rotate-secret"):
+        for device in ("ghost", "not a valid id"):
+            response = admin.post(f"/v1/admin/devices/{device}/{operation}", headers=KEY)
+            assert response.status_code == 404, (operation, device)

@@ -1,0 +1,116 @@
+"""What every request gets: the per-client rate limit (429 with Retry-After, a key
+for more), CORS for reads, licence headers, Prometheus metrics, and problem+json
+for unknown routes, wrong methods and bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.conftest import ADMIN_KEY, READER_KEY, ClientFactory
+from tests.fixtures.simulated import SimulatedData
+
+
+def test_open_reads_are_rate_limited_per_client_and_a_key_lifts_the_limit(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    client = make_client(
+        simulated.url,
+        api_rate_limit="3/minute",
+        api_key_rate_limit="5/minute",
+        api_keys=f"reader:{READER_KEY}",
+    )
+    for _ in range(3):
+        assert client.get("/v1/metrics").status_code == 200
+    limited = client.get("/v1/metrics")
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(limited.headers["retry-after"]) <= 60
+    problem = limited.json()
+    assert "3 requests per 1 minute" in problem["detail"]
+    assert "API key" in problem["detail"]
+    assert limited.headers["x-license"] == "NLOD-2.0"
+
+    # a key has its own, higher allowance; a wrong key is refused outright
+    keyed = {"X-API-Key": READER_KEY}
+    assert [client.get("/v1/metrics", headers=keyed).status_code for _ in range(5)] == [200] * 5
+    assert client.get("/v1/metrics", headers=keyed).status_code == 429
+    wrong = client.get("/v1/metrics", headers={"X-API-Key": "not-a-key"})
+    assert wrong.status_code == 401
+
+    # Prometheus metrics are not under /v1 and never limited
+    assert all(client.get("/metrics").status_code == 200 for _ in range(5))
+
+
+def test_cors_is_open_for_reads(client) -> None:
+    response = client.get("/v1/metrics", headers={"Origin": "https://example.org"})
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "ETag" in response.headers["access-control-expose-headers"]
+    preflight = client.options(
+        "/v1/latest",
+        headers={
+            "Origin": "https://example.org",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "X-API-Key",
+        },
+    )
+    assert preflight.status_code == 200
+    assert "GET" in preflight.headers["access-control-allow-methods"]
+    post = client.options(
+        "/v1/admin/devices",
+        headers={"Origin": "https://example.org", "Access-Control-Request-Method": "POST"},
+    )
+    assert post.status_code == 400  # no cross-origin writes
+
+
+def test_prometheus_metrics_count_requests_by_route_template(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    client = make_client(simulated.url)
+    client.get("/v1/sites/narvik-sentrum")
+    client.get("/v1/sites/nowhere")
+    client.get("/v1/no-such-route")
+    text = client.get("/metrics").text
+    assert (
+        'smartby_api_requests_total{method="GET",route="/v1/sites/{site_id}",status="200"} 1.0'
+        in text
+    )
+    assert (
+        'smartby_api_requests_total{method="GET",route="/v1/sites/{site_id}",status="404"} 1.0'
+        in text
+    )
+    assert 'route="<unmatched>",status="404"' in text
+    assert (
+        'smartby_api_request_duration_seconds_count{method="GET",route="/v1/sites/{site_id}"} 2.0'
+        in text
+    )
+
+
+def test_unknown_routes_and_methods_are_problems(client) -> None:
+    missing = client.get("/v1/nothing-here")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.headers["x-license"] == "NLOD-2.0"
+    wrong_method = client.delete("/v1/sites")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["content-type"] == "application/problem+json"
+    assert "GET" in wrong_method.headers["allow"]
+
+
+@pytest.mark.allow_logged_errors
+def test_a_bug_is_a_generic_500_and_is_logged(
+    make_client: ClientFactory, simulated: SimulatedData, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client(simulated.url, api_keys=f"ops:{ADMIN_KEY}")
+
+    @client.app.get("/v1/boom")  # type: ignore[attr-defined]
+    async def boom() -> None:
+        raise RuntimeError('relation "secret_table" does not exist')
+
+    response = client.get("/v1/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["x-license"] == "NLOD-2.0"
+    assert "secret_table" not in response.text
+    assert response.json()["title"] == "Internal server error"
+    assert any("secret_table" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+    assert 'route="/v1/boom",status="500"' in client.get("/metrics").text
