@@ -1,0 +1,106 @@
+"""Generate the dashboards' JSON and the data-source provisioning file, deterministically.
+
+`smartby dashboards build` writes them where docker-compose.yml mounts them:
+``dashboards/generated/<uid>.json`` (Grafana's file provider loads the folder) and
+``deploy/grafana/provisioning/datasources/datasources.yaml``.  The same code always
+writes the same bytes (sorted keys, fixed panel ids, no timestamps), so the committed
+files are checked against the generator by a test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dbm
+
+from dashboards import air_quality, energy, operations, traffic
+from dashboards.common import DEFAULT_TIMEZONE
+from dashboards.datasources import provisioning_yaml
+
+PACKAGE = Path(__file__).resolve().parent
+GENERATED = PACKAGE / "generated"
+DATASOURCES_YAML = (
+    PACKAGE.parent / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
+)
+
+#: every dashboard, in the order of the dashboards' link menu
+BUILDERS: tuple[Callable[[str], dbm.Dashboard], ...] = (
+    air_quality.build,
+    energy.build,
+    traffic.build,
+    operations.build,
+)
+
+
+def all_dashboards(timezone: str = DEFAULT_TIMEZONE) -> list[dbm.Dashboard]:
+    """The dashboards as SDK models, with panel ids numbered in order."""
+    dashboards = []
+    for build in BUILDERS:
+        dashboard = build(timezone)
+        for number, panel in enumerate(dashboard.panels or [], start=1):
+            panel.id_val = number
+        dashboards.append(dashboard)
+    return dashboards
+
+
+def dashboard_json(dashboard: dbm.Dashboard) -> str:
+    return (
+        json.dumps(dashboard, cls=JSONEncoder, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    )
+
+
+def dashboard_dict(dashboard: dbm.Dashboard) -> dict[str, object]:
+    """The dashboard as plain JSON data (what Grafana's API takes)."""
+    data = json.loads(dashboard_json(dashboard))
+    assert isinstance(data, dict)
+    return data
+
+
+@dataclass(frozen=True)
+class GeneratedFiles:
+    """File name (relative to its folder) -> content."""
+
+    dashboards: dict[str, str]
+    datasources_yaml: str
+
+
+def generate(timezone: str = DEFAULT_TIMEZONE) -> GeneratedFiles:
+    files = {}
+    for dashboard in all_dashboards(timezone):
+        assert dashboard.uid, "every dashboard needs a fixed uid"
+        files[f"{dashboard.uid}.json"] = dashboard_json(dashboard)
+    return GeneratedFiles(files, provisioning_yaml())
+
+
+def write(
+    out: Path = GENERATED,
+    datasources_path: Path | None = DATASOURCES_YAML,
+    timezone: str = DEFAULT_TIMEZONE,
+) -> list[Path]:
+    """Write the generated files; dashboard JSON in `out` that is no longer generated is
+    removed, so the folder holds exactly what the code defines.  Returns what changed."""
+    generated = generate(timezone)
+    out.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name, text in sorted(generated.dashboards.items()):
+        path = out / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            changed.append(path)
+    for stale in sorted(out.glob("*.json")):
+        if stale.name not in generated.dashboards:
+            stale.unlink()
+            changed.append(stale)
+    if datasources_path is not None:
+        current = (
+            datasources_path.read_text(encoding="utf-8") if datasources_path.exists() else None
+        )
+        if current != generated.datasources_yaml:
+            datasources_path.parent.mkdir(parents=True, exist_ok=True)
+            datasources_path.write_text(generated.datasources_yaml, encoding="utf-8")
+            changed.append(datasources_path)
+    return changed
