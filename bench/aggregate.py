@@ -1,201 +1,854 @@
-"""Rollup throughput of the NumPy core (`core.rollups.partials`), against baselines.
+"""Rollup throughput of the NumPy core against pandas and TimescaleDB, and its cost at ingest.
 
-    .venv/bin/python -m bench.aggregate            # 10 M readings (1000 series × 10 000)
-    .venv/bin/python -m bench.aggregate --quick    # 1 M readings, same table
+    .venv/bin/python bench/aggregate.py                  # 10 M readings, then ingest runs
+    .venv/bin/python bench/aggregate.py --quick          # small sizes, under a minute
+    .venv/bin/python bench/aggregate.py --skip-ingest    # only the first table
 
-Synthetic readings: 1000 series at a one-minute cadence, in arrival order (every series'
-reading of a minute, then the next minute — how ingest batches look), values with noise,
-a few per cent suspect and failed flags.  For each resolution (1m, 1h, 1d in
-Europe/Oslo) the core computes the partials of all readings at once, then in ingest-sized
-batches; a plain-Python dict groupby computes the same aggregates on a 1 M subset, checked
-against the core's result, and the ratio of the two rates is printed: the ratio is what
-carries over between machines.  QC (`core.qc.evaluate_batch`, all five tests) runs on the
-same readings batch by batch.  The last line estimates the share of one core that QC and
-keeping all three resolutions up to date cost at the ingest budget of 150 000 readings/s.
+Readings (generated once, fixed seed): 1000 series at a one-minute cadence, each
+device a few seconds off the minute, minute by minute as they arrive (so every series'
+readings are in time order), centred on the night Europe/Oslo
+falls back to winter time (2026-10-25, a 25-hour day); values with a daily cycle and
+noise; a few per cent suspect (3) and failed (4) flags.
+
+Table 1: the same readings rolled up into the same columns (count, good_count, sum,
+sum_sq, min, max, first and last time and value) per series and 1-minute, 1-hour and
+Europe/Oslo-day bucket, three ways —
+  * the core: `core.rollups.partials` on the arrays;
+  * pandas: a DataFrame built from the arrays, then ``groupby([series, bucket]).agg``,
+    days by ``dt.tz_convert('Europe/Oslo').dt.normalize()``;
+  * TimescaleDB: binary COPY into the ``readings`` hypertable plus ANALYZE (getting the
+    data there), then ``time_bucket`` GROUP BY, the result streamed back by binary COPY
+    into a NumPy record array.
+The three results are compared row by row; a disagreement ends the run.
+
+Table 2: what the core costs ingest.  `smartby ingest` end to end with bench.ingest's
+stack, worker and publishers (10-record SenML packs, a reading per series per second),
+with SMARTBY_INGEST_QC and SMARTBY_INGEST_ROLLUPS off and on: readings/s, and CPU
+seconds per reading of the worker, PostgreSQL and Mosquitto (from /proc).  Then the
+NumPy part alone, offline on the same readings in the worker's batch sizes; ingest's
+write path alone (`ingest.writer.BatchWriter`) with rollups off and on for the minute
+readings above, where every reading brings a 1-minute rollup row of its own; and the
+verdict on DESIGN.md's budget: rollups keep up with ingest at no more than 10 % of its
+CPU.
+
+The machine is shared and has two cores: every figure is the best of a few rounds, and
+what carries over between machines is the ratios, measured in the same run.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if not __package__:
+    # run as a file: import from the repository root (bench/ would shadow `ingest`)
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
+import math
+import os
 import time
-from collections.abc import Callable
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
-from zoneinfo import ZoneInfo
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
+import psycopg
+from psycopg import sql
 
+from bench.ingest import (
+    DEVICES,
+    PACK_METRICS,
+    Stack,
+    Worker,
+    last_commit,
+    pack_messages,
+    publish_parallel,
+    say,
+    start_stack,
+    stop_stack,
+    wait_until,
+)
 from core import qc
-from core.rollups import RESOLUTIONS, Partials, Resolution, partials
+from core.pgcopy import HEADER, PG_EPOCH_OFFSET_US, TRAILER, encode_rows
+from core.rollup_store import merge_partials
+from core.rollups import RESOLUTIONS, ROLLUP_COLUMNS, Partials, Resolution, partials
+from ingest.pipeline import PreparedBatch
+from ingest.writer import READING_COLUMNS, BatchWriter
 
 SERIES = 1000
-START_US = 1_774_000_000_000_000  # 2026-03-20T09:46:40Z; 10 000 minutes span the DST change
+SEED = 42
 MINUTE_US = 60_000_000
-BATCH = 5000  # readings per ingest batch, roughly what one worker commits at a time
-INGEST_BUDGET = 150_000  # readings/s, DESIGN.md
+TZ = "Europe/Oslo"
+#: 2026-10-25 01:00 UTC: Europe/Oslo falls back from 03:00 CEST to 02:00 CET
+DST_CHANGE_US = 1_792_890_000_000_000
+COPY_CHUNK = 1_000_000  # readings encoded per write into the COPY stream
+BUDGET_SHARE = 0.10  # DESIGN.md: rollups ≤ 10 % of ingest CPU
+
+T = TypeVar("T")
 
 
-def readings(per_series: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(42)
-    n = SERIES * per_series
-    times = np.repeat(START_US + np.arange(per_series, dtype=np.int64) * MINUTE_US, SERIES)
-    series = np.tile(np.arange(1, SERIES + 1, dtype=np.int32), per_series)
-    values = np.round(10 + 5 * np.sin(times / 3.6e9) + rng.normal(0, 2, n), 1)
+# ---------------------------------------------------------------------- the readings
+
+
+@dataclass(frozen=True, slots=True)
+class Readings:
+    series_ids: npt.NDArray[np.int32]
+    times_us: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def window(self, lo: int, hi: int) -> Readings:
+        return Readings(
+            self.series_ids[lo:hi], self.times_us[lo:hi], self.values[lo:hi], self.quality[lo:hi]
+        )
+
+    def arrays(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int16]
+    ]:
+        return self.series_ids, self.times_us, self.values, self.quality
+
+
+def synthetic_readings(n: int, series: int = SERIES) -> Readings:
+    """n readings of ``series`` series, one a minute each, minute by minute, centred on
+    the autumn DST change; deterministic."""
+    rng = np.random.default_rng(SEED)
+    minutes = -(-n // series)
+    start = DST_CHANGE_US - minutes // 2 * MINUTE_US
+    skew = rng.integers(0, 60, series).astype(np.int64) * 1_000_000  # s off the minute
+    level = rng.uniform(5.0, 50.0, series)
+    series_ids = np.tile(np.arange(1, series + 1, dtype=np.int32), minutes)[:n]
+    row_series = series_ids - 1
+    times = np.repeat(start + np.arange(minutes, dtype=np.int64) * MINUTE_US, series)[:n]
+    times += skew[row_series]
+    daily = np.sin((times - start) * (2 * np.pi / (24 * 60 * MINUTE_US)))
+    values = np.round(level[row_series] * (1 + 0.3 * daily) + rng.normal(0.0, 2.0, n), 1)
     quality = rng.choice(np.array([1, 2, 3, 4], np.int16), n, p=[0.93, 0.03, 0.03, 0.01])
-    return series, times, values, quality
+    return Readings(series_ids, times, values, quality)
 
 
-def timed(run: Callable[[], object], rounds: int) -> tuple[float, float]:
-    """(first call, best of the following rounds) in seconds.  The first call also pays
-    for touching fresh memory; a long-running worker sees the warm figure."""
-    start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    best = first
-    for _ in range(rounds):
+def best_of(rounds: int, run: Callable[[], T]) -> tuple[float, T]:
+    """The shortest wall time of ``rounds`` calls, and the last call's result."""
+    best = math.inf
+    result: T | None = None
+    for _ in range(max(rounds, 1)):
+        result = None  # let the previous round's result go before the next is built
         start = time.perf_counter()
-        run()
+        result = run()
         best = min(best, time.perf_counter() - start)
-    return first, best
+    assert result is not None
+    return best, result
 
 
-def in_batches(
-    series: np.ndarray, times: np.ndarray, values: np.ndarray, quality: np.ndarray, res: Resolution
-) -> None:
-    for i in range(0, len(series), BATCH):
-        window = slice(i, i + BATCH)
-        partials(series[window], times[window], values[window], quality[window], res)
+# ---------------------------------------------------------------------------- pandas
 
 
-def qc_in_batches(
-    series: np.ndarray, times: np.ndarray, values: np.ndarray, table: qc.QcTable
-) -> None:
-    """QC as ingest would run it: batch by batch, each with the tail the last one left."""
-    tail = None
-    for i in range(0, len(series), BATCH):
-        window = slice(i, i + BATCH)
-        tail = qc.evaluate_batch(
-            series[window], times[window], values[window], table, history=tail
-        ).tail
+def pandas_frame(r: Readings) -> pd.DataFrame:
+    """The readings as a DataFrame, with what every rollup needs computed once: the
+    usable rows only (as `core.rollups.partials` counts them), good flags, squares."""
+    frame = pd.DataFrame(
+        {
+            "series_id": r.series_ids,
+            "time": pd.to_datetime(r.times_us, unit="us", utc=True),
+            "value": r.values,
+            "quality": r.quality,
+        }
+    )
+    quality = frame["quality"]
+    frame = frame.loc[(quality != qc.FAIL) & (quality != qc.MISSING) & frame["value"].notna()]
+    return frame.assign(
+        good=frame["quality"].isin([qc.GOOD, qc.NOT_EVALUATED]).astype(np.int64),
+        value_sq=frame["value"] * frame["value"],
+    )
 
 
-_OSLO = ZoneInfo("Europe/Oslo")
-_WIDTH = {"1m": MINUTE_US, "1h": 60 * MINUTE_US}
+_PANDAS_FREQ = {"1m": "min", "1h": "h"}
 
 
-def python_groupby(
-    series: list[int], times: list[int], values: list[float], quality: list[int], res: Resolution
-) -> dict[tuple[int, int], list[float]]:
-    """The same aggregates the obvious way: a dict per (series, bucket), a loop per reading."""
-    groups: dict[tuple[int, int], list[float]] = {}
-    width = _WIDTH.get(res)
-    for s, t, v, q in zip(series, times, values, quality, strict=True):
-        if q == 4:
-            continue
-        if width is not None:
-            bucket = t - t % width
+def pandas_rollup(frame: pd.DataFrame, res: Resolution) -> pd.DataFrame:
+    """The rollup columns per (series_id, bucket).  "first" and "last" are positional
+    in pandas: right here because every series' readings arrive in time order."""
+    times = frame["time"]
+    if res == "1d":
+        bucket = times.dt.tz_convert(TZ).dt.normalize()
+    else:
+        bucket = times.dt.floor(_PANDAS_FREQ[res])
+    return frame.groupby([frame["series_id"], bucket.rename("bucket")], sort=True).agg(
+        count=("value", "size"),
+        good_count=("good", "sum"),
+        sum=("value", "sum"),
+        sum_sq=("value_sq", "sum"),
+        min=("value", "min"),
+        max=("value", "max"),
+        first_time=("time", "min"),
+        first_value=("value", "first"),
+        last_time=("time", "max"),
+        last_value=("value", "last"),
+    )
+
+
+def _epoch_us(moments: Any) -> npt.NDArray[np.int64]:
+    return np.asarray(pd.DatetimeIndex(moments).as_unit("us").asi8, dtype=np.int64)
+
+
+def partials_from_pandas(res: Resolution, table: pd.DataFrame) -> Partials:
+    index = table.index
+    return Partials(
+        resolution=res,
+        series_id=index.get_level_values(0).to_numpy(np.int32),
+        bucket=_epoch_us(index.get_level_values(1)),
+        count=table["count"].to_numpy(np.int64),
+        good_count=table["good_count"].to_numpy(np.int64),
+        sum=table["sum"].to_numpy(np.float64),
+        sum_sq=table["sum_sq"].to_numpy(np.float64),
+        min=table["min"].to_numpy(np.float64),
+        max=table["max"].to_numpy(np.float64),
+        first_time=_epoch_us(table["first_time"]),
+        first_value=table["first_value"].to_numpy(np.float64),
+        last_time=_epoch_us(table["last_time"]),
+        last_value=table["last_value"].to_numpy(np.float64),
+    )
+
+
+# ------------------------------------------------------------------------------- SQL
+
+
+def copy_readings(url: str, r: Readings) -> None:
+    """Binary COPY of every reading into the ``readings`` hypertable, one stream encoded
+    a chunk at a time (as ingest encodes: `core.pgcopy`), then ANALYZE for the planner."""
+    n = len(r)
+    with psycopg.connect(url) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY readings (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            for lo in range(0, n, COPY_CHUNK):
+                hi = min(lo + COPY_CHUNK, n)
+                part = r.window(lo, hi)
+                data = encode_rows(
+                    READING_COLUMNS, [part.times_us, part.series_ids, part.values, part.quality]
+                )
+                # one stream: the header only before the first row, the trailer after the last
+                start = len(HEADER) if lo else 0
+                end = len(data) - len(TRAILER) if hi < n else len(data)
+                copy.write(memoryview(data)[start:end])
+                if hi < n and hi % (5 * COPY_CHUNK) == 0:
+                    say(f"  COPY: {hi:,} of {n:,} readings sent")
+        conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE readings")
+
+
+_ROLLUP_SQL = sql.SQL(
+    """COPY (
+        SELECT series_id, {bucket} AS bucket,
+               count(*), count(*) FILTER (WHERE quality IN (1, 2)),
+               sum(value), sum(value * value), min(value), max(value),
+               min(time), first(value, time), max(time), last(value, time)
+        FROM readings
+        WHERE quality IN (1, 2, 3) AND value <> 'NaN'
+        GROUP BY series_id, bucket
+    ) TO STDOUT (FORMAT BINARY)"""
+)
+_BUCKET_SQL: dict[str, sql.Composable] = {
+    "1m": sql.SQL("time_bucket('1 minute', time)"),
+    "1h": sql.SQL("time_bucket('1 hour', time)"),
+    "1d": sql.SQL("time_bucket('1 day', time, {})").format(sql.Literal(TZ)),
+}
+#: the query's output columns on the wire: binary COPY, fixed width, never NULL
+_RESULT_FIELDS = (
+    ("series_id", ">i4"),
+    ("bucket", ">i8"),
+    ("count", ">i8"),
+    ("good_count", ">i8"),
+    ("sum", ">f8"),
+    ("sum_sq", ">f8"),
+    ("min", ">f8"),
+    ("max", ">f8"),
+    ("first_time", ">i8"),
+    ("first_value", ">f8"),
+    ("last_time", ">i8"),
+    ("last_value", ">f8"),
+)
+_RESULT_DTYPE = np.dtype(
+    [("nfields", ">i2")]
+    + [field for name, dtype in _RESULT_FIELDS for field in ((f"{name}_len", ">i4"), (name, dtype))]
+)
+_TIME_FIELDS = frozenset({"bucket", "first_time", "last_time"})
+
+
+def sql_rollup(conn: psycopg.Connection[Any], res: Resolution) -> npt.NDArray[np.void]:
+    """time_bucket GROUP BY in the database, the result as a (big-endian) record array."""
+    received = bytearray()
+    with conn.cursor() as cur, cur.copy(_ROLLUP_SQL.format(bucket=_BUCKET_SQL[res])) as copy:
+        for chunk in copy:
+            received += chunk
+    # header: signature, flags, extension length (0 from PostgreSQL); then rows; trailer
+    body = len(received) - len(HEADER) - len(TRAILER)
+    if received[: len(HEADER)] != HEADER or body % _RESULT_DTYPE.itemsize:
+        raise SystemExit(f"unexpected binary COPY output from the {res} query")
+    return np.frombuffer(
+        received, _RESULT_DTYPE, count=body // _RESULT_DTYPE.itemsize, offset=len(HEADER)
+    )
+
+
+def partials_from_sql(res: Resolution, records: npt.NDArray[np.void]) -> Partials:
+    """Native arrays in (series, bucket) order, like the core's."""
+    order = np.lexsort((records["bucket"], records["series_id"]))
+
+    def column(name: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
+        values = records[name][order].astype(dtype)
+        return values + PG_EPOCH_OFFSET_US if name in _TIME_FIELDS else values
+
+    return Partials(
+        res, **{name: column(name, np.dtype(dtype).type) for name, dtype in _RESULT_FIELDS}
+    )
+
+
+# ------------------------------------------------------------------------- agreement
+
+
+def disagreement(expected: Partials, got: Partials) -> str | None:
+    """None when two partial sets are the same (sums to 1e-9), else what differs."""
+    if len(expected) != len(got):
+        return f"{len(got):,} groups instead of {len(expected):,}"
+    wrong = []
+    for name in ROLLUP_COLUMNS:
+        a, b = getattr(expected, name), getattr(got, name)
+        if name in ("sum", "sum_sq"):
+            same = np.allclose(a, b, rtol=1e-9, atol=1e-9)
         else:
-            local = datetime.fromtimestamp(t / 1e6, _OSLO)
-            midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-            bucket = int(midnight.timestamp()) * 1_000_000
-        good = 1 if q in (1, 2) else 0
-        row = groups.get((s, bucket))
-        if row is None:
-            groups[(s, bucket)] = [1, good, v, v * v, v, v, t, v, t, v]
+            same = np.array_equal(a, b)
+        if not same:
+            wrong.append(name)
+    return f"columns {', '.join(wrong)} differ" if wrong else None
+
+
+def check(method: str, res: Resolution, expected: Partials, got: Partials) -> None:
+    problem = disagreement(expected, got)
+    if problem is not None:
+        raise SystemExit(f"results disagree: {method} {res} against the core: {problem}")
+
+
+# ---------------------------------------------------------------------- table 1
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    label: str
+    seconds: float
+    core_seconds: float  # the core's time for the same work: the ratio's denominator
+
+
+def rollup_table(n: int, rows: list[Row]) -> str:
+    lines = [
+        f"{'method':<50} {'seconds':>9} {'readings/s':>13} {'x core':>8}",
+        "-" * 83,
+    ]
+    for row in rows:
+        lines.append(
+            f"{row.label:<50} {row.seconds:>9.2f} {n / row.seconds:>13,.0f}"
+            f" {row.seconds / row.core_seconds:>7.1f}x"
+        )
+    return "\n".join(lines)
+
+
+def compare_rollups(stack: Stack, r: Readings, rounds: int) -> tuple[list[Row], str]:
+    n = len(r)
+    label = {"1m": "1m", "1h": "1h", "1d": f"1d ({TZ} days)"}
+    core: dict[Resolution, Partials] = {}
+    core_s: dict[Resolution, float] = {}
+    rows: list[Row] = []
+    for res in RESOLUTIONS:
+        say(f"core partials {res}")
+        core_s[res], core[res] = best_of(rounds, partial(partials, *r.arrays(), res))
+        rows.append(Row(f"core partials, {label[res]}", core_s[res], core_s[res]))
+    core_all = sum(core_s.values())
+    rows.append(Row("core, all three", core_all, core_all))
+
+    say("pandas: DataFrame from the arrays")
+    frame_s, frame = best_of(rounds, partial(pandas_frame, r))
+    rows.append(Row("pandas: DataFrame from the arrays", frame_s, core_all))
+    pandas_s: dict[Resolution, float] = {}
+    for res in RESOLUTIONS:
+        say(f"pandas groupby {res}")
+        pandas_s[res], table = best_of(rounds, partial(pandas_rollup, frame, res))
+        check("pandas", res, core[res], partials_from_pandas(res, table))
+        del table
+        rows.append(Row(f"pandas groupby, {label[res]}", pandas_s[res], core_s[res]))
+    del frame
+    pandas_all = sum(pandas_s.values())
+    rows.append(Row("pandas, all three (DataFrame built)", pandas_all, core_all))
+    rows.append(Row("pandas, all three incl. the DataFrame", pandas_all + frame_s, core_all))
+
+    say(f"TimescaleDB: binary COPY of {n:,} readings into the readings hypertable")
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, rollups")
+    start = time.perf_counter()
+    copy_readings(stack.url, r)
+    load_s = time.perf_counter() - start
+    rows.append(Row("TimescaleDB: binary COPY + ANALYZE", load_s, core_all))
+    sql_s: dict[Resolution, float] = {}
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("SET work_mem = '256MB'")
+        parallel = conn.execute("SHOW max_parallel_workers_per_gather").fetchone()
+        for res in RESOLUTIONS:
+            say(f"SQL time_bucket {res}")
+            sql_s[res], records = best_of(rounds, partial(sql_rollup, conn, res))
+            check("SQL", res, core[res], partials_from_sql(res, records))
+            del records
+            rows.append(Row(f"SQL time_bucket GROUP BY, {label[res]}", sql_s[res], core_s[res]))
+    sql_all = sum(sql_s.values())
+    rows.append(Row("SQL, all three (data already there)", sql_all, core_all))
+    rows.append(Row("SQL, all three incl. getting the data there", sql_all + load_s, core_all))
+    note = (
+        "x core: this row's time over the core's for the same resolution (loading rows and"
+        " totals: over the core's three).\npandas and SQL results compared with the core's row"
+        " by row, every column, all three resolutions: results agree.\nSQL: PostgreSQL with"
+        f" work_mem 256MB, up to {parallel[0] if parallel else '?'} parallel workers per query;"
+        " the core and pandas use one core."
+    )
+    return rows, note
+
+
+# ---------------------------------------------------------------------- table 2
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSetting:
+    label: str
+    qc: bool
+    rollups: bool
+
+
+INGEST_SETTINGS = (
+    IngestSetting("no QC, no rollups", qc=False, rollups=False),
+    IngestSetting("QC, no rollups", qc=True, rollups=False),
+    IngestSetting("QC + rollups", qc=True, rollups=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestRun:
+    readings: int
+    rate: float  # readings/s, first publish → last commit
+    worker_cpu: float  # CPU seconds while the readings went through
+    postgres_cpu: float
+    broker_cpu: float
+    batches: float
+
+    @property
+    def total_cpu(self) -> float:
+        return self.worker_cpu + self.postgres_cpu + self.broker_cpu
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat from field 3 (state) on; proc(5) numbers fields from 1."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """utime + stime (fields 14, 15), optionally + cutime + cstime (16, 17), in seconds."""
+    f = _stat(pid)
+    ticks = int(f[11]) + int(f[12])
+    if reaped_children:
+        ticks += int(f[13]) + int(f[14])
+    return ticks / _TICKS
+
+
+def tree_cpu(parent: int) -> float:
+    """A server's CPU: its own, its live children's, and its exited (reaped) children's —
+    PostgreSQL's backends and background workers are children of the postmaster."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
             continue
-        row[0] += 1
-        row[1] += good
-        row[2] += v
-        row[3] += v * v
-        row[4] = min(row[4], v)
-        row[5] = max(row[5], v)
-        if (t, v) < (row[6], row[7]):
-            row[6], row[7] = t, v
-        if (t, v) > (row[8], row[9]):
-            row[8], row[9] = t, v
-    return groups
+        try:
+            f = _stat(entry.name)
+        except OSError:  # gone meanwhile
+            continue
+        if int(f[1]) == parent:
+            total += (int(f[11]) + int(f[12])) / _TICKS
+    return total + process_cpu(parent, reaped_children=True)
 
 
-def check(core: Partials, baseline: dict[tuple[int, int], list[float]]) -> None:
-    if len(core) != len(baseline):
-        raise SystemExit(f"core has {len(core)} groups, the baseline {len(baseline)}")
-    keys = list(zip(core.series_id.tolist(), core.bucket.tolist(), strict=True))
-    expected: npt.NDArray[np.float64] = np.array([baseline[k] for k in keys])
-    got = np.column_stack(
-        [
-            core.count,
-            core.good_count,
-            core.sum,
-            core.sum_sq,
-            core.min,
-            core.max,
-            core.first_time,
-            core.first_value,
-            core.last_time,
-            core.last_value,
-        ]
-    ).astype(np.float64)
-    if not np.allclose(got, expected, rtol=1e-9):
-        raise SystemExit("core and baseline disagree")
+def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
+    assert stack.cluster.proc is not None
+    assert stack.broker.proc is not None
+    return (
+        process_cpu(worker.proc.pid),
+        tree_cpu(stack.cluster.proc.pid),
+        process_cpu(stack.broker.proc.pid),
+    )
+
+
+@contextmanager
+def ingest_env(setting: IngestSetting) -> Iterator[None]:
+    """The worker takes the caller's SMARTBY_INGEST_* variables (bench.ingest.Worker)."""
+    wanted = {
+        "SMARTBY_INGEST_QC": "true" if setting.qc else "false",
+        "SMARTBY_INGEST_ROLLUPS": "true" if setting.rollups else "false",
+    }
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def ingest_once(stack: Stack, setting: IngestSetting, packs: int, publishers: int) -> IngestRun:
+    """bench.ingest's packs scenario through one worker, with its CPU time measured."""
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, rollups, indicator_days_pending")
+    prefix = f"g{uuid.uuid4().hex[:6]}"
+    messages = pack_messages(prefix, packs, time.time() - 3600)
+    readings = packs * len(PACK_METRICS)
+    with ingest_env(setting):
+        worker = Worker(stack, prefix, f"bench-aggregate-{uuid.uuid4().hex[:6]}")
+    try:
+        before = cpu_snapshot(stack, worker)
+        first = publish_parallel(stack.broker.port, messages, publishers)
+        wait_until(
+            lambda: worker.metric("smartby_ingest_readings_written_total") >= readings,
+            600,
+            f"{readings:,} readings committed",
+        )
+        after = cpu_snapshot(stack, worker)
+        batches = worker.metric("smartby_ingest_batch_messages_count")
+        with psycopg.connect(stack.url) as conn:
+            last = last_commit(conn, "d%")
+            row = conn.execute("SELECT count(*) FROM rollups").fetchone()
+    finally:
+        worker.stop()
+    rollup_rows = row[0] if row else 0
+    if bool(rollup_rows) != setting.rollups:
+        raise SystemExit(f"{setting.label}: the worker wrote {rollup_rows:,} rollup rows")
+    worker_cpu, postgres_cpu, broker_cpu = (b - a for a, b in zip(before, after, strict=True))
+    run = IngestRun(
+        readings, readings / (last - first), worker_cpu, postgres_cpu, broker_cpu, batches
+    )
+    say(
+        f"  {setting.label}: {run.rate:,.0f} readings/s, CPU s worker {worker_cpu:.2f}"
+        f" PostgreSQL {postgres_cpu:.2f} Mosquitto {broker_cpu:.2f}"
+    )
+    return run
+
+
+def pack_readings(packs: int) -> tuple[Readings, qc.QcTable]:
+    """What the worker stores of bench.ingest.pack_messages(prefix, packs, t0), as
+    arrays (a series per device and metric, the record order of the messages, the QC
+    flags), and the metrics' default QC thresholds per series."""
+    i = np.arange(packs)
+    k = len(PACK_METRICS)
+    series_ids = ((i % DEVICES)[:, None] * k + np.arange(1, k + 1)).astype(np.int32).ravel()
+    t0 = time.time() - 3600
+    times = np.repeat(np.round((t0 + i / 100) * 1e6).astype(np.int64), k)
+    values = np.empty((packs, k), np.float64)
+    values[:, 0] = i % 80
+    values[:, 1:] = 10.0 + np.arange(k - 1)
+    table = qc.QcTable.build(
+        {s: qc.DEFAULT_QC[PACK_METRICS[(s - 1) % k]] for s in range(1, DEVICES * k + 1)}
+    )
+    flat = values.ravel()
+    quality = qc.evaluate(series_ids, times, flat, table)  # the flags the worker stores
+    return Readings(series_ids, times, flat, quality), table
+
+
+class _DiscardingCursor:
+    """Stands in for a psycopg cursor: `merge_partials` runs its NumPy part in full
+    and the staging COPY and upsert go nowhere."""
+
+    def __enter__(self) -> _DiscardingCursor:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+    def copy(self, _statement: str) -> _DiscardingCursor:
+        return self
+
+    def write(self, _data: bytes) -> None:
+        return None
+
+    def execute(self, _statement: str) -> None:
+        return None
+
+
+class _DiscardingConnection:
+    def cursor(self) -> _DiscardingCursor:
+        return _DiscardingCursor()
+
+
+def core_cpu(r: Readings, table: qc.QcTable | None, batch: int) -> tuple[float, float]:
+    """CPU seconds of QC (`qc.evaluate_batch` with the tail, as the worker runs it) and
+    of the rollups' worker side (`merge_partials`: partials at three resolutions and
+    the staging rows, minus the database) over r in batches of ``batch`` readings.
+    Without a QC table, only the rollups, on r's own flags."""
+    conn: Any = _DiscardingConnection()
+    qc_s = rollups_s = 0.0
+    tail = None
+    for lo in range(0, len(r), batch):
+        s, t, v, q = r.window(lo, lo + batch).arrays()
+        started = time.process_time()
+        if table is not None:
+            outcome = qc.evaluate_batch(s, t, v, table, tail)
+            tail, q = outcome.tail, outcome.flags
+        flagged = time.process_time()
+        merge_partials(conn, s, t, v, q)
+        rollups_s += time.process_time() - flagged
+        qc_s += flagged - started
+    return qc_s, rollups_s
+
+
+def write_path_cpu(stack: Stack, r: Readings, batch: int, *, rollups: bool) -> tuple[float, float]:
+    """CPU seconds (this process, PostgreSQL) of ingest's write path, `BatchWriter`,
+    storing r in batches: the broker and decoding left out, the data shape kept."""
+    assert stack.cluster.proc is not None
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, rollups, indicator_days_pending")
+    writer = BatchWriter(stack.url, "bench-aggregate", rollups=rollups)
+    writer.write(PreparedBatch())  # connect and create the staging tables first
+    postmaster = stack.cluster.proc.pid
+    process, postgres = time.process_time(), tree_cpu(postmaster)
+    try:
+        for lo in range(0, len(r), batch):
+            s, t, v, q = r.window(lo, lo + batch).arrays()
+            writer.write(PreparedBatch(times_us=t, series_ids=s, values=v, quality=q))
+        return time.process_time() - process, tree_cpu(postmaster) - postgres
+    finally:
+        writer.close()
+
+
+def rollup_write_cost(
+    stack: Stack, r: Readings, batch: int, rounds: int
+) -> tuple[tuple[float, float], tuple[float, float], float]:
+    """The write path's CPU (this process, PostgreSQL; the best of ``rounds``) with
+    rollups off and on, and the rollup rows merged per reading."""
+    writes: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+    for round_ in range(rounds):
+        for with_rollups in (False, True) if round_ % 2 == 0 else (True, False):
+            writes[with_rollups].append(write_path_cpu(stack, r, batch, rollups=with_rollups))
+    rows = sum(
+        len(partials(*r.window(lo, lo + batch).arrays(), res))
+        for lo in range(0, len(r), batch)
+        for res in RESOLUTIONS
+    )
+    off, on = (min(writes[k], key=sum) for k in (False, True))
+    return off, on, rows / len(r)
+
+
+def ingest_cost(
+    stack: Stack,
+    synthetic: Readings,
+    packs: int,
+    publishers: int,
+    rounds: int,
+    *,
+    judge: bool = True,
+) -> str:
+    readings = packs * len(PACK_METRICS)
+    # a first run creates the series and warms PostgreSQL and the broker; not counted
+    warm_up = max(1, min(packs, 20_000))
+    say(f"ingest warm-up: {warm_up * len(PACK_METRICS):,} readings")
+    ingest_once(stack, INGEST_SETTINGS[-1], warm_up, publishers)
+    runs: dict[str, list[IngestRun]] = {s.label: [] for s in INGEST_SETTINGS}
+    for round_ in range(rounds):
+        # alternate the order: a drifting background load then favours no setting
+        order = INGEST_SETTINGS if round_ % 2 == 0 else tuple(reversed(INGEST_SETTINGS))
+        for setting in order:
+            say(f"ingest round {round_ + 1}/{rounds}: {setting.label}, {readings:,} readings")
+            runs[setting.label].append(ingest_once(stack, setting, packs, publishers))
+
+    def best_rate(label: str) -> float:
+        return max(run.rate for run in runs[label])
+
+    def best_cpu(label: str) -> IngestRun:  # the least disturbed run
+        return min(runs[label], key=lambda run: run.total_cpu)
+
+    us = 1e6 / readings
+    lines = [
+        f"{'setting':<22} {'readings/s':>12}   CPU µs per reading:"
+        f" {'worker':>7} {'PostgreSQL':>11} {'Mosquitto':>10} {'total':>7}",
+        "-" * 96,
+    ]
+    for s in INGEST_SETTINGS:
+        cpu = best_cpu(s.label)
+        lines.append(
+            f"{s.label:<22} {best_rate(s.label):>12,.0f}   {'':19}"
+            f" {cpu.worker_cpu * us:>7.2f} {cpu.postgres_cpu * us:>11.2f}"
+            f" {cpu.broker_cpu * us:>10.2f} {cpu.total_cpu * us:>7.2f}"
+        )
+    none, qc_only, both = (s.label for s in INGEST_SETTINGS)
+    full = best_cpu(both)
+
+    def cost(label: str, against: str) -> tuple[float, float, float, float]:
+        """(rate change, added total CPU per reading µs, share of ingest CPU, of the worker's)"""
+        base = best_cpu(against)
+        added = full.total_cpu - base.total_cpu
+        return (
+            best_rate(label) / best_rate(against) - 1,
+            added * us,
+            added / full.total_cpu,
+            (full.worker_cpu - base.worker_cpu) / full.worker_cpu,
+        )
+
+    spread = max(
+        max(run.total_cpu for run in runs[s.label]) / best_cpu(s.label).total_cpu - 1
+        for s in INGEST_SETTINGS
+    )
+    lines.append("")
+    for what, against in (("QC + rollups", none), ("rollups alone", qc_only)):
+        change, added, share, worker_share = cost(both, against)
+        lines.append(
+            f"end to end, {what + ':':<14} ingest rate {change:+.1%}, CPU {added:+.2f} µs/reading"
+            f" = {share:.1%} of ingest CPU ({worker_share:.1%} of the worker's)"
+        )
+    if rounds > 1:
+        lines.append(
+            f"  (runs of one setting differ by up to {spread:.0%} in total CPU on this shared"
+            " machine; the write path below measures the rollups more steadily)"
+        )
+
+    # the NumPy part alone, offline: the same readings in the worker's batch sizes
+    batch = max(len(PACK_METRICS), round(readings / max(full.batches, 1)))
+    pack_r, table = pack_readings(packs)
+    offline = [core_cpu(pack_r, table, batch) for _ in range(3)]
+    qc_s = min(qc_s for qc_s, _ in offline)
+    rollups_s = min(rollups_s for _, rollups_s in offline)
+    lines.append(
+        f"NumPy alone, offline, the same readings in the worker's batches ({batch:,} readings):"
+        f" QC {qc_s * us:.2f} µs/reading, rollups {rollups_s * us:.2f} µs/reading"
+        f" = {rollups_s / full.total_cpu:.1%} of ingest CPU"
+        f" ({rollups_s / full.worker_cpu:.1%} of the worker's)"
+    )
+    say(f"rollups' NumPy part on the {len(synthetic):,} minute readings, batches of {batch:,}")
+    _, minute_s = core_cpu(synthetic, None, batch)
+    keep_up = len(synthetic) / minute_s
+    ingest_rate = best_rate(both)
+    lines.append(
+        f"NumPy alone on the {len(synthetic):,} minute readings, batches of {batch:,}:"
+        f" {keep_up:,.0f} readings/s on one core = {keep_up / ingest_rate:.0f}x the ingest rate"
+    )
+
+    # rollups on ingest's write path, for the benchmark's readings and for minute data
+    # (there every reading opens a 1-minute rollup row of its own)
+    base = best_cpu(qc_only).total_cpu * us  # ingest CPU per reading without rollups
+    lines.append(
+        f"rollups on ingest's write path alone (BatchWriter, no broker, batches of {batch:,}),"
+        " CPU µs/reading of this process + PostgreSQL, rollups off -> on:"
+    )
+    shares: dict[str, float] = {}
+    shapes = (
+        ("benchmark readings, a reading per series per second", pack_r),
+        ("minute readings, a reading per series per minute", synthetic.window(0, readings)),
+    )
+    for name, shape in shapes:
+        say(f"write path, {name}, rollups off and on")
+        (off_p, off_pg), (on_p, on_pg), rows = rollup_write_cost(stack, shape, batch, rounds)
+        per = 1e6 / len(shape)
+        added = (on_p + on_pg - off_p - off_pg) * per
+        shares[name] = added / (base + added)
+        lines.append(
+            f"  {name} ({rows:.2f} rollup rows per reading): {off_p * per:.2f} +"
+            f" {off_pg * per:.2f} -> {on_p * per:.2f} + {on_pg * per:.2f}, {added:+.2f} µs"
+            f" = {shares[name]:.1%} of ingest CPU"
+        )
+    at_load, at_minute = (shares[name] for name, _ in shapes)
+    budget = f'budget "rollups keep up with ingest, <= {BUDGET_SHARE:.0%} of ingest CPU":'
+    if judge:
+        verdict = "MET" if at_load <= BUDGET_SHARE and keep_up >= ingest_rate else "MISSED"
+        lines.append(
+            f"{budget} {verdict} at the benchmark's load (rollups {at_load:.1%} of ingest CPU,"
+            f" their NumPy part {rollups_s / full.total_cpu:.1%}, and it runs"
+            f" {keep_up / ingest_rate:.0f}x faster than ingest);"
+            f" {'MET' if at_minute <= BUDGET_SHARE else 'MISSED'} for one-reading-a-minute"
+            f" series ({at_minute:.1%}: a 1-minute rollup row upserted per reading)"
+        )
+    else:
+        lines.append(f"{budget} not judged at smoke-test sizes (--quick)")
+    lines.append(
+        "ingest CPU = the worker + PostgreSQL (all its processes) + Mosquitto per reading"
+        f" committed, end to end ({base:.2f} µs/reading with QC, without rollups), plus the"
+        f" rollups' cost; {readings:,} readings per run, {publishers} publisher processes,"
+        f" best of {rounds} runs per setting"
+    )
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- main
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="1 M readings instead of 10 M")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--readings", type=int, help="readings to roll up (default 10,000,000)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser.add_argument("--skip-ingest", action="store_true", help="only the rollup table")
+    parser.add_argument("--rounds", type=int, help="best of this many (default 2, quick 1)")
+    parser.add_argument("--ingest-readings", type=int, help="per ingest run (default 1,000,000)")
+    parser.add_argument(
+        "--ingest-rounds", type=int, help="runs per ingest setting (default 3, quick 1)"
+    )
+    parser.add_argument("--publishers", type=int, default=2)
     args = parser.parse_args()
-    per_series = 1000 if args.quick else 10_000
-    series, times, values, quality = readings(per_series)
-    n = len(series)
-    subset = min(n, 1_000_000)
-    py_args = (
-        series[:subset].tolist(),
-        times[:subset].tolist(),
-        values[:subset].tolist(),
-        quality[:subset].tolist(),
-    )
-    print(f"{n:,} readings: {SERIES} series × {per_series:,}, one a minute, in arrival order")
-    print(
-        f"{'res':<4} {'groups':>10} {'core cold':>13} {'core warm':>13}"
-        f" {f'batches of {BATCH}':>16} {'python (1 M)':>13} {'warm/python':>12}"
-    )
-    cpu_per_reading = 0.0
-    for res in RESOLUTIONS:
-        result = partials(series, times, values, quality, res)
-        first, best = timed(partial(partials, series, times, values, quality, res), args.rounds)
-        _, batched = timed(partial(in_batches, series, times, values, quality, res), 1)
-        start = time.perf_counter()
-        baseline = python_groupby(*py_args, res)
-        python_s = time.perf_counter() - start
-        check(
-            partials(series[:subset], times[:subset], values[:subset], quality[:subset], res),
-            baseline,
-        )
-        warm_rate, python_rate = n / best, subset / python_s
-        cpu_per_reading += batched / n
-        print(
-            f"{res:<4} {len(result):>10,} {n / first:>11,.0f}/s {warm_rate:>11,.0f}/s"
-            f" {n / batched:>14,.0f}/s {python_rate:>11,.0f}/s {warm_rate / python_rate:>11.0f}x"
-        )
-    # QC on the same readings, every series configured as one of the catalogue's metrics
-    keys = sorted(qc.DEFAULT_QC)
-    table = qc.QcTable.build({i: qc.DEFAULT_QC[keys[i % len(keys)]] for i in range(1, SERIES + 1)})
-    _, qc_s = timed(partial(qc_in_batches, series, times, values, table), 1)
-    print(f"QC, all five tests, {BATCH}-reading batches with a tail: {n / qc_s:,.0f} readings/s")
-    print(
-        f"at the ingest budget of {INGEST_BUDGET:,} readings/s: rollups (all three resolutions)"
-        f" {INGEST_BUDGET * cpu_per_reading:.1%} of one core, QC {INGEST_BUDGET * qc_s / n:.1%}"
-    )
+    n = args.readings or (300_000 if args.quick else 10_000_000)
+    rounds = args.rounds or (1 if args.quick else 2)
+    ingest_readings = args.ingest_readings or (30_000 if args.quick else 1_000_000)
+    ingest_rounds = args.ingest_rounds or (1 if args.quick else 3)
+    packs = max(1, ingest_readings // len(PACK_METRICS))
 
-    # TODO(lead): pandas and SQL comparisons on the same readings (issue 5, item 4):
-    #   * pandas: DataFrame(series, time, value, quality) → groupby([series, bucket]) with
-    #     the same aggregates (dev-only import; pandas is not a runtime dependency);
-    #   * TimescaleDB: COPY the readings into a hypertable (time it: "including getting
-    #     the data there"), then time_bucket('1 hour' / '1 day', time, 'Europe/Oslo')
-    #     GROUP BY series_id, bucket;
-    #   * the ingest rate with and without QC + rollups in the worker.
-    #   Print each as a rate and as a ratio to the core's warm rate above.
+    say(f"generating {n:,} readings")
+    r = synthetic_readings(n)
+    say("starting PostgreSQL + TimescaleDB and Mosquitto")
+    stack = start_stack()
+    try:
+        with psycopg.connect(stack.url) as conn:
+            row = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+            ).fetchone()
+        if row is None:
+            raise SystemExit("TimescaleDB is not installed for this PostgreSQL: run scripts/setup")
+        rows, note = compare_rollups(stack, r, rounds)
+        cost = None
+        if not args.skip_ingest:
+            cost = ingest_cost(
+                stack, r, packs, args.publishers, ingest_rounds, judge=not args.quick
+            )
+    finally:
+        stop_stack(stack)
+
+    first, last = (
+        pd.Timestamp(int(x), unit="us", tz=TZ).strftime("%Y-%m-%d %H:%M")
+        for x in (r.times_us.min(), r.times_us.max())
+    )
+    print(
+        f"Rollups of {n:,} readings ({SERIES} series, one a minute, {first} to {last}"
+        f" {TZ}, across the autumn DST change), best of {rounds}"
+    )
+    print(rollup_table(n, rows))
+    print(note)
+    print(f"TimescaleDB {row[0]}; machine: {os.cpu_count()} cores")
+    if cost is not None:
+        print()
+        print("What the core costs ingest: 10-record SenML packs, one `smartby ingest` worker")
+        print(cost)
 
 
 if __name__ == "__main__":

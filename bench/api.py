@@ -1,0 +1,405 @@
+"""API benchmark: the read budget of DESIGN.md, with the same queries in plain SQL.
+
+    .venv/bin/python -m bench.api              # a month of Narvik, 10 s per scenario
+    .venv/bin/python -m bench.api --quick      # two days, 3 s per scenario (smoke test)
+
+Everything runs on this machine: a private PostgreSQL (TimescaleDB when installed)
+loaded with `--days` of simulated Narvik history through ingest's own pipeline
+(`smartby.load`), indicators computed; the API in a uvicorn subprocess with one
+worker; then, per scenario, 32 concurrent clients for `--seconds`:
+
+  a. latest value of all series:      GET /v1/latest
+  b. 30 days hourly of one series:    GET /v1/series/{id}/data?bucket=1h&from=…&to=…
+
+and the same two queries (the API's own query builders) run directly with 32
+concurrent psycopg connections, in the same run, so the API's own overhead shows as
+a ratio.  The clients are lean HTTP/1.1 keep-alive connections over asyncio streams
+(an HTTP library would cost more CPU than the server on two cores).  The per-client
+rate limit is lifted for the run; everything else is the production app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+
+from core.local_stack import PostgresCluster, free_port
+from core.migrate import migrate
+
+CLIENTS = 32
+BUDGET_P99_MS = 50.0
+
+
+def say(text: str, end: str = "\n") -> None:
+    print(text, file=sys.stderr, end=end, flush=True)
+
+
+def bench_settings(url: str, port: int = 0):
+    from core.settings import Settings
+
+    return Settings(
+        env="test",
+        database_url=url,
+        api_port=port,
+        # the benchmark measures the API, not the limiter refusing it
+        api_rate_limit="1000000000/minute",
+        indicators_interval_s=0,
+    )
+
+
+# ----------------------------------------------------------------------- the data
+
+
+def load_month(url: str, days: float) -> tuple[float, float]:
+    """Narvik's catalogue and ``days`` of its simulated history up to the last whole
+    hour, indicators included; returns (start, end) epoch seconds."""
+    from core.indicator_store import update_pending
+    from devices.catalogue import load_catalogue, narvik_catalogue_path
+    from devices.provision import import_catalogue
+    from smartby.load import LoadReport, load_simulation
+
+    catalogue = load_catalogue(narvik_catalogue_path())
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+        import_catalogue(conn, catalogue)
+    end = float(int(time.time()) // 3600 * 3600)
+    start = end - days * 86400
+    settings = bench_settings(url)
+    started = time.monotonic()
+
+    def show(sent: float, report: LoadReport) -> None:
+        share = (sent - start) / (end - start)
+        rate = report.readings / max(time.monotonic() - started, 1e-6)
+        say(
+            f"\r  loading {days:g} days of Narvik [{'#' * int(share * 30):30}] {share:4.0%}"
+            f" {report.readings:,} readings, {rate:,.0f}/s",
+            end="",
+        )
+
+    report = load_simulation(settings, url, catalogue.devices, start, end, seed=7, progress=show)
+    say(f"\n  {report.readings:,} readings in {time.monotonic() - started:.0f} s; indicators…")
+    with psycopg.connect(url) as conn:
+        days_done = update_pending(conn, settings)
+    say(f"  indicators for {len(days_done)} days in {time.monotonic() - started:.0f} s")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return start, end
+
+
+def pick_series(url: str) -> tuple[int, str]:
+    """The series of scenario (b): PM2.5 of the first air-quality station."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT s.id, s.device_id || '/' || s.metric FROM series s"
+            " JOIN devices d ON d.id = s.device_id"
+            " WHERE s.metric = 'pm25' ORDER BY d.site_id, s.id LIMIT 1"
+        ).fetchone()
+    if row is None:
+        raise RuntimeError("no pm25 series loaded")
+    return int(row[0]), str(row[1])
+
+
+# ------------------------------------------------------------------------ the API
+
+
+def serve(url: str, port: int) -> None:
+    """The API as deployed: one uvicorn worker (run in a subprocess by the bench)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = bench_settings(url, port)
+    app = create_app(settings, database_url=url)
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+
+
+class ApiServer:
+    def __init__(self, url: str, log: Path) -> None:
+        self.port = free_port()
+        self.log = log
+        self.out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.api", "--serve", url, str(self.port)],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _ = asyncio.run(one_request(self.port, "/v1"))
+                if status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.out.close()
+
+
+# -------------------------------------------------------------- lean HTTP clients
+
+
+class HttpConnection:
+    """One HTTP/1.1 keep-alive connection: GET, read the headers, read
+    Content-Length bytes (the API's reads are not chunked)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        assert self.reader is not None
+        assert self.writer is not None
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n".encode()
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+            elif name.lower() == "transfer-encoding" and "chunked" in value:
+                raise RuntimeError("chunked response: the bench client reads Content-Length")
+        body = await self.reader.readexactly(length)
+        return status, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+async def one_request(port: int, path: str) -> tuple[int, bytes]:
+    connection = HttpConnection(port)
+    await connection.open()
+    try:
+        return await connection.get(path)
+    finally:
+        await connection.close()
+
+
+@dataclass
+class Result:
+    scenario: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    errors: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return float("nan")
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _drive(scenario: str, workers, seconds: float, warmup: float) -> Result:
+    """Run the ``workers`` (coroutine functions doing one request each call) in a loop,
+    concurrently, for warmup + seconds; count what finished in the measured window."""
+    latencies: list[float] = []
+    errors = 0
+    t_start = time.perf_counter() + warmup
+    t_stop = t_start + seconds
+
+    async def loop(do_one) -> None:
+        nonlocal errors
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_stop:
+                return
+            ok = await do_one()
+            t1 = time.perf_counter()
+            if t0 >= t_start and t1 <= t_stop:
+                latencies.append(t1 - t0)
+                if not ok:
+                    errors += 1
+
+    await asyncio.gather(*(loop(w) for w in workers))
+    return Result(scenario, len(latencies), seconds, latencies, errors)
+
+
+async def api_scenario(port: int, path: str, name: str, seconds: float, warmup: float) -> Result:
+    connections = [HttpConnection(port) for _ in range(CLIENTS)]
+    await asyncio.gather(*(c.open() for c in connections))
+    status, body = await connections[0].get(path)
+    if status != 200:
+        raise RuntimeError(f"{path}: HTTP {status}: {body[:500]!r}")
+
+    def worker(connection: HttpConnection):
+        async def do_one() -> bool:
+            status, _ = await connection.get(path)
+            return status == 200
+
+        return do_one
+
+    try:
+        return await _drive(name, [worker(c) for c in connections], seconds, warmup)
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+
+
+async def sql_scenario(url: str, query, name: str, seconds: float, warmup: float) -> Result:
+    connections = [
+        await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(CLIENTS)
+    ]
+    text, params = query
+
+    def worker(conn: psycopg.AsyncConnection):
+        async def do_one() -> bool:
+            cursor = await conn.execute(text, params)
+            await cursor.fetchall()
+            return True
+
+        return do_one
+
+    try:
+        return await _drive(name, [worker(c) for c in connections], seconds, warmup)
+    finally:
+        for conn in connections:
+            await conn.close()
+
+
+# ---------------------------------------------------------------------- the report
+
+
+def table(pairs: list[tuple[Result, Result]]) -> str:
+    lines = [
+        f"{'scenario (32 clients)':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}"
+        f"  {'API/SQL p50':>11} {'API/SQL p99':>11}  budget p99 <= 50 ms",
+        "-" * 122,
+    ]
+    for api, direct in pairs:
+        met = api.percentile(0.99) <= BUDGET_P99_MS and api.errors == 0
+        lines.append(
+            f"{api.scenario:46} {api.rate:8,.0f} {api.percentile(0.5):8.1f}"
+            f" {api.percentile(0.99):8.1f}  {api.percentile(0.5) / direct.percentile(0.5):10.1f}x"
+            f" {api.percentile(0.99) / direct.percentile(0.99):10.1f}x"
+            f"  {'met' if met else 'MISSED'}" + (f" ({api.errors} errors)" if api.errors else "")
+        )
+        lines.append(
+            f"{direct.scenario:46} {direct.rate:8,.0f} {direct.percentile(0.5):8.1f}"
+            f" {direct.percentile(0.99):8.1f}  {'':>11} {'':>11}  (SQL baseline,"
+            f" API/SQL req/s {api.rate / direct.rate:.2f})"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--days", type=float, default=30, help="days of history to load")
+    parser.add_argument("--seconds", type=float, default=10, help="measured seconds a scenario")
+    parser.add_argument("--quick", action="store_true", help="2 days, 3 s a scenario")
+    parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve[0], int(args.serve[1]))
+        return
+    days = 2.0 if args.quick else args.days
+    seconds = 3.0 if args.quick else args.seconds
+    warmup = 1.0 if args.quick else 2.0
+
+    from api import queries
+
+    root = Path(tempfile.mkdtemp(prefix="smartby-bench-api-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
+    server: ApiServer | None = None
+    pairs: list[tuple[Result, Result]] = []
+    try:
+        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
+        cluster.start()
+        url = cluster.url("smartby")
+        cluster.ensure_database("smartby")
+        _, end = load_month(url, days)
+        series_id, series_name = pick_series(url)
+        hours = min(days, 30.0)
+        span_end = datetime.fromtimestamp(end, UTC)
+        span_start = span_end - timedelta(days=hours)
+        with psycopg.connect(url) as conn:
+            n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
+        say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
+        server = ApiServer(url, root / "api.log")
+        frm = span_start.isoformat().replace("+00:00", "Z")
+        to = span_end.isoformat().replace("+00:00", "Z")
+        hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
+        scenarios = [
+            (
+                f"(a) latest of all {n_series} series",
+                "/v1/latest",
+                queries.latest_query(),
+            ),
+            (
+                f"(b) {hours:g} days hourly of one series",
+                hourly_path,
+                queries.rollup_page_query(
+                    [series_id],
+                    "1h",
+                    span_start,
+                    span_end,
+                    after=None,
+                    limit=1001,
+                    tz="Europe/Oslo",
+                ),
+            ),
+        ]
+        for name, path, query in scenarios:
+            say(f"  {name}: API for {seconds:g} s …")
+            api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
+            say(f"  {name}: SQL for {seconds:g} s …")
+            direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
+            pairs.append((api, direct))
+    finally:
+        if server is not None:
+            server.stop()
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(table(pairs))
+    print(
+        f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; "
+        f"{CLIENTS} concurrent clients on keep-alive connections, {seconds:g} s measured "
+        f"per scenario after {warmup:g} s warm-up; API: one uvicorn worker; "
+        "SQL: the API's own queries on 32 psycopg connections"
+    )
+    met = all(a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0 for a, _ in pairs)
+    print(
+        f"budget (p99 <= {BUDGET_P99_MS:g} ms at {CLIENTS} clients, one worker): "
+        f"{'met' if met else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
