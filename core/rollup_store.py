@@ -258,7 +258,12 @@ def rebuild(
         lo = datetime.fromtimestamp(day / 1e6, UTC)
         hi = datetime.fromtimestamp(next_day / 1e6, UTC)
         with conn.transaction():
-            conn.execute("DELETE FROM rollups WHERE bucket >= %s AND bucket < %s", (lo, hi))
+            # through the key, series by series (the table has no index on time alone)
+            conn.execute(
+                "DELETE FROM rollups r USING series s WHERE r.series_id = s.id"
+                " AND r.resolution IN ('1m', '1h', '1d') AND r.bucket >= %s AND r.bucket < %s",
+                (lo, hi),
+            )
             with conn.cursor(binary=True) as cur:
                 rows = cur.execute(
                     "SELECT series_id, (extract(epoch FROM time) * 1000000)::int8, value,"
