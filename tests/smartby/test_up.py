@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -301,6 +302,13 @@ def test_up_shows_data_from_every_catalogue_device_within_a_minute(data_dir: Pat
             )
             assert time.monotonic() - started < 60
             assert conn.execute("SELECT count(*) FROM quarantine").fetchone() == (0,)
+        # the open data API of the same stack serves them
+        api = next(line for line in up.output if line.strip().startswith("API "))
+        base = api.split()[1]
+        latest = httpx.get(f"{base}/latest", timeout=10)
+        assert latest.status_code == 200, latest.text
+        assert latest.headers["x-license"] == "NLOD-2.0"
+        assert {row["device_id"] for row in latest.json()["data"]} == expected
         secrets = json.loads((data_dir / "credentials" / "devices.json").read_text())
         assert set(secrets) == expected
     finally:
