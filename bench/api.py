@@ -174,11 +174,12 @@ class HttpConnection:
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
 
-    async def get(self, path: str) -> tuple[int, bytes]:
+    async def get(self, path: str, extra: str = "") -> tuple[int, bytes]:
         assert self.reader is not None
         assert self.writer is not None
         self.writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n".encode()
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n"
+            f"{extra}\r\n".encode()
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -252,16 +253,21 @@ async def _drive(scenario: str, workers, seconds: float, warmup: float) -> Resul
     return Result(scenario, len(latencies), seconds, latencies, errors)
 
 
-async def api_scenario(port: int, path: str, name: str, seconds: float, warmup: float) -> Result:
+async def api_scenario(
+    port: int, path: str, name: str, seconds: float, warmup: float, *, cached: bool = True
+) -> Result:
+    """32 clients on one path.  ``cached=False`` sends ``Cache-Control: no-cache``, which
+    makes the API skip its 5-second response cache: every request runs its query."""
+    extra = "" if cached else "Cache-Control: no-cache\r\n"
     connections = [HttpConnection(port) for _ in range(CLIENTS)]
     await asyncio.gather(*(c.open() for c in connections))
-    status, body = await connections[0].get(path)
+    status, body = await connections[0].get(path, extra)
     if status != 200:
         raise RuntimeError(f"{path}: HTTP {status}: {body[:500]!r}")
 
     def worker(connection: HttpConnection):
         async def do_one() -> bool:
-            status, _ = await connection.get(path)
+            status, _ = await connection.get(path, extra)
             return status == 200
 
         return do_one
@@ -302,7 +308,7 @@ def table(pairs: list[tuple[Result, Result]]) -> str:
         f"  {'API/SQL p50':>11} {'API/SQL p99':>11}  budget p99 <= 50 ms",
         "-" * 122,
     ]
-    for api, direct in pairs:
+    for number, (api, direct) in enumerate(pairs):
         met = api.percentile(0.99) <= BUDGET_P99_MS and api.errors == 0
         lines.append(
             f"{api.scenario:46} {api.rate:8,.0f} {api.percentile(0.5):8.1f}"
@@ -310,6 +316,8 @@ def table(pairs: list[tuple[Result, Result]]) -> str:
             f" {api.percentile(0.99) / direct.percentile(0.99):10.1f}x"
             f"  {'met' if met else 'MISSED'}" + (f" ({api.errors} errors)" if api.errors else "")
         )
+        if number + 1 < len(pairs) and pairs[number + 1][1] is direct:
+            continue  # the baseline is printed once, after the last API row it serves
         lines.append(
             f"{direct.scenario:46} {direct.rate:8,.0f} {direct.percentile(0.5):8.1f}"
             f" {direct.percentile(0.99):8.1f}  {'':>11} {'':>11}  (SQL baseline,"
@@ -379,9 +387,16 @@ def main() -> None:
         for name, path, query in scenarios:
             say(f"  {name}: API for {seconds:g} s …")
             api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
+            say(f"  {name}: API without its response cache for {seconds:g} s …")
+            uncached = asyncio.run(
+                api_scenario(
+                    server.port, path, f"{name}, API no-cache", seconds, warmup, cached=False
+                )
+            )
             say(f"  {name}: SQL for {seconds:g} s …")
             direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
             pairs.append((api, direct))
+            pairs.append((uncached, direct))
     finally:
         if server is not None:
             server.stop()
@@ -394,10 +409,20 @@ def main() -> None:
         f"per scenario after {warmup:g} s warm-up; API: one uvicorn worker; "
         "SQL: the API's own queries on 32 psycopg connections"
     )
-    met = all(a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0 for a, _ in pairs)
+    met = all(
+        a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0
+        for a, _ in pairs
+        if not a.scenario.endswith("no-cache")
+    )
+    uncached_met = all(
+        a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0
+        for a, _ in pairs
+        if a.scenario.endswith("no-cache")
+    )
     print(
         f"budget (p99 <= {BUDGET_P99_MS:g} ms at {CLIENTS} clients, one worker): "
-        f"{'met' if met else 'MISSED'}"
+        f"{'met' if met else 'MISSED'} as served (5-second response cache); "
+        f"{'met' if uncached_met else 'MISSED'} with every request running its query"
     )
 
 
