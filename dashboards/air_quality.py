@@ -25,6 +25,8 @@ at least 90 % of the hours; the coverage table colours below that.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import geomap, statetimeline, table, timeseries
@@ -32,15 +34,21 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 from grafana_foundation_sdk.models import geomap as gm
 
+from core.indicators import AQI_BANDS, AQI_LEVEL_NAMES
 from dashboards.common import (
+    SERIES_COLUMNS,
     base_dashboard,
     cell,
     column_thresholds,
+    dashed_threshold_lines,
     decimals,
     display,
+    graph,
+    legend_table,
     site_variable,
     sql_target,
     thresholds,
+    tooltip_all_series,
     unit,
     value_texts,
 )
@@ -48,22 +56,12 @@ from dashboards.sql import SqlFormat
 
 UID = "smartby-air-quality"
 
-#: EEA European Air Quality Index levels and colours
+#: the EEA's colours of index levels 1 (Good) to 6 (Extremely poor)
+AQI_COLOURS = ("#50F0E6", "#50CCAA", "#F0E641", "#FF5050", "#960032", "#7D2181")
+#: EEA European Air Quality Index levels: level -> (name, colour)
 AQI_LEVELS: dict[int, tuple[str, str]] = {
-    1: ("Good", "#50F0E6"),
-    2: ("Fair", "#50CCAA"),
-    3: ("Moderate", "#F0E641"),
-    4: ("Poor", "#FF5050"),
-    5: ("Very poor", "#960032"),
-    6: ("Extremely poor", "#7D2181"),
-}
-
-#: EAQI 2024 lower bounds of levels 2..6 per pollutant, µg/m³ (hourly means)
-AQI_BANDS: dict[str, tuple[float, float, float, float, float]] = {
-    "pm25": (5, 15, 50, 90, 140),
-    "pm10": (15, 45, 120, 195, 270),
-    "no2": (10, 25, 60, 100, 150),
-    "o3": (60, 100, 120, 160, 180),
+    level: (name, colour)
+    for level, (name, colour) in enumerate(zip(AQI_LEVEL_NAMES, AQI_COLOURS, strict=True), 1)
 }
 
 POLLUTANT_NAMES = {"pm25": "PM2.5", "pm10": "PM10", "no2": "NO2", "o3": "O3"}
@@ -81,10 +79,27 @@ VALID_DAY_HOURS = 18
 #: Directive 2008/50/EC Annex I: minimum data capture
 MIN_DATA_CAPTURE = 0.9
 
+#: the exceedance counts' column names
+PM10_DAYS = f"PM10 days > {PM10_DAILY_LIMIT:g}"
+NO2_HOURS = f"NO2 hours > {NO2_HOURLY_LIMIT:g}"
 
-def _level_thresholds() -> db.ThresholdsConfig:
-    colours = [colour for _, colour in AQI_LEVELS.values()]
-    return thresholds(colours[0], *((float(level), colours[level - 1]) for level in range(2, 7)))
+_LevelPanel = TypeVar("_LevelPanel", geomap.Panel, statetimeline.Panel)
+
+
+def _coloured_by_level(panel: _LevelPanel) -> _LevelPanel:
+    """Index levels 1 to 6 shown with the EEA's names and colours."""
+    return (
+        panel.mappings(value_texts(AQI_LEVELS))
+        .thresholds(
+            thresholds(
+                AQI_COLOURS[0],
+                *((float(level), colour) for level, colour in enumerate(AQI_COLOURS[1:], 2)),
+            )
+        )
+        .color_scheme(db.FieldColor().mode(dbm.FieldColorModeId.THRESHOLDS))
+        .min(1)
+        .max(6)
+    )
 
 
 def station_map() -> geomap.Panel:
@@ -140,7 +155,7 @@ def station_map() -> geomap.Panel:
             }
         )
     )
-    return (
+    return _coloured_by_level(
         geomap.Panel()
         .title("Current air quality index by station")
         .description(
@@ -161,11 +176,6 @@ def station_map() -> geomap.Panel:
         .basemap(cb.MapLayerOptions().type("default").name("Basemap"))
         .layers([markers])
         .tooltip(geomap.TooltipOptions().mode(gm.TooltipMode.DETAILS))
-        .mappings(value_texts(AQI_LEVELS))
-        .thresholds(_level_thresholds())
-        .color_scheme(db.FieldColor().mode(dbm.FieldColorModeId.THRESHOLDS))
-        .min(1)
-        .max(6)
     )
 
 
@@ -181,7 +191,7 @@ def aqi_history() -> statetimeline.Panel:
         GROUP BY 1, 2
         ORDER BY 1, 2
     """
-    return (
+    return _coloured_by_level(
         statetimeline.Panel()
         .title("Air quality index per station over time")
         .description(
@@ -191,14 +201,9 @@ def aqi_history() -> statetimeline.Panel:
         .span(12)
         .height(13)
         .interval("1h")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .mappings(value_texts(AQI_LEVELS))
-        .thresholds(_level_thresholds())
-        .color_scheme(db.FieldColor().mode(dbm.FieldColorModeId.THRESHOLDS))
+        .with_target(sql_target(query, SERIES_COLUMNS))
         .show_value(cm.VisibilityMode.NEVER)
         .row_height(0.8)
-        .min(1)
-        .max(6)
     )
 
 
@@ -206,7 +211,6 @@ def pollutant_series(metric: str) -> timeseries.Panel:
     """Hourly means per station from the 1-hour rollups (FAIL readings are not in them)."""
     name = POLLUTANT_NAMES[metric]
     bands = AQI_BANDS[metric]
-    colours = [colour for _, colour in AQI_LEVELS.values()]
     query = f"""
         SELECT $__timeGroupAlias(r.bucket, $__interval),
                s.name AS metric,
@@ -223,35 +227,25 @@ def pollutant_series(metric: str) -> timeseries.Panel:
         ORDER BY 1, 2
     """
     return (
-        timeseries.Panel()
-        .title(f"{name} by station")
-        .description(
+        graph(
+            f"{name} by station",
             f"Mean {name} concentration per station, from hourly means of the readings that "
             "passed quality control. Dashed lines: the EEA index bands (Fair, Moderate, Poor, "
-            "Very poor, Extremely poor)."
+            "Very poor, Extremely poor).",
+            "conμgm3",
+            span=12,
+            height=9,
         )
-        .span(12)
-        .height(9)
         .interval("1h")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .unit("conμgm3")
+        .with_target(sql_target(query, SERIES_COLUMNS))
         .decimals(1)
-        .min(0)
-        .thresholds(thresholds(colours[0], *zip(bands, colours[1:], strict=True)))
-        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED))
+        .thresholds(thresholds(AQI_COLOURS[0], *zip(bands, AQI_COLOURS[1:], strict=True)))
+        .thresholds_style(dashed_threshold_lines())
         .line_width(1)
         .fill_opacity(0)
         .span_nulls(False)
-        .legend(
-            cb.VizLegendOptions()
-            .display_mode(cm.LegendDisplayMode.TABLE)
-            .placement(cm.LegendPlacement.RIGHT)
-            .show_legend(True)
-            .calcs(["mean", "max"])
-        )
-        .tooltip(
-            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
-        )
+        .legend(legend_table("mean", "max"))
+        .tooltip(tooltip_all_series())
     )
 
 
@@ -295,8 +289,8 @@ def exceedances(timezone: str) -> table.Panel:
             GROUP BY site_id
         )
         SELECT s.name AS "Station",
-               CASE WHEN pd.has_pm10 THEN pd.pm10_days END AS "PM10 days > 50",
-               CASE WHEN ph.has_no2 THEN ph.no2_hours END AS "NO2 hours > 200",
+               CASE WHEN pd.has_pm10 THEN pd.pm10_days END AS "{PM10_DAYS}",
+               CASE WHEN ph.has_no2 THEN ph.no2_hours END AS "{NO2_HOURS}",
                ph.pm10_mean AS "PM10 mean",
                ph.pm25_mean AS "PM2.5 mean",
                ph.no2_mean AS "NO2 mean"
@@ -306,17 +300,10 @@ def exceedances(timezone: str) -> table.Panel:
         WHERE s.id IN ($site)
         ORDER BY s.name
     """
-    columns = [
-        "Station",
-        "PM10 days > 50",
-        "NO2 hours > 200",
-        "PM10 mean",
-        "PM2.5 mean",
-        "NO2 mean",
-    ]
+    columns = ["Station", PM10_DAYS, NO2_HOURS, "PM10 mean", "PM2.5 mean", "NO2 mean"]
     red_from = {
-        "PM10 days > 50": PM10_DAILY_ALLOWED + 1,
-        "NO2 hours > 200": NO2_HOURLY_ALLOWED + 1,
+        PM10_DAYS: PM10_DAILY_ALLOWED + 1,
+        NO2_HOURS: NO2_HOURLY_ALLOWED + 1,
         "PM10 mean": PM10_ANNUAL_LIMIT,
         "PM2.5 mean": PM25_ANNUAL_LIMIT,
         "NO2 mean": NO2_ANNUAL_LIMIT,
@@ -337,8 +324,8 @@ def exceedances(timezone: str) -> table.Panel:
         .with_target(sql_target(query, columns, SqlFormat.TABLE))
     )
     allowed = {
-        "PM10 days > 50": f"PM10 days > {PM10_DAILY_LIMIT:g} µg/m³ ({PM10_DAILY_ALLOWED} allowed)",
-        "NO2 hours > 200": f"NO2 hours > {NO2_HOURLY_LIMIT:g} µg/m³ ({NO2_HOURLY_ALLOWED} allowed)",
+        PM10_DAYS: f"{PM10_DAYS} µg/m³ ({PM10_DAILY_ALLOWED} allowed)",
+        NO2_HOURS: f"{NO2_HOURS} µg/m³ ({NO2_HOURLY_ALLOWED} allowed)",
     }
     for column, red in red_from.items():
         if column in allowed:  # a count of exceedances: orange when close to the allowance
@@ -359,20 +346,18 @@ def exceedances(timezone: str) -> table.Panel:
 
 
 def coverage() -> table.Panel:
-    query = """
+    # a pollutant's share of the hours, or NULL where the station does not measure it
+    shares = ",\n".join(
+        f'''\
+               CASE WHEN bool_or(se.metric = '{metric}') THEN least(1.0,
+                   count(DISTINCT r.bucket) FILTER (WHERE se.metric = '{metric}') / h.hours) END
+                   AS "{name}"'''
+        for metric, name in POLLUTANT_NAMES.items()
+    )
+    pollutants = ", ".join(f"'{metric}'" for metric in POLLUTANT_NAMES)
+    query = f"""
         SELECT s.name AS "Station",
-               CASE WHEN bool_or(se.metric = 'pm25') THEN least(1.0,
-                   count(DISTINCT r.bucket) FILTER (WHERE se.metric = 'pm25') / h.hours) END
-                   AS "PM2.5",
-               CASE WHEN bool_or(se.metric = 'pm10') THEN least(1.0,
-                   count(DISTINCT r.bucket) FILTER (WHERE se.metric = 'pm10') / h.hours) END
-                   AS "PM10",
-               CASE WHEN bool_or(se.metric = 'no2') THEN least(1.0,
-                   count(DISTINCT r.bucket) FILTER (WHERE se.metric = 'no2') / h.hours) END
-                   AS "NO2",
-               CASE WHEN bool_or(se.metric = 'o3') THEN least(1.0,
-                   count(DISTINCT r.bucket) FILTER (WHERE se.metric = 'o3') / h.hours) END
-                   AS "O3",
+{shares},
                sum(r.good_count)::float8 / nullif(sum(r.count), 0) AS "Not suspect"
         FROM sites s
         CROSS JOIN (
@@ -380,14 +365,14 @@ def coverage() -> table.Panel:
                                                     - $__timeFrom()::timestamptz) / 3600) AS hours
         ) h
         JOIN devices d ON d.site_id = s.id AND d.kind = 'air_quality'
-        JOIN series se ON se.device_id = d.id AND se.metric IN ('pm25', 'pm10', 'no2', 'o3')
+        JOIN series se ON se.device_id = d.id AND se.metric IN ({pollutants})
         LEFT JOIN rollups r ON r.series_id = se.id AND r.resolution = '1h'
                            AND $__timeFilter(r.bucket)
         WHERE s.id IN ($site)
         GROUP BY s.name, h.hours
         ORDER BY s.name
     """
-    columns = ["Station", "PM2.5", "PM10", "NO2", "O3", "Not suspect"]
+    columns = ["Station", *POLLUTANT_NAMES.values(), "Not suspect"]
     panel = (
         table.Panel()
         .title("Data coverage per station")

@@ -7,9 +7,9 @@ outdoor temperature is the mean of the air-quality stations' temperature sensors
 the daily (local-day) rollups, so the dashboards need no weather service.
 
 The heating season is taken as 1 September to 31 May; "this season" runs from the
-1 September before the end of the time range to that end, "last season" over the same
-days a year earlier, and both are normalised by their degree days (kWh per degree day),
-so a cold and a mild winter compare fairly.
+1 September before the end of the time range to that end (or to 31 May, when the range
+ends in summer), "last season" over the same days a year earlier, and both are normalised
+by their degree days (kWh per degree day), so a cold and a mild winter compare fairly.
 """
 
 from __future__ import annotations
@@ -20,12 +20,19 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from dashboards.common import (
+    SERIES_COLUMNS,
     base_dashboard,
+    day_bars,
     decimals,
     display,
+    fixed_colour,
+    graph,
+    legend_table,
     site_variable,
     sql_target,
+    stacked,
     thresholds,
+    tooltip_all_series,
     unit,
 )
 from dashboards.sql import SqlFormat
@@ -34,21 +41,16 @@ UID = "smartby-energy"
 
 #: base temperature of Norwegian heating degree days, °C
 HDD_BASE_C = 17.0
-#: first month of the heating season (September)
+#: first month of the heating season (September), and its length: to 31 May
 HEATING_SEASON_START_MONTH = 9
+HEATING_SEASON_MONTHS = 9
 HDD_UNIT = "suffix: °C·d"
+KWH_PER_HDD_UNIT = "suffix: kWh/°C·d"
 
 
 def _legend() -> cb.VizLegendOptions:
-    return (
-        cb.VizLegendOptions()
-        .display_mode(cm.LegendDisplayMode.TABLE)
-        .placement(cm.LegendPlacement.RIGHT)
-        .show_legend(True)
-        .calcs(["sum", "mean"])
-        .sort_by("Total")
-        .sort_desc(True)
-    )
+    """Buildings by their total in the time range, largest first."""
+    return legend_table("sum", "mean").sort_by("Total").sort_desc(True)
 
 
 def _daily_temperature(where: str) -> str:
@@ -75,28 +77,20 @@ def daily_per_building() -> timeseries.Panel:
         ORDER BY 1, 2
     """
     return (
-        timeseries.Panel()
-        .title("Consumption per building per day")
-        .description(
+        day_bars(
+            "Consumption per building per day",
             "Electricity per building and local day, kWh, from the meters' registers "
-            "(reset-aware) or integrated power. Stacked: the top is the total."
+            "(reset-aware) or integrated power. Stacked: the top is the total.",
+            "kwatth",
+            query,
+            span=24,
+            height=10,
         )
-        .span(24)
-        .height(10)
-        .interval("1d")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .unit("kwatth")
-        .decimals(0)
-        .min(0)
-        .draw_style(cm.GraphDrawStyle.BARS)
-        .bar_alignment(cm.BarAlignment.AFTER)
         .fill_opacity(80)
         .line_width(1)
-        .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+        .stacking(stacked())
         .legend(_legend())
-        .tooltip(
-            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
-        )
+        .tooltip(tooltip_all_series())
     )
 
 
@@ -113,25 +107,21 @@ def hourly_per_building() -> timeseries.Panel:
         ORDER BY 1, 2
     """
     return (
-        timeseries.Panel()
-        .title("Consumption per building per hour")
-        .description(
+        graph(
+            "Consumption per building per hour",
             "kWh per hour per building (the mean of the hours in each interval when the "
-            "range is long), i.e. the mean load in kW: night and weekend base load show here."
+            "range is long), i.e. the mean load in kW: night and weekend base load show here.",
+            "kwatth",
+            span=24,
+            height=10,
         )
-        .span(24)
-        .height(10)
         .interval("1h")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .unit("kwatth")
+        .with_target(sql_target(query, SERIES_COLUMNS))
         .decimals(1)
-        .min(0)
         .line_width(1)
         .fill_opacity(0)
         .legend(_legend())
-        .tooltip(
-            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
-        )
+        .tooltip(tooltip_all_series())
     )
 
 
@@ -155,22 +145,17 @@ def consumption_and_degree_days() -> timeseries.Panel:
         ORDER BY 1
     """
     return (
-        timeseries.Panel()
-        .title("Daily consumption and heating degree days")
-        .description(
+        day_bars(
+            "Daily consumption and heating degree days",
             "Total kWh per day of the selected buildings (bars, left axis) against heating "
             f"degree days (line, right axis; base {HDD_BASE_C:g} °C, outdoor temperature from "
-            "the air-quality stations). Consumption that follows the line is heating."
+            "the air-quality stations). Consumption that follows the line is heating.",
+            "kwatth",
+            query,
+            ["time", "Consumption", "Heating degree days"],
+            span=12,
+            height=10,
         )
-        .span(12)
-        .height(10)
-        .interval("1d")
-        .with_target(sql_target(query, ["time", "Consumption", "Heating degree days"]))
-        .unit("kwatth")
-        .decimals(0)
-        .min(0)
-        .draw_style(cm.GraphDrawStyle.BARS)
-        .bar_alignment(cm.BarAlignment.AFTER)
         .fill_opacity(60)
         .override_by_name(
             "Heating degree days",
@@ -181,9 +166,7 @@ def consumption_and_degree_days() -> timeseries.Panel:
                 dbm.DynamicConfigValue(id_val="custom.axisPlacement", value="right"),
                 dbm.DynamicConfigValue(id_val="custom.fillOpacity", value=0),
                 dbm.DynamicConfigValue(id_val="custom.lineWidth", value=2),
-                dbm.DynamicConfigValue(
-                    id_val="color", value={"mode": "fixed", "fixedColor": "blue"}
-                ),
+                fixed_colour("blue"),
             ],
         )
     )
@@ -201,15 +184,21 @@ def heating_seasons(timezone: str) -> table.Panel:
         season_start AS (
             SELECT make_date(extract(year FROM day)::int
                              - (extract(month FROM day) < {month})::int, {month}, 1) AS day,
-                   day AS end_day
+                   day AS range_end
             FROM local_end
         ),
-        seasons AS (
-            SELECT 'This season' AS label, day AS start_day, end_day FROM season_start
-            UNION ALL
-            SELECT 'Last season', (day - interval '1 year')::date,
-                   (end_day - interval '1 year')::date
+        this_season AS (
+            SELECT day AS start_day,
+                   least(range_end, (day + interval '{HEATING_SEASON_MONTHS} months')::date - 1)
+                       AS end_day
             FROM season_start
+        ),
+        seasons AS (
+            SELECT 'This season' AS label, start_day, end_day FROM this_season
+            UNION ALL
+            SELECT 'Last season', (start_day - interval '1 year')::date,
+                   (end_day - interval '1 year')::date
+            FROM this_season
         ),
         temperature AS ({temperature}
         ),
@@ -254,16 +243,16 @@ def heating_seasons(timezone: str) -> table.Panel:
         table.Panel()
         .title("Heating season: this season against the same days last season")
         .description(
-            "From 1 September to the end of the time range, and the same days a year "
-            "earlier. kWh per degree day takes the weather out: lower is better. Compare "
-            "only seasons with the same buildings and days with data."
+            "From 1 September to the end of the time range (at most to 31 May), and the "
+            "same days a year earlier. kWh per degree day takes the weather out: lower is "
+            "better. Compare only seasons with the same buildings and days with data."
         )
         .span(12)
         .height(10)
         .with_target(sql_target(query, columns, SqlFormat.TABLE))
         .override_by_name("Consumption", [unit("kwatth"), decimals(0)])
         .override_by_name("Heating degree days", [unit(HDD_UNIT), decimals(0)])
-        .override_by_name("kWh per degree day", [unit("suffix: kWh/°C·d"), decimals(1)])
+        .override_by_name("kWh per degree day", [unit(KWH_PER_HDD_UNIT), decimals(1)])
         .override_by_name("Days with data", [unit("none")])
     )
 
@@ -304,7 +293,8 @@ def energy_signature() -> table.Panel:
             "Base load", [display("Base load (kWh/day)"), unit("kwatth"), decimals(0)]
         )
         .override_by_name(
-            "Heating", [display("Heating (kWh per degree day)"), unit("kwatth"), decimals(1)]
+            "Heating",
+            [display("Heating (kWh per degree day)"), unit(KWH_PER_HDD_UNIT), decimals(1)],
         )
         .override_by_name("R²", [unit("none"), decimals(2)])
         .override_by_name("Days", [unit("none")])

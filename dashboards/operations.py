@@ -22,14 +22,23 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from dashboards.common import (
+    SERIES_COLUMNS,
     base_dashboard,
     cell,
+    column_thresholds,
+    dashed_threshold_lines,
     decimals,
+    fixed_colour,
+    graph,
+    multi_with_all,
     prom_target,
     sql_target,
+    sql_variable,
+    stacked,
     thresholds,
-    timescaledb,
+    tooltip_all_series,
     unit,
+    value_texts,
 )
 from dashboards.sql import SqlFormat
 
@@ -56,15 +65,9 @@ _DEVICE_STATE = f"""CASE
                END"""
 
 
-def _series_panel(title: str, description: str, unit_id: str, span: int = 12) -> timeseries.Panel:
+def _series_panel(title: str, description: str, unit_id: str) -> timeseries.Panel:
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .span(span)
-        .height(8)
-        .unit(unit_id)
-        .min(0)
+        graph(title, description, unit_id, span=12, height=8)
         .line_width(1)
         .fill_opacity(10)
         .legend(
@@ -73,9 +76,19 @@ def _series_panel(title: str, description: str, unit_id: str, span: int = 12) ->
             .placement(cm.LegendPlacement.BOTTOM)
             .show_legend(True)
         )
-        .tooltip(
-            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
-        )
+        .tooltip(tooltip_all_series())
+    )
+
+
+def _counts(title: str, description: str, query: str, interval: str) -> timeseries.Panel:
+    """Stacked bars of a `time, metric, value` count per interval, at least `interval` wide."""
+    return (
+        _series_panel(title, description, "none")
+        .interval(interval)
+        .with_target(sql_target(query, SERIES_COLUMNS))
+        .draw_style(cm.GraphDrawStyle.BARS)
+        .fill_opacity(80)
+        .stacking(stacked())
     )
 
 
@@ -193,7 +206,7 @@ def commit_latency() -> timeseries.Panel:
             )
         )
         .thresholds(thresholds("green", (COMMIT_P99_BUDGET_S, "red")))
-        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED))
+        .thresholds_style(dashed_threshold_lines())
     )
 
 
@@ -207,7 +220,7 @@ def queue_depth() -> timeseries.Panel:
         )
         .with_target(prom_target("sum by (instance) (smartby_ingest_queue_depth)", "{{instance}}"))
         .thresholds(thresholds("green", (QUEUE_SIZE / 2, "orange"), (QUEUE_SIZE * 0.9, "red")))
-        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED))
+        .thresholds_style(dashed_threshold_lines())
     )
 
 
@@ -252,7 +265,7 @@ def api_latency() -> timeseries.Panel:
             )
         )
         .thresholds(thresholds("green", (API_P99_BUDGET_S, "red")))
-        .thresholds_style(cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED))
+        .thresholds_style(dashed_threshold_lines())
     )
 
 
@@ -266,18 +279,12 @@ def quarantine_by_reason() -> timeseries.Panel:
         GROUP BY 1, 2
         ORDER BY 1, 2
     """
-    return (
-        _series_panel(
-            "Quarantined messages by reason (database)",
-            "Rejected messages and records stored in the quarantine table, per interval, by "
-            "reason. Each keeps its raw payload for inspection.",
-            "none",
-        )
-        .interval("1m")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .draw_style(cm.GraphDrawStyle.BARS)
-        .fill_opacity(80)
-        .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+    return _counts(
+        "Quarantined messages by reason (database)",
+        "Rejected messages and records stored in the quarantine table, per interval, by "
+        "reason. Each keeps its raw payload for inspection.",
+        query,
+        "1m",
     )
 
 
@@ -312,14 +319,15 @@ def latest_quarantined() -> table.Panel:
 
 
 def devices_table() -> table.Panel:
+    # each state's colour, problems first
     states = {
-        1: ("offline", "red"),
-        2: ("silent", "orange"),
-        3: ("never seen", "purple"),
-        4: ("disabled", "text"),
-        5: ("ok", "green"),
+        "offline": "red",
+        "silent": "orange",
+        "never seen": "purple",
+        "disabled": "text",
+        "ok": "green",
     }
-    order = " ".join(f"WHEN '{name}' THEN {rank}" for rank, (name, _) in states.items())
+    order = " ".join(f"WHEN '{name}' THEN {rank}" for rank, name in enumerate(states, 1))
     query = f"""
         SELECT d.id AS "Device",
                d.kind AS "Kind",
@@ -334,14 +342,7 @@ def devices_table() -> table.Panel:
         WHERE d.kind IN ($kind)
         ORDER BY CASE {_DEVICE_STATE} {order} END, d.id
     """
-    mapping = [
-        dbm.ValueMap(
-            options={
-                name: dbm.ValueMappingResult(text=name, color=colour, index=rank - 1)
-                for rank, (name, colour) in states.items()
-            }
-        )
-    ]
+    mapping = value_texts({name: (name, colour) for name, colour in states.items()})
     return (
         table.Panel()
         .title("Devices: offline or silent first")
@@ -409,10 +410,7 @@ def qc_by_device() -> table.Panel:
                 unit("percentunit"),
                 decimals(1),
                 cell("color-background"),
-                dbm.DynamicConfigValue(
-                    id_val="thresholds",
-                    value=thresholds("green", (0.01, "orange"), (0.05, "red")).build(),
-                ),
+                column_thresholds("green", (0.01, "orange"), (0.05, "red")),
             ],
         )
     )
@@ -435,23 +433,14 @@ def qc_over_time() -> timeseries.Panel:
         ORDER BY 1, 2
     """
     colours = {"not evaluated": "blue", "suspect": "orange", "fail": "red", "missing": "purple"}
-    panel = (
-        _series_panel(
-            "Readings not flagged good",
-            "Readings per interval flagged not evaluated, suspect, fail or missing.",
-            "none",
-        )
-        .interval("5m")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .draw_style(cm.GraphDrawStyle.BARS)
-        .fill_opacity(80)
-        .stacking(cb.StackingConfig().mode(cm.StackingMode.NORMAL))
+    panel = _counts(
+        "Readings not flagged good",
+        "Readings per interval flagged not evaluated, suspect, fail or missing.",
+        query,
+        "5m",
     )
     for name, colour in colours.items():
-        panel.override_by_name(
-            name,
-            [dbm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": colour})],
-        )
+        panel.override_by_name(name, [fixed_colour(colour)])
     return panel
 
 
@@ -477,36 +466,26 @@ def stored_per_minute() -> timeseries.Panel:
             "suffix: /min",
         )
         .interval("1m")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
+        .with_target(sql_target(query, SERIES_COLUMNS))
     )
 
 
 def _kind_variable() -> db.CustomVariable:
-    return (
+    return multi_with_all(
         db.CustomVariable("kind")
         .label("Device kind")
         .values("Air quality : air_quality, Energy : energy, Traffic : traffic")
-        .multi(True)
-        .include_all(True)
-        .current(dbm.VariableOption(selected=True, text=["All"], value=["$__all"]))
     )
 
 
 def _metric_variable() -> db.QueryVariable:
-    return (
-        db.QueryVariable("metric")
-        .label("Metric")
-        .datasource(timescaledb())
-        .query(
-            "SELECT DISTINCT m.key AS __value, m.name AS __text FROM metrics m "
-            "JOIN series se ON se.metric = m.key JOIN devices d ON d.id = se.device_id "
-            "WHERE d.kind IN ($kind) ORDER BY 2"
-        )
-        .refresh(dbm.VariableRefresh.ON_DASHBOARD_LOAD)
-        .sort(dbm.VariableSort.DISABLED)
-        .multi(True)
-        .include_all(True)
-        .current(dbm.VariableOption(selected=True, text=["All"], value=["$__all"]))
+    """The metrics the selected kinds of device measure."""
+    return sql_variable(
+        "metric",
+        "Metric",
+        "SELECT DISTINCT m.key AS __value, m.name AS __text FROM metrics m "
+        "JOIN series se ON se.metric = m.key JOIN devices d ON d.id = se.device_id "
+        "WHERE d.kind IN ($kind) ORDER BY 2",
     )
 
 

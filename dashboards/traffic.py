@@ -8,19 +8,22 @@ longer than 5.6 m (the Norwegian length-class split the counters report).
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import table, timeseries
-from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from dashboards.common import (
+    SERIES_COLUMNS,
     base_dashboard,
     cell,
+    day_bars,
     decimals,
     display,
+    graph,
+    legend_table,
     site_variable,
     sql_target,
     thresholds,
+    tooltip_all_series,
     unit,
 )
 from dashboards.sql import SqlFormat
@@ -43,27 +46,13 @@ def _hourly(title: str, description: str, value: str, unit_id: str) -> timeserie
         ORDER BY 1, 2
     """
     return (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .span(12)
-        .height(9)
+        graph(title, description, unit_id, span=12, height=9)
         .interval("1h")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .unit(unit_id)
-        .min(0)
+        .with_target(sql_target(query, SERIES_COLUMNS))
         .line_width(1)
         .fill_opacity(0)
-        .legend(
-            cb.VizLegendOptions()
-            .display_mode(cm.LegendDisplayMode.TABLE)
-            .placement(cm.LegendPlacement.RIGHT)
-            .show_legend(True)
-            .calcs(["mean", "max"])
-        )
-        .tooltip(
-            cb.VizTooltipOptions().mode(cm.TooltipDisplayMode.MULTI).sort(cm.SortOrder.DESCENDING)
-        )
+        .legend(legend_table("mean", "max"))
+        .tooltip(tooltip_all_series())
     )
 
 
@@ -113,29 +102,17 @@ def daily_volume() -> timeseries.Panel:
         ORDER BY 1, 2
     """
     return (
-        timeseries.Panel()
-        .title("Vehicles per day per counter")
-        .description(
-            "Vehicles per local day. A day the counter did not report in full is lower than "
-            "the traffic was: see the coverage in the table below."
+        day_bars(
+            "Vehicles per day per counter",
+            "Vehicles per local day. A day the counter did not report in full shows less "
+            "traffic than there was; the ADT table counts only fully reported days.",
+            VEHICLES_PER_DAY,
+            query,
+            span=12,
+            height=9,
         )
-        .span(12)
-        .height(9)
-        .interval("1d")
-        .with_target(sql_target(query, ["time", "metric", "value"]))
-        .unit(VEHICLES_PER_DAY)
-        .decimals(0)
-        .min(0)
-        .draw_style(cm.GraphDrawStyle.BARS)
-        .bar_alignment(cm.BarAlignment.AFTER)
         .fill_opacity(70)
-        .legend(
-            cb.VizLegendOptions()
-            .display_mode(cm.LegendDisplayMode.TABLE)
-            .placement(cm.LegendPlacement.RIGHT)
-            .show_legend(True)
-            .calcs(["mean"])
-        )
+        .legend(legend_table("mean"))
     )
 
 

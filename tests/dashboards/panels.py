@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from grafana_foundation_sdk.models import dashboard as dbm
 from grafana_foundation_sdk.models import prometheus as prom
@@ -11,27 +12,24 @@ from grafana_foundation_sdk.models import prometheus as prom
 from dashboards.build import all_dashboards
 from dashboards.sql import SqlQuery
 
+Query = TypeVar("Query", SqlQuery, prom.Dataquery)
+
 
 @dataclass(frozen=True)
-class SqlPanelQuery:
+class PanelQuery(Generic[Query]):
+    """One target of one panel, named for test ids as dashboard:panel:refId."""
+
     dashboard: str
     panel: dbm.Panel
-    query: SqlQuery
+    query: Query
 
     @property
     def id(self) -> str:
         return f"{self.dashboard}:{self.panel.title}:{self.query.ref_id}"
 
 
-@dataclass(frozen=True)
-class PromPanelQuery:
-    dashboard: str
-    panel: dbm.Panel
-    query: prom.Dataquery
-
-    @property
-    def id(self) -> str:
-        return f"{self.dashboard}:{self.panel.title}:{self.query.ref_id}"
+SqlPanelQuery = PanelQuery[SqlQuery]
+PromPanelQuery = PanelQuery[prom.Dataquery]
 
 
 def panels(dashboard: dbm.Dashboard) -> Iterator[dbm.Panel]:
@@ -42,24 +40,23 @@ def panels(dashboard: dbm.Dashboard) -> Iterator[dbm.Panel]:
             yield panel
 
 
-def sql_queries() -> list[SqlPanelQuery]:
+def queries(kind: type[Query]) -> list[PanelQuery[Query]]:
+    """Every target of type `kind`, over all dashboards."""
     return [
-        SqlPanelQuery(d.uid or "", panel, target)
+        PanelQuery(d.uid or "", panel, target)
         for d in all_dashboards()
         for panel in panels(d)
         for target in panel.targets or []
-        if isinstance(target, SqlQuery)
+        if isinstance(target, kind)
     ]
+
+
+def sql_queries() -> list[SqlPanelQuery]:
+    return queries(SqlQuery)
 
 
 def prom_queries() -> list[PromPanelQuery]:
-    return [
-        PromPanelQuery(d.uid or "", panel, target)
-        for d in all_dashboards()
-        for panel in panels(d)
-        for target in panel.targets or []
-        if isinstance(target, prom.Dataquery)
-    ]
+    return queries(prom.Dataquery)
 
 
 def dashboards_by_uid() -> dict[str, dbm.Dashboard]:

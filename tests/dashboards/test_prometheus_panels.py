@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -71,7 +72,7 @@ def api_scrape(services: Services, simulated: SimulatedData) -> str:
         client.get("/v1/no-such-thing")
         reply = client.get("/metrics")
         assert reply.status_code == 200
-        return reply.text
+        return str(reply.text)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,10 @@ def scraped(ingest_scrape: str, api_scrape: str) -> dict[str, set[str]]:
     return both
 
 
-def scrape_jobs() -> set[str]:
+def scrape_jobs() -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml's scrape configs by job name."""
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    return {job["job_name"] for job in config["scrape_configs"]}
+    return {job["job_name"]: job for job in config["scrape_configs"]}
 
 
 def test_there_are_prometheus_panels() -> None:
@@ -118,8 +120,7 @@ def test_prometheus_panel_names_exported_metrics(
 
 
 def test_the_scrape_config_covers_ingest_and_api() -> None:
-    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs = scrape_jobs()
     ingest = jobs["smartby-ingest"]["dns_sd_configs"][0]
     assert ingest["names"] == ["ingest"]
     assert ingest["port"] == 9101

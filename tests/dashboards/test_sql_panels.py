@@ -9,13 +9,15 @@ every variable at its first option alone.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
 from grafana_foundation_sdk.models import dashboard as dbm
 
+from dashboards.common import DEFAULT_TIMEZONE
 from dashboards.sql import SqlFormat
 from tests.dashboards.grafana_macros import Variable, expand
 from tests.dashboards.panels import SqlPanelQuery, dashboards_by_uid, sql_queries, variables
@@ -37,6 +39,13 @@ EMPTY_FOR_ONE = {"Readings not flagged good"}
 NULL_IN_SIMULATION = {
     ("Devices: offline or silent first", "Battery"),
     ("Devices: offline or silent first", "RSSI"),
+}
+HEATING_SEASONS = "Heating season: this season against the same days last season"
+#: a heating season ends on 31 May: three simulated days in June to August are in
+#: neither season (test_heating_seasons_end_on_31_may runs the panel with its own data)
+NULL_IN_SUMMER = {
+    (HEATING_SEASONS, column)
+    for column in ("Consumption", "Heating degree days", "kWh per degree day")
 }
 
 TIME_TYPES = {"timestamptz", "timestamp"}
@@ -109,12 +118,10 @@ def run(
     cursor = conn.execute(sql)
     description = cursor.description or []
     names = [c.name for c in description]
-    types = [
-        conn.adapters.types.get(c.type_code).name
-        if conn.adapters.types.get(c.type_code)
-        else str(c.type_code)
-        for c in description
-    ]
+    types = []
+    for column in description:
+        info = conn.adapters.types.get(column.type_code)
+        types.append(info.name if info else str(column.type_code))
     return names, types, cursor.fetchall()
 
 
@@ -133,7 +140,11 @@ def check_shape(
 
 
 def check_sensible(
-    item: SqlPanelQuery, names: list[str], rows: list[tuple[Any, ...]], select_all: bool
+    item: SqlPanelQuery,
+    names: list[str],
+    rows: list[tuple[Any, ...]],
+    select_all: bool,
+    may_be_null: set[tuple[str, str]],
 ) -> None:
     """Rows, and with every station, building or counter selected, no column without a
     value (one site alone may lack a pollutant or a full day)."""
@@ -144,7 +155,7 @@ def check_sensible(
         return
     assert rows, f"{item.id}: no rows"
     for i, name in enumerate(names):
-        if (item.panel.title, name) in NULL_IN_SIMULATION:
+        if (item.panel.title, name) in may_be_null:
             continue
         assert any(row[i] is not None for row in rows), f"{item.id}: column {name} is all NULL"
 
@@ -162,7 +173,9 @@ def test_sql_panel_query(
     resolved = resolve(sim_conn, dashboard, *span, select_all=select_all)
     names, types, rows = run(sim_conn, item, resolved, span)
     check_shape(item, names, types, rows)
-    check_sensible(item, names, rows, select_all)
+    summer = span[1].astimezone(ZoneInfo(DEFAULT_TIMEZONE)).month in (6, 7, 8)
+    may_be_null = NULL_IN_SIMULATION | (NULL_IN_SUMMER if summer else set())
+    check_sensible(item, names, rows, select_all, may_be_null)
 
 
 QUARANTINE_QUERIES = [q for q in QUERIES if q.panel.title in EMPTY_IN_SIMULATION]
@@ -187,3 +200,56 @@ def test_quarantine_panels_show_rejections(
     assert rows, f"{item.id}: no rows"
     reasons = {value for row in rows for value in row if isinstance(value, str)}
     assert {"unknown_device", "undecodable", "bad_unit"} <= reasons
+
+
+@pytest.mark.parametrize(
+    ("range_end", "this_season", "last_season", "kwh"),
+    [
+        # in the season: to the end of the time range, and the same days a year earlier
+        ("2026-03-15", ("2025-09-01", "2026-03-15"), ("2024-09-01", "2025-03-15"), (10, 5)),
+        # in summer: the season that ended on 31 May, not the summer days after it
+        ("2026-07-15", ("2025-09-01", "2026-05-31"), ("2024-09-01", "2025-05-31"), (30, 5)),
+    ],
+)
+def test_heating_seasons_end_on_31_may(
+    conn: psycopg.Connection[Any],
+    range_end: str,
+    this_season: tuple[str, str],
+    last_season: tuple[str, str],
+    kwh: tuple[float, float],
+) -> None:
+    """The heating-season panel compares 1 September to 31 May (or to the end of the
+    time range) with the same days a year earlier, summing only the days inside."""
+    zone = ZoneInfo(DEFAULT_TIMEZONE)
+    conn.execute(
+        "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
+        " VALUES ('b1', 'Building 1', 'building', 'Narvik', 17.4, 68.4)"
+    )
+    # this season: 10 in October and 20 on 20 March (after the first range's end); last
+    # season: 5; 100 on the summer days, in neither
+    for day, day_kwh in (
+        ("2025-10-01", 10),
+        ("2026-03-20", 20),
+        ("2026-06-10", 100),
+        ("2024-12-01", 5),
+        ("2025-06-10", 100),
+        ("2025-08-31", 100),
+    ):
+        local = date.fromisoformat(day)
+        conn.execute(
+            "INSERT INTO energy_daily (site_id, day, day_start, kwh, co2e_kg, coverage,"
+            " grid_factor_g_per_kwh) VALUES ('b1', %s, %s, %s, 0, 1, 17)",
+            (local, datetime(local.year, local.month, local.day, tzinfo=zone), day_kwh),
+        )
+    (item,) = (q for q in QUERIES if q.panel.title == HEATING_SEASONS)
+    end = datetime.fromisoformat(range_end).replace(hour=12, tzinfo=zone)
+    site = {"site": Variable(["b1"], multi=True, include_all=True)}
+    names, types, rows = run(conn, item, site, (end - timedelta(days=7), end))
+    check_shape(item, names, types, rows)
+    found = {row[0]: row for row in rows}
+    for label, (start_day, end_day), season_kwh in zip(
+        ("This season", "Last season"), (this_season, last_season), kwh, strict=True
+    ):
+        row = found[label]
+        assert (row[1], row[2]) == (date.fromisoformat(start_day), date.fromisoformat(end_day))
+        assert row[names.index("Consumption")] == season_kwh, f"{label}: {row}"
