@@ -133,6 +133,12 @@ class Settings(BaseSettings):
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
+    @field_validator("api_public_url", "api_keys", "database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # compose passes optional variables through as "" when .env leaves them out
+        return None if value == "" else value
+
     @field_validator("mqtt_topic_prefix")
     @classmethod
     def _topic_prefix_is_one_level(cls, prefix: str) -> str:

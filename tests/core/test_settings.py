@@ -92,3 +92,11 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SMARTBY_MQTT_PORT", "not-a-port")
     with pytest.raises(SettingsError, match=r"^SMARTBY_MQTT_PORT: "):
         load_settings()
+
+
+def test_empty_optional_values_count_as_unset() -> None:
+    # docker compose passes `${SMARTBY_API_KEYS:-}` through as an empty string
+    settings = load_settings(api_keys="", api_public_url="", database_url="")
+    assert settings.api_keys is None
+    assert settings.api_public_url is None
+    assert settings.embedded
