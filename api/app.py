@@ -1,8 +1,9 @@
 """The open data API: `create_app` builds the FastAPI application.
 
-Read-only for the public under /v1, with an API key for higher limits and for the
-admin routes.  Requests pass, outermost first: CORS (open for reads), `api.edge`
-(metrics, rate limit, licence headers), gzip, then the routes.  Every error leaves
+Read-only for the public under /v1 and in the SensorThings view at /sta/v1.1, with an
+API key for higher limits and for the admin routes.  Requests pass, outermost first:
+CORS (open for reads), `api.edge` (metrics, rate limit, licence headers, micro-cache),
+gzip (not for Parquet, compressed already), then the routes.  Every error leaves
 as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
 and answered with a generic message, never the exception's text.
 """
@@ -20,11 +21,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware import Middleware
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg_pool import PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from starlette.responses import Response
 
 import api.routes.catalog
@@ -33,7 +34,8 @@ import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_pool
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, server_error
-from api.licence import NLOD_URL, licence_meta
+from api.export_formats import PARQUET
+from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.routes import admin, indicators, resources, timeseries
@@ -54,9 +56,12 @@ aggregated (1 minute, 1 hour, local day).
 
 **Licence.** The data is published under the
 [Norwegian Licence for Open Government Data (NLOD) 2.0]({nlod}). Credit it as:
-"{attribution}". Every /v1 response says so in the `Link` (rel="license"),
-`X-License` and `X-Attribution` headers, and JSON documents in their `meta` member
-(GeoJSON: as foreign members).
+"{attribution}". Every response under /v1 and /sta/v1.1 says so in the `Link`
+(rel="license"), `X-License` and `X-Attribution` headers, and /v1 JSON documents in
+their `meta` member (GeoJSON: as foreign members).
+
+**SensorThings.** An OGC SensorThings API v1.1 read-only view of the same data is
+at /sta/v1.1, under the same licence, limits and caching.
 
 **Limits.** Open reads are limited per client address ({anonymous}); an API key in
 the `{key_header}` header lifts the limit ({keyed}). Over the limit the answer is
@@ -135,7 +140,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
                 cache=cache,
                 templates=templates,
             ),
-            Middleware(GZipMiddleware, minimum_size=1024, compresslevel=5),
+            Middleware(
+                GZipMiddleware,
+                minimum_size=1024,
+                compresslevel=5,
+                # Parquet pages are zstd-compressed: gzip would cost CPU for nothing
+                exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, PARQUET),
+            ),
             Middleware(CaptureForCache, cache=cache, route_of=templates.of),
         ],
     )
@@ -289,7 +300,7 @@ def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 )
             if "{" in path:
                 responses["404"] = _problem("No such resource.")
-            if path.startswith("/v1"):
+            if is_open_data(path):
                 responses["401"] = _problem(
                     f"The {API_KEY_HEADER} header holds no valid key (or the route needs one)."
                 )

@@ -8,10 +8,10 @@ identity or gzip, or 304 against its ETag — before routing, validation, the
 database or compression, which is what keeps the latency budget at 32 concurrent
 clients on two cores (DESIGN.md).  An admin write empties it.
 
-What is cached: GET /v1 responses with status 200 and a ``public, max-age``
-Cache-Control, up to `MAX_BODY_BYTES`, keyed by scheme, host, path and query (the
-documents hold absolute links).  Requests with ``Cache-Control:
-no-cache`` skip it.
+What is cached: GET responses of the open data (/v1 and /sta/v1.1, not admin) with
+status 200 and a ``public, max-age`` Cache-Control, up to `MAX_BODY_BYTES`, keyed by
+scheme, host, path and query (the documents hold absolute links).  Requests with
+``Cache-Control: no-cache`` skip it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.licence import is_open_data
 
 #: longest a response is served from memory, whatever its max-age says
 MAX_TTL_S = 5.0
@@ -161,7 +163,7 @@ class CaptureForCache:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = self.cache.key(scope) if scope["type"] == "http" else None
         path: str = scope.get("path", "")
-        if key is None or (not path.startswith("/v1/") and path != "/v1") or "/admin" in path:
+        if key is None or not is_open_data(path) or path.startswith("/v1/admin"):
             await self.app(scope, receive, send)
             return
         start: Message | None = None

@@ -1,5 +1,6 @@
-"""What every request passes through before the routes: request metrics, the
-per-client rate limit, and the licence headers of /v1 responses.
+"""What every request passes through before the routes: request metrics and, for the
+open data (/v1 and the SensorThings view at /sta/v1.1), the per-client rate limit,
+the licence headers and answers from the micro-cache.
 
 One plain ASGI middleware rather than three `BaseHTTPMiddleware`s: those cost a task
 and a stream per request each, and the latency budget is tight (DESIGN.md).
@@ -22,7 +23,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import ResponseCache
-from api.licence import licence_headers
+from api.licence import is_open_data, licence_headers
 from api.problems import Problem, problem_response
 from api.security import API_KEY_HEADER, invalid_key, key_name
 from core.settings import Settings, SettingsError
@@ -153,8 +154,8 @@ class RouteTemplates:
 
 
 class Edge:
-    """Metrics for every request; under /v1 the rate limit, the licence headers, and
-    answers from the micro-cache (`api.cache`)."""
+    """Metrics for every request; for the open data (`api.licence.is_open_data`) the
+    rate limit, the licence headers, and answers from the micro-cache (`api.cache`)."""
 
     def __init__(
         self,
@@ -181,7 +182,7 @@ class Edge:
             return
         started = time.perf_counter()
         path: str = scope["path"]
-        public = path == "/v1" or path.startswith("/v1/")
+        public = is_open_data(path)
         status = 500
         started_response = False
 

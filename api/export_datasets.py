@@ -14,22 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, LiteralString
+from typing import Any, LiteralString
 
 from psycopg import sql
 
 from api import queries
 from api.export_formats import FORMATS, Column
+from api.params import Bucket
 from core.indicators import AQI_LEVEL_NAMES
-
-Bucket = Literal["raw", "1m", "1h", "1d"]
-BUCKETS: tuple[Bucket, ...] = ("raw", "1m", "1h", "1d")
-
-#: metric domains published only in aggregates of at least 15 minutes (DESIGN.md,
-#: privacy): their raw and 1-minute values are never served
-AGGREGATE_ONLY_DOMAINS = frozenset({"traffic"})
-#: buckets that are at least 15 minutes long
-AGGREGATE_BUCKETS: frozenset[Bucket] = frozenset({"1h", "1d"})
 
 
 def _c(name: str, kind: Any, description: str = "") -> Column:
@@ -149,6 +141,32 @@ _TRAFFIC = (
 
 _SITE_OF_T: LiteralString = " LEFT JOIN sites st ON st.id = t.site_id"
 
+
+def _indicator(
+    key: str,
+    table: queries.IndicatorTable,
+    columns: tuple[Column, ...],
+    *,
+    select: LiteralString | None = None,
+    select_params: tuple[Any, ...] = (),
+) -> Dataset:
+    """The export of an indicator table: the JSON route's table, filters and default
+    range, its columns in the route's order (``select``: when the route computes one)."""
+    return Dataset(
+        key,
+        columns,
+        source=table.table + " t",
+        select=select or ", ".join("t." + name for name in table.columns),
+        order="t." + table.key_column + ", t." + table.time_column,
+        time_column="t." + table.time_column,
+        site_column="t.site_id",
+        device_column="t.device_id" if "device_id" in table.filters else None,
+        site_join=_SITE_OF_T,
+        select_params=select_params,
+        default_span=table.default_span,
+    )
+
+
 DATASETS: dict[str, Dataset] = {
     d.key: d
     for d in (
@@ -194,8 +212,9 @@ DATASETS: dict[str, Dataset] = {
             site_column="site_id",
             device_column="device_id",
         ),
-        Dataset(
+        _indicator(
             "aqi",
+            queries.AQI_HOURLY,
             (
                 _c("site_id", "text"),
                 _c("hour", "timestamp", "start of the averaging hour"),
@@ -208,27 +227,19 @@ DATASETS: dict[str, Dataset] = {
                 _c("o3", "float", "hourly mean, µg/m³"),
                 _c("so2", "float", "hourly mean, µg/m³"),
             ),
-            "aqi_hourly t",
-            "t.site_id, t.hour, t.level, (%s::text[])[t.level], t.dominant, t.pm25, t.pm10,"
-            " t.no2, t.o3, t.so2",
-            "t.site_id, t.hour",
-            time_column="t.hour",
-            site_column="t.site_id",
-            site_join=_SITE_OF_T,
+            # the JSON route labels each level: so does the export, in SQL
+            select="t.site_id, t.hour, t.level, (%s::text[])[t.level], t.dominant, t.pm25,"
+            " t.pm10, t.no2, t.o3, t.so2",
             select_params=(list(AQI_LEVEL_NAMES),),
         ),
-        Dataset(
+        _indicator(
             "energy-hourly",
+            queries.ENERGY_HOURLY,
             (_c("site_id", "text"), _c("hour", "timestamp"), *_ENERGY),
-            "energy_hourly t",
-            "t.site_id, t.hour, t.kwh, t.co2e_kg, t.coverage",
-            "t.site_id, t.hour",
-            time_column="t.hour",
-            site_column="t.site_id",
-            site_join=_SITE_OF_T,
         ),
-        Dataset(
+        _indicator(
             "energy-daily",
+            queries.ENERGY_DAILY,
             (
                 _c("site_id", "text"),
                 _c("day", "date", "local date"),
@@ -236,28 +247,15 @@ DATASETS: dict[str, Dataset] = {
                 *_ENERGY,
                 _c("grid_factor_g_per_kwh", "float"),
             ),
-            "energy_daily t",
-            "t.site_id, t.day, t.day_start, t.kwh, t.co2e_kg, t.coverage, t.grid_factor_g_per_kwh",
-            "t.site_id, t.day",
-            time_column="t.day_start",
-            site_column="t.site_id",
-            site_join=_SITE_OF_T,
-            default_span=timedelta(days=90),
         ),
-        Dataset(
+        _indicator(
             "traffic-hourly",
+            queries.TRAFFIC_HOURLY,
             (_c("device_id", "text"), _c("site_id", "text"), _c("hour", "timestamp"), *_TRAFFIC),
-            "traffic_hourly t",
-            "t.device_id, t.site_id, t.hour, t.volume, t.heavy_volume, t.mean_speed_kmh,"
-            " t.heavy_share, t.coverage",
-            "t.device_id, t.hour",
-            time_column="t.hour",
-            site_column="t.site_id",
-            device_column="t.device_id",
-            site_join=_SITE_OF_T,
         ),
-        Dataset(
+        _indicator(
             "traffic-daily",
+            queries.TRAFFIC_DAILY,
             (
                 _c("device_id", "text"),
                 _c("site_id", "text"),
@@ -265,15 +263,6 @@ DATASETS: dict[str, Dataset] = {
                 _c("day_start", "timestamp", "local midnight"),
                 *_TRAFFIC,
             ),
-            "traffic_daily t",
-            "t.device_id, t.site_id, t.day, t.day_start, t.volume, t.heavy_volume,"
-            " t.mean_speed_kmh, t.heavy_share, t.coverage",
-            "t.device_id, t.day",
-            time_column="t.day_start",
-            site_column="t.site_id",
-            device_column="t.device_id",
-            site_join=_SITE_OF_T,
-            default_span=timedelta(days=90),
         ),
         Dataset(
             "traffic-adt",
@@ -417,15 +406,6 @@ def series_query(filters: Filters) -> Query:
         + sql.SQL(" ORDER BY s.id")
     )
     return query, params
-
-
-#: the range of a readings export when ``from`` is not given, as the JSON route's
-READINGS_DEFAULT_SPAN: dict[Bucket, timedelta] = {
-    "raw": timedelta(days=1),
-    "1m": timedelta(days=1),
-    "1h": timedelta(days=30),
-    "1d": timedelta(days=365),
-}
 
 
 def readings_columns(bucket: Bucket) -> tuple[Column, ...]:

@@ -42,10 +42,13 @@ _ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
     "bool": pa.bool_(),
 }
 
-FORMATS: dict[str, tuple[str, str]] = {
+Format = Literal["csv", "parquet", "geojson"]
+#: Parquet's media type (IANA, 2024); its pages are compressed already (zstd)
+PARQUET = "application/vnd.apache.parquet"
+FORMATS: dict[Format, tuple[str, str]] = {
     # format -> (media type, file extension)
     "csv": ("text/csv; charset=utf-8", "csv"),
-    "parquet": ("application/vnd.apache.parquet", "parquet"),
+    "parquet": (PARQUET, "parquet"),
     "geojson": ("application/geo+json", "geojson"),
 }
 

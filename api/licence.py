@@ -1,7 +1,9 @@
-"""The licence the data is published under, and the attribution it asks for.
+"""The licence the data is published under, the attribution it asks for, and where
+the open data is served.
 
-NLOD 2.0 §4 asks the user to name the licensor and the licence; every /v1 response
-says both, in headers (`licence_headers`) and, for JSON documents, in a ``meta``
+NLOD 2.0 §4 asks the user to name the licensor and the licence; every open-data
+response (`is_open_data`: the REST API under /v1 and its SensorThings view) says
+both, in headers (`licence_headers`) and, for JSON documents of /v1, in a ``meta``
 member (GeoJSON: foreign members, RFC 7946 §6.1).
 """
 
@@ -12,6 +14,15 @@ from typing import Any
 NLOD_URL = "https://data.norge.no/nlod/en/2.0"
 LICENSE_ID = "NLOD-2.0"
 LICENSE_NAME = "Norwegian Licence for Open Government Data (NLOD) 2.0"
+
+#: roots of the open data: the REST API and the OGC SensorThings view of the same data,
+#: under one edge policy (rate limit, licence headers, micro-cache; `api.edge`)
+OPEN_DATA_ROOTS = ("/v1", "/sta/v1.1")
+
+
+def is_open_data(path: str) -> bool:
+    """Whether a request path is under one of the `OPEN_DATA_ROOTS`."""
+    return any(path == root or path.startswith(root + "/") for root in OPEN_DATA_ROOTS)
 
 
 def attribution(city: str) -> str:
@@ -32,7 +43,7 @@ def licence_meta(city: str) -> dict[str, Any]:
 
 
 def licence_headers(city: str) -> list[tuple[bytes, bytes]]:
-    """Raw ASGI headers sent on every /v1 response (header values are latin-1, so a
+    """Raw ASGI headers sent on every open-data response (header values are latin-1, so a
     municipality name outside it is transliterated rather than breaking responses)."""
     text = attribution(city).encode("latin-1", errors="replace")
     return [

@@ -441,3 +441,111 @@ class DeviceSecret(BaseModel):
 
     data: AdminDevice
     secret: str
+
+
+# ---------------------------------------------------------------------- exports
+
+
+class ExportColumn(BaseModel):
+    name: str = Field(examples=["hour"])
+    type: Literal["text", "int", "float", "timestamp", "date", "json", "list", "bool"]
+    description: str
+
+
+class ExportDataset(BaseModel):
+    id: str = Field(examples=["aqi"])
+    time_series: bool = Field(description="Whether it takes a `from`/`to` range.")
+    formats: list[Literal["csv", "parquet", "geojson"]]
+    links: dict[str, str] = Field(description="Format → export URL.")
+    columns: dict[str, list[ExportColumn]] = Field(
+        description='Columns by bucket for readings (raw, 1m, 1h, 1d); under "" for the others.'
+    )
+
+
+class ExportIndex(BaseModel):
+    data: list[ExportDataset]
+    meta: Meta
+
+
+class ExportFeatureCollection(BaseModel):
+    """A GeoJSON export: a FeatureCollection of the rows, each a Feature with the
+    columns as properties; licence and attribution are foreign members."""
+
+    type: Literal["FeatureCollection"]
+    features: list[dict[str, Any]]
+    license: str = Field(examples=[LICENSE_ID])
+    license_url: str = Field(examples=[NLOD_URL])
+    attribution: str = Field(examples=[_ATTRIBUTION_EXAMPLE])
+
+
+# ---------------------------------------------------------------------- DCAT-AP-NO
+# JSON-LD with the prefixes of the catalogue's @context (dcat, dct, foaf, vcard); the
+# models name the properties DCAT-AP-NO makes mandatory and allow the rest.
+
+
+class LangText(BaseModel):
+    """A language-tagged string (JSON-LD value object)."""
+
+    value: str = Field(alias="@value")
+    language: str = Field(alias="@language", examples=["nb"])
+
+
+class Ref(BaseModel):
+    """A reference to another node by its IRI."""
+
+    id: str = Field(alias="@id")
+
+
+class Agent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["foaf:Agent"] = Field(alias="@type")
+    name: list[LangText] = Field(alias="foaf:name")
+
+
+class ContactPoint(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["vcard:Organization"] = Field(alias="@type")
+    fn: str = Field(alias="vcard:fn")
+    email: Ref = Field(alias="vcard:hasEmail")
+
+
+class _Node(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(alias="@id")
+    title: list[LangText] = Field(alias="dct:title")
+    license: Ref = Field(alias="dct:license")
+
+
+class DcatDistribution(_Node):
+    type: Literal["dcat:Distribution"] = Field(alias="@type")
+    access_url: Ref = Field(alias="dcat:accessURL")
+    format: Ref = Field(alias="dct:format")
+    media_type: Ref = Field(alias="dcat:mediaType")
+
+
+class DcatDataset(_Node):
+    type: Literal["dcat:Dataset"] = Field(alias="@type")
+    identifier: str = Field(alias="dct:identifier")
+    description: list[LangText] = Field(alias="dct:description")
+    theme: list[Ref] = Field(alias="dcat:theme", description="EU data themes.")
+    publisher: Agent = Field(alias="dct:publisher")
+    contact_point: ContactPoint = Field(alias="dcat:contactPoint")
+    distribution: list[DcatDistribution] = Field(alias="dcat:distribution")
+
+
+class DcatDataService(_Node):
+    type: Literal["dcat:DataService"] = Field(alias="@type")
+    endpoint_url: Ref = Field(alias="dcat:endpointURL")
+    serves_dataset: list[Ref] = Field(alias="dcat:servesDataset")
+
+
+class DcatCatalog(_Node):
+    """The DCAT-AP-NO catalogue (JSON-LD): the open datasets and the API serving them."""
+
+    context: dict[str, str] = Field(alias="@context")
+    type: Literal["dcat:Catalog"] = Field(alias="@type")
+    description: list[LangText] = Field(alias="dct:description")
+    publisher: Agent = Field(alias="dct:publisher")
+    contact_point: ContactPoint = Field(alias="dcat:contactPoint")
+    service: list[DcatDataService] = Field(alias="dcat:service")
+    dataset: list[DcatDataset] = Field(alias="dcat:dataset")

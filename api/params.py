@@ -10,11 +10,13 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
+from fastapi import Depends, Query
 from pydantic import AwareDatetime, BeforeValidator
 
 from api.problems import Problem, bad_parameter, not_found
+from core.indicators import MIN_PUBLISHED_BUCKET_S
 
 #: identifier alphabets of the schema's CHECK constraints (migration 0001)
 SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -50,6 +52,100 @@ MAX_PAGE = 10_000
 DeviceKind = Literal["air_quality", "energy", "traffic"]
 SiteKind = Literal["roadside", "urban_background", "building", "road_section"]
 Bucket = Literal["raw", "1m", "1h", "1d"]
+BUCKETS: tuple[Bucket, ...] = get_args(Bucket)
+
+#: the range of a series' values served (or exported) when ``from`` is not given
+DEFAULT_SPAN: dict[Bucket, timedelta] = {
+    "raw": timedelta(days=1),
+    "1m": timedelta(days=1),
+    "1h": timedelta(days=30),
+    "1d": timedelta(days=365),
+}
+#: bucket lengths in seconds (a day is at least 23 hours)
+_BUCKET_S: dict[Bucket, int] = {"raw": 0, "1m": 60, "1h": 3600, "1d": 23 * 3600}
+
+
+def published_for_every_domain(bucket: Bucket) -> bool:
+    """Whether buckets this long may be published for aggregate-only domains (traffic:
+    the 15-minute privacy rule, DESIGN.md)."""
+    return _BUCKET_S[bucket] >= MIN_PUBLISHED_BUCKET_S
+
+
+# ---------------------------------------------------------------------- filters
+
+SiteFilter = Annotated[
+    str | None,
+    Query(
+        alias="site",
+        pattern=SITE_ID_PATTERN,
+        description="Only this site (its id).",
+        examples=["narvik-sentrum"],
+    ),
+]
+DeviceFilter = Annotated[
+    str | None,
+    Query(
+        alias="device",
+        pattern=DEVICE_ID_PATTERN,
+        description="Only this device (its id).",
+        examples=["aq-sentrum"],
+    ),
+]
+MetricFilter = Annotated[
+    str | None,
+    Query(
+        alias="metric",
+        pattern=METRIC_KEY_PATTERN,
+        description="Only this metric (its key, see /v1/metrics).",
+        examples=["pm25"],
+    ),
+]
+KindFilter = Annotated[
+    DeviceKind | None, Query(alias="kind", description="Only devices of this kind.")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PageQuery:
+    """The time range and page of a paged time-series route (``from``, ``to``,
+    ``limit``, ``cursor``); each route says its default range."""
+
+    start: Annotated[
+        Instant | None,
+        Query(
+            alias="from",
+            description="Start, inclusive (ISO 8601 with offset). Default: the route's "
+            "default range before `to`.",
+            examples=["2026-01-05T00:00:00+01:00"],
+        ),
+    ] = None
+    end: Annotated[
+        Instant | None,
+        Query(
+            alias="to",
+            description="End, exclusive (ISO 8601 with offset). Default: now.",
+            examples=["2026-02-04T00:00:00+01:00"],
+        ),
+    ] = None
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}.")
+    ] = DEFAULT_PAGE
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=300,
+            description="Where the previous page ended; take it from that page's `next`.",
+        ),
+    ] = None
+
+    def span(self, default_span: timedelta, max_days: int) -> TimeRange:
+        return time_range(self.start, self.end, default_span=default_span, max_days=max_days)
+
+    def after(self) -> Cursor | None:
+        return decode_cursor(self.cursor) if self.cursor is not None else None
+
+
+Page = Annotated[PageQuery, Depends()]
 
 
 def site_path_id(site_id: str) -> str:
@@ -108,8 +204,8 @@ def time_range(
         raise Problem(
             400,
             "Time range too long",
-            f"the range from 'from' to 'to' spans {days:.1f} days; at most {max_days} days "
-            "per request (page through shorter ranges)",
+            f"the range from 'from' to 'to' spans {days:,.1f} days; one request may span at "
+            f"most {max_days} days (api_max_range_days): split it into shorter ranges",
             parameter="from",
             limit_days=max_days,
         )

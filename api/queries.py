@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, LiteralString
 
 from psycopg import sql
@@ -38,6 +38,16 @@ def _eq(column: LiteralString, param: str) -> sql.Composable:
     return sql.SQL("{} = {}").format(sql.Identifier(table, name), sql.Placeholder(param))
 
 
+def _equalities(
+    *filters: tuple[LiteralString, str, object],
+) -> tuple[list[sql.Composable], dict[str, Any]]:
+    """`_eq` conditions and their parameters for each (column, param, value) whose
+    value is given (not None)."""
+    given = [(column, param, value) for column, param, value in filters if value is not None]
+    conditions: list[sql.Composable] = [_eq(column, param) for column, param, _ in given]
+    return conditions, {param: value for _, param, value in given}
+
+
 # ---------------------------------------------------------------------- catalogue
 
 _SITE_COLUMNS = sql.SQL(
@@ -49,14 +59,7 @@ _SITE_COLUMNS = sql.SQL(
 def sites_query(
     kind: str | None = None, bbox: BoundingBox | None = None, site_id: str | None = None
 ) -> Query:
-    conditions: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    if site_id is not None:
-        conditions.append(_eq("s.id", "site_id"))
-        params["site_id"] = site_id
-    if kind is not None:
-        conditions.append(_eq("s.kind", "kind"))
-        params["kind"] = kind
+    conditions, params = _equalities(("s.id", "site_id", site_id), ("s.kind", "kind", kind))
     if bbox is not None:
         conditions.append(
             sql.SQL(
@@ -76,17 +79,11 @@ def sites_query(
 def _device_filters(
     kind: str | None, site_id: str | None, device_id: str | None
 ) -> tuple[list[sql.Composable], dict[str, Any]]:
-    conditions: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    for column, param, value in (
+    return _equalities(
         ("d.id", "device_id", device_id),
         ("d.kind", "kind", kind),
         ("d.site_id", "site_id", site_id),
-    ):
-        if value is not None:
-            conditions.append(_eq(column, param))
-            params[param] = value
-    return conditions, params
+    )
 
 
 _DEVICE_METRICS = sql.SQL(
@@ -95,41 +92,21 @@ _DEVICE_METRICS = sql.SQL(
 
 
 def devices_query(
-    kind: str | None = None, site_id: str | None = None, device_id: str | None = None
+    kind: str | None = None,
+    site_id: str | None = None,
+    device_id: str | None = None,
+    *,
+    admin: bool = False,
 ) -> Query:
-    """Public fields only (`PUBLIC_DEVICE_COLUMNS`: never the secret hash)."""
+    """Public fields only (`PUBLIC_DEVICE_COLUMNS`: never the secret hash); the admin
+    view adds the calibration and whether a secret is set (never the hash either)."""
     conditions, params = _device_filters(kind, site_id, device_id)
     columns = sql.SQL(", ").join(sql.Identifier("d", c) for c in PUBLIC_DEVICE_COLUMNS)
+    if admin:
+        columns += sql.SQL(", d.calibration, d.secret_hash IS NOT NULL AS has_secret")
     query = sql.SQL("SELECT {}, {} FROM devices d{} ORDER BY d.id").format(
         columns, _DEVICE_METRICS, _where(conditions)
     )
-    return query, params
-
-
-#: the admin view: everything but the secret hash, which only says whether one is set
-ADMIN_DEVICE_COLUMNS: tuple[str, ...] = (
-    "id",
-    "site_id",
-    "kind",
-    "vendor",
-    "model",
-    "calibration",
-    "status",
-    "online",
-    "battery",
-    "rssi",
-    "last_seen",
-    "created_at",
-    "updated_at",
-)
-
-
-def admin_devices_query(device_id: str | None = None) -> Query:
-    conditions, params = _device_filters(None, None, device_id)
-    columns = sql.SQL(", ").join(sql.Identifier("d", c) for c in ADMIN_DEVICE_COLUMNS)
-    query = sql.SQL(
-        "SELECT {}, d.secret_hash IS NOT NULL AS has_secret, {} FROM devices d{} ORDER BY d.id"
-    ).format(columns, _DEVICE_METRICS, _where(conditions))
     return query, params
 
 
@@ -164,18 +141,12 @@ _SERIES_FROM = sql.SQL(
 def _series_filters(
     site_id: str | None, metric: str | None, kind: str | None, device_id: str | None
 ) -> tuple[list[sql.Composable], dict[str, Any]]:
-    conditions: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    for column, param, value in (
+    return _equalities(
         ("d.site_id", "site_id", site_id),
         ("se.metric", "metric", metric),
         ("d.kind", "kind", kind),
         ("se.device_id", "device_id", device_id),
-    ):
-        if value is not None:
-            conditions.append(_eq(column, param))
-            params[param] = value
-    return conditions, params
+    )
 
 
 def series_query(
@@ -400,6 +371,8 @@ class IndicatorTable:
     key_column: LiteralString
     columns: tuple[LiteralString, ...]
     filters: tuple[LiteralString, ...]  # columns a caller may filter on by equality
+    #: the range served (and exported) when ``from`` is not given
+    default_span: timedelta = timedelta(days=7)
 
 
 AQI_HOURLY = IndicatorTable(
@@ -422,6 +395,7 @@ ENERGY_DAILY = IndicatorTable(
     "site_id",
     ("site_id", "day", "day_start", "kwh", "co2e_kg", "coverage", "grid_factor_g_per_kwh"),
     ("site_id",),
+    default_span=timedelta(days=90),
 )
 TRAFFIC_HOURLY = IndicatorTable(
     "traffic_hourly",
@@ -455,6 +429,7 @@ TRAFFIC_DAILY = IndicatorTable(
         "coverage",
     ),
     ("device_id", "site_id"),
+    default_span=timedelta(days=90),
 )
 
 
@@ -513,13 +488,9 @@ def aqi_now_query() -> Query:
 
 
 def traffic_adt_query(device_id: str | None = None, site_id: str | None = None) -> Query:
-    conditions: list[sql.Composable] = []
-    params: dict[str, Any] = {}
-    for column, value in (("t.device_id", device_id), ("t.site_id", site_id)):
-        if value is not None:
-            name = column.split(".")[1]
-            conditions.append(_eq(column, name))
-            params[name] = value
+    conditions, params = _equalities(
+        ("t.device_id", "device_id", device_id), ("t.site_id", "site_id", site_id)
+    )
     query = sql.SQL(
         "SELECT t.device_id, t.site_id, t.vehicles_per_day, t.full_days, t.first_day,"
         " t.last_day, t.heavy_share FROM traffic_adt t{} ORDER BY t.device_id"

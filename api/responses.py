@@ -40,6 +40,20 @@ class GeoJSONBytes(JSONBytes):
     media_type = "application/geo+json"
 
 
+class JSONLDBytes(JSONBytes):
+    """A JSON-LD document already serialised (the DCAT catalogue)."""
+
+    media_type = "application/ld+json"
+
+
+def public_base_url(request: Request) -> str:
+    """The API's public root, without ``/v1``, for the absolute links documents hold:
+    the configured one, else the request's (behind a proxy, set
+    ``SMARTBY_API_PUBLIC_URL`` so links point at the right host)."""
+    configured: str | None = request.app.state.settings.api_public_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
 def _default(value: Any) -> Any:
     """What orjson does not know: PostgreSQL numerics (aggregates of integers)."""
     if isinstance(value, Decimal):
@@ -75,7 +89,26 @@ def read_response(
 ) -> Response:
     """The document as a cacheable read: 200 with ETag, or 304 when the client's
     If-None-Match already names this version."""
-    body = dumps(document)
+    return cacheable_response(
+        request, dumps(document), max_age=max_age, response_class=response_class, headers=headers
+    )
+
+
+def data_response(request: Request, data: Any, *, max_age: int) -> Response:
+    """The usual /v1 document as a cacheable read: ``data`` and the licence ``meta``
+    (NLOD 2.0 §4: name the licensor and the licence)."""
+    return read_response(request, {"data": data, "meta": request.app.state.meta}, max_age=max_age)
+
+
+def cacheable_response(
+    request: Request,
+    body: bytes,
+    *,
+    max_age: int,
+    response_class: type[Response],
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`read_response` of a body already rendered (JSON or not)."""
     etag = etag_of(body)
     common = {"etag": etag, "cache-control": f"public, max-age={max_age}", **(headers or {})}
     if_none_match = request.headers.get("if-none-match")

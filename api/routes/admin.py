@@ -43,7 +43,7 @@ def _no_store(document: dict[str, Any], status: int = 200) -> Response:
 
 
 def _device_view(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str, Any]:
-    query, params = queries.admin_devices_query(device_id)
+    query, params = queries.devices_query(device_id=device_id, admin=True)
     with conn.cursor(row_factory=dict_row) as cur:
         row: dict[str, Any] | None = cur.execute(query, params).fetchone()
     if row is None:
@@ -67,13 +67,25 @@ async def _in_thread(request: Request, work: Callable[[psycopg.Connection[TupleR
     return await run_in_threadpool(run)
 
 
+async def _write(
+    request: Request,
+    work: Callable[[psycopg.Connection[TupleRow]], dict[str, Any]],
+    status: int = 200,
+) -> Response:
+    """Run a registry write and answer with its document, never cached; the open reads'
+    micro-cache is emptied, since they show devices too."""
+    document = await _in_thread(request, work)
+    request.app.state.cache.clear()
+    return _no_store(document, status)
+
+
 @router.get(
     "/devices",
     response_model=models.AdminDeviceList,
     summary="The full device registry (never secrets or their hashes)",
 )
 async def registry(request: Request) -> Response:
-    rows = await fetch_dicts(request, queries.admin_devices_query())
+    rows = await fetch_dicts(request, queries.devices_query(admin=True))
     return _no_store({"data": rows})
 
 
@@ -89,7 +101,7 @@ async def add(request: Request, device: models.NewDevice) -> Response:
     )
 
     def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
-        query, params = queries.admin_devices_query(device.id)
+        query, params = queries.devices_query(device_id=device.id, admin=True)
         if conn.execute(query, params).fetchone() is not None:
             raise Problem(409, "Device exists", f"device {device.id!r} already exists")
         query, params = queries.sites_query(site_id=device.site_id)
@@ -106,21 +118,27 @@ async def add(request: Request, device: models.NewDevice) -> Response:
             raise Problem(422, "Device not registered", str(exc)) from None
         return {"data": _device_view(conn, device.id), "secret": secret}
 
-    document = await _in_thread(request, work)
-    request.app.state.cache.clear()
-    return _no_store(document, 201)
+    return await _write(request, work, status=201)
 
 
-def _single(
-    operation: Callable[[psycopg.Connection[TupleRow], str], Any], device_id: str
-) -> Callable[[psycopg.Connection[TupleRow]], Any]:
-    def work(conn: psycopg.Connection[TupleRow]) -> Any:
+async def _change_device(
+    request: Request,
+    device_id: str,
+    operation: Callable[[psycopg.Connection[TupleRow], str], str | None],
+) -> Response:
+    """Run a registry operation on one device and answer with the device as it is now
+    (and the secret the operation made, if it made one)."""
+    device_path_id(device_id)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
         try:
-            return operation(conn, device_id)
+            secret = operation(conn, device_id)
         except RegistryError:
             raise not_found("device", device_id) from None
+        document = {"data": _device_view(conn, device_id)}
+        return document if secret is None else {**document, "secret": secret}
 
-    return work
+    return await _write(request, work)
 
 
 @router.post(
@@ -129,15 +147,7 @@ def _single(
     summary="Lock a device out of the broker",
 )
 async def disable(request: Request, device_id: DeviceId) -> Response:
-    device_path_id(device_id)
-
-    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
-        _single(disable_device, device_id)(conn)
-        return {"data": _device_view(conn, device_id)}
-
-    document = await _in_thread(request, work)
-    request.app.state.cache.clear()
-    return _no_store(document)
+    return await _change_device(request, device_id, disable_device)
 
 
 @router.post(
@@ -146,15 +156,7 @@ async def disable(request: Request, device_id: DeviceId) -> Response:
     summary="Let a disabled device in again",
 )
 async def enable(request: Request, device_id: DeviceId) -> Response:
-    device_path_id(device_id)
-
-    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
-        _single(enable_device, device_id)(conn)
-        return {"data": _device_view(conn, device_id)}
-
-    document = await _in_thread(request, work)
-    request.app.state.cache.clear()
-    return _no_store(document)
+    return await _change_device(request, device_id, enable_device)
 
 
 @router.post(
@@ -163,12 +165,4 @@ async def enable(request: Request, device_id: DeviceId) -> Response:
     summary="Give a device a new secret (shown once)",
 )
 async def rotate(request: Request, device_id: DeviceId) -> Response:
-    device_path_id(device_id)
-
-    def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
-        secret = _single(rotate_secret, device_id)(conn)
-        return {"data": _device_view(conn, device_id), "secret": secret}
-
-    document = await _in_thread(request, work)
-    request.app.state.cache.clear()
-    return _no_store(document)
+    return await _change_device(request, device_id, rotate_secret)

@@ -16,23 +16,17 @@ import functools
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
-from pydantic import AwareDatetime
 from starlette.responses import Response
 
+from api import models
 from api.export_datasets import (
-    AGGREGATE_BUCKETS,
-    AGGREGATE_ONLY_DOMAINS,
-    BUCKETS,
     DATASETS,
-    READINGS_DEFAULT_SPAN,
-    Bucket,
     Dataset,
     Filters,
     bucket_query,
@@ -45,15 +39,27 @@ from api.export_datasets import (
 )
 from api.export_formats import (
     FORMATS,
+    PARQUET,
     Column,
+    Format,
     Row,
     csv_stream,
     geojson_stream,
     parquet_stream,
 )
 from api.licence import licence_meta
+from api.params import (
+    BUCKETS,
+    DEFAULT_SPAN,
+    Bucket,
+    Instant,
+    TimeRange,
+    published_for_every_domain,
+    time_range,
+)
 from api.problems import Problem, bad_parameter
-from api.responses import MAX_AGE_CATALOGUE, read_response
+from api.queries import AGGREGATE_ONLY_DOMAINS
+from api.responses import MAX_AGE_CATALOGUE, data_response, public_base_url
 from core.settings import Settings
 
 router = APIRouter(tags=["export"])
@@ -77,30 +83,6 @@ def _series_ids(values: list[str] | None) -> tuple[int, ...]:
                 "series", f"series={text!r} is not a series id (an integer)"
             ) from None
     return tuple(ids)
-
-
-def time_range(
-    start: datetime | None, end: datetime | None, default_span: timedelta, max_days: int
-) -> tuple[datetime, datetime]:
-    """[from, to) of a time-series export: ``to`` defaults to now, ``from`` to
-    ``default_span`` before ``to``; at most ``max_days`` (api_max_range_days) apart."""
-    stop = end if end is not None else datetime.now(UTC).replace(microsecond=0)
-    first = start if start is not None else stop - min(default_span, timedelta(days=max_days))
-    if stop <= first:
-        raise bad_parameter(
-            "to", f"'to' ({stop.isoformat()}) must be after 'from' ({first.isoformat()})"
-        )
-    if stop - first > timedelta(days=max_days):
-        days = (stop - first) / timedelta(days=1)
-        raise Problem(
-            400,
-            "Time range too long",
-            f"the range from 'from' to 'to' spans {days:,.1f} days; one export may span at "
-            f"most {max_days} days (api_max_range_days): split it into several exports",
-            parameter="from",
-            limit_days=max_days,
-        )
-    return first, stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +117,7 @@ async def _fetch_chunks(
 Encoder = Callable[[list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncIterator[bytes]]
 
 
-def _encoder(fmt: str) -> Encoder:
+def _encoder(fmt: Format) -> Encoder:
     if fmt == "csv":
         return lambda columns, chunks, _metadata: csv_stream(columns, chunks)
     if fmt == "parquet":
@@ -143,13 +125,11 @@ def _encoder(fmt: str) -> Encoder:
     return geojson_stream
 
 
-def _filename(
-    settings: Settings, key: str, fmt: str, span: tuple[datetime, datetime] | None
-) -> str:
+def _filename(settings: Settings, key: str, fmt: Format, span: TimeRange | None) -> str:
     city = "".join(c for c in settings.city.lower() if c.isascii() and c.isalnum()) or "city"
     name = f"smartby-{city}-{key}"
     if span is not None:
-        name += f"-{span[0]:%Y%m%d}-{span[1]:%Y%m%d}"
+        name += f"-{span.start:%Y%m%d}-{span.end:%Y%m%d}"
     return f"{name}.{FORMATS[fmt][1]}"
 
 
@@ -174,7 +154,7 @@ async def _readings_selection(
             "no series matches the selection (series, site, device, metric)",
             resource="series",
         )
-    if bucket not in AGGREGATE_BUCKETS:
+    if not published_for_every_domain(bucket):
         private = sorted({row[1] for row in rows if row[2] in AGGREGATE_ONLY_DOMAINS})
         if private:
             raise bad_parameter(
@@ -186,11 +166,11 @@ async def _readings_selection(
 
 
 def _readings_steps(
-    selection: SeriesSelection, bucket: Bucket, span: tuple[datetime, datetime], geo: bool, tz: str
+    selection: SeriesSelection, bucket: Bucket, span: TimeRange, geo: bool, tz: str
 ) -> list[Step]:
     positions = selection.positions
     if bucket == "raw":
-        query, params = raw_readings_query(selection.ids, *span)
+        query, params = raw_readings_query(selection.ids, span.start, span.end)
 
         def positioned(row: Row) -> Row:  # raw rows are (time, series_id, value, quality)
             return (*row, *positions[row[1]])
@@ -198,7 +178,7 @@ def _readings_steps(
         return [Step(query, params, positioned if geo else None)]
     steps = []
     for series_id in selection.ids:
-        query, params = bucket_query(series_id, bucket, *span, tz)
+        query, params = bucket_query(series_id, bucket, span.start, span.end, tz)
         steps.append(Step(query, params, functools.partial(_bucket_row, series_id, geo, positions)))
     return steps
 
@@ -228,10 +208,13 @@ ListParam = Annotated[
 ]
 
 
-@router.get("/export", summary="The datasets that can be exported, their columns and formats")
+@router.get(
+    "/export",
+    response_model=models.ExportIndex,
+    summary="The datasets that can be exported, their columns and formats",
+)
 async def export_index(request: Request) -> Response:
-    settings: Settings = request.app.state.settings
-    base = (settings.api_public_url or str(request.base_url)).rstrip("/")
+    base = public_base_url(request)
     datasets = []
     for key, dataset in DATASETS.items():
         formats = dataset.formats
@@ -254,8 +237,7 @@ async def export_index(request: Request) -> Response:
                 },
             }
         )
-    document = {"data": datasets, "meta": request.app.state.meta}
-    return read_response(request, document, max_age=MAX_AGE_CATALOGUE)
+    return data_response(request, datasets, max_age=MAX_AGE_CATALOGUE)
 
 
 @router.get(
@@ -264,19 +246,31 @@ async def export_index(request: Request) -> Response:
     response_class=StreamingResponse,
     responses={
         200: {
-            "description": "The rows, streamed, with the columns of the matching JSON route. "
-            "Licence in the Link and X-Attribution headers and, for Parquet and GeoJSON, "
-            "inside the file.",
-            "content": {media: {} for media, _ in FORMATS.values()},
+            "description": "The rows, streamed, with the columns of the matching JSON route "
+            "(see /v1/export). Licence in the Link and X-Attribution headers and, for "
+            "Parquet and GeoJSON, inside the file.",
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                PARQUET: {"schema": {"type": "string", "contentMediaType": PARQUET}},
+                "application/geo+json": {
+                    "schema": models.ExportFeatureCollection.model_json_schema()
+                },
+            },
+            "headers": {
+                "Content-Disposition": {
+                    "description": "attachment, with a file name saying what is in it",
+                    "schema": {"type": "string"},
+                }
+            },
         }
     },
 )
 async def export(
     request: Request,
-    dataset: Annotated[str, Path(description=f"One of: {', '.join(DATASETS)}.")],
-    format: Annotated[str, Query(description="csv, parquet or geojson.")] = "csv",
+    dataset: Annotated[str, Path(description=f"One of: {', '.join(DATASETS)}.", examples=["aqi"])],
+    format: Annotated[Format, Query(description="The file format.")] = "csv",
     start: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(
             alias="from",
             description="Start, inclusive (ISO 8601 with offset); time series only. Default: "
@@ -286,15 +280,19 @@ async def export(
         ),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
-        Query(alias="to", description="End, exclusive (ISO 8601 with offset). Default: now."),
+        Instant | None,
+        Query(
+            alias="to",
+            description="End, exclusive (ISO 8601 with offset). Default: now.",
+            examples=["2026-01-12T00:00:00+01:00"],
+        ),
     ] = None,
     site: ListParam = None,
     device: ListParam = None,
     metric: ListParam = None,
     series: ListParam = None,
     bucket: Annotated[
-        str, Query(description="readings only: raw, 1m, 1h or 1d (traffic: 1h or 1d).")
+        Bucket, Query(description="readings only: raw, 1m, 1h or 1d (traffic: 1h or 1d).")
     ] = "raw",
 ) -> StreamingResponse:
     settings: Settings = request.app.state.settings
@@ -307,15 +305,11 @@ async def export(
             f"no dataset {dataset!r}; the datasets are: {', '.join(DATASETS)}",
             resource="dataset",
         )
-    if format not in FORMATS:
-        raise bad_parameter("format", f"format={format!r}: use one of {', '.join(FORMATS)}")
     geo = format == "geojson"
     if geo and chosen.geometry is None:
         raise bad_parameter(
             "format", f"{dataset} has no position, so no GeoJSON: use format=csv or parquet"
         )
-    if bucket not in BUCKETS:
-        raise bad_parameter("bucket", f"bucket={bucket!r}: use one of {', '.join(BUCKETS)}")
     if bucket != "raw" and chosen.key != "readings":
         raise bad_parameter("bucket", f"bucket applies to the readings export, not {dataset}")
     _check_filters(chosen, site=site, device=device, metric=metric, series=series)
@@ -324,17 +318,13 @@ async def export(
         devices=_list(device),
         metrics=_list(metric),
         series=_series_ids(series),
-        bucket=bucket,  # narrowed to a Bucket by the check above
+        bucket=bucket,
     )
-    span: tuple[datetime, datetime] | None = None
+    span: TimeRange | None = None
     if chosen.time_column is not None:
-        default = (
-            READINGS_DEFAULT_SPAN[filters.bucket]
-            if chosen.key == "readings"
-            else chosen.default_span
-        )
-        span = time_range(start, end, default, settings.api_max_range_days)
-        filters = dataclasses.replace(filters, start=span[0], end=span[1])
+        default = DEFAULT_SPAN[filters.bucket] if chosen.key == "readings" else chosen.default_span
+        span = time_range(start, end, default_span=default, max_days=settings.api_max_range_days)
+        filters = dataclasses.replace(filters, start=span.start, end=span.end)
     elif start is not None or end is not None:
         raise bad_parameter(
             "from" if start is not None else "to",

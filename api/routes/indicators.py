@@ -3,55 +3,20 @@ counter (only aggregates of 15 minutes or more exist for traffic)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from starlette.responses import Response
 
 from api import models, queries
 from api.db import fetch_dicts, fetch_tuples
-from api.params import (
-    DEFAULT_PAGE,
-    DEVICE_ID_PATTERN,
-    SITE_ID_PATTERN,
-    decode_cursor,
-    encode_cursor,
-    site_path_id,
-    time_range,
-)
+from api.params import DeviceFilter, Page, PageQuery, SiteFilter, encode_cursor, site_path_id
 from api.problems import not_found
-from api.responses import MAX_AGE_DATA, MAX_AGE_LIVE, read_response
-from api.routes.timeseries import From, Limit, To, next_link
+from api.responses import MAX_AGE_DATA, MAX_AGE_LIVE, data_response, read_response
+from api.routes.timeseries import next_link
 from core.indicators import AQI_LEVEL_NAMES
 
 router = APIRouter(tags=["indicators"])
-
-CursorParam = Annotated[
-    str | None,
-    Query(
-        max_length=300,
-        description="Where the previous page ended; take it from that page's `next`.",
-    ),
-]
-SiteFilter = Annotated[
-    str | None,
-    Query(
-        alias="site",
-        pattern=SITE_ID_PATTERN,
-        description="Only this site (building or road section).",
-        examples=["narvik-radhus"],
-    ),
-]
-DeviceFilter = Annotated[
-    str | None,
-    Query(
-        alias="device",
-        pattern=DEVICE_ID_PATTERN,
-        description="Only this traffic counter.",
-        examples=["tc-e6-fagernes"],
-    ),
-]
 
 
 def _label(row: dict[str, Any]) -> dict[str, Any]:
@@ -62,22 +27,18 @@ def _label(row: dict[str, Any]) -> dict[str, Any]:
 async def indicator_page(
     request: Request,
     table: queries.IndicatorTable,
-    *,
-    equal: dict[str, str | None],
-    start: Any,
-    end: Any,
-    default_span: timedelta,
-    limit: int,
-    cursor: str | None,
-    extra: dict[str, Any] | None = None,
+    page: PageQuery,
+    **equal: str | None,
 ) -> Response:
+    """One page of the table's rows in the requested range (default: the table's
+    default span), filtered by equality on the named columns."""
     settings = request.app.state.settings
-    span = time_range(start, end, default_span=default_span, max_days=settings.api_max_range_days)
-    after = decode_cursor(cursor) if cursor is not None else None
+    span = page.span(table.default_span, settings.api_max_range_days)
+    limit = page.limit
     rows = await fetch_dicts(
         request,
         queries.indicator_page_query(
-            table, span.start, span.end, equal=equal, after=after, limit=limit + 1
+            table, span.start, span.end, equal=equal, after=page.after(), limit=limit + 1
         ),
     )
     next_url: str | None = None
@@ -90,7 +51,6 @@ async def indicator_page(
     if table is queries.AQI_HOURLY:
         rows = [_label(r) for r in rows]
     document = {
-        **(extra or {}),
         "from": span.start,
         "to": span.end,
         "data": rows,
@@ -125,9 +85,7 @@ async def aqi_now(request: Request) -> Response:
     station's level is its worst pollutant's), with the hourly means that set it."""
     rows = await fetch_tuples(request, queries.aqi_now_query())
     data = [_label(dict(zip(_AQI_NOW_FIELDS, row, strict=True))) for row in rows]
-    return read_response(
-        request, {"data": data, "meta": request.app.state.meta}, max_age=MAX_AGE_LIVE
-    )
+    return data_response(request, data, max_age=MAX_AGE_LIVE)
 
 
 @router.get("/aqi/{site_id}", response_model=models.AqiHistory, summary="Air quality index history")
@@ -136,26 +94,14 @@ async def aqi_history(
     site_id: Annotated[
         str, Path(description="The station's site id.", examples=["narvik-sentrum"])
     ],
-    start: From = None,
-    end: To = None,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
+    page: Page,
 ) -> Response:
     """The station's hourly index, oldest first (default: the last 7 days)."""
     site_path_id(site_id)
     exists = await fetch_tuples(request, queries.sites_query(site_id=site_id))
     if not exists:
         raise not_found("site", site_id)
-    return await indicator_page(
-        request,
-        queries.AQI_HOURLY,
-        equal={"site_id": site_id},
-        start=start,
-        end=end,
-        default_span=timedelta(days=7),
-        limit=limit,
-        cursor=cursor,
-    )
+    return await indicator_page(request, queries.AQI_HOURLY, page, site_id=site_id)
 
 
 # ---------------------------------------------------------------------- energy
@@ -166,25 +112,13 @@ async def aqi_history(
 )
 async def energy_daily(
     request: Request,
+    page: Page,
     site_id: SiteFilter = None,
-    start: From = None,
-    end: To = None,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """kWh per building and local day (from meter registers, or power where a meter
     has none), with CO2e at the grid factor in force and the share of the day the
     readings covered.  Days whose start is in [from, to); default: the last 90 days."""
-    return await indicator_page(
-        request,
-        queries.ENERGY_DAILY,
-        equal={"site_id": site_id},
-        start=start,
-        end=end,
-        default_span=timedelta(days=90),
-        limit=limit,
-        cursor=cursor,
-    )
+    return await indicator_page(request, queries.ENERGY_DAILY, page, site_id=site_id)
 
 
 @router.get(
@@ -192,23 +126,11 @@ async def energy_daily(
 )
 async def energy_hourly(
     request: Request,
+    page: Page,
     site_id: SiteFilter = None,
-    start: From = None,
-    end: To = None,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """kWh and CO2e per building and hour; default: the last 7 days."""
-    return await indicator_page(
-        request,
-        queries.ENERGY_HOURLY,
-        equal={"site_id": site_id},
-        start=start,
-        end=end,
-        default_span=timedelta(days=7),
-        limit=limit,
-        cursor=cursor,
-    )
+    return await indicator_page(request, queries.ENERGY_HOURLY, page, site_id=site_id)
 
 
 # ---------------------------------------------------------------------- traffic
@@ -219,24 +141,14 @@ async def energy_hourly(
 )
 async def traffic_hourly(
     request: Request,
+    page: Page,
     device_id: DeviceFilter = None,
     site_id: SiteFilter = None,
-    start: From = None,
-    end: To = None,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """Vehicles, heavy vehicles, mean speed and heavy share per counter and hour
     (only aggregates of 15 minutes or more are published); default: the last 7 days."""
     return await indicator_page(
-        request,
-        queries.TRAFFIC_HOURLY,
-        equal={"device_id": device_id, "site_id": site_id},
-        start=start,
-        end=end,
-        default_span=timedelta(days=7),
-        limit=limit,
-        cursor=cursor,
+        request, queries.TRAFFIC_HOURLY, page, device_id=device_id, site_id=site_id
     )
 
 
@@ -245,23 +157,13 @@ async def traffic_hourly(
 )
 async def traffic_daily(
     request: Request,
+    page: Page,
     device_id: DeviceFilter = None,
     site_id: SiteFilter = None,
-    start: From = None,
-    end: To = None,
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """Traffic per counter and local day; default: the last 90 days."""
     return await indicator_page(
-        request,
-        queries.TRAFFIC_DAILY,
-        equal={"device_id": device_id, "site_id": site_id},
-        start=start,
-        end=end,
-        default_span=timedelta(days=90),
-        limit=limit,
-        cursor=cursor,
+        request, queries.TRAFFIC_DAILY, page, device_id=device_id, site_id=site_id
     )
 
 
@@ -272,6 +174,4 @@ async def traffic_adt(
     """Per counter: the mean daily volume over its fully reported days of the last
     365 days."""
     rows = await fetch_dicts(request, queries.traffic_adt_query(device_id, site_id))
-    return read_response(
-        request, {"data": rows, "meta": request.app.state.meta}, max_age=MAX_AGE_DATA
-    )
+    return data_response(request, rows, max_age=MAX_AGE_DATA)

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from api import models, queries
 from api.db import fetch_dicts, fetch_tuples
 from api.params import (
-    DEVICE_ID_PATTERN,
-    METRIC_KEY_PATTERN,
-    SITE_ID_PATTERN,
-    DeviceKind,
+    DeviceFilter,
+    KindFilter,
+    MetricFilter,
+    SiteFilter,
     SiteKind,
     device_path_id,
     metric_path_key,
@@ -26,6 +26,8 @@ from api.responses import (
     MAX_AGE_CATALOGUE,
     MAX_AGE_LIVE,
     GeoJSONBytes,
+    data_response,
+    public_base_url,
     read_response,
 )
 
@@ -33,42 +35,6 @@ router = APIRouter()
 
 _NUMBER = r"-?[0-9]+(\.[0-9]+)?"
 BBOX_PATTERN = rf"^{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}$"
-
-SiteFilter = Annotated[
-    str | None,
-    Query(
-        alias="site",
-        pattern=SITE_ID_PATTERN,
-        description="Only this site (its id).",
-        examples=["narvik-sentrum"],
-    ),
-]
-DeviceFilter = Annotated[
-    str | None,
-    Query(
-        alias="device",
-        pattern=DEVICE_ID_PATTERN,
-        description="Only this device (its id).",
-        examples=["aq-sentrum"],
-    ),
-]
-MetricFilter = Annotated[
-    str | None,
-    Query(
-        alias="metric",
-        pattern=METRIC_KEY_PATTERN,
-        description="Only this metric (its key, see /v1/metrics).",
-        examples=["pm25"],
-    ),
-]
-KindFilter = Annotated[
-    DeviceKind | None, Query(alias="kind", description="Only devices of this kind.")
-]
-
-
-def base_url(request: Request) -> str:
-    configured: str | None = request.app.state.settings.api_public_url
-    return (configured or str(request.base_url)).rstrip("/")
 
 
 @router.get(
@@ -80,7 +46,7 @@ def base_url(request: Request) -> str:
 async def root(request: Request) -> Response:
     """What the API offers, under which licence, and how to credit the data."""
     settings = request.app.state.settings
-    base = base_url(request)
+    base = public_base_url(request)
     links = [
         ("self", "/v1", "This document"),
         ("service-desc", "/openapi.json", "OpenAPI 3.1 description"),
@@ -201,8 +167,7 @@ async def devices(
     """The sensors (SensorThings Sensors): kind, model, status, when last heard from,
     and the metrics each one reports."""
     rows = await fetch_dicts(request, queries.devices_query(kind, site_id))
-    document = {"data": rows, "meta": request.app.state.meta}
-    return read_response(request, document, max_age=MAX_AGE_CATALOGUE)
+    return data_response(request, rows, max_age=MAX_AGE_CATALOGUE)
 
 
 @router.get(
@@ -219,8 +184,7 @@ async def device(
     rows = await fetch_dicts(request, query)
     if not rows:
         raise not_found("device", device_id)
-    document = {"data": rows[0], "meta": request.app.state.meta}
-    return read_response(request, document, max_age=MAX_AGE_CATALOGUE)
+    return data_response(request, rows[0], max_age=MAX_AGE_CATALOGUE)
 
 
 # ---------------------------------------------------------------------- metrics
@@ -236,9 +200,7 @@ async def metrics(request: Request) -> Response:
     """Every metric: its canonical unit, definition URI and physical bounds
     (SensorThings ObservedProperties)."""
     rows = await fetch_dicts(request, queries.metrics_query())
-    return read_response(
-        request, {"data": rows, "meta": request.app.state.meta}, max_age=MAX_AGE_CATALOGUE
-    )
+    return data_response(request, rows, max_age=MAX_AGE_CATALOGUE)
 
 
 @router.get(
@@ -254,9 +216,7 @@ async def metric(
     rows = await fetch_dicts(request, queries.metrics_query(metric_path_key(key)))
     if not rows:
         raise not_found("metric", key)
-    return read_response(
-        request, {"data": rows[0], "meta": request.app.state.meta}, max_age=MAX_AGE_CATALOGUE
-    )
+    return data_response(request, rows[0], max_age=MAX_AGE_CATALOGUE)
 
 
 # ---------------------------------------------------------------------- series
@@ -278,9 +238,7 @@ async def series(
     """The series (SensorThings Datastreams); their values are under
     /v1/series/{series_id}/data."""
     rows = await fetch_dicts(request, queries.series_query(site_id, metric, kind, device_id))
-    return read_response(
-        request, {"data": rows, "meta": request.app.state.meta}, max_age=MAX_AGE_CATALOGUE
-    )
+    return data_response(request, rows, max_age=MAX_AGE_CATALOGUE)
 
 
 _LATEST_FIELDS = (
@@ -314,6 +272,4 @@ async def latest(
     complete hour."""
     rows = await fetch_tuples(request, queries.latest_query(kind, metric, site_id))
     data = [dict(zip(_LATEST_FIELDS, row, strict=True)) for row in rows]
-    return read_response(
-        request, {"data": data, "meta": request.app.state.meta}, max_age=MAX_AGE_LIVE
-    )
+    return data_response(request, data, max_age=MAX_AGE_LIVE)

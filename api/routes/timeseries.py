@@ -3,7 +3,7 @@ site and metric, paged with cursors."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -12,16 +12,15 @@ from starlette.responses import Response
 from api import models, queries
 from api.db import fetch_tuples
 from api.params import (
-    DEFAULT_PAGE,
-    MAX_PAGE,
+    DEFAULT_SPAN,
     MAX_SERIES_ID,
     Bucket,
-    Instant,
-    decode_cursor,
+    Page,
+    PageQuery,
     encode_cursor,
     metric_path_key,
+    published_for_every_domain,
     site_path_id,
-    time_range,
 )
 from api.problems import Problem, bad_parameter, not_found
 from api.responses import MAX_AGE_DATA, read_response
@@ -29,49 +28,12 @@ from core.indicators import MIN_PUBLISHED_BUCKET_S
 
 router = APIRouter(tags=["data"])
 
-#: the range served when ``from`` is not given, by bucket
-DEFAULT_SPAN: dict[str, timedelta] = {
-    "raw": timedelta(days=1),
-    "1m": timedelta(days=1),
-    "1h": timedelta(days=30),
-    "1d": timedelta(days=365),
-}
-#: bucket lengths in seconds (a day is at least 23 hours)
-_BUCKET_S: dict[str, int] = {"raw": 0, "1m": 60, "1h": 3600, "1d": 23 * 3600}
-
-From = Annotated[
-    Instant | None,
-    Query(
-        alias="from",
-        description="Start, inclusive (ISO 8601 with offset). Default: `to` minus one day "
-        "for raw and 1m, 30 days for 1h, 365 days for 1d.",
-        examples=["2026-01-05T00:00:00+01:00"],
-    ),
-]
-To = Annotated[
-    Instant | None,
-    Query(
-        alias="to",
-        description="End, exclusive (ISO 8601 with offset). Default: now.",
-        examples=["2026-02-04T00:00:00+01:00"],
-    ),
-]
 BucketParam = Annotated[
     Bucket,
     Query(
         description="raw: every reading with its QC flag; 1m, 1h, 1d: aggregates from the "
-        "rollups (days are local days). Traffic metrics: 1h or 1d only."
-    ),
-]
-Limit = Annotated[
-    int,
-    Query(ge=1, le=MAX_PAGE, description=f"Page size, at most {MAX_PAGE}."),
-]
-CursorParam = Annotated[
-    str | None,
-    Query(
-        max_length=200,
-        description="Where the previous page ended; take it from that page's `next`.",
+        "rollups (days are local days). Traffic metrics: 1h or 1d only. Default range: "
+        "one day before `to` for raw and 1m, 30 days for 1h, 365 days for 1d."
     ),
 ]
 
@@ -98,21 +60,17 @@ async def data_page(
     metric: str,
     domain: str,
     unit: str,
-    start: datetime | None,
-    end: datetime | None,
-    bucket: str,
-    limit: int,
-    cursor: str | None,
+    bucket: Bucket,
+    page: PageQuery,
 ) -> Response:
     """One page of the series' values (several series: merged per bucket for
     aggregates, interleaved by time for raw readings)."""
-    if domain in queries.AGGREGATE_ONLY_DOMAINS and _BUCKET_S[bucket] < MIN_PUBLISHED_BUCKET_S:
+    if domain in queries.AGGREGATE_ONLY_DOMAINS and not published_for_every_domain(bucket):
         raise too_fine(metric, bucket)
     settings = request.app.state.settings
-    span = time_range(
-        start, end, default_span=DEFAULT_SPAN[bucket], max_days=settings.api_max_range_days
-    )
-    after = decode_cursor(cursor) if cursor is not None else None
+    span = page.span(DEFAULT_SPAN[bucket], settings.api_max_range_days)
+    limit = page.limit
+    after = page.after()
     data: list[dict[str, Any]]
     next_cursor: str | None = None
     if bucket == "raw":
@@ -190,11 +148,8 @@ async def series_data(
     series_id: Annotated[
         int, Path(ge=1, le=MAX_SERIES_ID, description="The series' id (see /v1/series).")
     ],
-    start: From = None,
-    end: To = None,
+    page: Page,
     bucket: BucketParam = "1h",
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """Raw readings (with QC flags) or per-bucket aggregates with coverage and quality
     counts, oldest first, in pages: follow `next` until it is null."""
@@ -208,11 +163,8 @@ async def series_data(
         metric=metric,
         domain=domain,
         unit=unit,
-        start=start,
-        end=end,
         bucket=bucket,
-        limit=limit,
-        cursor=cursor,
+        page=page,
     )
 
 
@@ -225,11 +177,8 @@ async def site_metric_data(
     request: Request,
     site_id: Annotated[str, Path(description="The site's id.", examples=["narvik-sentrum"])],
     metric: Annotated[str, Path(description="The metric's key.", examples=["no2"])],
-    start: From = None,
-    end: To = None,
+    page: Page,
     bucket: BucketParam = "1h",
-    limit: Limit = DEFAULT_PAGE,
-    cursor: CursorParam = None,
 ) -> Response:
     """Like /v1/series/{series_id}/data for the site's series of this metric; where
     several devices at the site measure it, aggregates merge their readings per
@@ -255,9 +204,6 @@ async def site_metric_data(
         metric=metric,
         domain=domain,
         unit=unit,
-        start=start,
-        end=end,
         bucket=bucket,
-        limit=limit,
-        cursor=cursor,
+        page=page,
     )

@@ -33,6 +33,8 @@ from typing import Literal as TypingLiteral
 #: largest page: a bigger $top is a 400 naming this limit
 MAX_TOP = 10_000
 DEFAULT_TOP = 100
+#: largest $skip: far beyond any collection, and $skip + $top stays a PostgreSQL bigint
+MAX_SKIP = 10**15
 #: how deep $expand may nest (Datastreams($expand=Observations) is depth 2)
 MAX_EXPAND_DEPTH = 3
 #: longest option text accepted (a filter longer than this is not a real query)
@@ -471,8 +473,11 @@ def split_top_level(text: str, separator: str, option: str) -> list[str]:
     return parts
 
 
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit also takes ² and other digits int() refuses
+
+
 def _non_negative_int(text: str, option: str) -> int:
-    if not text.strip().isdigit():
+    if not _DIGITS.fullmatch(text.strip()):
         raise ODataError(option, f"must be a non-negative integer, not {text!r}")
     return int(text.strip())
 
@@ -482,6 +487,13 @@ def parse_top(text: str, option: str = "$top") -> int:
     if top > MAX_TOP:
         raise ODataError(option, f"{top} is more than the limit of {MAX_TOP} per page")
     return top
+
+
+def parse_skip(text: str, option: str = "$skip") -> int:
+    skip = _non_negative_int(text, option)
+    if skip > MAX_SKIP:
+        raise ODataError(option, f"{skip} is more than the limit of {MAX_SKIP}")
+    return skip
 
 
 def parse_count(text: str, option: str = "$count") -> bool:
@@ -587,7 +599,7 @@ def parse_options(values: dict[str, str], *, depth: int = 1, prefix: str = "") -
         if name == "$top":
             options.top = parse_top(text, option)
         elif name == "$skip":
-            options.skip = _non_negative_int(text, option)
+            options.skip = parse_skip(text, option)
         elif name == "$count":
             options.count = parse_count(text, option)
         elif name == "$filter":

@@ -25,19 +25,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import psycopg
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from psycopg import AsyncConnection, sql
 from psycopg.rows import TupleRow
-from starlette.responses import Response
+from pydantic import BaseModel, Field
+from starlette.responses import PlainTextResponse, Response
 
 from api.db import pool_of
-from api.licence import licence_headers
 from api.problems import Problem
-from api.responses import MAX_AGE_DATA, dumps, read_response
+from api.responses import MAX_AGE_DATA, cacheable_response, dumps, read_response
 from api.sensorthings.compile import (
     Layout,
     Params,
@@ -52,7 +52,15 @@ from api.sensorthings.compile import (
     parse_id,
 )
 from api.sensorthings.model import ENTITIES, Entity, Nav
-from api.sensorthings.odata import ExpandItem, ODataError, QueryOptions, parse_options
+from api.sensorthings.odata import (
+    DEFAULT_TOP,
+    MAX_SKIP,
+    MAX_TOP,
+    ExpandItem,
+    ODataError,
+    QueryOptions,
+    parse_options,
+)
 
 router = APIRouter()
 
@@ -353,15 +361,92 @@ def _options(request: Request) -> QueryOptions:
 
 
 def _respond(request: Request, document: Any) -> Response:
-    headers = {
-        name.decode(): value.decode("latin-1")
-        for name, value in licence_headers(request.app.state.settings.city)
-    }
-    return read_response(request, document, max_age=MAX_AGE_DATA, headers=headers)
+    # the licence headers, rate limit and micro-cache are the edge's, as for /v1
+    return read_response(request, document, max_age=MAX_AGE_DATA)
 
 
 def _bad(error: ODataError) -> Problem:
     return Problem(400, "Bad request parameter", error.message, parameter=error.option)
+
+
+# ---------------------------------------------------------------------- OpenAPI
+
+
+class EntitySet(BaseModel):
+    name: str = Field(examples=["Things"])
+    url: str
+
+
+class ServerSettings(BaseModel):
+    conformance: list[str]
+
+
+class ServiceRoot(BaseModel):
+    """The service root document (OGC 18-088 §9.2.1)."""
+
+    value: list[EntitySet]
+    serverSettings: ServerSettings  # the standard's spelling
+
+
+def _option(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+#: The query options, documented for clients; the route reads them itself (they are
+#: OData, and their errors name the option the OData way, `odata.ODataError`).
+_QUERY_OPTIONS = [
+    _option(
+        "$top",
+        f"Page size: default {DEFAULT_TOP}, at most {MAX_TOP}.",
+        {"type": "integer", "minimum": 0, "maximum": MAX_TOP},
+    ),
+    _option(
+        "$skip",
+        "How many entities to skip.",
+        {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+    ),
+    _option("$count", "Add `@iot.count`, the size of the whole collection.", {"type": "boolean"}),
+    _option("$orderby", "e.g. `phenomenonTime desc`.", {"type": "string"}),
+    _option("$select", "Properties to return, comma-separated.", {"type": "string"}),
+    _option(
+        "$expand",
+        "Related entities to include, with their own options: "
+        "`Datastreams($top=1;$expand=Observations)`.",
+        {"type": "string"},
+    ),
+    _option(
+        "$filter",
+        "OData filter: `phenomenonTime ge 2026-01-05T00:00:00Z and result gt 20`.",
+        {"type": "string"},
+    ),
+]
+
+_RESOURCE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "An entity, a collection of them (`value`, with `@iot.count` when "
+        "asked for and `@iot.nextLink` while more follow), or one property; a "
+        "property's `$value` as plain text.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "value": {"type": "array", "items": {"type": "object"}},
+                        "@iot.count": {"type": "integer"},
+                        "@iot.nextLink": {"type": "string"},
+                    },
+                }
+            },
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
 # ---------------------------------------------------------------------- routes
@@ -370,6 +455,7 @@ def _bad(error: ODataError) -> Problem:
 @router.get(
     "",
     name="sensorthings_root",
+    response_model=ServiceRoot,
     summary="SensorThings service root: entity sets and conformance",
     tags=["sensorthings"],
 )
@@ -388,8 +474,20 @@ async def service_root(request: Request) -> Response:
     "/{resource_path:path}",
     summary="SensorThings resources: /Things, /Datastreams(5)/Observations, …",
     tags=["sensorthings"],
+    responses=_RESOURCE_RESPONSES,
+    openapi_extra={"parameters": _QUERY_OPTIONS},
 )
-async def resource(request: Request, resource_path: str) -> Response:
+async def resource(
+    request: Request,
+    resource_path: Annotated[
+        str,
+        Path(
+            description="A resource path (OGC 18-088 §9.2): an entity set, an entity, "
+            "navigations and properties, separated by `/`.",
+            examples=["Datastreams(1)/Observations"],
+        ),
+    ],
+) -> Response:
     """Any SensorThings v1.1 resource path with the query options ``$top $skip
     $count $orderby $select $expand $filter`` (OGC 18-088 §9)."""
     if not resource_path.strip("/"):
@@ -441,7 +539,12 @@ async def _answer(
             value = document[resolved.property]
             if resolved.raw_value:
                 text = value if isinstance(value, str) else _json_text(value)
-                return Response(text, media_type="text/plain; charset=utf-8")
+                return cacheable_response(
+                    request,
+                    text.encode(),
+                    max_age=MAX_AGE_DATA,
+                    response_class=PlainTextResponse,
+                )
             return _respond(request, {resolved.property: value})
         return _respond(request, document)
 

@@ -9,6 +9,7 @@ import pytest
 from api.dcat import DATASET_INFO, catalogue
 from api.export_datasets import DATASETS
 from api.licence import NLOD_URL, attribution
+from api.models import DcatCatalog
 from core.settings import Settings
 
 BASE = "https://data.example.no/smartby/"
@@ -91,3 +92,9 @@ def test_distributions_point_at_the_exports_in_each_format(document: dict[str, A
     themes = {t["@id"].rsplit("/", 1)[1] for t in by_key["energy-daily"]["dcat:theme"]}
     assert "ENER" in themes
     assert {t["@id"].rsplit("/", 1)[1] for t in by_key["traffic-hourly"]["dcat:theme"]} == {"TRAN"}
+
+
+def test_the_document_is_what_the_openapi_model_describes(document: dict[str, Any]) -> None:
+    catalog = DcatCatalog.model_validate(document)
+    assert len(catalog.dataset) == len(DATASET_INFO)
+    assert all(d.distribution for d in catalog.dataset)

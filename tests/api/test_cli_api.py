@@ -54,34 +54,53 @@ def test_api_serves_and_stops_on_sigterm(services: Services, db_url: str) -> Non
     assert "Application shutdown complete" in output
 
 
+def failed_api(port: int, database_url: str) -> subprocess.CompletedProcess[str]:
+    """`smartby api` that is expected to fail to start: exit status 1."""
+    result = subprocess.run(
+        [sys.executable, "-m", "smartby", "api", "--port", str(port)],
+        env=smartby_env(SMARTBY_DATABASE_URL=database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    return result
+
+
 def test_a_taken_port_or_no_database_is_one_clear_line(services: Services, db_url: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         taken = sock.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "smartby", "api", "--port", str(taken)],
-            env=smartby_env(SMARTBY_DATABASE_URL=db_url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert result.returncode == 1
+        result = failed_api(taken, db_url)
     assert result.stderr == (
         f"smartby: error: cannot serve the API on 127.0.0.1:{taken}: the port is in use "
         "(choose another with --port or SMARTBY_API_PORT)\n"
     )
 
     unreachable = f"postgresql://smartby:x@127.0.0.1:{free_port()}/none"
-    result = subprocess.run(
-        [sys.executable, "-m", "smartby", "api", "--port", str(free_port())],
-        env=smartby_env(SMARTBY_DATABASE_URL=unreachable),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 1
+    result = failed_api(free_port(), unreachable)
     assert result.stderr.startswith("smartby: error: database unreachable:")
     assert result.stderr.count("\n") == 1
+
+
+def test_the_server_runs_on_uvloop_and_httptools() -> None:
+    """uvicorn[standard] brings both; the server config leaves uvicorn to pick them."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from api.app import create_app
+    from api.server import server_config
+    from core.settings import Settings
+
+    settings = Settings(env="test", database_url="postgresql://x@127.0.0.1:9/none")  # type: ignore[arg-type]
+    config = server_config(create_app(settings), host="127.0.0.1", port=free_port())
+    config.load()
+    assert config.http_protocol_class is HttpToolsProtocol
+    loop_factory = config.get_loop_factory()
+    assert loop_factory is not None
+    loop = loop_factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()

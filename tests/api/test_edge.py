@@ -114,3 +114,53 @@ def test_a_bug_is_a_generic_500_and_is_logged(
     assert response.json()["title"] == "Internal server error"
     assert any("secret_table" in (r.exc_text or "") or r.exc_info for r in caplog.records)
     assert 'route="/v1/boom",status="500"' in client.get("/metrics").text
+
+
+def test_sensorthings_goes_through_the_same_edge_as_v1(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    """The SensorThings view is the same open data: one rate limit per client across
+    /v1 and /sta/v1.1, the licence headers once, ETags, the micro-cache and CORS."""
+    client = make_client(simulated.url, api_rate_limit="6/minute")
+    things = "/sta/v1.1/Things?$top=2"
+    first = client.get(things, headers={"Origin": "https://example.org"})
+    assert first.status_code == 200
+    assert first.headers.get_list("x-license") == ["NLOD-2.0"]
+    assert first.headers.get_list("x-attribution") == [
+        "Contains data under the Norwegian licence for Open Government data (NLOD) "
+        "distributed by Narvik"
+    ]
+    assert first.headers["access-control-allow-origin"] == "*"
+    assert first.headers["cache-control"] == "public, max-age=60"
+
+    hits = client.app.state.cache.hits  # type: ignore[attr-defined]
+    again = client.get(things, headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304
+    assert client.app.state.cache.hits == hits + 1  # type: ignore[attr-defined]
+
+    value = client.get("/sta/v1.1/Things('narvik-sentrum')/name/$value")
+    assert value.status_code == 200
+    assert value.headers["content-type"] == "text/plain; charset=utf-8"
+    assert value.headers["etag"]
+    assert value.headers["x-license"] == "NLOD-2.0"
+
+    missing = client.get("/sta/v1.1/Nothing")
+    assert missing.status_code == 404
+    assert missing.headers["x-license"] == "NLOD-2.0"
+
+    # four requests so far; /v1 and /sta/v1.1 draw on the same allowance
+    assert client.get("/v1/metrics").status_code == 200
+    assert client.get("/sta/v1.1").status_code == 200
+    limited = client.get("/sta/v1.1/Datastreams")
+    assert limited.status_code == 429
+    assert limited.headers["content-type"] == "application/problem+json"
+    assert limited.headers["x-license"] == "NLOD-2.0"
+    assert client.get("/v1/metrics").status_code == 429
+
+
+def test_a_wrong_key_is_refused_on_sensorthings_too(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    client = make_client(simulated.url, api_keys=f"reader:{READER_KEY}")
+    assert client.get("/sta/v1.1", headers={"X-API-Key": "not-a-key"}).status_code == 401
+    assert client.get("/sta/v1.1", headers={"X-API-Key": READER_KEY}).status_code == 200

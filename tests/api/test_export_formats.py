@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from api import queries
 from api.export_datasets import (
     DATASETS,
     UNLIMITED,
@@ -191,3 +192,17 @@ def test_latest_export_wraps_the_latest_route_query() -> None:
     assert text.startswith("SELECT q.*, st.lon, st.lat FROM (")
     assert "q.site_id = ANY(%(export_sites)s) AND q.metric = ANY(%(export_metrics)s)" in text
     assert params["export_sites"] == ["a", "b"]
+
+
+def test_indicator_exports_have_the_json_routes_columns() -> None:
+    tables = {
+        "aqi": queries.AQI_HOURLY,
+        "energy-hourly": queries.ENERGY_HOURLY,
+        "energy-daily": queries.ENERGY_DAILY,
+        "traffic-hourly": queries.TRAFFIC_HOURLY,
+        "traffic-daily": queries.TRAFFIC_DAILY,
+    }
+    for key, table in tables.items():
+        names = [c.name for c in DATASETS[key].columns if c.name != "label"]  # aqi's computed
+        assert names == list(table.columns), key
+        assert DATASETS[key].default_span == table.default_span

@@ -48,7 +48,7 @@ def test_devices_select_public_columns_only() -> None:
     sql = text(queries.devices_query(kind="traffic", site_id="x"))
     assert "secret_hash" not in sql
     assert '"d"."kind" = %(kind)s AND "d"."site_id" = %(site_id)s' in sql
-    admin = text(queries.admin_devices_query("aq-1"))
+    admin = text(queries.devices_query(device_id="aq-1", admin=True))
     assert "secret_hash IS NOT NULL AS has_secret" in admin
     assert '"d"."secret_hash"' not in admin
 

@@ -291,7 +291,13 @@ def test_top_beyond_the_limit_is_a_400_naming_it(sta: TestClient) -> None:
     assert document["parameter"] == "$top"
     assert "10000" in document["detail"]
     assert get(sta, "/Things", **{"$top": 10000})["value"]
-    for option, value in (("$skip", "-1"), ("$top", "x"), ("$count", "yes")):
+    for option, value in (
+        ("$skip", "-1"),
+        ("$skip", "99999999999999999999"),
+        ("$top", "x"),
+        ("$top", "²"),
+        ("$count", "yes"),
+    ):
         assert problem(sta, "/Things", **{option: value})["parameter"] == option
 
 

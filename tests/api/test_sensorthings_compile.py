@@ -20,6 +20,7 @@ from api.sensorthings.compile import (
 )
 from api.sensorthings.model import ENTITIES, OBSERVATION
 from api.sensorthings.odata import (
+    MAX_SKIP,
     MAX_TOP,
     Binary,
     Call,
@@ -161,6 +162,15 @@ def test_other_options() -> None:
         ({"$top": str(MAX_TOP + 1)}, "$top", f"limit of {MAX_TOP}"),
         ({"$top": "-1"}, "$top", "non-negative"),
         ({"$skip": "many"}, "$skip", "non-negative"),
+        # digits int() does not take, and a skip past PostgreSQL's bigint: 400s, not 500s
+        ({"$top": "²"}, "$top", "non-negative"),
+        ({"$skip": "²"}, "$skip", "non-negative"),
+        ({"$skip": "99999999999999999999"}, "$skip", f"limit of {MAX_SKIP}"),
+        (
+            {"$expand": "Datastreams($skip=99999999999999999999)"},
+            "$expand Datastreams: $skip",
+            "limit",
+        ),
         ({"$count": "maybe"}, "$count", "true or false"),
         ({"$orderby": "name up"}, "$orderby", "asc or desc"),
         ({"$select": "na me"}, "$select", "not a property"),
