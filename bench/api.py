@@ -90,9 +90,13 @@ def load_month(url: str, days: float) -> tuple[float, float]:
 
     report = load_simulation(settings, url, catalogue.devices, start, end, seed=7, progress=show)
     say(f"\n  {report.readings:,} readings in {time.monotonic() - started:.0f} s; indicators…")
+    indicators_started = time.monotonic()
     with psycopg.connect(url) as conn:
         days_done = update_pending(conn, settings)
-    say(f"  indicators for {len(days_done)} days in {time.monotonic() - started:.0f} s")
+    say(
+        f"  indicators for {len(days_done)} days in"
+        f" {time.monotonic() - indicators_started:.1f} s"
+    )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return start, end
