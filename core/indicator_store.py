@@ -88,16 +88,37 @@ def _codes(labels: npt.NDArray[np.generic]) -> tuple[npt.NDArray[np.str_], npt.N
 
 # -- air quality -------------------------------------------------------------------------
 
+# Hourly means of each station's pollutants, from the 1-hour rollups, for the hours
+# whose readings cover at least 75 % of the hour (the EEA's validity rule for hourly
+# values).  A series' reporting interval is not registered, so it is read off the
+# day's hours: the median spacing of readings within an hour; a series with one
+# reading an hour (a reference monitor's hourly mean) covers its hour by itself.
 _AQI_MEANS: LiteralString = """
-    SELECT d.site_id, s.metric, (extract(epoch FROM r.bucket) * 1000000)::int8,
-           sum(r.sum) / sum(r.count)
-    FROM rollups r
-    JOIN series s ON s.id = r.series_id
-    JOIN devices d ON d.id = s.device_id
-    WHERE r.resolution = '1h' AND r.bucket >= %s AND r.bucket < %s
-      AND s.metric = ANY(%s) AND d.site_id IS NOT NULL AND d.status = 'active'
-    GROUP BY d.site_id, s.metric, r.bucket
+    WITH hours AS (
+        SELECT d.site_id, s.metric, r.series_id, r.bucket, r.count, r.sum,
+               extract(epoch FROM r.last_time - r.first_time) / nullif(r.count - 1, 0)
+                   AS spacing_s
+        FROM rollups r
+        JOIN series s ON s.id = r.series_id
+        JOIN devices d ON d.id = s.device_id
+        WHERE r.resolution = '1h' AND r.bucket >= %(lo)s AND r.bucket < %(hi)s
+          AND s.metric = ANY(%(pollutants)s) AND d.site_id IS NOT NULL
+          AND d.status = 'active'
+    ), typical AS (
+        SELECT series_id,
+               coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY spacing_s)
+                            FILTER (WHERE spacing_s > 0), 3600) AS interval_s
+        FROM hours GROUP BY series_id
+    )
+    SELECT h.site_id, h.metric, (extract(epoch FROM h.bucket) * 1000000)::int8,
+           sum(h.sum) / sum(h.count)
+    FROM hours h JOIN typical t USING (series_id)
+    WHERE h.count * least(t.interval_s, 3600) >= %(min_coverage)s * 3600
+    GROUP BY h.site_id, h.metric, h.bucket
 """
+
+#: the EEA's minimum data coverage of an hourly value
+AQI_MIN_COVERAGE = 0.75
 
 _AQI_INSERT: LiteralString = """
     INSERT INTO aqi_hourly (site_id, hour, level, dominant, pm25, pm10, no2, o3, so2)
@@ -107,7 +128,8 @@ _AQI_INSERT: LiteralString = """
 
 
 def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) -> int:
-    """EEA index per station and hour from the hourly means of the rollups.
+    """EEA index per station and hour from the hourly means of the rollups, for hours
+    with at least 75 % coverage (`_AQI_MEANS`).
 
     The rollup mean covers the usable readings (FAIL ones are never in a rollup); two
     instruments at one station measuring the same pollutant are averaged by weight of
@@ -115,7 +137,14 @@ def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) 
     """
     conn.execute("DELETE FROM aqi_hourly WHERE hour >= %s AND hour < %s", (lo, hi))
     sites, metrics, hour_column, mean_column = _arrays(
-        conn, _AQI_MEANS, (lo, hi, list(ind.POLLUTANTS))
+        conn,
+        _AQI_MEANS,
+        {
+            "lo": lo,
+            "hi": hi,
+            "pollutants": list(ind.POLLUTANTS),
+            "min_coverage": AQI_MIN_COVERAGE,
+        },
     )
     if not len(sites):
         return 0

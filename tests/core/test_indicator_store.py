@@ -8,11 +8,14 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import psycopg
 import pytest
 
 from core.indicator_store import mark_days, update_pending
+from core.rollup_store import create_staging, merge_partials
 from core.settings import Settings
+from devices.catalogue import load_catalogue, narvik_catalogue_path
 from tests.fixtures.ingest import register
 from tests.fixtures.simulated import SimulatedData
 
@@ -27,8 +30,11 @@ INDEPENDENT_AQI = f"""
     WITH means AS (
         SELECT d.site_id, s.metric, date_trunc('hour', r.time) AS hour, avg(r.value) AS mean
         FROM readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.id = s.device_id
+        JOIN unnest(%s::text[], %s::int[]) AS c(device_id, interval_s) ON c.device_id = d.id
         WHERE r.quality NOT IN (4, 9) AND s.metric IN ('pm25', 'pm10', 'no2', 'o3', 'so2')
         GROUP BY 1, 2, 3
+        -- valid hours: 75 per cent of the hour, by the catalogue's reporting interval
+        HAVING count(*) * min(c.interval_s) >= 0.75 * 3600
     )
     SELECT site_id, hour,
            max(1 + (mean >= b1)::int + (mean >= b2)::int + (mean >= b3)::int
@@ -39,7 +45,10 @@ INDEPENDENT_AQI = f"""
 
 def test_aqi_levels_equal_bands_applied_to_sql_hourly_means(simulated: SimulatedData) -> None:
     with psycopg.connect(simulated.url) as conn:
-        want = conn.execute(INDEPENDENT_AQI).fetchall()
+        devices = load_catalogue(narvik_catalogue_path()).devices
+        want = conn.execute(
+            INDEPENDENT_AQI, ([d.id for d in devices], [d.interval_s for d in devices])
+        ).fetchall()
         got = conn.execute("SELECT site_id, hour, level FROM aqi_hourly ORDER BY 1, 2").fetchall()
         assert len(got) > 10 * 24 * 2
         assert got == want
@@ -252,3 +261,38 @@ def test_the_cli_recomputes_a_range_with_a_new_grid_factor(
     )
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines()[-1].endswith("--to needs --from")
+
+
+def test_an_hour_with_too_few_readings_has_no_index(
+    conn: psycopg.Connection, settings: Settings
+) -> None:
+    register(conn, "aq-1")
+    pm25 = _series(conn, "aq-1", "pm25")
+    full = [(H + timedelta(minutes=i), 20.0) for i in range(60)]
+    sparse = [(H + timedelta(hours=1, minutes=i), 200.0) for i in range(20)]  # 33 %
+    hourly_monitor = [(H + timedelta(hours=h), 7.0) for h in range(2, 4)]  # one an hour
+    _readings(conn, pm25, full + sparse)
+    register(conn, "aq-2")
+    _readings(conn, _series(conn, "aq-2", "pm25"), hourly_monitor)
+    with conn.cursor() as cur:  # the rollups ingest would have merged
+        rows = cur.execute(
+            "SELECT series_id, (extract(epoch FROM time) * 1000000)::int8, value, quality"
+            " FROM readings"
+        ).fetchall()
+        columns = list(zip(*rows, strict=True))
+        create_staging(conn)
+        with conn.transaction():
+            merge_partials(
+                conn,
+                np.asarray(columns[0], np.int32),
+                np.asarray(columns[1], np.int64),
+                np.asarray(columns[2], np.float64),
+                np.asarray(columns[3], np.int16),
+            )
+    _update(conn, settings, H, H + timedelta(hours=4))
+    got = conn.execute("SELECT site_id, hour, level, pm25 FROM aqi_hourly ORDER BY 2").fetchall()
+    assert got == [
+        ("site-aq-1", H, 3, 20.0),  # Moderate; the sparse hour of 200 is not an index
+        ("site-aq-2", H + timedelta(hours=2), 2, 7.0),
+        ("site-aq-2", H + timedelta(hours=3), 2, 7.0),
+    ]
