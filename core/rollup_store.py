@@ -65,6 +65,62 @@ MARK_DAYS_SQL: LiteralString = (
 )
 
 
+#: the staging code of a 1-minute partial the watermark says is probably new
+FRESH_MINUTE = 3
+
+# New 1-minute buckets go in by a plain INSERT (no conflict handling: cheaper than
+# the upsert), everything else by the merge; a conflict on a "new" bucket means
+# another worker wrote it meanwhile, and the caller falls back to merging it all.
+_INSERT_FRESH_SQL: LiteralString = INSERT_STAGED_SQL + " WHERE resolution_code = 3"
+_MERGE_REST_SQL: LiteralString = (
+    INSERT_STAGED_SQL + " WHERE resolution_code <> 3" + MERGE_SQL[len(INSERT_STAGED_SQL) :]
+)
+
+
+class MinuteWatermark:
+    """The latest 1-minute bucket merged per series by this writer: a later one is
+    probably new.
+
+    A series reporting once a minute brings a new 1-minute rollup row with nearly
+    every reading, and inserting it through the upsert costs PostgreSQL about twice
+    what a plain insert does (bench/aggregate.py).  This is only a hint: a bucket
+    wrongly taken for new makes the plain insert fail on the key, and the batch's
+    partials are then merged as usual; a bucket wrongly taken for old is merged.  So
+    it needs no locking and may be out of date (another worker, a rolled-back batch).
+    Series never seen since start are merged.
+    """
+
+    _UNKNOWN = np.iinfo(np.int64).max
+
+    def __init__(self) -> None:
+        self._last = np.full(0, self._UNKNOWN, dtype=np.int64)
+
+    def fresh(
+        self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        known = series_ids < len(self._last)
+        last = np.full(len(series_ids), self._UNKNOWN, dtype=np.int64)
+        last[known] = self._last[series_ids[known]]
+        fresh: npt.NDArray[np.bool_] = (last != self._UNKNOWN) & (buckets > last)
+        return fresh
+
+    def advance(self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]) -> None:
+        if not len(series_ids):
+            return
+        top = int(series_ids.max()) + 1
+        if top > len(self._last):
+            grown = np.full(max(top, 2 * len(self._last)), self._UNKNOWN, dtype=np.int64)
+            grown[: len(self._last)] = self._last
+            self._last = grown
+        latest = np.full(len(self._last), np.iinfo(np.int64).min, dtype=np.int64)
+        np.maximum.at(latest, series_ids, buckets)
+        seen = latest != np.iinfo(np.int64).min
+        current = self._last[seen]
+        self._last[seen] = np.where(
+            current == self._UNKNOWN, latest[seen], np.maximum(current, latest[seen])
+        )
+
+
 def create_staging(conn: psycopg.Connection[TupleRow]) -> None:
     """The session's staging table (emptied at every commit)."""
     conn.execute(_CREATE_STAGING)
@@ -77,14 +133,24 @@ def merge_partials(
     values: npt.NDArray[np.float64],
     quality: npt.NDArray[np.int16],
     tz: str = DEFAULT_TZ,
+    *,
+    watermark: MinuteWatermark | None = None,
 ) -> int:
     """Merge these readings' partials (every resolution) into ``rollups``; call inside
-    a transaction, with `create_staging` done on this connection.  Returns the number
-    of partial rows merged."""
+    a transaction, with `create_staging` done on this connection.  With a
+    ``watermark``, probably-new 1-minute buckets are inserted plainly (see
+    `MinuteWatermark`).  Returns the number of partial rows merged."""
     parts = [partials(series_ids, times_us, values, quality, res, tz) for res in RESOLUTIONS]
     codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
     if not len(codes):
         return 0
+    minutes = parts[0]
+    fresh = (
+        watermark.fresh(minutes.series_id, minutes.bucket)
+        if watermark is not None
+        else np.zeros(len(minutes), dtype=bool)
+    )
+    codes[: len(minutes)][fresh] = FRESH_MINUTE
     columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
     data = encode_rows(STAGED_COLUMNS, [codes, *columns])
     with conn.cursor() as cur:
@@ -94,8 +160,18 @@ def merge_partials(
             " FROM STDIN (FORMAT BINARY)"
         ) as copy:
             copy.write(data)
-        cur.execute(MERGE_SQL)
+        if fresh.any():
+            try:
+                with conn.transaction():  # a savepoint: a conflict undoes only this
+                    cur.execute(_INSERT_FRESH_SQL)
+                cur.execute(_MERGE_REST_SQL)
+            except psycopg.errors.UniqueViolation:
+                cur.execute(MERGE_SQL)
+        else:
+            cur.execute(MERGE_SQL)
         cur.execute(MARK_DAYS_SQL)
+    if watermark is not None:
+        watermark.advance(minutes.series_id, minutes.bucket)
     return len(codes)
 
 

@@ -61,11 +61,12 @@ RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
 DEFAULT_TZ = "Europe/Oslo"
 
 #: the partials staged in ``rollups_staging`` going into ``rollups``; the conflict
-#: action (merge or replace) follows
+#: action (merge or replace) follows.  Resolution codes index RESOLUTIONS; code 3 is
+#: a 1-minute partial that is probably new (`core.rollup_store.MinuteWatermark`).
 INSERT_STAGED_SQL: LiteralString = """
     INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
                               min, max, first_time, first_value, last_time, last_value)
-    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
+    SELECT series_id, (ARRAY['1m', '1h', '1d', '1m'])[resolution_code + 1], bucket, count,
            good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
     FROM rollups_staging"""
 

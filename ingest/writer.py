@@ -23,7 +23,12 @@ from psycopg.rows import TupleRow
 
 from core.catalogue import Metric, load_catalogue
 from core.pgcopy import Column, encode_rows
-from core.rollup_store import create_staging, merge_partials, recompute_hours
+from core.rollup_store import (
+    MinuteWatermark,
+    create_staging,
+    merge_partials,
+    recompute_hours,
+)
 from ingest.pipeline import PreparedBatch, RecentReadings
 
 log = logging.getLogger(__name__)
@@ -80,6 +85,8 @@ class BatchWriter:
         self.url = url
         #: merge rollup partials in the readings' transaction (off only to measure)
         self.rollups = rollups
+        #: which 1-minute buckets are probably new (a hint that saves upserts)
+        self.minutes = MinuteWatermark()
         self.application_name = application_name
         self.conn: psycopg.Connection[TupleRow] | None = None
 
@@ -193,7 +200,14 @@ class BatchWriter:
         """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in
         the same transaction as the readings: a reading is in a rollup exactly when it
         is stored.  The upsert mirrors `core.rollups.merge` (see its docstring)."""
-        merge_partials(conn, rows.series_ids, rows.times_us, rows.values, rows.quality)
+        merge_partials(
+            conn,
+            rows.series_ids,
+            rows.times_us,
+            rows.values,
+            rows.quality,
+            watermark=self.minutes,
+        )
 
     @staticmethod
     def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import psycopg
 
 from core.pgcopy import Column, encode_rows
-from core.rollup_store import create_staging, merge_partials
+from core.rollup_store import MinuteWatermark, create_staging, merge_partials
 from tests.fixtures.ingest import register
 from tests.fixtures.rollups import assert_rollups_match_readings
 
@@ -90,3 +90,42 @@ def test_rebuild_refuses_an_empty_range(db_url: str) -> None:
     result = rebuild_cli(db_url, "2026-10-25T00:00:00+02:00", "2026-10-24T00:00:00+02:00")
     assert result.returncode == 1
     assert result.stderr.startswith("smartby: error: --to 2026-10-24T00:00:00+02:00 is not after")
+
+
+def test_new_minutes_inserted_plainly_still_equal_group_by_also_when_the_hint_is_wrong(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The watermark sends later minutes to a plain INSERT; when a "new" minute turns
+    out to exist (another worker wrote it), the batch is merged as usual."""
+    register(conn, "aq-1")
+    series = conn.execute(
+        "INSERT INTO series (device_id, metric) VALUES ('aq-1', 'pm25') RETURNING id"
+    ).fetchone()[0]
+    t0 = 1_790_000_040_000_000  # a whole minute
+    mine, other = MinuteWatermark(), MinuteWatermark()
+
+    def write(times_s: list[float], watermark: MinuteWatermark) -> None:
+        t = np.array([t0 + int(x * 1e6) for x in times_s], np.int64)
+        s = np.full(len(t), series, np.int32)
+        v = np.arange(len(t), dtype=np.float64) + t0 % 7
+        q = np.ones(len(t), np.int16)
+        with psycopg.connect(db_url) as c:
+            create_staging(c)
+            with c.transaction():
+                c.execute(
+                    "INSERT INTO readings (time, series_id, value, quality)"
+                    " SELECT to_timestamp(x / 1e6), %s, v, 1 FROM unnest(%s::int8[], %s::float8[])"
+                    " AS u(x, v)",
+                    (series, t.tolist(), v.tolist()),
+                )
+                merge_partials(c, s, t, v, q, watermark=watermark)
+
+    write([0, 10], mine)  # unknown series: merged; the watermark learns minute 0
+    write([60, 70, 130], mine)  # minutes 1 and 2 are new: inserted plainly
+    write([140], other)  # another writer, unknown series: merged into minute 2
+    write([150, 200], other)  # its hint says minute 3 is new, and it is
+    write([175, 190], mine)  # minute 3 looks new to it, but other has it: merged after all
+    assert_rollups_match_readings(conn)
+    assert conn.execute(
+        "SELECT count FROM rollups WHERE resolution = '1m' ORDER BY bucket"
+    ).fetchall() == [(2,), (2,), (4,), (2,)]
