@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BeforeValidator
 
 from api.problems import Problem, bad_parameter, not_found
 from core.indicators import MIN_PUBLISHED_BUCKET_S
+from core.rollups import epoch_us, from_epoch_us
 
 #: identifier alphabets of the schema's CHECK constraints (migration 0001)
 SITE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -253,13 +254,8 @@ class Cursor:
     key: str
 
 
-def _us(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def encode_cursor(time: datetime, key: str | int = "") -> str:
-    raw = f"{_us(time)}|{key}".encode()
+    raw = f"{epoch_us(time)}|{key}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -267,7 +263,7 @@ def decode_cursor(text: str) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         micros, key = raw.split("|", 1)
-        moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
+        moment = from_epoch_us(int(micros))
     except (ValueError, binascii.Error, OverflowError, UnicodeDecodeError):
         raise bad_parameter(
             "cursor", "cursor is not one this API gave out (take it from a page's 'next' link)"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import LiteralString
 from zoneinfo import ZoneInfo
 
@@ -30,7 +30,15 @@ from psycopg.rows import TupleRow
 
 from core import indicators as ind
 from core.qc import FAIL
-from core.rollups import US_PER_S, bucket_starts, next_bucket_starts
+from core.rollup_store import queue_days
+from core.rollups import (
+    US_PER_S,
+    bucket_starts,
+    epoch_us,
+    from_epoch_us,
+    local_days,
+    next_bucket_starts,
+)
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,17 +61,9 @@ class DayUpdate:
     skipped: list[str] = field(default_factory=list)
 
 
-def _us(moment: datetime) -> int:
-    return int(moment.timestamp() * US_PER_S)
-
-
-def _dt(us: int | np.integer) -> datetime:
-    return datetime.fromtimestamp(int(us) / US_PER_S, UTC)
-
-
 def _local_dates(day_starts: npt.NDArray[np.int64], tz: str) -> list[date]:
     zone = ZoneInfo(tz)
-    return [_dt(d).astimezone(zone).date() for d in day_starts.tolist()]
+    return [from_epoch_us(d).astimezone(zone).date() for d in day_starts.tolist()]
 
 
 def _arrays(
@@ -163,7 +163,7 @@ def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) 
     keep = np.flatnonzero(found)
     columns = [
         [str(site_names[i]) for i in result.station_id[keep]],
-        [_dt(h) for h in result.hour[keep]],
+        [from_epoch_us(h) for h in result.hour[keep]],
         result.level[keep].astype(int).tolist(),
         [ind.POLLUTANTS[c] for c in result.dominant[keep]],
     ]
@@ -270,7 +270,7 @@ def _update_energy(
     meters = np.zeros(len(site_names))
     for site in np.unique(site_ids[used]):
         meters[site] = len(np.unique(series[used & (site_ids == site)]))
-    lo_us, hi_us = _us(lo), _us(hi)
+    lo_us, hi_us = epoch_us(lo), epoch_us(hi)
     hourly = ind.energy_totals(intervals, "1h", tz)
     in_day = (hourly.bucket >= lo_us) & (hourly.bucket < hi_us)
     h_sites = hourly.group_id[in_day]
@@ -279,7 +279,7 @@ def _update_energy(
         _ENERGY_HOURLY_INSERT,
         (
             [str(site_names[s]) for s in h_sites],
-            [_dt(b) for b in hourly.bucket[in_day]],
+            [from_epoch_us(b) for b in hourly.bucket[in_day]],
             h_kwh.tolist(),
             ind.co2e_kg(h_kwh, grid_factor).tolist(),
             (hourly.covered_s[in_day] / 3600.0 / meters[h_sites]).tolist(),
@@ -297,7 +297,7 @@ def _update_energy(
             grid_factor,
             [str(site_names[s]) for s in d_sites],
             _local_dates(starts, tz),
-            [_dt(b) for b in starts],
+            [from_epoch_us(b) for b in starts],
             d_kwh.tolist(),
             ind.co2e_kg(d_kwh, grid_factor).tolist(),
             (daily.covered_s[in_day] / length_s / meters[d_sites]).tolist(),
@@ -415,7 +415,7 @@ def _update_traffic(
         _TRAFFIC_HOURLY_INSERT,
         (
             [str(names[c]) for c in hourly.counter_id],
-            [_dt(b) for b in hourly.bucket],
+            [from_epoch_us(b) for b in hourly.bucket],
             hourly.volume.tolist(),
             _nan_to_none(heavy_volume),
             _nan_to_none(hourly.mean_speed_kmh),
@@ -446,7 +446,7 @@ def _update_traffic(
         (
             [str(names[c]) for c in hourly.counter_id[order][starts]],
             _local_dates(day_starts, tz),
-            [_dt(d) for d in day_starts],
+            [from_epoch_us(d) for d in day_starts],
             total(hourly.volume).tolist(),
             _nan_to_none(np.where(heavy_base > 0, heavy_sum, np.nan)),
             _nan_to_none(mean_speed),
@@ -464,9 +464,9 @@ def update_day(conn: psycopg.Connection[TupleRow], day: datetime, settings: Sett
     """Recompute every indicator of the local day starting at ``day`` (a local
     midnight); call inside a transaction."""
     tz = settings.timezone
-    lo_us = _us(day)
+    lo_us = epoch_us(day)
     hi_us = int(next_bucket_starts(np.array([lo_us], np.int64), "1d", tz)[0])
-    lo, hi = _dt(lo_us), _dt(hi_us)
+    lo, hi = from_epoch_us(lo_us), from_epoch_us(hi_us)
     update = DayUpdate(day)
     update.aqi_rows = _update_aqi(conn, lo, hi)
     update.energy_days, update.energy_hours = _update_energy(
@@ -526,16 +526,6 @@ def mark_days(conn: psycopg.Connection[TupleRow], start: datetime, end: datetime
         raise ValueError(
             f"the end ({end.isoformat()}) must be after the start ({start.isoformat()})"
         )
-    first = int(bucket_starts(np.array([_us(start)], np.int64), "1d", tz)[0])
-    days = [first]
-    while True:
-        following = int(next_bucket_starts(np.array([days[-1]], np.int64), "1d", tz)[0])
-        if following >= _us(end):
-            break
-        days.append(following)
-    conn.execute(
-        "INSERT INTO indicator_days_pending (day) SELECT unnest(%s::timestamptz[])"
-        " ON CONFLICT (day) DO NOTHING",
-        ([_dt(d) for d in days],),
-    )
+    days = local_days(epoch_us(start), epoch_us(end), tz)
+    queue_days(conn, days)
     return len(days)

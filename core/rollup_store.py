@@ -9,7 +9,7 @@ the upsert `core.rollups.MERGE_SQL` that mirrors `core.rollups.merge`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import LiteralString
 
 import numpy as np
@@ -25,7 +25,11 @@ from core.rollups import (
     MERGE_SQL,
     RESOLUTIONS,
     ROLLUP_COLUMNS,
+    Partials,
     bucket_starts,
+    epoch_us,
+    from_epoch_us,
+    local_days,
     next_bucket_starts,
     partials,
 )
@@ -90,7 +94,8 @@ class MinuteWatermark:
     Series never seen since start are merged.
     """
 
-    _UNKNOWN = np.iinfo(np.int64).max
+    #: below every bucket: a series this writer has not merged yet
+    _UNKNOWN = np.iinfo(np.int64).min
 
     def __init__(self) -> None:
         self._last = np.full(0, self._UNKNOWN, dtype=np.int64)
@@ -98,8 +103,8 @@ class MinuteWatermark:
     def fresh(
         self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]
     ) -> npt.NDArray[np.bool_]:
-        known = series_ids < len(self._last)
         last = np.full(len(series_ids), self._UNKNOWN, dtype=np.int64)
+        known = series_ids < len(self._last)
         last[known] = self._last[series_ids[known]]
         fresh: npt.NDArray[np.bool_] = (last != self._UNKNOWN) & (buckets > last)
         return fresh
@@ -112,18 +117,54 @@ class MinuteWatermark:
             grown = np.full(max(top, 2 * len(self._last)), self._UNKNOWN, dtype=np.int64)
             grown[: len(self._last)] = self._last
             self._last = grown
-        latest = np.full(len(self._last), np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(latest, series_ids, buckets)
-        seen = latest != np.iinfo(np.int64).min
-        current = self._last[seen]
-        self._last[seen] = np.where(
-            current == self._UNKNOWN, latest[seen], np.maximum(current, latest[seen])
-        )
+        np.maximum.at(self._last, series_ids, buckets)
 
 
 def create_staging(conn: psycopg.Connection[TupleRow]) -> None:
     """The session's staging table (emptied at every commit)."""
     conn.execute(_CREATE_STAGING)
+
+
+def _stage(
+    cur: psycopg.Cursor[TupleRow], parts: list[Partials], codes: npt.NDArray[np.int16]
+) -> None:
+    """COPY partials into ``rollups_staging``, each row with its resolution code."""
+    columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
+    with cur.copy(
+        "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
+        " sum, sum_sq, min, max, first_time, first_value, last_time, last_value)"
+        " FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.write(encode_rows(STAGED_COLUMNS, [codes, *columns]))
+
+
+def _timestamps(micros: npt.NDArray[np.int64]) -> list[datetime]:
+    return [from_epoch_us(us) for us in micros]
+
+
+ReadingArrays = tuple[
+    npt.NDArray[np.int32], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int16]
+]
+
+
+def reading_arrays(rows: list[TupleRow]) -> ReadingArrays:
+    """(series_id, time µs, value, quality) rows as the four arrays the core takes."""
+    series, times, values, quality = zip(*rows, strict=True)
+    return (
+        np.asarray(series, np.int32),
+        np.asarray(times, np.int64),
+        np.asarray(values, np.float64),
+        np.asarray(quality, np.int16),
+    )
+
+
+def queue_days(conn: psycopg.Connection[TupleRow], day_starts_us: npt.NDArray[np.int64]) -> None:
+    """Queue these local days (their midnights) for the indicator job."""
+    conn.execute(
+        "INSERT INTO indicator_days_pending (day) SELECT unnest(%s::timestamptz[])"
+        " ON CONFLICT (day) DO NOTHING",
+        (_timestamps(np.unique(day_starts_us)),),
+    )
 
 
 def merge_partials(
@@ -151,15 +192,8 @@ def merge_partials(
         else np.zeros(len(minutes), dtype=bool)
     )
     codes[: len(minutes)][fresh] = FRESH_MINUTE
-    columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
-    data = encode_rows(STAGED_COLUMNS, [codes, *columns])
     with conn.cursor() as cur:
-        with cur.copy(
-            "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
-            " sum, sum_sq, min, max, first_time, first_value, last_time, last_value)"
-            " FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.write(data)
+        _stage(cur, parts, codes)
         if fresh.any():
             try:
                 with conn.transaction():  # a savepoint: a conflict undoes only this
@@ -246,7 +280,7 @@ def recompute_hours(
         np.stack([np.asarray(series_ids, np.int64), np.asarray(times_us) // HOUR_US]), axis=1
     )
     hour_series = keys[0].astype(np.int32)
-    hours = [datetime.fromtimestamp(int(h) * 3600, UTC) for h in keys[1]]
+    hours = _timestamps(keys[1] * HOUR_US)
     with conn.cursor(binary=True) as cur:
         cur.execute(
             "DELETE FROM rollups r USING unnest(%s::int4[], %s::timestamptz[]) AS v(s, h)"
@@ -262,24 +296,14 @@ def recompute_hours(
             (hour_series.tolist(), hours),
         ).fetchall()
     if rows:
-        columns = list(zip(*rows, strict=True))
-        s = np.asarray(columns[0], np.int32)
-        t = np.asarray(columns[1], np.int64)
-        v = np.asarray(columns[2], np.float64)
-        q = np.asarray(columns[3], np.int16)
-        parts = [partials(s, t, v, q, res, tz) for res in ("1m", "1h")]
+        readings = reading_arrays(rows)
+        parts = [partials(*readings, res, tz) for res in ("1m", "1h")]
         codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
         if len(codes):
-            cols = [np.concatenate([p.columns()[n] for p in parts]) for n in ROLLUP_COLUMNS]
             with conn.cursor() as cur:
                 # the batch's own merge may have filled the staging table already
                 cur.execute("DELETE FROM rollups_staging")
-                with cur.copy(
-                    "COPY rollups_staging (resolution_code, series_id, bucket, count,"
-                    " good_count, sum, sum_sq, min, max, first_time, first_value, last_time,"
-                    " last_value) FROM STDIN (FORMAT BINARY)"
-                ) as copy:
-                    copy.write(encode_rows(STAGED_COLUMNS, [codes, *cols]))
+                _stage(cur, parts, codes)
                 cur.execute(REPLACE_SQL)
                 cur.execute("DELETE FROM rollups_staging")
     day_starts = bucket_starts(keys[1] * HOUR_US, "1d", tz)
@@ -289,20 +313,12 @@ def recompute_hours(
         _DAY_FROM_HOURS,
         (
             days[0].astype(np.int32).tolist(),
-            [datetime.fromtimestamp(int(d) / 1e6, UTC) for d in days[1]],
-            [datetime.fromtimestamp(int(d) / 1e6, UTC) for d in next_days],
+            _timestamps(days[1]),
+            _timestamps(next_days),
         ),
     )
-    conn.execute(
-        "INSERT INTO indicator_days_pending (day) SELECT unnest(%s::timestamptz[])"
-        " ON CONFLICT (day) DO NOTHING",
-        ([datetime.fromtimestamp(int(d) / 1e6, UTC) for d in np.unique(days[1])],),
-    )
+    queue_days(conn, days[1])
     return int(keys.shape[1])
-
-
-def _us(moment: datetime) -> int:
-    return int(moment.timestamp() * 1_000_000)
 
 
 def rebuild(
@@ -322,17 +338,12 @@ def rebuild(
     """
     if end <= start:
         raise ValueError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
-    first = int(bucket_starts(np.array([_us(start)], np.int64), "1d", tz)[0])
-    last_bucket = bucket_starts(np.array([_us(end) - 1], np.int64), "1d", tz)
-    stop = int(next_bucket_starts(last_bucket, "1d", tz)[0])
+    days = local_days(epoch_us(start), epoch_us(end), tz)
+    ends = next_bucket_starts(days, "1d", tz)
     create_staging(conn)
     conn.commit()
-    day = first
     total = 0
-    while day < stop:
-        next_day = int(next_bucket_starts(np.array([day], np.int64), "1d", tz)[0])
-        lo = datetime.fromtimestamp(day / 1e6, UTC)
-        hi = datetime.fromtimestamp(next_day / 1e6, UTC)
+    for lo, hi in zip(_timestamps(days), _timestamps(ends), strict=True):
         with conn.transaction():
             # through the key, series by series (the table has no index on time alone)
             conn.execute(
@@ -347,21 +358,8 @@ def rebuild(
                     (lo, hi),
                 ).fetchall()
             if rows:
-                columns = list(zip(*rows, strict=True))
-                merge_partials(
-                    conn,
-                    np.asarray(columns[0], np.int32),
-                    np.asarray(columns[1], np.int64),
-                    np.asarray(columns[2], np.float64),
-                    np.asarray(columns[3], np.int16),
-                    tz,
-                )
+                merge_partials(conn, *reading_arrays(rows), tz)
             total += len(rows)
         if progress is not None:
             progress(lo, hi)
-        day = next_day
-    return (
-        datetime.fromtimestamp(first / 1e6, UTC),
-        datetime.fromtimestamp(stop / 1e6, UTC),
-        total,
-    )
+    return from_epoch_us(days[0]), from_epoch_us(ends[-1]), total

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal, LiteralString, TypeVar, get_args
 from zoneinfo import ZoneInfo
 
@@ -185,6 +185,30 @@ def fixed_width_in_utc(tz: str, width_us: int, t: Times) -> bool:
     last = min(_year_of(int(t.max())) + 1, 9998)
     _, offsets = _zone_table(tz, first, last)
     return bool((offsets % width_us == 0).all())
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch, exactly (no float on the way)."""
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * US_PER_S + delta.microseconds
+
+
+def from_epoch_us(us: int | np.integer) -> datetime:
+    """The UTC moment ``us`` microseconds after the epoch, exactly."""
+    return _EPOCH + timedelta(microseconds=int(us))
+
+
+def local_days(start_us: int, end_us: int, tz: str = DEFAULT_TZ) -> Times:
+    """The local midnights of every day touching [start_us, end_us), in order."""
+    first = int(bucket_starts(np.array([start_us], np.int64), "1d", tz)[0])
+    # noon of each calendar day from the first: DST moves a local day by an hour at
+    # most, so noon always lands inside the day it stands for
+    noons = first + 12 * HOUR_US + np.arange((end_us - first) // DAY_US + 2) * DAY_US
+    days = np.unique(bucket_starts(noons, "1d", tz))
+    return days[days < end_us]
 
 
 def bucket_starts(times_us: Times, resolution: Resolution, tz: str = DEFAULT_TZ) -> Times:

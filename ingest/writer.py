@@ -27,6 +27,7 @@ from core.rollup_store import (
     MinuteWatermark,
     create_staging,
     merge_partials,
+    reading_arrays,
     recompute_hours,
 )
 from ingest.pipeline import PreparedBatch, RecentReadings
@@ -163,13 +164,7 @@ class BatchWriter:
             rows = cur.fetchall()
         if not rows:
             return NewRows.empty()
-        columns = list(zip(*rows, strict=True))
-        return NewRows(
-            np.asarray(columns[0], np.int32),
-            np.asarray(columns[1], np.int64),
-            np.asarray(columns[2], np.float64),
-            np.asarray(columns[3], np.int16),
-        )
+        return NewRows(*reading_arrays(rows))
 
     def _revisions(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
         """Write back the worse flags QC gave earlier readings, and recompute the
