@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import LiteralString
+from typing import LiteralString, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -84,6 +84,19 @@ def _codes(labels: npt.NDArray[np.generic]) -> tuple[npt.NDArray[np.str_], npt.N
     """Distinct labels and each row's index into them (indicators work on integer ids)."""
     distinct, inverse = np.unique(labels.astype(str), return_inverse=True)
     return distinct, inverse.astype(np.int64).reshape(-1)
+
+
+def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
+    """A float column for SQL: NaN (no value) becomes NULL."""
+    return [None if np.isnan(x) else float(x) for x in values.tolist()]
+
+
+_Columns = TypeVar("_Columns", ind.Intervals, ind.TrafficBuckets)
+
+
+def _concatenate(kind: type[_Columns], parts: list[_Columns]) -> _Columns:
+    """Several results of one indicator function (dataclasses of aligned arrays) as one."""
+    return kind(*(np.concatenate([getattr(p, name) for p in parts]) for name in kind.__slots__))
 
 
 # -- air quality -------------------------------------------------------------------------
@@ -169,7 +182,7 @@ def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) 
     ]
     for code in range(len(ind.POLLUTANTS)):
         column = table[keep, code]
-        columns.append([None if np.isnan(x) else float(x) for x in column])
+        columns.append(_nan_to_none(column))
     conn.execute(_AQI_INSERT, tuple(columns))
     return len(keep)
 
@@ -262,9 +275,7 @@ def _update_energy(
             max_gap_s=_POWER_MAX_GAP_S,
         ),
     ]
-    intervals = ind.Intervals(
-        *(np.concatenate([getattr(p, name) for p in parts]) for name in ind.Intervals.__slots__)
-    )
+    intervals = _concatenate(ind.Intervals, parts)
     # meters per building, to turn covered seconds into a share of the bucket
     used = is_register | from_power
     meters = np.zeros(len(site_names))
@@ -358,10 +369,6 @@ def _interval_s(times_us: npt.NDArray[np.int64]) -> int | None:
     return common if common in _INTERVALS_S else None
 
 
-def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
-    return [None if np.isnan(x) else float(x) for x in values.tolist()]
-
-
 def _update_traffic(
     conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime, tz: str
 ) -> tuple[int, int, list[str]]:
@@ -403,12 +410,7 @@ def _update_traffic(
         )
     if not hourly_parts:
         return 0, 0, skipped
-    hourly = ind.TrafficBuckets(
-        *(
-            np.concatenate([getattr(p, name) for p in hourly_parts])
-            for name in ind.TrafficBuckets.__slots__
-        )
-    )
+    hourly = _concatenate(ind.TrafficBuckets, hourly_parts)
     with np.errstate(invalid="ignore"):
         heavy_volume = np.where(hourly.heavy_base > 0, hourly.heavy_volume, np.nan)
     conn.execute(
