@@ -182,6 +182,16 @@ class BatchPreparer:
             self._conversions[key] = found
         return found
 
+    @classmethod
+    def from_settings(cls, registry: Registry, settings: Settings) -> BatchPreparer:
+        """The preparer ingest runs with these settings (limits, topic prefix, QC)."""
+        return cls(
+            registry,
+            Limits.of(settings),
+            settings.mqtt_topic_prefix,
+            quality_control=settings.ingest_qc,
+        )
+
     def seed_history(self, recent: RecentReadings) -> int:
         """Start QC from the series' last stored readings instead of from nothing, so a
         restarted worker still sees a spike or a jump in the first reading it gets

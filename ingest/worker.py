@@ -47,7 +47,7 @@ from psycopg.rows import TupleRow
 from core.indicator_store import DayUpdate, update_pending
 from core.settings import Settings
 from ingest.mqtt_client import FastClient
-from ingest.pipeline import BatchPreparer, Limits, Message, PreparedBatch, QuarantineRow
+from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
@@ -209,12 +209,7 @@ class IngestWorker:
         self._committer_error: BaseException | None = None
         self.registry = DatabaseRegistry(database_url)
         self.writer = BatchWriter(database_url, rollups=settings.ingest_rollups)
-        self.preparer = BatchPreparer(
-            self.registry,
-            Limits.of(settings),
-            settings.mqtt_topic_prefix,
-            quality_control=settings.ingest_qc,
-        )
+        self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from core.settings import Settings
 from devices.catalogue import DeviceSpec
 from devices.simulate import simulated_messages
-from ingest.pipeline import BatchPreparer, Limits, Message
+from ingest.pipeline import BatchPreparer, Message
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 
@@ -43,12 +43,7 @@ def load_simulation(
     """Store what the simulated ``specs`` send in [start, end) (epoch seconds); the
     devices must be registered.  ``progress(sent_time, report)`` after each batch."""
     registry = DatabaseRegistry(url)
-    preparer = BatchPreparer(
-        registry,
-        Limits.of(settings),
-        settings.mqtt_topic_prefix,
-        quality_control=settings.ingest_qc,
-    )
+    preparer = BatchPreparer.from_settings(registry, settings)
     writer = BatchWriter(url, "smartby-load", rollups=True)
     report = LoadReport()
     pending: list[Message] = []
