@@ -24,6 +24,8 @@ from core.migrate import applied, discover, migrate
 from core.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from devices.catalogue import Catalogue, DeviceSpec
 
 
@@ -434,6 +436,17 @@ def _iso(text: str) -> float:
     return moment.timestamp()
 
 
+def _time_range(start_text: str, end_text: str | None) -> tuple[datetime, datetime]:
+    """--from and --to (default: now) as UTC moments; --to must come after --from."""
+    from datetime import UTC, datetime
+
+    start = datetime.fromtimestamp(_iso(start_text), UTC)
+    end = datetime.fromtimestamp(_iso(end_text), UTC) if end_text else datetime.now(UTC)
+    if end <= start:
+        raise SmartbyError(f"--to {end_text or 'now'} is not after --from {start_text}")
+    return start, end
+
+
 @cli.group()
 def rollup() -> None:
     """Rollups (1-minute, hourly and daily partial aggregates)."""
@@ -445,15 +458,11 @@ def rollup() -> None:
 @click.pass_context
 def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
     """Recompute the rollups of every local day touching [--from, --to) from readings."""
-    from datetime import UTC, datetime
 
     from core.rollup_store import rebuild
 
     settings = _settings(ctx)
-    start = datetime.fromtimestamp(_iso(start_text), UTC)
-    end = datetime.fromtimestamp(_iso(end_text), UTC)
-    if end <= start:
-        raise SmartbyError(f"--to {end_text} is not after --from {start_text}")
+    start, end = _time_range(start_text, end_text)
 
     def show(lo: datetime, hi: datetime) -> None:
         click.echo(f"\rrebuilt rollups up to {hi.isoformat()}", err=True, nl=False)
@@ -478,7 +487,6 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     """Recompute the indicators of the days waiting for it (ingest queues each day it
     writes to; ingest workers also do this every SMARTBY_INDICATORS_INTERVAL_S), and of
     every day in [--from, --to) if given (e.g. after changing the grid factor)."""
-    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
     from core.indicator_store import DayUpdate, mark_days, update_pending
@@ -486,14 +494,11 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     settings = _settings(ctx)
     if end_text is not None and start_text is None:
         raise SmartbyError("--to needs --from")
+    span = _time_range(start_text, end_text) if start_text is not None else None
     with connect(database_url(settings)) as conn:
-        if start_text is not None:
-            start = datetime.fromtimestamp(_iso(start_text), UTC)
-            end = datetime.fromtimestamp(_iso(end_text), UTC) if end_text else datetime.now(UTC)
-            if end <= start:
-                raise SmartbyError(f"--to {end_text} is not after --from {start_text}")
+        if span is not None:
             with conn.transaction():
-                mark_days(conn, start, end, settings.timezone)
+                mark_days(conn, *span, settings.timezone)
 
         def show(update: DayUpdate) -> None:
             click.echo(
