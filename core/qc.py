@@ -266,15 +266,24 @@ def _next(a: npt.NDArray[_G]) -> npt.NDArray[_G]:
 # -- the tests, in chain order ----------------------------------------------------------
 
 
+def _verdict(
+    ran: npt.NDArray[np.bool_], measure: Values, suspect: Values, fail: Values | None = None
+) -> Flags:
+    """The flags of a test that ran where ``ran``: good, suspect above ``suspect``,
+    fail above ``fail``; not evaluated where it did not run (a NaN threshold is never
+    exceeded)."""
+    flags = np.where(ran, GOOD, NOT_EVALUATED).astype(np.int16)
+    flags[ran & (measure > suspect)] = SUSPECT
+    if fail is not None:
+        flags[ran & (measure > fail)] = FAIL
+    return flags
+
+
 def _spike(c: _Chain, suspect: Values, fail: Values) -> Flags:
     # QARTOD spike test: the reading against the mean of its two neighbours.
     ran = c.has_prev & c.has_next & (np.isfinite(suspect) | np.isfinite(fail))
     reference = (_prev(c.v) + _next(c.v)) / 2
-    deviation = np.abs(c.v - reference)
-    flags = np.where(ran, GOOD, NOT_EVALUATED).astype(np.int16)
-    flags[ran & (deviation > suspect)] = SUSPECT
-    flags[ran & (deviation > fail)] = FAIL
-    return flags
+    return _verdict(ran, np.abs(c.v - reference), suspect, fail)
 
 
 def _rate_of_change(c: _Chain, max_rate_per_s: Values) -> Flags:
@@ -284,9 +293,7 @@ def _rate_of_change(c: _Chain, max_rate_per_s: Values) -> Flags:
     ran = c.has_prev & (dt_s > 0) & np.isfinite(max_rate_per_s)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate = np.abs(c.v - _prev(c.v)) / dt_s
-    flags = np.where(ran, GOOD, NOT_EVALUATED).astype(np.int16)
-    flags[ran & (rate > max_rate_per_s)] = SUSPECT
-    return flags
+    return _verdict(ran, rate, max_rate_per_s)
 
 
 def _flat_run_start_us(c: _Chain, tolerance: Values) -> Times:
@@ -315,11 +322,7 @@ def _flat_line(
         started = _flat_run_start_us(c, tolerance)
     ran = (c.has_prev | (started < c.t)) & np.isfinite(tolerance)
     ran &= np.isfinite(suspect_s) | np.isfinite(fail_s)
-    flat_s = (c.t - started) / _US_PER_S
-    flags = np.where(ran, GOOD, NOT_EVALUATED).astype(np.int16)
-    flags[ran & (flat_s > suspect_s)] = SUSPECT
-    flags[ran & (flat_s > fail_s)] = FAIL
-    return flags
+    return _verdict(ran, (c.t - started) / _US_PER_S, suspect_s, fail_s)
 
 
 def _time_gap(c: _Chain, max_gap_s: Values) -> Flags:
@@ -328,9 +331,7 @@ def _time_gap(c: _Chain, max_gap_s: Values) -> Flags:
     # may well be right, hence not fail).
     gap_s = (c.t - _prev(c.t)) / _US_PER_S
     ran = c.has_prev & np.isfinite(max_gap_s)
-    flags = np.where(ran, GOOD, NOT_EVALUATED).astype(np.int16)
-    flags[ran & (gap_s > max_gap_s)] = SUSPECT
-    return flags
+    return _verdict(ran, gap_s, max_gap_s)
 
 
 # -- public single tests ---------------------------------------------------------------
