@@ -9,21 +9,15 @@ from fastapi import FastAPI
 from api.app import create_app
 from core.db import connect, database_url
 from core.errors import SmartbyError
-from core.local_stack import port_is_free
 from core.settings import Settings
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM.  What a user can fix fails first, in one line:
-    no database, an unreachable one, a port in use."""
+    no database, an unreachable one (``smartby api`` checks the port before)."""
     url = database_url(settings)
     with connect(url, application_name="smartby-api") as conn:
         conn.execute("SELECT 1")
-    if port and not port_is_free(port, host):
-        raise SmartbyError(
-            f"cannot serve the API on {host}:{port}: the port is in use "
-            "(choose another with --port or SMARTBY_API_PORT)"
-        )
     server = uvicorn.Server(server_config(create_app(settings, url), host=host, port=port))
     server.run()
     if not server.started:

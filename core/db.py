@@ -1,7 +1,8 @@
-"""Connections to PostgreSQL: where the database is, and how to reach it.
+"""Connections to PostgreSQL: which database the settings name, and how to reach it.
 
-A configured ``SMARTBY_DATABASE_URL`` wins; otherwise the embedded stack started by
-``smartby up`` tells where its cluster listens (``<data_dir>/stack.json``).
+The URL comes from ``SMARTBY_DATABASE_URL``, or from whoever started or found the
+database: ``smartby`` fills in the embedded stack's URL (``smartby/locate.py``), the
+test fixtures and the benchmarks hand over their own cluster's.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import TupleRow
 
-from core.local_stack import read_running_stack
 from core.settings import Settings, SettingsError
 
 
@@ -17,9 +17,6 @@ def database_url(settings: Settings) -> str:
     """The libpq URL to use, or a `SettingsError` that says how to get one."""
     if settings.database_url is not None:
         return settings.database_url.get_secret_value()
-    stack = read_running_stack(settings.data_dir)
-    if stack is not None:
-        return stack.database_url
     raise SettingsError(
         "no database: set SMARTBY_DATABASE_URL, or start the embedded stack with `smartby up`"
     )

@@ -18,10 +18,11 @@ import click
 import psycopg
 from psycopg.rows import TupleRow
 
-from core.db import connect, database_url, server_versions
+from core.db import connect, server_versions
 from core.errors import SmartbyError
 from core.migrate import applied, discover, migrate
 from core.settings import Settings, load_settings
+from smartby.locate import database_url, with_running_stack
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -95,13 +96,17 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
 def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
+    from core.local_stack import port_is_free
 
-    settings = _settings(ctx)
-    serve(
-        settings,
-        host=host or settings.api_host,
-        port=settings.api_port if port is None else port,
-    )
+    settings = with_running_stack(_settings(ctx))
+    host = host or settings.api_host
+    port = settings.api_port if port is None else port
+    if port and not port_is_free(port, host):
+        raise SmartbyError(
+            f"cannot serve the API on {host}:{port}: the port is in use "
+            "(choose another with --port or SMARTBY_API_PORT)"
+        )
+    serve(settings, host=host, port=port)
 
 
 @cli.group()

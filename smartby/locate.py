@@ -1,0 +1,32 @@
+"""Where a command finds the database: the configured URL, else the running stack's.
+
+``smartby up`` records its services in ``<data_dir>/stack.json`` while it runs, so that
+other commands (``smartby db status``, ``smartby devices list``, ``smartby api``) reach
+its private PostgreSQL without being told.  Looking that record up is the composition
+root's job: the packages below take a URL (or settings that hold one) and never look
+for a running stack themselves.
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from core.db import database_url as configured_database_url
+from core.local_stack import read_running_stack
+from core.settings import Settings
+
+
+def with_running_stack(settings: Settings) -> Settings:
+    """``settings`` with the database of a running ``smartby up`` filled in, when no
+    ``SMARTBY_DATABASE_URL`` is configured and such a stack is alive."""
+    if settings.database_url is not None:
+        return settings
+    stack = read_running_stack(settings.data_dir)
+    if stack is None:
+        return settings
+    return settings.model_copy(update={"database_url": SecretStr(stack.database_url)})
+
+
+def database_url(settings: Settings) -> str:
+    """The libpq URL to use, or a `SettingsError` that says how to get one."""
+    return configured_database_url(with_running_stack(settings))
