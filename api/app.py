@@ -40,9 +40,9 @@ from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.routes import admin, indicators, resources, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
-from core.db import database_url as configured_database_url
 from core.errors import SmartbyError
 from core.settings import Settings
+from db.connect import database_url as configured_database_url
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, LiteralString
 from psycopg import sql
 
 from api.params import BoundingBox, Cursor
-from core.registry_ops import PUBLIC_DEVICE_COLUMNS
+from db.registry import PUBLIC_DEVICE_COLUMNS
 
 Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
 

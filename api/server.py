@@ -7,9 +7,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
-from core.db import connect, database_url
 from core.errors import SmartbyError
 from core.settings import Settings
+from db.connect import connect, database_url
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:

@@ -75,9 +75,9 @@ from bench.ingest import (
     wait_until,
 )
 from core import qc
-from core.pgcopy import HEADER, PG_EPOCH_OFFSET_US, TRAILER, encode_rows
-from core.rollup_store import merge_partials
 from core.rollups import RESOLUTIONS, ROLLUP_COLUMNS, Partials, Resolution, partials
+from db.pgcopy import HEADER, PG_EPOCH_OFFSET_US, TRAILER, encode_rows
+from db.rollups import merge_partials
 from ingest.pipeline import PreparedBatch
 from ingest.writer import READING_COLUMNS, BatchWriter
 
@@ -225,7 +225,7 @@ def partials_from_pandas(res: Resolution, table: pd.DataFrame) -> Partials:
 
 def copy_readings(url: str, r: Readings) -> None:
     """Binary COPY of every reading into the ``readings`` hypertable, one stream encoded
-    a chunk at a time (as ingest encodes: `core.pgcopy`), then ANALYZE for the planner."""
+    a chunk at a time (as ingest encodes: `db.pgcopy`), then ANALYZE for the planner."""
     n = len(r)
     with psycopg.connect(url) as conn, conn.cursor() as cur:
         with cur.copy(

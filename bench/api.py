@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg
 
 from core.local_stack import PostgresCluster, free_port
-from core.migrate import migrate
+from db.migrate import migrate
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0
@@ -65,7 +65,7 @@ def bench_settings(url: str, port: int = 0):
 def load_month(url: str, days: float) -> tuple[float, float]:
     """Narvik's catalogue and ``days`` of its simulated history up to the last whole
     hour, indicators included; returns (start, end) epoch seconds."""
-    from core.indicator_store import update_pending
+    from db.indicators import update_pending
     from devices.catalogue import load_catalogue, narvik_catalogue_path
     from devices.provision import import_catalogue
     from smartby.load import LoadReport, load_simulation

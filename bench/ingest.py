@@ -41,7 +41,7 @@ import psycopg
 
 from bench.loadgen import Publisher, encode_stream, paced_publish
 from core.local_stack import MosquittoBroker, PostgresCluster, free_port
-from core.migrate import migrate
+from db.migrate import migrate
 
 DEVICES = 100
 PACK_METRICS = (

@@ -62,7 +62,7 @@ DEFAULT_TZ = "Europe/Oslo"
 
 #: the partials staged in ``rollups_staging`` going into ``rollups``; the conflict
 #: action (merge or replace) follows.  Resolution codes index RESOLUTIONS; code 3 is
-#: a 1-minute partial that is probably new (`core.rollup_store.MinuteWatermark`).
+#: a 1-minute partial that is probably new (`db.rollups.MinuteWatermark`).
 INSERT_STAGED_SQL: LiteralString = """
     INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
                               min, max, first_time, first_value, last_time, last_value)

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 # The secrets and the single-device operations live in core (the API's admin routes
 # use them too, and api/ may only share core); they are re-exported here so that the
 # registry reads as one module.
-from core.registry_ops import (
+from db.registry import (
     INGEST_USER,
     PBKDF2_ITERATIONS,
     PUBLIC_DEVICE_COLUMNS,

@@ -21,9 +21,9 @@ import numpy.typing as npt
 import orjson
 
 from core import qc
-from core.catalogue import Metric
 from core.settings import Settings
 from core.units import UnitError, conversion
+from db.catalogue import Metric
 from ingest.decode import DecodeError, decode, metric_key
 
 #: Bound on the resolved-target cache (a stream of random names must not grow it forever).

@@ -44,8 +44,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
-from core.indicator_store import DayUpdate, update_pending
 from core.settings import Settings
+from db.indicators import DayUpdate, update_pending
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.writer import BatchWriter, DatabaseRegistry
@@ -443,7 +443,7 @@ class IngestWorker:
 
     def _indicators(self) -> None:
         """Third thread: every ``indicators_interval_s``, recompute the indicator tables
-        of the local days that received readings (`core.indicator_store`).  Several
+        of the local days that received readings (`db.indicators`).  Several
         workers may run it; ``SKIP LOCKED`` gives each a different day.  A failed
         pass is counted, logged and retried on the next tick: the days stay pending."""
         interval = self.settings.indicators_interval_s

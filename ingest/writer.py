@@ -1,6 +1,6 @@
 """Writing a prepared batch in one transaction, and finding devices and series.
 
-Readings go in by binary COPY (NumPy-encoded, `core.pgcopy`).  COPY cannot skip
+Readings go in by binary COPY (NumPy-encoded, `db.pgcopy`).  COPY cannot skip
 duplicates, and a redelivered MQTT message brings readings that are already stored,
 so the common case COPYs straight into ``readings`` inside a savepoint, and only
 when the unique key objects does the batch go the slower way: COPY into a staging
@@ -21,9 +21,9 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
-from core.catalogue import Metric, load_catalogue
-from core.pgcopy import Column, encode_rows
-from core.rollup_store import (
+from db.catalogue import Metric, load_catalogue
+from db.pgcopy import Column, encode_rows
+from db.rollups import (
     MinuteWatermark,
     create_staging,
     merge_partials,

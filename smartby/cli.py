@@ -18,10 +18,10 @@ import click
 import psycopg
 from psycopg.rows import TupleRow
 
-from core.db import connect, server_versions
 from core.errors import SmartbyError
-from core.migrate import applied, discover, migrate
 from core.settings import Settings, load_settings
+from db.connect import connect, server_versions
+from db.migrate import applied, discover, migrate
 from smartby.locate import database_url, with_running_stack
 
 if TYPE_CHECKING:
@@ -464,7 +464,7 @@ def rollup() -> None:
 def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
     """Recompute the rollups of every local day touching [--from, --to) from readings."""
 
-    from core.rollup_store import rebuild
+    from db.rollups import rebuild
 
     settings = _settings(ctx)
     start, end = _time_range(start_text, end_text)
@@ -494,7 +494,7 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     every day in [--from, --to) if given (e.g. after changing the grid factor)."""
     from zoneinfo import ZoneInfo
 
-    from core.indicator_store import DayUpdate, mark_days, update_pending
+    from db.indicators import DayUpdate, mark_days, update_pending
 
     settings = _settings(ctx)
     if end_text is not None and start_text is None:

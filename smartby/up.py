@@ -25,7 +25,6 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from core.db import connect
 from core.local_stack import (
     MosquittoBroker,
     PostgresCluster,
@@ -42,8 +41,9 @@ from core.local_stack import (
     wait_until,
     write_running_stack,
 )
-from core.migrate import migrate
 from core.settings import Settings
+from db.connect import connect
+from db.migrate import migrate
 from devices.catalogue import load_catalogue, narvik_catalogue_path
 from devices.provision import CredentialStore, provision_simulated
 from devices.registry import (

@@ -1,6 +1,6 @@
 """Device registry operations over HTTP, behind an API key.
 
-The operations are core's (`core.registry_ops`, shared with ``smartby devices``);
+The operations are db's (`db.registry`, shared with ``smartby devices``);
 they are synchronous, so each request runs them on a worker thread with a
 connection of its own.  Admin calls are rare; the open reads keep the async pool.
 """
@@ -22,8 +22,8 @@ from api.params import device_path_id
 from api.problems import Problem, not_found
 from api.responses import JSONBytes, dumps
 from api.security import require_api_key
-from core.db import connect
-from core.registry_ops import (
+from db.connect import connect
+from db.registry import (
     DeviceRecord,
     RegistryError,
     add_device,

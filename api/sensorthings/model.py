@@ -255,7 +255,7 @@ SENSOR = Entity(
             ),
             "string",
         ),
-        # public fields only (core.registry_ops.PUBLIC_DEVICE_COLUMNS)
+        # public fields only (db.registry.PUBLIC_DEVICE_COLUMNS)
         Prop(
             "properties",
             S(

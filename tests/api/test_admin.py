@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from core.registry_ops import verify_secret
+from db.registry import verify_secret
 from devices.registry import SiteRecord, upsert_site
 from tests.api.conftest import ADMIN_KEY, ClientFactory
 

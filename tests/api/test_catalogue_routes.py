@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.licence import NLOD_URL
-from core.registry_ops import PUBLIC_DEVICE_COLUMNS
+from db.registry import PUBLIC_DEVICE_COLUMNS
 from tests.fixtures.simulated import SimulatedData
 
 ATTRIBUTION = (

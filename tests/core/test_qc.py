@@ -279,7 +279,7 @@ def test_the_tail_remembers_when_a_flat_run_began() -> None:
 
 
 def test_default_configuration_covers_the_catalogue_with_its_bounds() -> None:
-    sql = (Path(__file__).parents[2] / "core/migrations/0003_metric_catalogue.sql").read_text()
+    sql = (Path(__file__).parents[2] / "db/migrations/0003_metric_catalogue.sql").read_text()
     rows = re.findall(
         r"\('(\w+)', '[^']*', '\w+', '[^']*', '[^']*',\s*'[^']*', "
         r"(-?[\d.e]+), (-?[\d.e]+), '(\w+)'",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import core
+import db
 from core.errors import SmartbyError
 from devices.catalogue import (
     FAULTS,
@@ -20,7 +20,7 @@ from devices.catalogue import (
     parse_catalogue_yaml,
 )
 
-MIGRATIONS = Path(core.__file__).with_name("migrations")
+MIGRATIONS = Path(db.__file__).with_name("migrations")
 
 
 def metric_units() -> dict[str, str]:

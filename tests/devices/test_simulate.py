@@ -18,7 +18,7 @@ import orjson
 import psycopg
 import pytest
 
-import core
+import db
 from core.units import conversion
 from devices.catalogue import Catalogue, DeviceSpec, load_catalogue, narvik_catalogue_path
 from devices.provision import import_catalogue
@@ -36,7 +36,7 @@ from tests.fixtures.mqtt import Collector
 from tests.fixtures.services import Services
 
 OSLO = ZoneInfo("Europe/Oslo")
-MIGRATIONS = Path(core.__file__).with_name("migrations")
+MIGRATIONS = Path(db.__file__).with_name("migrations")
 
 
 def utc(*args: int) -> float:

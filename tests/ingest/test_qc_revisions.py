@@ -13,7 +13,7 @@ import orjson
 import psycopg
 
 from core import qc
-from core.catalogue import load_catalogue
+from db.catalogue import load_catalogue
 from ingest.pipeline import BatchPreparer, Limits, Message
 from ingest.writer import BatchWriter, DatabaseRegistry
 from tests.fixtures.ingest import register

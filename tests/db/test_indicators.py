@@ -12,9 +12,9 @@ import numpy as np
 import psycopg
 import pytest
 
-from core.indicator_store import mark_days, update_pending
-from core.rollup_store import create_staging, merge_partials
 from core.settings import Settings
+from db.indicators import mark_days, update_pending
+from db.rollups import create_staging, merge_partials
 from devices.catalogue import load_catalogue, narvik_catalogue_path
 from tests.fixtures.ingest import register
 from tests.fixtures.simulated import SimulatedData

@@ -1,6 +1,6 @@
 """Numbered SQL migrations and the small runner that records what ran.
 
-Files are ``core/migrations/NNNN_name.sql``; each runs in one transaction together
+Files are ``db/migrations/NNNN_name.sql``; each runs in one transaction together
 with the row that records it, so a failing file leaves nothing half-applied.  A
 session-level advisory lock lets several processes (compose replicas, tests) call
 ``migrate`` at once: the first applies, the others wait and find nothing to do.
@@ -51,7 +51,7 @@ _FILENAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 def discover(directory: Path | None = None) -> list[Migration]:
     """The migrations in ``directory`` (default: the packaged ones), in version order."""
-    folder = directory or Path(str(resources.files("core") / "migrations"))
+    folder = directory or Path(str(resources.files("db") / "migrations"))
     found: dict[int, Migration] = {}
     for path in sorted(folder.iterdir()):
         match = _FILENAME.match(path.name)

@@ -17,7 +17,6 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
-from core.pgcopy import Column, encode_rows
 from core.rollups import (
     DEFAULT_TZ,
     HOUR_US,
@@ -33,6 +32,7 @@ from core.rollups import (
     next_bucket_starts,
     partials,
 )
+from db.pgcopy import Column, encode_rows
 
 #: staged partials: a resolution code (index into RESOLUTIONS) and the table's columns
 STAGED_COLUMNS = (
@@ -61,7 +61,7 @@ _CREATE_STAGING = (
 
 
 #: the local days these partials touched wait for the indicator job
-#: (core.indicator_store); resolution code 2 is the day
+#: (db.indicators); resolution code 2 is the day
 MARK_DAYS_SQL: LiteralString = (
     "INSERT INTO indicator_days_pending (day)"
     " SELECT DISTINCT bucket FROM rollups_staging WHERE resolution_code = 2"

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import numpy as np
 import psycopg
 
-from core.pgcopy import Column, encode_rows
-from core.rollup_store import MinuteWatermark, create_staging, merge_partials
+from db.pgcopy import Column, encode_rows
+from db.rollups import MinuteWatermark, create_staging, merge_partials
 from tests.fixtures.ingest import register
 from tests.fixtures.rollups import assert_rollups_match_readings
 

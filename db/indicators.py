@@ -1,6 +1,6 @@
 """The indicator tables (migration 0005), recomputed one local day at a time.
 
-Ingest marks the local days its batches touched (`core.rollup_store.MARK_DAYS_SQL`,
+Ingest marks the local days its batches touched (`db.rollups.MARK_DAYS_SQL`,
 in the batch's transaction); `update_pending` takes those days out of
 ``indicator_days_pending`` and recomputes every indicator of each, in one
 transaction per day, so readers see a day switch from old to new at once and a day
@@ -30,7 +30,6 @@ from psycopg.rows import TupleRow
 
 from core import indicators as ind
 from core.qc import FAIL
-from core.rollup_store import queue_days
 from core.rollups import (
     US_PER_S,
     bucket_starts,
@@ -40,6 +39,7 @@ from core.rollups import (
     next_bucket_starts,
 )
 from core.settings import Settings
+from db.rollups import queue_days
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 secret (random, shown once, stored only as a Mosquitto-format hash), and adding,
 disabling, enabling and re-keying a device.
 
-They live in core because both the ``smartby devices`` commands (``devices/``) and
-the API's admin routes (``api/``) use them, and those packages may only share core;
-``devices.registry`` re-exports them with the rest of the registry.
+They live in db because both the ``smartby devices`` commands (``devices/``) and
+the API's admin routes (``api/``) use them, and those packages may only share core
+and db; ``devices.registry`` re-exports them with the rest of the registry.
 """
 
 from __future__ import annotations
