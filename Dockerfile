@@ -25,6 +25,7 @@ RUN pip install --no-cache-dir -r requirements.lock
 # Then the project itself, without touching the locked dependencies.
 COPY core/ core/
 COPY db/ db/
+COPY stack/ stack/
 COPY ingest/ ingest/
 COPY api/ api/
 COPY devices/ devices/

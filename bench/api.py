@@ -35,8 +35,8 @@ from pathlib import Path
 
 import psycopg
 
-from core.local_stack import PostgresCluster, free_port
 from db.migrate import migrate
+from stack.postgres import PostgresCluster, free_port
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0

@@ -40,8 +40,8 @@ import orjson
 import psycopg
 
 from bench.loadgen import Publisher, encode_stream, paced_publish
-from core.local_stack import MosquittoBroker, PostgresCluster, free_port
 from db.migrate import migrate
+from stack.postgres import MosquittoBroker, PostgresCluster, free_port
 
 DEVICES = 100
 PACK_METRICS = (

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from core.local_stack import read_running_stack
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
+from stack.postgres import read_running_stack
 
 
 def with_running_stack(settings: Settings) -> Settings:

@@ -25,7 +25,19 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from core.local_stack import (
+from core.settings import Settings
+from db.connect import connect
+from db.migrate import migrate
+from devices.catalogue import load_catalogue, narvik_catalogue_path
+from devices.provision import CredentialStore, provision_simulated
+from devices.registry import (
+    INGEST_USER,
+    REGISTRY_CHANNEL,
+    hash_secret,
+    new_secret,
+    write_broker_files,
+)
+from stack.postgres import (
     MosquittoBroker,
     PostgresCluster,
     RunningStack,
@@ -40,18 +52,6 @@ from core.local_stack import (
     tail,
     wait_until,
     write_running_stack,
-)
-from core.settings import Settings
-from db.connect import connect
-from db.migrate import migrate
-from devices.catalogue import load_catalogue, narvik_catalogue_path
-from devices.provision import CredentialStore, provision_simulated
-from devices.registry import (
-    INGEST_USER,
-    REGISTRY_CHANNEL,
-    hash_secret,
-    new_secret,
-    write_broker_files,
 )
 
 

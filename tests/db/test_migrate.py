@@ -8,9 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.local_stack import PostgresCluster, free_port
 from db.connect import has_timescaledb
 from db.migrate import MigrationError, applied, discover, migrate
+from stack.postgres import PostgresCluster, free_port
 from tests.fixtures.services import Services, make_service_root
 
 DATA_MODEL = {"sites", "devices", "metrics", "series", "readings", "quarantine", "rollups"}

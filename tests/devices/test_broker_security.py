@@ -16,7 +16,6 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from core.local_stack import MosquittoBroker, free_port
 from core.settings import Settings
 from devices.registry import (
     INGEST_USER,
@@ -33,6 +32,7 @@ from devices.registry import (
     verify_secret,
     write_broker_files,
 )
+from stack.postgres import MosquittoBroker, free_port
 from tests.fixtures.ingest import count, running_worker, wait_for
 from tests.fixtures.services import Services, make_service_root
 

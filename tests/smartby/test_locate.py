@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from core.local_stack import RunningStack, write_running_stack
 from core.settings import Settings, SettingsError
 from smartby.locate import database_url, with_running_stack
+from stack.postgres import RunningStack, write_running_stack
 
 STACK_URL = "postgresql://smartby:pw@127.0.0.1:55999/smartby"
 

@@ -20,8 +20,8 @@ import httpx
 import psycopg
 import pytest
 
-from core.local_stack import free_port
 from devices.registry import INGEST_USER, DeviceRecord, add_device
+from stack.postgres import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import Collector, publish_one
 from tests.fixtures.services import make_service_root

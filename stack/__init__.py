@@ -1,0 +1,1 @@
+"""stack: the embedded processes (a private PostgreSQL cluster, a private Mosquitto)."""
