@@ -36,7 +36,8 @@ from pathlib import Path
 import psycopg
 
 from db.migrate import migrate
-from stack.postgres import PostgresCluster, free_port
+from stack.ports import free_port
+from stack.postgres import PostgresCluster
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0

@@ -41,7 +41,9 @@ import psycopg
 
 from bench.loadgen import Publisher, encode_stream, paced_publish
 from db.migrate import migrate
-from stack.postgres import MosquittoBroker, PostgresCluster, free_port
+from stack.mosquitto import MosquittoBroker
+from stack.ports import free_port
+from stack.postgres import PostgresCluster
 
 DEVICES = 100
 PACK_METRICS = (

@@ -96,7 +96,7 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
 def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
-    from stack.postgres import port_is_free
+    from stack.ports import port_is_free
 
     settings = with_running_stack(_settings(ctx))
     host = host or settings.api_host
@@ -345,7 +345,7 @@ def simulate(
     from devices.catalogue import load_catalogue, narvik_catalogue_path
     from devices.provision import CredentialStore
     from devices.simulate import Simulator
-    from stack.postgres import read_running_stack
+    from stack.running import read_running_stack
 
     settings = _settings(ctx)
     catalogue = load_catalogue(catalogue_path or narvik_catalogue_path())

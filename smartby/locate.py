@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
-from stack.postgres import read_running_stack
+from stack.running import read_running_stack
 
 
 def with_running_stack(settings: Settings) -> Settings:

@@ -37,22 +37,11 @@ from devices.registry import (
     new_secret,
     write_broker_files,
 )
-from stack.postgres import (
-    MosquittoBroker,
-    PostgresCluster,
-    RunningStack,
-    StackError,
-    clear_running_stack,
-    find_mosquitto,
-    find_postgres_bindir,
-    free_port,
-    read_running_stack,
-    spawn,
-    stop_process,
-    tail,
-    wait_until,
-    write_running_stack,
-)
+from stack.mosquitto import MosquittoBroker, find_mosquitto
+from stack.ports import free_port
+from stack.postgres import PostgresCluster, find_postgres_bindir
+from stack.process import StackError, spawn, stop_process, tail, wait_until
+from stack.running import RunningStack, clear_running_stack, read_running_stack, write_running_stack
 
 
 @dataclass(slots=True)

@@ -1,167 +1,30 @@
-"""The embedded local stack: a private PostgreSQL cluster and a private Mosquitto.
+"""The embedded PostgreSQL: a private cluster on loopback, initialised on first start.
 
-Used by ``smartby up`` (data kept in ``.smartby/`` between runs) and by the test
-fixtures (a throw-away folder, free ports).  Both services run as child processes
-of the caller, on loopback only, so nothing outside this machine can reach them.
+Used by ``smartby up`` (data kept in ``.smartby/`` between runs), by the test fixtures
+and by the benchmarks (a throw-away folder, free ports).  It runs as a child process
+of the caller (`stack.process`), on loopback only, so nothing outside this machine
+can reach it.
 
 PostgreSQL refuses to run as root; when we are root the cluster runs as the
 ``postgres`` system user that Debian's package creates, and its folders are handed
-to that user.  Readiness is polled (a real connection, a real MQTT CONNECT), never
-slept for.
+to that user.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import json
 import os
 import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 from urllib.parse import quote
 
-from core.errors import SmartbyError
+from stack.process import MissingBinaryError, StackError, await_ready, spawn, stop_process
 
-
-class StackError(SmartbyError):
-    """A local service could not be found, started or reached; the message says which."""
-
-
-class MissingBinaryError(StackError):
-    """PostgreSQL or Mosquitto is not installed; the message says how to install it."""
-
-
-# --------------------------------------------------------------------------- ports
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
-    """``preferred`` when nobody listens there, else a port the kernel picks."""
-    if preferred and port_is_free(preferred, host):
-        return preferred
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# ------------------------------------------------------------------- child processes
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this child if its parent dies, even by ``kill -9``.
-
-    Without it a crashed supervisor would leave a broker or postmaster holding ports.
-    Runs in the child between fork and exec.
-    """
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def spawn(
-    argv: Sequence[str],
-    *,
-    log_path: Path,
-    user: str | None = None,
-    env: dict[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a child in its own session (so Ctrl-C reaches only the supervisor, which
-    then stops children in order), writing its output to ``log_path``."""
-    log_file: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    try:
-        return subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-            user=user,
-            env=env,
-            cwd=cwd,
-        )
-    finally:
-        log_file.close()
-
-
-def stop_process(
-    proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 30.0
-) -> None:
-    """Signal, wait, and escalate to SIGKILL if the process will not go."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-def wait_until(
-    check: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    alive: Callable[[], bool] | None = None,
-    interval: float = 0.05,
-) -> None:
-    """Poll ``check`` until true; fail early if ``alive`` says the process died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if check():
-            return
-        if alive is not None and not alive():
-            raise StackError(f"{what} exited while starting")
-        if time.monotonic() > deadline:
-            raise StackError(f"{what} not ready after {timeout:.0f} s")
-        time.sleep(interval)
-
-
-def await_ready(
-    proc: subprocess.Popen[bytes],
-    check: Callable[[], bool],
-    *,
-    timeout: float,
-    what: str,
-    log_path: Path,
-    on_failure: Callable[[], None],
-) -> None:
-    """Wait for a started service; on failure clean up and say what its log says."""
-    try:
-        wait_until(check, timeout=timeout, what=what, alive=lambda: proc.poll() is None)
-    except StackError as exc:
-        on_failure()
-        raise StackError(f"{exc}; log {log_path}:\n{tail(log_path)}") from None
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+_INSTALL_POSTGRES = "run scripts/setup, or install it with `apt-get install postgresql`"
 
 
 def _service_user(name: str) -> str | None:
@@ -188,13 +51,6 @@ def _hand_over(path: Path, user: str | None) -> None:
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
-# ------------------------------------------------------------------------ PostgreSQL
-
-
-_INSTALL_POSTGRES = "run scripts/setup, or install it with `apt-get install postgresql`"
-_INSTALL_MOSQUITTO = "run scripts/setup, or install it with `apt-get install mosquitto`"
-
-
 def find_postgres_bindir(configured: Path | None = None) -> Path:
     """The configured, else the newest installed, PostgreSQL server ``bin`` folder."""
     if configured is not None:
@@ -218,21 +74,6 @@ def find_postgres_bindir(configured: Path | None = None) -> Path:
         if (bindir / "initdb").exists() and (bindir / "postgres").exists():
             return bindir
     raise MissingBinaryError(f"PostgreSQL server not found (initdb, postgres): {_INSTALL_POSTGRES}")
-
-
-def find_mosquitto(configured: Path | None = None) -> Path:
-    """The configured, else the installed, Mosquitto broker binary (Debian puts it in
-    /usr/sbin, off a normal user's PATH)."""
-    if configured is not None:
-        if configured.is_file() and os.access(configured, os.X_OK):
-            return configured
-        raise MissingBinaryError(
-            f"Mosquitto broker not found at {configured}: {_INSTALL_MOSQUITTO}"
-        )
-    found = shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise MissingBinaryError(f"Mosquitto broker not found: {_INSTALL_MOSQUITTO}")
-    return Path(found)
 
 
 def _pkglibdir(bindir: Path) -> Path | None:
@@ -407,163 +248,3 @@ class PostgresCluster:
         if self.proc is not None:
             stop_process(self.proc, signal.SIGINT, timeout=60)
             self.proc = None
-
-
-# ------------------------------------------------------------------------- Mosquitto
-
-
-class MosquittoBroker:
-    """A private Mosquitto on loopback with its own config and persistence folder.
-
-    The broker settings follow the ingest contract: QoS 1 messages for an offline
-    persistent session are queued (up to a large bound, so a worker restart loses
-    nothing), and the per-client inflight window is large enough for a whole ingest
-    batch, because the worker acknowledges only after the batch commits.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        *,
-        port: int,
-        max_inflight: int = 20_000,
-        max_queued: int = 2_000_000,
-        binary: Path | None = None,
-        extra_config: Sequence[str] = (),
-        password_file: Path | None = None,
-        acl_file: Path | None = None,
-    ) -> None:
-        self.root = root
-        self.port = port
-        # With a password file the broker refuses anonymous clients, and the ACL binds
-        # each device to its own topics (the registry writes both files).
-        self.password_file = password_file
-        self.acl_file = acl_file
-        self.max_inflight = max_inflight
-        self.max_queued = max_queued
-        self.binary = binary or find_mosquitto()
-        self.extra_config = list(extra_config)
-        self.config_path = root / "mosquitto.conf"
-        self.log_path = root / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def write_config(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        lines = [
-            "# written by smartby; changes are overwritten at start",
-            f"listener {self.port} 127.0.0.1",
-            *(
-                [
-                    "allow_anonymous false",
-                    f"password_file {self.password_file}",
-                    *([f"acl_file {self.acl_file}"] if self.acl_file else []),
-                ]
-                if self.password_file
-                else ["allow_anonymous true"]
-            ),
-            "persistence true",
-            f"persistence_location {self.root}/",
-            "autosave_interval 60",
-            f"max_inflight_messages {self.max_inflight}",
-            f"max_queued_messages {self.max_queued}",
-            "max_queued_bytes 0",
-            # as in deploy/mosquitto/mosquitto.conf: bigger packets are refused by the
-            # broker; the worker quarantines payloads over its own (smaller) limit
-            "max_packet_size 1048576",
-            "log_dest stdout",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "connection_messages false",
-            # Stay the user we start as: the folder is ours, and we never start as root
-            # in production (compose runs the official image).
-            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
-            *self.extra_config,
-        ]
-        self.config_path.write_text("\n".join(lines) + "\n")
-
-    def start(self, timeout: float = 20.0) -> None:
-        self.write_config()
-        self.proc = spawn([str(self.binary), "-c", str(self.config_path)], log_path=self.log_path)
-        await_ready(
-            self.proc,
-            self._accepts_connections,
-            timeout=timeout,
-            what=f"Mosquitto on port {self.port}",
-            log_path=self.log_path,
-            on_failure=self.stop,
-        )
-
-    def _accepts_connections(self) -> bool:
-        """A real MQTT CONNECT/CONNACK exchange, not just an open TCP port."""
-        # MQTT 3.1.1 CONNECT with clean session and a fixed client id (§3.1).
-        client_id = b"smartby-probe"
-        variable = b"\x00\x04MQTT\x04\x02\x00\x0a"
-        payload = len(client_id).to_bytes(2, "big") + client_id
-        packet = bytes([0x10, len(variable) + len(payload)]) + variable + payload
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                sock.sendall(packet)
-                ack = sock.recv(4)
-                sock.sendall(b"\xe0\x00")  # DISCONNECT
-        except OSError:
-            return False
-        # Any CONNACK (0x20, remaining length 2) means the broker is serving MQTT; with
-        # passwords required it refuses this anonymous probe (return code 5, §3.2.2.3).
-        return len(ack) == 4 and ack[0] == 0x20 and ack[1] == 2
-
-    def reload(self) -> None:
-        """SIGHUP: Mosquitto rereads password and ACL files without dropping clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, signal.SIGTERM, timeout=20)
-            self.proc = None
-
-
-# ------------------------------------------------------------- the running stack file
-
-
-@dataclass(frozen=True, slots=True)
-class RunningStack:
-    """What ``smartby up`` writes to ``<data_dir>/stack.json`` while it runs, so that
-    other commands (``smartby db migrate``, ``smartby simulate``) find its services."""
-
-    pid: int
-    database_url: str
-    mqtt_host: str
-    mqtt_port: int
-    api_url: str | None = None
-    metrics_url: str | None = None
-
-
-def write_running_stack(data_dir: Path, stack: RunningStack) -> Path:
-    path = data_dir / "stack.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(stack), indent=2) + "\n")
-    tmp.chmod(0o600)  # it holds the database password
-    tmp.replace(path)
-    return path
-
-
-def read_running_stack(data_dir: Path) -> RunningStack | None:
-    """The stack file, if its supervisor is still alive."""
-    path = data_dir / "stack.json"
-    try:
-        raw = json.loads(path.read_text())
-        stack = RunningStack(**raw)
-    except (OSError, ValueError, TypeError):
-        return None
-    try:
-        os.kill(stack.pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass  # alive, owned by someone else
-    return stack
-
-
-def clear_running_stack(data_dir: Path) -> None:
-    (data_dir / "stack.json").unlink(missing_ok=True)

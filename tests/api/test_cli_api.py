@@ -10,7 +10,7 @@ import subprocess
 import sys
 import urllib.request
 
-from stack.postgres import free_port
+from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.services import Services
 

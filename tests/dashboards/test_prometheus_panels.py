@@ -14,7 +14,7 @@ import yaml
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from stack.postgres import free_port
+from stack.ports import free_port
 from tests.dashboards.panels import PromPanelQuery, prom_queries
 from tests.fixtures.ingest import count, register, running_worker, unique_prefix, wait_for
 from tests.fixtures.mqtt import publish_one

@@ -13,7 +13,7 @@ import pytest
 from core.errors import SmartbyError
 from dashboards.datasources import api_payloads, database_target
 from dashboards.publish import FOLDER_UID, publish
-from stack.postgres import free_port
+from stack.ports import free_port
 from tests.dashboards.fake_grafana import answering, fake_grafana
 
 TOKEN = "glsa_test_token"

@@ -10,7 +10,8 @@ import pytest
 
 from db.connect import has_timescaledb
 from db.migrate import MigrationError, applied, discover, migrate
-from stack.postgres import PostgresCluster, free_port
+from stack.ports import free_port
+from stack.postgres import PostgresCluster
 from tests.fixtures.services import Services, make_service_root
 
 DATA_MODEL = {"sites", "devices", "metrics", "series", "readings", "quarantine", "rollups"}

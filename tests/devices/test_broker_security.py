@@ -32,7 +32,8 @@ from devices.registry import (
     verify_secret,
     write_broker_files,
 )
-from stack.postgres import MosquittoBroker, free_port
+from stack.mosquitto import MosquittoBroker
+from stack.ports import free_port
 from tests.fixtures.ingest import count, running_worker, wait_for
 from tests.fixtures.services import Services, make_service_root
 

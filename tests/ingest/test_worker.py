@@ -226,7 +226,7 @@ def test_the_worker_serves_its_prometheus_metrics(
     """A scrape of the worker's /metrics after one good and one bad message."""
     import urllib.request
 
-    from stack.postgres import free_port
+    from stack.ports import free_port
 
     register(conn, "aq-1")
     port = free_port()

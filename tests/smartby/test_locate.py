@@ -12,7 +12,7 @@ import pytest
 
 from core.settings import Settings, SettingsError
 from smartby.locate import database_url, with_running_stack
-from stack.postgres import RunningStack, write_running_stack
+from stack.running import RunningStack, write_running_stack
 
 STACK_URL = "postgresql://smartby:pw@127.0.0.1:55999/smartby"
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from devices.registry import INGEST_USER, DeviceRecord, add_device
-from stack.postgres import free_port
+from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import Collector, publish_one
 from tests.fixtures.services import make_service_root
