@@ -344,7 +344,7 @@ def simulate(
 
     from devices.catalogue import load_catalogue, narvik_catalogue_path
     from devices.provision import CredentialStore
-    from devices.simulate import Simulator
+    from devices.simulation import Simulator
     from stack.running import read_running_stack
 
     settings = _settings(ctx)

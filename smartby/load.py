@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from core.settings import Settings
 from devices.catalogue import DeviceSpec
-from devices.simulate import simulated_messages
+from devices.simulation import simulated_messages
 from ingest.pipeline import BatchPreparer, Message
 from ingest.writer import BatchWriter, DatabaseRegistry
 

@@ -22,7 +22,7 @@ import db
 from core.units import conversion
 from devices.catalogue import Catalogue, DeviceSpec, load_catalogue, narvik_catalogue_path
 from devices.provision import import_catalogue
-from devices.simulate import (
+from devices.simulation import (
     SimulationError,
     Simulator,
     count_messages,

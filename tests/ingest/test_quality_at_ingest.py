@@ -10,7 +10,7 @@ import pytest
 
 from devices.catalogue import load_catalogue, narvik_catalogue_path
 from devices.provision import import_catalogue
-from devices.simulate import Simulator
+from devices.simulation import Simulator
 from tests.fixtures.ingest import count, running_worker, unique_prefix, wait_for
 from tests.fixtures.services import Services
 
