@@ -5,7 +5,7 @@
 
 Everything runs on this machine, in one process tree: a private PostgreSQL (durable,
 TimescaleDB when installed) and Mosquitto, one `smartby ingest` worker process, and
-separate publisher processes (a lean QoS 1 publisher, `bench.loadgen`, so that the
+separate publisher processes (a lean QoS 1 publisher, `bench.common`, so that the
 load generator is not the bottleneck).  Scenarios:
 
   a. single-reading plain JSON messages: sustained rate, first publish → last commit;
@@ -39,7 +39,7 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from bench.loadgen import Publisher, encode_stream, paced_publish
+from bench.common import Publisher, encode_stream, paced_publish
 from db.migrate import migrate
 from stack.mosquitto import MosquittoBroker
 from stack.ports import free_port
