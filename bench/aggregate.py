@@ -21,7 +21,7 @@ Europe/Oslo-day bucket, three ways —
     into a NumPy record array.
 The three results are compared row by row; a disagreement ends the run.
 
-Table 2: what the core costs ingest.  `smartby ingest` end to end with bench.ingest's
+Table 2: what the core costs ingest.  `smartby ingest` end to end with bench.common's
 stack, worker and publishers (10-record SenML packs, a reading per series per second),
 with SMARTBY_INGEST_QC and SMARTBY_INGEST_ROLLUPS off and on: readings/s, and CPU
 seconds per reading of the worker, PostgreSQL and Mosquitto (from /proc).  Then the
@@ -45,15 +45,14 @@ if not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
-import math
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,17 +60,20 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from bench.ingest import (
+from bench.common import (
     DEVICES,
     PACK_METRICS,
     Stack,
     Worker,
+    best_of,
+    cpu_snapshot,
     last_commit,
     pack_messages,
     publish_parallel,
     say,
     start_stack,
     stop_stack,
+    tree_cpu,
     wait_until,
 )
 from core import qc
@@ -89,8 +91,6 @@ TZ = "Europe/Oslo"
 DST_CHANGE_US = 1_792_890_000_000_000
 COPY_CHUNK = 1_000_000  # readings encoded per write into the COPY stream
 BUDGET_SHARE = 0.10  # DESIGN.md: rollups ≤ 10 % of ingest CPU
-
-T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------- the readings
@@ -135,19 +135,6 @@ def synthetic_readings(n: int, series: int = SERIES) -> Readings:
     values = np.round(level[row_series] * (1 + 0.3 * daily) + rng.normal(0.0, 2.0, n), 1)
     quality = rng.choice(np.array([1, 2, 3, 4], np.int16), n, p=[0.93, 0.03, 0.03, 0.01])
     return Readings(series_ids, times, values, quality)
-
-
-def best_of(rounds: int, run: Callable[[], T]) -> tuple[float, T]:
-    """The shortest wall time of ``rounds`` calls, and the last call's result."""
-    best = math.inf
-    result: T | None = None
-    for _ in range(max(rounds, 1)):
-        result = None  # let the previous round's result go before the next is built
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    assert result is not None
-    return best, result
 
 
 # ---------------------------------------------------------------------------- pandas
@@ -451,53 +438,9 @@ class IngestRun:
         return self.worker_cpu + self.postgres_cpu + self.broker_cpu
 
 
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int | str) -> list[str]:
-    """/proc/<pid>/stat from field 3 (state) on; proc(5) numbers fields from 1."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()
-
-
-def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
-    """utime + stime (fields 14, 15), optionally + cutime + cstime (16, 17), in seconds."""
-    f = _stat(pid)
-    ticks = int(f[11]) + int(f[12])
-    if reaped_children:
-        ticks += int(f[13]) + int(f[14])
-    return ticks / _TICKS
-
-
-def tree_cpu(parent: int) -> float:
-    """A server's CPU: its own, its live children's, and its exited (reaped) children's —
-    PostgreSQL's backends and background workers are children of the postmaster."""
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            f = _stat(entry.name)
-        except OSError:  # gone meanwhile
-            continue
-        if int(f[1]) == parent:
-            total += (int(f[11]) + int(f[12])) / _TICKS
-    return total + process_cpu(parent, reaped_children=True)
-
-
-def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
-    assert stack.cluster.proc is not None
-    assert stack.broker.proc is not None
-    return (
-        process_cpu(worker.proc.pid),
-        tree_cpu(stack.cluster.proc.pid),
-        process_cpu(stack.broker.proc.pid),
-    )
-
-
 @contextmanager
 def ingest_env(setting: IngestSetting) -> Iterator[None]:
-    """The worker takes the caller's SMARTBY_INGEST_* variables (bench.ingest.Worker)."""
+    """The worker takes the caller's SMARTBY_INGEST_* variables (bench.common.Worker)."""
     wanted = {
         "SMARTBY_INGEST_QC": "true" if setting.qc else "false",
         "SMARTBY_INGEST_ROLLUPS": "true" if setting.rollups else "false",
@@ -553,7 +496,7 @@ def ingest_once(stack: Stack, setting: IngestSetting, packs: int, publishers: in
 
 
 def pack_readings(packs: int) -> tuple[Readings, qc.QcTable]:
-    """What the worker stores of bench.ingest.pack_messages(prefix, packs, t0), as
+    """What the worker stores of bench.common.pack_messages(prefix, packs, t0), as
     arrays (a series per device and metric, the record order of the messages, the QC
     flags), and the metrics' default QC thresholds per series."""
     i = np.arange(packs)

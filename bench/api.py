@@ -35,16 +35,13 @@ from pathlib import Path
 
 import psycopg
 
+from bench.common import say
 from db.migrate import migrate
 from stack.ports import free_port
 from stack.postgres import PostgresCluster
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0
-
-
-def say(text: str, end: str = "\n") -> None:
-    print(text, file=sys.stderr, end=end, flush=True)
 
 
 def bench_settings(url: str, port: int = 0):
@@ -94,10 +91,7 @@ def load_month(url: str, days: float) -> tuple[float, float]:
     indicators_started = time.monotonic()
     with psycopg.connect(url) as conn:
         days_done = update_pending(conn, settings)
-    say(
-        f"  indicators for {len(days_done)} days in"
-        f" {time.monotonic() - indicators_started:.1f} s"
-    )
+    say(f"  indicators for {len(days_done)} days in {time.monotonic() - indicators_started:.1f} s")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return start, end

@@ -1,8 +1,19 @@
-"""A lean MQTT 3.1.1 QoS 1 publisher for load generation.
+"""What the benchmarks share: the stack they start, how they publish, how they time.
 
-paho's publisher tops out near 7-10k QoS 1 messages/s per process here (it rescans
-its outgoing queue on every PUBACK), which would make the benchmark measure the
-load generator rather than ingest, on a machine whose two cores the broker, the
+No benchmark imports another; each imports this module.
+
+* Services: a private PostgreSQL (durable, TimescaleDB when installed) and Mosquitto on
+  free ports, migrated, with `DEVICES` registered devices; and `Worker`, one
+  ``smartby ingest`` process as deployed.
+* Publishing: a lean MQTT 3.1.1 QoS 1 publisher for load generation, and the messages
+  the ingest benchmarks send.
+* Timing: polling for a condition, the commit time of the last readings
+  (``track_commit_timestamp``), the best of a few rounds, and CPU seconds of processes
+  from ``/proc``.
+
+Why a publisher of our own: paho's tops out near 7-10k QoS 1 messages/s per process
+here (it rescans its outgoing queue on every PUBACK), which would make the benchmark
+measure the load generator rather than ingest, on a machine whose two cores the broker, the
 worker and PostgreSQL already share.  This one writes pre-encoded PUBLISH packets
 (MQTT 3.1.1 §3.3) in large chunks and counts PUBACKs (§3.4) on a reader thread,
 keeping at most ``window`` unacknowledged, so it costs little CPU per message.
@@ -12,11 +23,154 @@ still unacknowledged (§2.3.1).
 
 from __future__ import annotations
 
+import math
+import multiprocessing as mp
+import os
+import shutil
+import signal
 import socket
 import struct
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+import psycopg
+
+from db.migrate import migrate
+from stack.mosquitto import MosquittoBroker
+from stack.ports import free_port
+from stack.postgres import PostgresCluster
+
+T = TypeVar("T")
+
+DEVICES = 100
+PACK_METRICS = (
+    "pm25",
+    "pm10",
+    "no2",
+    "o3",
+    "so2",
+    "temperature",
+    "humidity",
+    "pressure",
+    "power",
+    "speed",
+)
+
+
+def say(text: str, end: str = "\n") -> None:
+    print(text, file=sys.stderr, end=end, flush=True)
+
+
+# ------------------------------------------------------------------------- services
+
+
+@dataclass
+class Stack:
+    root: Path
+    cluster: PostgresCluster
+    broker: MosquittoBroker
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url("smartby")
+
+
+def start_stack() -> Stack:
+    root = Path(tempfile.mkdtemp(prefix="smartby-bench-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(
+        root / "pg",
+        port=free_port(),
+        durable=True,
+        extra_settings=["track_commit_timestamp = on", "max_wal_size = '4GB'"],
+    )
+    broker = MosquittoBroker(root / "mq", port=free_port())
+    cluster.start()
+    broker.start()
+    with psycopg.connect(cluster.url("smartby"), autocommit=True) as conn:
+        migrate(conn)
+        for i in range(DEVICES):
+            conn.execute(
+                "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
+                " VALUES (%s, %s, 'roadside', 'Narvik', 17.4, 68.4)",
+                (f"s{i}", f"Site {i}"),
+            )
+            conn.execute(
+                "INSERT INTO devices (id, site_id, kind) VALUES (%s, %s, 'air_quality')",
+                (f"d{i}", f"s{i}"),
+            )
+    return Stack(root, cluster, broker)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.broker.stop()
+    stack.cluster.stop()
+    shutil.rmtree(stack.root, ignore_errors=True)
+
+
+class Worker:
+    """One `smartby ingest` process, as deployed."""
+
+    def __init__(self, stack: Stack, prefix: str, client_id: str) -> None:
+        self.metrics_port = free_port()
+        # the caller's SMARTBY_INGEST_* tuning applies; nothing else of theirs does
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SMARTBY_") or k.startswith("SMARTBY_INGEST_")
+        }
+        env.update(
+            {
+                "SMARTBY_DATABASE_URL": stack.url,
+                "SMARTBY_MQTT_PORT": str(stack.broker.port),
+                "SMARTBY_MQTT_TOPIC_PREFIX": prefix,
+                "SMARTBY_INGEST_METRICS_PORT": str(self.metrics_port),
+            }
+        )
+        self.log = stack.root / f"worker-{client_id}-{uuid.uuid4().hex[:6]}.log"
+        self.out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smartby", "ingest", "--client-id", client_id],
+            env=env,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while "consuming from" not in self.log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+
+    def metric(self, name: str) -> float:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        self.out.close()
+
+
+# ---------------------------------------------------------------------- publishing
 
 
 def _remaining_length(n: int) -> bytes:
@@ -145,3 +299,148 @@ def paced_publish(
         publisher.wait_acked()
     finally:
         publisher.close()
+
+
+def single_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
+    return [
+        (
+            f"{prefix}/d{i % DEVICES}/telemetry",
+            orjson.dumps({"time": t0 + i / 1000, "pm25": float(i % 300)}),
+        )
+        for i in range(n)
+    ]
+
+
+def pack_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
+    out = []
+    for i in range(n):
+        device = f"d{i % DEVICES}"
+        records: list[dict[str, object]] = [
+            {
+                "bn": f"urn:dev:{device}:",
+                "bt": t0 + i / 100,
+                "n": PACK_METRICS[0],
+                "u": "ug/m3",
+                "v": float(i % 80),
+            }
+        ]
+        records += [{"n": m, "v": float(10 + k)} for k, m in enumerate(PACK_METRICS[1:])]
+        out.append((f"{prefix}/{device}/telemetry", orjson.dumps(records)))
+    return out
+
+
+def _publisher_main(
+    port: int, packets: list[bytes], ready: mp.Event, go: mp.Event, started: mp.Queue
+) -> None:  # type: ignore[type-arg]
+    publisher = Publisher(port, f"bench-pub-{uuid.uuid4().hex[:8]}")
+    ready.set()
+    go.wait()
+    started.put(time.time())
+    publisher.send(packets)
+    publisher.wait_acked()
+    publisher.close()
+
+
+def publish_parallel(port: int, messages: list[tuple[str, bytes]], processes: int) -> float:
+    """Publish from separate processes, started together; return the first publish time."""
+    ctx = mp.get_context("fork")
+    go = ctx.Event()
+    started: mp.Queue[float] = ctx.Queue()  # type: ignore[type-arg]
+    procs, readies = [], []
+    for p in range(processes):
+        packets = encode_stream(messages[p::processes])
+        ready = ctx.Event()
+        proc = ctx.Process(target=_publisher_main, args=(port, packets, ready, go, started))
+        proc.start()
+        procs.append(proc)
+        readies.append(ready)
+    for ready in readies:
+        ready.wait(60)
+    go.set()
+    first = min(started.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join()
+        if proc.exitcode != 0:
+            raise RuntimeError(f"publisher exited with {proc.exitcode}")
+    return first
+
+
+# -------------------------------------------------------------------------- timing
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def last_commit(conn: psycopg.Connection, series: str) -> float:
+    """Epoch of the latest commit holding rows of the given devices' series."""
+    row = conn.execute(
+        """SELECT extract(epoch FROM max(pg_xact_commit_timestamp(r.xmin)))::float8
+           FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device_id LIKE %s""",
+        (series,),
+    ).fetchone()
+    if row is None or row[0] is None:
+        raise RuntimeError("no committed readings found")
+    return float(row[0])
+
+
+def best_of(rounds: int, run: Callable[[], T]) -> tuple[float, T]:
+    """The shortest wall time of ``rounds`` calls, and the last call's result."""
+    best = math.inf
+    result: T | None = None
+    for _ in range(max(rounds, 1)):
+        result = None  # let the previous round's result go before the next is built
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    assert result is not None
+    return best, result
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat from field 3 (state) on; proc(5) numbers fields from 1."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
+    """utime + stime (fields 14, 15), optionally + cutime + cstime (16, 17), in seconds."""
+    f = _stat(pid)
+    ticks = int(f[11]) + int(f[12])
+    if reaped_children:
+        ticks += int(f[13]) + int(f[14])
+    return ticks / _TICKS
+
+
+def tree_cpu(parent: int) -> float:
+    """A server's CPU: its own, its live children's, and its exited (reaped) children's —
+    PostgreSQL's backends and background workers are children of the postmaster."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            f = _stat(entry.name)
+        except OSError:  # gone meanwhile
+            continue
+        if int(f[1]) == parent:
+            total += (int(f[11]) + int(f[12])) / _TICKS
+    return total + process_cpu(parent, reaped_children=True)
+
+
+def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
+    """CPU seconds so far of the worker, PostgreSQL (all its processes) and Mosquitto."""
+    assert stack.cluster.proc is not None
+    assert stack.broker.proc is not None
+    return (
+        process_cpu(worker.proc.pid),
+        tree_cpu(stack.cluster.proc.pid),
+        process_cpu(stack.broker.proc.pid),
+    )

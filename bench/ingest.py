@@ -23,229 +23,28 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import orjson
 import psycopg
 
-from bench.common import Publisher, encode_stream, paced_publish
-from db.migrate import migrate
-from stack.mosquitto import MosquittoBroker
-from stack.ports import free_port
-from stack.postgres import PostgresCluster
-
-DEVICES = 100
-PACK_METRICS = (
-    "pm25",
-    "pm10",
-    "no2",
-    "o3",
-    "so2",
-    "temperature",
-    "humidity",
-    "pressure",
-    "power",
-    "speed",
+from bench.common import (
+    DEVICES,
+    Stack,
+    Worker,
+    last_commit,
+    paced_publish,
+    pack_messages,
+    publish_parallel,
+    say,
+    single_messages,
+    start_stack,
+    stop_stack,
+    wait_until,
 )
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------------------- services
-
-
-@dataclass
-class Stack:
-    root: Path
-    cluster: PostgresCluster
-    broker: MosquittoBroker
-
-    @property
-    def url(self) -> str:
-        return self.cluster.url("smartby")
-
-
-def start_stack() -> Stack:
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(
-        root / "pg",
-        port=free_port(),
-        durable=True,
-        extra_settings=["track_commit_timestamp = on", "max_wal_size = '4GB'"],
-    )
-    broker = MosquittoBroker(root / "mq", port=free_port())
-    cluster.start()
-    broker.start()
-    with psycopg.connect(cluster.url("smartby"), autocommit=True) as conn:
-        migrate(conn)
-        for i in range(DEVICES):
-            conn.execute(
-                "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
-                " VALUES (%s, %s, 'roadside', 'Narvik', 17.4, 68.4)",
-                (f"s{i}", f"Site {i}"),
-            )
-            conn.execute(
-                "INSERT INTO devices (id, site_id, kind) VALUES (%s, %s, 'air_quality')",
-                (f"d{i}", f"s{i}"),
-            )
-    return Stack(root, cluster, broker)
-
-
-def stop_stack(stack: Stack) -> None:
-    stack.broker.stop()
-    stack.cluster.stop()
-    shutil.rmtree(stack.root, ignore_errors=True)
-
-
-class Worker:
-    """One `smartby ingest` process, as deployed."""
-
-    def __init__(self, stack: Stack, prefix: str, client_id: str) -> None:
-        self.metrics_port = free_port()
-        # the caller's SMARTBY_INGEST_* tuning applies; nothing else of theirs does
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("SMARTBY_") or k.startswith("SMARTBY_INGEST_")}
-        env.update(
-            {
-                "SMARTBY_DATABASE_URL": stack.url,
-                "SMARTBY_MQTT_PORT": str(stack.broker.port),
-                "SMARTBY_MQTT_TOPIC_PREFIX": prefix,
-                "SMARTBY_INGEST_METRICS_PORT": str(self.metrics_port),
-            }
-        )
-        self.log = stack.root / f"worker-{client_id}-{uuid.uuid4().hex[:6]}.log"
-        self.out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartby", "ingest", "--client-id", client_id],
-            env=env,
-            stdout=self.out,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while "consuming from" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker did not start:\n{self.log.read_text()[-2000:]}")
-            time.sleep(0.05)
-
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
-        return 0.0
-
-    def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(60)
-        self.out.close()
-
-
-# ---------------------------------------------------------------------- publishing
-
-
-def single_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
-    return [
-        (
-            f"{prefix}/d{i % DEVICES}/telemetry",
-            orjson.dumps({"time": t0 + i / 1000, "pm25": float(i % 300)}),
-        )
-        for i in range(n)
-    ]
-
-
-def pack_messages(prefix: str, n: int, t0: float) -> list[tuple[str, bytes]]:
-    out = []
-    for i in range(n):
-        device = f"d{i % DEVICES}"
-        records: list[dict[str, object]] = [
-            {
-                "bn": f"urn:dev:{device}:",
-                "bt": t0 + i / 100,
-                "n": PACK_METRICS[0],
-                "u": "ug/m3",
-                "v": float(i % 80),
-            }
-        ]
-        records += [{"n": m, "v": float(10 + k)} for k, m in enumerate(PACK_METRICS[1:])]
-        out.append((f"{prefix}/{device}/telemetry", orjson.dumps(records)))
-    return out
-
-
-def _publisher_main(
-    port: int, packets: list[bytes], ready: mp.Event, go: mp.Event, started: mp.Queue
-) -> None:  # type: ignore[type-arg]
-    publisher = Publisher(port, f"bench-pub-{uuid.uuid4().hex[:8]}")
-    ready.set()
-    go.wait()
-    started.put(time.time())
-    publisher.send(packets)
-    publisher.wait_acked()
-    publisher.close()
-
-
-def publish_parallel(port: int, messages: list[tuple[str, bytes]], processes: int) -> float:
-    """Publish from separate processes, started together; return the first publish time."""
-    ctx = mp.get_context("fork")
-    go = ctx.Event()
-    started: mp.Queue[float] = ctx.Queue()  # type: ignore[type-arg]
-    procs, readies = [], []
-    for p in range(processes):
-        packets = encode_stream(messages[p::processes])
-        ready = ctx.Event()
-        proc = ctx.Process(target=_publisher_main, args=(port, packets, ready, go, started))
-        proc.start()
-        procs.append(proc)
-        readies.append(ready)
-    for ready in readies:
-        ready.wait(60)
-    go.set()
-    first = min(started.get(timeout=60) for _ in procs)
-    for proc in procs:
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"publisher exited with {proc.exitcode}")
-    return first
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
-def last_commit(conn: psycopg.Connection, series: str) -> float:
-    """Epoch of the latest commit holding rows of the given devices' series."""
-    row = conn.execute(
-        """SELECT extract(epoch FROM max(pg_xact_commit_timestamp(r.xmin)))::float8
-           FROM readings r JOIN series s ON s.id = r.series_id WHERE s.device_id LIKE %s""",
-        (series,),
-    ).fetchone()
-    if row is None or row[0] is None:
-        raise RuntimeError("no committed readings found")
-    return float(row[0])
-
 
 # ------------------------------------------------------------------------ scenarios
 
@@ -437,8 +236,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (about a minute)")
     parser.add_argument("--publishers", type=int, default=2)
-    parser.add_argument("--latency-rate", type=float, default=0.0,
-                        help="run only the latency scenario, at this rate (msg/s)")
+    parser.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        help="run only the latency scenario, at this rate (msg/s)",
+    )
     args = parser.parse_args()
     if args.latency_rate:
         stack = start_stack()
@@ -446,8 +249,10 @@ def main() -> None:
             p50, p99, worst = run_latency(stack, args.latency_rate, 10)
         finally:
             stop_stack(stack)
-        print(f"latency at {args.latency_rate:,.0f} msg/s: p50 {p50 * 1000:.0f} ms, "
-              f"p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms")
+        print(
+            f"latency at {args.latency_rate:,.0f} msg/s: p50 {p50 * 1000:.0f} ms, "
+            f"p99 {p99 * 1000:.0f} ms, max {worst * 1000:.0f} ms"
+        )
         return
     scale = 0.1 if args.quick else 1.0
     n_single = int(200_000 * scale)
