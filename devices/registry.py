@@ -20,9 +20,9 @@ from psycopg import sql
 from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 
-# The secrets and the single-device operations live in core (the API's admin routes
-# use them too, and api/ may only share core); they are re-exported here so that the
-# registry reads as one module.
+# The secrets and the single-device operations live in db (the API's admin routes
+# use them too, and api/ may only share core and db); they are re-exported here so
+# that the registry reads as one module.
 from db.registry import (
     INGEST_USER,
     PBKDF2_ITERATIONS,
