@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stack.ports import free_port
@@ -162,11 +163,19 @@ def test_kill_9_of_the_ingest_worker(platform: UpProcess, mix: Mix) -> None:
 )
 def test_postgresql_killed_or_stopped(platform: UpProcess, sig: int, mix: Mix) -> None:
     """The supervisor restarts PostgreSQL on the same port; the worker keeps its batch
-    unacknowledged and retries until the database is back."""
-    port = platform.stack["database_url"]
+    unacknowledged and retries until the database is back, and the API's pool replaces
+    its broken connections: neither needs a restart."""
+    url = platform.stack["database_url"]
+    dependants = {name: platform.pid_of(name) for name in ("ingest", "api")}
     count = stream_across(platform, "pg", mix, kill_and_await_restart(platform, "PostgreSQL", sig))
-    assert platform.stack["database_url"] == port
+    assert platform.stack["database_url"] == url
     assert_nothing_lost_nor_doubled(count)
+    api = str(platform.stack["api_url"])
+    wait_for(
+        lambda: httpx.get(f"{api}/latest", timeout=5).status_code == 200,
+        what="the API answering from the restarted database",
+    )
+    assert {name: platform.pid_of(name) for name in dependants} == dependants
 
 
 #: the broker starts again from its persistence file: only the fix of the subscription
