@@ -156,7 +156,9 @@ class TimeAnchors:
     __slots__ = (
         "_anchors",
         "_digests",
+        "_forget",
         "_ids",
+        "_indexed",
         "_ordinals",
         "_recorded",
         "_seen",
@@ -167,12 +169,16 @@ class TimeAnchors:
     def __init__(self, session: Session, messages: Sequence[Message]) -> None:
         self.session = session
         self.messages = messages
-        # the batch's new time-less messages, to remember at commit
+        # the batch's new time-less messages (those of a dropped session to forget)
         self._ids: list[int] = []
         self._ordinals: list[int] = []
         self._digests: list[bytes] = []
         self._anchors: list[float] = []
-        self._seen: dict[int, tuple[bytes, float]] = {}
+        self._forget: list[int] = []
+        # packet id -> its latest new time-less message in the batch, indexed only
+        # once a redelivery needs it (most batches have none)
+        self._seen: dict[int, int] = {}
+        self._indexed = 0
         self._recorded: Mapping[int, RecordedDelivery] | None = None
 
     def anchor(self, message: Message, ordinal: int) -> float | None:
@@ -181,9 +187,9 @@ class TimeAnchors:
         ``ordinal``: its place among the batch's messages with a packet id."""
         fingerprint = digest(message.topic, message.payload)
         if message.dup:
-            earlier = self._seen.get(message.mid)
-            if earlier is not None and earlier[0] == fingerprint:
-                return earlier[1]
+            earlier = self._earlier(message.mid)
+            if earlier is not None and self._digests[earlier] == fingerprint:
+                return self._anchors[earlier]
             recorded = self._lookup().get(message.mid)
             if (
                 recorded is not None
@@ -191,23 +197,36 @@ class TimeAnchors:
                 and recorded.since < REUSE_WINDOW
             ):
                 return recorded.anchor
-        self._seen[message.mid] = (fingerprint, message.received)
-        if message.generation >= self.session.first_generation:
-            self._ids.append(message.mid)
-            self._ordinals.append(ordinal)
-            self._digests.append(fingerprint)
-            self._anchors.append(message.received)
+        if message.generation < self.session.first_generation:
+            self._forget.append(len(self._ids))
+        self._ids.append(message.mid)
+        self._ordinals.append(ordinal)
+        self._digests.append(fingerprint)
+        self._anchors.append(message.received)
         return None
 
+    def _earlier(self, packet_id: int) -> int | None:
+        """Index of this batch's latest new time-less message with ``packet_id``."""
+        seen, ids = self._seen, self._ids
+        for i in range(self._indexed, len(ids)):
+            seen[ids[i]] = i
+        self._indexed = len(ids)
+        return seen.get(packet_id)
+
     def remembered(self) -> Remembered | None:
-        """The batch's new time-less messages, or None if it has none."""
-        if not self._ids:
+        """The batch's new time-less messages to remember, or None if it has none."""
+        ids, ordinals, digests, anchors = self._ids, self._ordinals, self._digests, self._anchors
+        if self._forget:  # messages of a session the broker dropped name nothing
+            keep = sorted(set(range(len(ids))) - set(self._forget))
+            ids, ordinals = [ids[i] for i in keep], [ordinals[i] for i in keep]
+            digests, anchors = [digests[i] for i in keep], [anchors[i] for i in keep]
+        if not ids:
             return None
         return Remembered(
-            np.asarray(self._ids, _IDS).tobytes(),
-            np.asarray(self._ordinals, _ORDINALS).tobytes(),
-            b"".join(self._digests),
-            np.asarray(self._anchors, _ANCHORS).tobytes(),
+            np.asarray(ids, _IDS).tobytes(),
+            np.asarray(ordinals, _ORDINALS).tobytes(),
+            b"".join(digests),
+            np.asarray(anchors, _ANCHORS).tobytes(),
         )
 
     def _lookup(self) -> Mapping[int, RecordedDelivery]:

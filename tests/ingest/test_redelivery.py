@@ -27,6 +27,8 @@ from ingest.redelivery import (
     RecordedDelivery,
     Remembered,
     Session,
+    TimeAnchors,
+    digest,
     latest_deliveries,
 )
 from ingest.worker import IngestWorker
@@ -278,6 +280,32 @@ def test_the_latest_message_remembered_under_a_packet_id_is_found() -> None:
         7: RecordedDelivery(bytes([7]) * 16, 3.0, 10),
         8: RecordedDelivery(bytes([8]) * 16, 2.0, 61),
     }
+
+
+def test_a_redelivery_in_the_same_batch_takes_the_time_of_the_first_copy() -> None:
+    """A copy from before a reconnect and its redelivery (DUP) in one batch share a
+    time; a DUP message unlike anything remembered is new.  A message of a session the
+    broker has dropped is matched within the batch but not remembered."""
+    lookups: list[list[int]] = []
+
+    def recorded(ids: list[int]) -> dict[int, RecordedDelivery]:
+        lookups.append(ids)
+        return {6: RecordedDelivery(digest("smartby/aq-1/telemetry", b"other"), 50.0, 10)}
+
+    topic = "smartby/aq-1/telemetry"
+    first = Message(topic, b'{"pm25":1}', mid=5, received=100.0, generation=0)
+    again = Message(topic, b'{"pm25":1}', mid=5, received=101.0, generation=1, dup=True)
+    unlike = Message(topic, b'{"pm25":2}', mid=6, received=102.0, generation=1, dup=True)
+    anchors = TimeAnchors(Session("c", recorded, first_generation=1), [first, again, unlike])
+    assert anchors.anchor(first, 1) is None
+    assert anchors.anchor(again, 2) == 100.0
+    assert anchors.anchor(unlike, 3) is None
+    assert lookups == [[5, 6]]  # one query for the batch
+    remembered = anchors.remembered()
+    assert remembered is not None
+    assert np.frombuffer(remembered.packet_ids, "<u2").tolist() == [6]
+    assert np.frombuffer(remembered.ordinals, "<u4").tolist() == [3]
+    assert np.frombuffer(remembered.anchors, "<f8").tolist() == [102.0]
 
 
 def test_each_batch_counts_its_messages_and_rows_past_the_window_are_deleted(
