@@ -14,12 +14,14 @@ What the broker guarantees (MQTT v5):
   (§3.3.4, MQTT-3.3.4-9);
 - a Packet Identifier is unique only among the unacknowledged packets (§2.2.1).
 
-What Mosquitto adds, and the tests check (measured with 2.0.11): it takes each
-session's packet ids from a counter, 1, 2, … 65535, 1, … (also across a broker
-restart: the counter is persisted), so a message's id comes back only after 65,535
-more messages were given ids in that session.  The worker's client id is stable
-across restarts (`ingest.worker.SlotClaim` or ``--client-id``), which is what makes
-the session, and so its packet ids, carry over.
+What Mosquitto adds (measured with 2.0.11, and relied on by the tests): it takes each
+session's packet ids from a counter, 1, 2, … 65535, 1, … (persisted, so also across a
+broker restart), so a message's id comes back only after 65,535 more messages were
+given ids in that session.  A member of a shared subscription that was killed gets
+its own unacknowledged messages back when it returns (DUP=1, same ids); they are not
+handed to another member.  The worker's client id is stable across restarts
+(`ingest.worker.SlotClaim` or ``--client-id``), which is what makes the session, and
+so its packet ids, carry over.
 
 So, in the transaction that commits a time-less message, the writer remembers, under
 the worker's client id, its packet id, a digest of its topic and payload, the time its
@@ -27,9 +29,9 @@ readings counted from and the session's committed-message count at that message;
 it keeps a count of the messages committed under each client id.  A time-less message
 that arrives with DUP=1 reuses the remembered time of the latest message with its
 packet id when the digest matches and fewer than ``REUSE_WINDOW`` (32,768) messages
-were committed in the session since.  Why that
-threshold separates the two cases, with W the worker's Receive Maximum (capped at
-``MAX_RECEIVE_MAXIMUM`` = 32,767 for this reason):
+were committed in the session since.  Why that threshold separates the two cases,
+with W the worker's Receive Maximum (capped at ``MAX_RECEIVE_MAXIMUM`` = 32,767 for
+this reason):
 - **a true redelivery** of message M: the PUBACK of M was lost, so were those written
   after it on that connection (TCP delivers a prefix), and the broker resends M ahead
   of anything new.  Everything committed between M and its redelivery was
