@@ -38,8 +38,9 @@ from api.export_formats import PARQUET
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
-from api.routes import admin, indicators, resources, timeseries
+from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
+from api.website import mount_website
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
@@ -121,6 +122,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
         servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
         lifespan=lifespan,
+        # served from vendored files by `api.website`: FastAPI's own pages load a CDN
+        docs_url=None,
         redoc_url=None,
         middleware=[
             Middleware(
@@ -164,7 +167,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(admin.router, prefix="/v1")
     app.include_router(api.routes.export.router, prefix="/v1")
     app.include_router(api.routes.catalog.router, prefix="/v1")
+    app.include_router(status.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
+    mount_website(app, settings)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:

@@ -129,15 +129,44 @@ class Settings(BaseSettings):
         description="Contact point published in the DCAT-AP-NO catalogue.",
     )
 
+    # --- website --------------------------------------------------------------------
+    map_tiles: str = Field(
+        default="https://cache.kartverket.no/v1/wmts/1.0.0/topo/default/webmercator/{z}/{y}/{x}.png",
+        description="XYZ tile URL template of the website's basemap ({z}/{x}/{y}); the "
+        "default is the Norwegian Mapping Authority's open topographic map. Empty: no "
+        "basemap (the markers on a plain background).",
+    )
+    map_attribution: str = Field(
+        default="© Kartverket", description="The basemap's attribution, shown on the map."
+    )
+    grafana_url: str | None = Field(
+        default=None,
+        description="Grafana's address, linked from the website's status page when set.",
+    )
+
     # --- who publishes the data -------------------------------------------------------
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
-    @field_validator("api_public_url", "api_keys", "database_url", mode="before")
+    @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes optional variables through as "" when .env leaves them out
         return None if value == "" else value
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tiles_are_a_template(cls, url: str) -> str:
+        # Leaflet fills {z} {x} {y} (and {s}); anything else would fetch one tile forever
+        if url and not (
+            url.startswith(("https://", "http://", "/"))
+            and all(part in url for part in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "SMARTBY_MAP_TILES must be an http(s) URL template with {z}, {x} and {y}, "
+                "or empty for no basemap"
+            )
+        return url
 
     @field_validator("mqtt_topic_prefix")
     @classmethod
