@@ -38,9 +38,9 @@ class Formats:
     def percent(self, share: float | None, digits: int = 0) -> str:
         if share is None:
             return MISSING
-        pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "") + " %"
-        if self.language == "en":
-            pattern = pattern.replace(" %", "%")
+        # bokmål puts a (non-breaking) space before the sign, English none
+        sign = "%" if self.language == "en" else "\u00a0%"
+        pattern = "#,##0" + ("." + "0" * digits if digits > 0 else "") + sign
         return numbers.format_percent(share, format=pattern, locale=locale(self.language))
 
     def local(self, moment: dt.datetime) -> dt.datetime:

@@ -108,7 +108,10 @@ def _choice(context: PageContext, index: dict[str, Any]) -> Choice:
 
 
 def _request(
-    context: PageContext, choice: Choice, index: dict[str, Any], metrics: dict[str, Any]
+    context: PageContext,
+    choice: Choice,
+    metrics: dict[str, Any],
+    sites: dict[str, Any],
 ) -> Request:
     params: dict[str, str] = {"format": choice.format}
     notes: list[str] = []
@@ -125,14 +128,20 @@ def _request(
         params["metric"] = choice.metric
     if choice.dataset == "readings":
         bucket = choice.bucket
-        if metrics.get(choice.metric, {}).get("domain") == "traffic" and bucket not in (
-            AGGREGATE_BUCKETS
-        ):
+        # a finer bucket only where the selection cannot hold a traffic series (the
+        # API refuses it with a 400): a metric of another domain, or a site with no
+        # traffic counter
+        domain = metrics.get(choice.metric, {}).get("domain")
+        kind = sites.get(choice.site, {}).get("properties", {}).get("kind")
+        without_traffic = (domain is not None and domain != "traffic") or (
+            domain is None and kind is not None and kind != "road_section"
+        )
+        if bucket not in AGGREGATE_BUCKETS and not without_traffic:
             bucket = "1h"
             notes.append(
                 context.gettext(
-                    "Traffic is only published in aggregates of at least 15 minutes: "
-                    "the bucket is one hour."
+                    "Traffic is only published in aggregates of at least 15 minutes, and "
+                    "this choice can hold traffic: the bucket is one hour."
                 )
             )
         params["bucket"] = bucket
@@ -170,7 +179,7 @@ async def _values(context: PageContext) -> dict[str, Any]:
         "metrics": metrics,
         "sites": sorted(sites, key=lambda s: s["properties"]["name"]),
         "choice": choice,
-        "answer": _request(context, choice, index, metrics),
+        "answer": _request(context, choice, metrics, {s["id"]: s for s in sites}),
         "site_filtered": SITE_FILTERED,
         "metric_filtered": METRIC_FILTERED,
         "attribution": (await reader.get("/v1"))["meta"]["attribution"],
