@@ -172,7 +172,8 @@ def test_device_health_of_an_unknown_device_is_a_404_problem(client: TestClient)
 
 def test_kind_filter_of_the_device_list(client: TestClient) -> None:
     traffic = client.get("/v1/status/devices", params={"kind": "traffic"}).json()["data"]
-    assert traffic and {d["kind"] for d in traffic} == {"traffic"}
+    assert traffic
+    assert {d["kind"] for d in traffic} == {"traffic"}
     assert client.get("/v1/status/devices", params={"kind": "boats"}).status_code == 400
 
 
