@@ -52,7 +52,6 @@
       map.removeLayer(smartby.markers[site]);
     });
     smartby.markers = {};
-    var bounds = [];
     stationItems().forEach(function (item) {
       var site = item.getAttribute("data-site");
       var at = [parseFloat(item.getAttribute("data-lat")), parseFloat(item.getAttribute("data-lon"))];
@@ -66,9 +65,7 @@
         element.setAttribute("data-site", site);
       }
       smartby.markers[site] = marker;
-      bounds.push(at);
     });
-    return bounds;
   }
 
   /* The stations within 5 km of the middle one: the first view shows the town, not
@@ -113,9 +110,15 @@
       });
       layer.addTo(map);
     }
-    var bounds = nearMiddle(placeMarkers(map));
+    // the view first: Leaflet adds no marker to a map that has none yet
+    var bounds = nearMiddle(
+      stationItems().map(function (item) {
+        return [parseFloat(item.getAttribute("data-lat")), parseFloat(item.getAttribute("data-lon"))];
+      })
+    );
     if (bounds.length) map.fitBounds(bounds, { padding: [40, 40], maxZoom: 14 });
     else map.setView([68.44, 17.43], 12);
+    placeMarkers(map);
     smartby.map = map;
   }
 
