@@ -179,11 +179,14 @@ class Supervisor:
         self.broker.start()
         self._watch_registry(database_url, broker_dir)
 
+        api_port = free_port(self.settings.api_port)
         stack = RunningStack(
             pid=os.getpid(),
             database_url=database_url,
             mqtt_host="127.0.0.1",
             mqtt_port=self.broker.port,
+            api_url=f"http://127.0.0.1:{api_port}/v1",
+            web_url=f"http://127.0.0.1:{api_port}/",
         )
         write_running_stack(self.data_dir, stack)
         env = {
@@ -203,7 +206,6 @@ class Supervisor:
         }
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
-        api_port = free_port(self.settings.api_port)
         self.children = platform_children(self.settings, self.options, api_port=api_port)
         for child in self.children:
             child.log_path = logs / f"{child.name}.log"
@@ -215,6 +217,7 @@ class Supervisor:
             self._wait_ready(child)
 
         self.say("smartby is up:")
+        self.say(f"  website     {stack.web_url}")
         self.say(
             f"  PostgreSQL  postgresql://{self.cluster.superuser}@127.0.0.1:"
             f"{self.cluster.port}/smartby (password in {self.cluster.root}/superuser.password)"

@@ -21,6 +21,8 @@ class RunningStack:
     mqtt_port: int
     api_url: str | None = None
     metrics_url: str | None = None
+    #: the website, which the API process serves
+    web_url: str | None = None
 
 
 def write_running_stack(data_dir: Path, stack: RunningStack) -> Path:

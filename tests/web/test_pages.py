@@ -12,6 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from core.settings import Settings
+from tests.fixtures.services import Services
 from tests.web.pages import attribute_values, chart_specs, site_pages, visible_text
 from web.air import LEVELS
 from web.i18n import translations
@@ -282,3 +285,24 @@ def test_static_files_are_versioned_and_cached(site: TestClient) -> None:
     [leaflet] = re.findall(r'src="(/static/vendor/leaflet-[^"]+/leaflet\.js)"', page)
     assert "immutable" in site.get(leaflet).headers["cache-control"]
     assert site.get("/favicon.ico", follow_redirects=False).status_code == 308
+
+
+def test_every_page_answers_on_an_empty_database(
+    db_url: str, services: Services, site_settings: Settings
+) -> None:
+    """A city that has registered nothing yet still gets pages that say so."""
+    settings = services.settings(database_url=db_url, api_rate_limit=site_settings.api_rate_limit)
+    with TestClient(create_app(settings)) as empty:
+        for path in (
+            "/",
+            "/air-now/stations",
+            "/energy",
+            "/traffic",
+            "/data",
+            "/devices",
+            "/status",
+        ):
+            for language in ("nb", "en"):
+                response = empty.get(path, params={"lang": language})
+                assert response.status_code == 200, (path, response.text[:300])
+        assert empty.get("/stations/narvik-sentrum").status_code == 404
