@@ -146,7 +146,7 @@ def _request(
             )
         params["bucket"] = bucket
     base = str(context.request.base_url).rstrip("/")
-    url = f"{base}/v1/export/{choice.dataset}?{urlencode(params)}"
+    url = f"{base}/v1/export/{choice.dataset}?{urlencode(params, safe=':')}"
     extension = {"csv": "csv", "parquet": "parquet", "geojson": "geojson"}[choice.format]
     filename = f"{choice.dataset}.{extension}"
     reader = {

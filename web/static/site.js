@@ -268,7 +268,11 @@
         },
       },
       axes: [
-        { values: function (u, ticks) { return ticks.map(function (t) { return dates.format(new Date(t * 1000)); }); } },
+        {
+          // daily data gets ticks on whole days only
+          incrs: spec.step >= 86400 ? [86400, 2 * 86400, 7 * 86400, 14 * 86400] : undefined,
+          values: function (u, ticks) { return ticks.map(function (t) { return dates.format(new Date(t * 1000)); }); },
+        },
         { values: function (u, ticks) { return ticks.map(function (v) { return numberFormat.format(v); }); }, size: 56 },
       ],
       plugins: spec.bands.length ? [bandsPlugin(spec.bands)] : [],
