@@ -4,7 +4,7 @@ both made from one /v1 document, whose URL the spec names (``source``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode
@@ -67,28 +67,24 @@ def hourly_chart(
     *,
     label: str,
     marks_label: str,
-    translate: Any,
+    translate: Callable[[str], str],
 ) -> Chart:
     """Hourly means of a pollutant with the EEA index bands behind them, hours that
     held suspect readings marked (failed readings are not in the means: the API's
     aggregates leave them out)."""
-    chart = Chart(
+    return Chart(
         chart_id,
         "line",
         "µg/m³",
         source,
         3600,
         label,
-        marks=[],
+        x=[epoch(row["time"]) for row in rows],
+        y=[row["mean"] for row in rows],
+        marks=[row["mean"] if row["suspect_count"] > 0 else None for row in rows],
         marks_label=marks_label,
         bands=[(low, lvl.number, translate(lvl.name)) for low, lvl in bands(pollutant)],
     )
-    for row in rows:
-        chart.x.append(epoch(row["time"]))
-        chart.y.append(row["mean"])
-        assert chart.marks is not None
-        chart.marks.append(row["mean"] if row["suspect_count"] > 0 else None)
-    return chart
 
 
 def bar_chart(
@@ -102,8 +98,13 @@ def bar_chart(
     label: str,
     step_s: int = 86400,
 ) -> Chart:
-    chart = Chart(chart_id, "bars", unit, source, step_s, label)
-    for row in rows:
-        chart.x.append(epoch(row[time_key]))
-        chart.y.append(row[value_key])
-    return chart
+    return Chart(
+        chart_id,
+        "bars",
+        unit,
+        source,
+        step_s,
+        label,
+        x=[epoch(row[time_key]) for row in rows],
+        y=[row[value_key] for row in rows],
+    )

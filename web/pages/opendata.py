@@ -67,7 +67,9 @@ class Choice:
 
 
 @dataclass(slots=True)
-class Request:
+class ExportRequest:
+    """The export the choice makes, written three ways."""
+
     url: str
     curl: str
     pandas: str
@@ -112,7 +114,7 @@ def _request(
     choice: Choice,
     metrics: dict[str, Any],
     sites: dict[str, Any],
-) -> Request:
+) -> ExportRequest:
     params: dict[str, str] = {"format": choice.format}
     notes: list[str] = []
     if choice.start is not None and choice.end is not None:
@@ -162,7 +164,7 @@ def _request(
             "    document = json.load(response)\n"
             "data = pd.json_normalize(document['features'])\n"
         )
-    return Request(url, f"curl -fL -o {filename} {shlex.quote(url)}", pandas, notes)
+    return ExportRequest(url, f"curl -fL -o {filename} {shlex.quote(url)}", pandas, notes)
 
 
 async def _values(context: PageContext) -> dict[str, Any]:
