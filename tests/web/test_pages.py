@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -154,7 +155,7 @@ def test_station_counts_days_over_the_pm10_limit_from_the_daily_means(
     query = parse_qs(urlsplit(source).query)
     year_start = (
         datetime.fromisoformat(query["to"][0])
-        .astimezone()
+        .astimezone(ZoneInfo("Europe/Oslo"))
         .replace(month=1, day=1, hour=0, minute=0, second=0)
     )
     days = _points(
