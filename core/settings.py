@@ -8,6 +8,7 @@ developer's laptop: an anonymous broker, default passwords, the embedded databas
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -128,6 +129,41 @@ class Settings(BaseSettings):
         default="postmottak@narvik.kommune.no",
         description="Contact point published in the DCAT-AP-NO catalogue.",
     )
+    api_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDR networks of the reverse proxies whose "
+        "forwarded client addresses are believed (rate limits and export caps then apply "
+        "per real client); empty: none, every client is its own peer address.",
+    )
+    api_forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="The header the trusted proxies write the client address into: "
+        "X-Forwarded-For (nginx, Caddy, Traefik) or Forwarded (RFC 7239).",
+    )
+    api_export_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Database connections of the bulk exports, a pool of their own beside "
+        "the one that serves every other request.",
+    )
+    api_export_max_total: int = Field(
+        default=16,
+        ge=1,
+        description="Bulk exports streaming at once, all clients together; beyond it 503.",
+    )
+    api_export_max_per_client: int = Field(
+        default=2,
+        ge=1,
+        description="Bulk exports one client (address or API key) may stream at once; "
+        "beyond it 429.",
+    )
+    api_send_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="Longest wait for a client to accept the next piece of a response; a "
+        "client that reads nothing for this long is cut off and its export slot freed.",
+    )
 
     # --- website --------------------------------------------------------------------
     map_tiles: str = Field(
@@ -177,6 +213,12 @@ class Settings(BaseSettings):
             raise ValueError("SMARTBY_MQTT_TOPIC_PREFIX must be one topic level, no + # / or $")
         return prefix
 
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: str) -> str:
+        proxy_networks(value)  # refuse a typo now rather than trust nobody silently
+        return value
+
     @model_validator(mode="after")
     def _safe_for_production(self) -> Settings:
         if self.env != "production":
@@ -199,9 +241,28 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def api_trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """`api_trusted_proxies` parsed: the networks whose forwarded addresses count."""
+        return proxy_networks(self.api_trusted_proxies)
+
+    @property
     def embedded(self) -> bool:
         """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
         return self.database_url is None
+
+
+def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated addresses or CIDR networks ("10.0.0.5, 172.18.0.0/16, ::1")."""
+    networks = []
+    for item in text.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-import api.routes.export
+import api.export_fetch
 from api.app import create_app
 from api.export_datasets import DATASETS, readings_columns
 from api.export_formats import Column
@@ -271,7 +271,7 @@ def test_parquet_is_streamed_one_row_group_per_chunk(
 ) -> None:
     """Rows leave the database in chunks and each chunk leaves as a row group, so an
     export never holds more than a chunk in memory."""
-    monkeypatch.setattr(api.routes.export, "CHUNK_ROWS", 200)
+    monkeypatch.setattr(api.export_fetch, "CHUNK_ROWS", 200)
     series_id = one(
         simulated.url, "SELECT id FROM series WHERE metric = 'pm25' ORDER BY id LIMIT 1"
     )
