@@ -72,6 +72,9 @@ _UNFINISHED = frozenset(
 )
 
 _cut_off: ContextVar[bool] = ContextVar("smartby_api_cut_off", default=False)
+#: the ASGI scope extension through which the server (`api.server`) lets the edge
+#: abort a connection: ``scope["extensions"][ABORT_EXTENSION]["abort"]()``
+ABORT_EXTENSION = "smartby.abort"
 
 
 class ClientStalled(Exception):
@@ -347,9 +350,14 @@ class Edge:
 
     def _cut(self, scope: Scope, template: str, exc: Exception) -> None:
         """End a response whose status is sent already: log why in one line (a bug with
-        its traceback), and leave it unfinished, so that the server closes the
-        connection and the client sees a cut, never a complete-looking file."""
+        its traceback), and leave it unfinished, so that the client sees a cut, never
+        a complete-looking file.  The connection is aborted where the server offers
+        it: a graceful close would wait, buffers and socket held, for a client that
+        does not read to take what was sent."""
         _cut_off.set(True)
+        abort = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
+        if abort is not None:
+            abort()
         client = scope.get("client")
         who = client[0] if client else "unknown"
         where = f"{scope['method']} {scope['path']} to {who}"

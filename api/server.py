@@ -4,7 +4,10 @@ balancer; each is stateless apart from its in-memory rate-limit counts)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from http import HTTPStatus
 
 import orjson
@@ -12,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
-from api.edge import CutOffFilter
+from api.edge import ABORT_EXTENSION, CutOffFilter
 from api.problems import PROBLEM_JSON, Problem
 from api.request_limits import (
     MAX_HEADER_BYTES,
@@ -77,7 +80,8 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
         return "h11"
 
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
-        """httptools as uvicorn drives it, with bounds, and problem+json errors.
+        """httptools as uvicorn drives it, with bounds, problem+json errors, and a way
+        for the app to abort a connection (the `ABORT_EXTENSION`).
 
         uvicorn's httptools protocol buffers a URL and header fields of any size before
         the app sees them (h11 has a limit, httptools none): here a request beyond
@@ -92,6 +96,19 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.header_bytes = 0
+            # the edge aborts a connection whose client stopped reading (`api.edge`)
+            self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.reset}}
+
+        def reset(self) -> None:
+            """Close the connection with a TCP reset, at once.  A plain close would
+            leave the kernel holding the unsent megabytes for a client that reads
+            nothing (FIN_WAIT1, zero-window probes for minutes); SO_LINGER 0 drops
+            them and tells the client (RFC 9293 §3.6)."""
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
