@@ -88,10 +88,10 @@ class ApiProcess:
             "SMARTBY_INDICATORS_INTERVAL_S": "0",
         }
         env |= {f"SMARTBY_{name.upper()}": value for name, value in settings.items()}
+        port = str(self.port)
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "smartby", "api", "--host", "127.0.0.1"]
-                + ["--port", str(self.port)],
+                [sys.executable, "-m", "smartby", "api", "--host", "127.0.0.1", "--port", port],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
