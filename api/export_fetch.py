@@ -39,6 +39,7 @@ existed throughout is missed (keyset order is strict).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -112,6 +113,13 @@ class RawReadingsStep:
 Step = KeysetStep | RawReadingsStep
 
 
+def _forget(task: asyncio.Future[list[Row]]) -> None:
+    """The result of a page whose client left: nobody's (retrieved, so that asyncio
+    does not report an exception as never retrieved)."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def fetch_chunks(
     pool: AsyncConnectionPool[Any], steps: Sequence[Step]
 ) -> AsyncGenerator[list[Row], None]:
@@ -119,11 +127,23 @@ async def fetch_chunks(
     as of consecutive series, are joined), each page's connection given back before
     its rows are yielded."""
 
-    async def run(query: Query) -> list[Row]:
+    async def page(query: Query) -> list[Row]:
         async with pool.connection() as conn:
             cursor = await conn.execute(query[0], query[1], binary=True)
             rows: list[Row] = await cursor.fetchall()
             return rows
+
+    async def run(query: Query) -> list[Row]:
+        # A client that leaves cancels its stream; the page query it was waiting for
+        # finishes on its own (milliseconds) and gives its connection back whole.
+        # Cancelled mid-query, psycopg would close the connection, and clients that
+        # come and go could make the pool reconnect all the time.
+        task = asyncio.ensure_future(page(query))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_forget)
+            raise
 
     buffer: list[Row] = []
     for step in steps:
