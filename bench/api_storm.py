@@ -100,7 +100,8 @@ class ApiProcess:
         deadline = time.monotonic() + 60
         while True:
             with contextlib.suppress(OSError):
-                status, _, _ = asyncio.run(fetch(self.port, "/v1"))
+                # /metrics: served once the app has started, and not rate limited
+                status, _, _ = asyncio.run(fetch(self.port, "/metrics"))
                 if status == 200:
                     return
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -169,14 +170,17 @@ class KeepAlive:
     """One HTTP/1.1 keep-alive connection for the probes (their answers carry
     Content-Length: /v1/latest is not streamed)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, source: str = "127.0.0.1") -> None:
         self.port = port
+        self.source = source
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def get(self, path: str, headers: dict[str, str]) -> int:
         if self.writer is None or self.writer.is_closing():
-            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+            self.reader, self.writer = await asyncio.open_connection(
+                "127.0.0.1", self.port, local_addr=(self.source, 0)
+            )
         assert self.reader is not None
         self.writer.write(request(path, headers))
         head = await self.reader.readuntil(b"\r\n\r\n")
