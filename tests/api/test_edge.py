@@ -165,3 +165,25 @@ def test_a_wrong_key_is_refused_on_sensorthings_too(
     client = make_client(simulated.url, api_keys=f"reader:{READER_KEY}")
     assert client.get("/sta/v1.1", headers={"X-API-Key": "not-a-key"}).status_code == 401
     assert client.get("/sta/v1.1", headers={"X-API-Key": READER_KEY}).status_code == 200
+
+
+def test_wrong_api_keys_count_against_the_callers_limit(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    """Guessing keys is reading too: each wrong key counts against the address, so
+    after the address's limit the guesses get 429 with Retry-After, not 401."""
+    client = make_client(simulated.url, api_rate_limit="100/minute", api_keys=f"ops:{ADMIN_KEY}")
+    answers = [
+        client.get("/v1/metrics", headers={"X-API-Key": f"guess-{n:04d}"}) for n in range(400)
+    ]
+    assert [a.status_code for a in answers] == [401] * 100 + [429] * 300
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "100 requests per 1 minute" in refused.json()["detail"]
+    # the admin routes are behind the same edge
+    admin = client.get("/v1/admin/devices", headers={"X-API-Key": "guess-admin"})
+    assert admin.status_code == 429
+    # and so is the address's own reading; the right key has its own allowance
+    assert client.get("/v1/metrics").status_code == 429
+    assert client.get("/v1/metrics", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
