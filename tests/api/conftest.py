@@ -28,6 +28,14 @@ UNLIMITED = "1000000/minute"
 
 ClientFactory = Callable[..., TestClient]
 
+#: lines for the end of the run (the hostile fuzz reports how many requests it sent)
+SUMMARY_LINES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in SUMMARY_LINES:
+        terminalreporter.write_line(line)
+
 
 @pytest.fixture(scope="session")
 def simulated_settings(services: Services, simulated: SimulatedData) -> Settings:
