@@ -4,6 +4,8 @@ for unknown routes, wrong methods and bugs."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.api.conftest import ADMIN_KEY, READER_KEY, ClientFactory
@@ -187,3 +189,32 @@ def test_wrong_api_keys_count_against_the_callers_limit(
     # and so is the address's own reading; the right key has its own allowance
     assert client.get("/v1/metrics").status_code == 429
     assert client.get("/v1/metrics", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
+
+
+@pytest.mark.allow_logged_errors
+def test_a_bugs_traceback_is_logged_bounded(
+    make_client: ClientFactory, simulated: SimulatedData, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A RecursionError's thousand frames made 120 KB of log per request; the edge
+    keeps the innermost frames only (`api.edge.bounded`)."""
+    client = make_client(simulated.url)
+
+    # two functions in turn, as a recursive-descent parser's: Python does not fold
+    # their frames into "previous line repeated" the way it folds one function's
+    def deep(n: int) -> int:
+        return deeper(n + 1) + 1
+
+    def deeper(n: int) -> int:
+        return deep(n + 1) + 1
+
+    @client.app.get("/v1/deep")  # type: ignore[attr-defined]
+    async def recurse() -> None:
+        deep(0)
+
+    assert client.get("/v1/deep").status_code == 500
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1
+    text = logging.Formatter().formatException(logged[0].exc_info)  # type: ignore[arg-type]
+    assert "RecursionError" in text
+    assert "in deep" in text
+    assert len(text) < 10_000
