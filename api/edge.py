@@ -13,12 +13,13 @@ its /64, which one subscriber gets whole, RFC 6177).  A wrong key counts against
 address like any other request, so guessing keys runs into the same 429.
 
 A client that accepts nothing of a response for ``SMARTBY_API_SEND_TIMEOUT_S`` is
-cut off: the connection is closed mid-response, so a cut export can never look
-complete, and the export slot it held goes back (`api.export_gate`).  Responses are
-handed to the server in pieces of at most `SEND_PIECE_BYTES`, so the deadline asks
-for that much progress, not for a whole page of an export.  A cut is one warning
-line; uvicorn's own error line for the incomplete response is filtered out
-(`CutOffFilter`), since the edge has said why.
+cut off: the connection is reset mid-response (through the server's
+`ABORT_EXTENSION`, `api.server`), so a cut export can never look complete, and the
+export slot it held goes back (`api.export_gate`).  Responses are handed to the
+server in pieces of at most `SEND_PIECE_BYTES`, so the deadline asks for that much
+progress, not for a whole page of an export.  A cut is one warning line (under a
+server without the extension, uvicorn's error line for the unfinished response is
+filtered out, `CutOffFilter`, since the edge has said why).
 """
 
 from __future__ import annotations
