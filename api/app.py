@@ -10,6 +10,7 @@ and answered with a generic message, never the exception's text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -36,7 +37,7 @@ from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
-from api.export_gate import ExportGate
+from api.export_gate import EXPORT_ENCODERS, ExportGate
 from api.forwarded import ForwardedFor, TrustedProxies
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
@@ -109,6 +110,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
             ) from None
         app.state.pool = pool
         app.state.export_pool = export_pool
+        app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
         try:
             yield
         finally:

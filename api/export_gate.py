@@ -25,6 +25,10 @@ from api.problems import Problem
 
 #: what a refused client is told to wait: about what a typical export takes
 RETRY_AFTER_S = 10
+#: exports fetching and encoding at one moment; the others wait their turn.  Encoding
+#: is CPU on the event loop every request shares, and a worker has one core's worth
+#: of it, so more at once would only make the small requests wait longer.
+EXPORT_ENCODERS = 2
 
 
 class ExportSlot:

@@ -13,10 +13,11 @@ to the end of its response.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -85,7 +86,9 @@ def _series_ids(values: list[str] | None) -> tuple[int, ...]:
     return tuple(ids)
 
 
-Encoder = Callable[[list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncIterator[bytes]]
+Encoder = Callable[
+    [list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncGenerator[bytes, None]
+]
 
 
 def _encoder(fmt: Format) -> Encoder:
@@ -363,11 +366,22 @@ async def export(
     encode = _encoder(format)
     metadata = {key: str(value) for key, value in licence_meta(settings.city).items()}
 
+    encoding: asyncio.Semaphore = request.app.state.export_encoding
+
     async def body() -> AsyncIterator[bytes]:
+        """The file, piece by piece.  Exports are bulk and the loop is shared: only
+        `EXPORT_ENCODERS` exports fetch and encode at a time, and each lets the loop
+        run other requests between its pieces (`api.export_formats.slices`)."""
         chunks = fetch_chunks(pool, steps)
-        async with contextlib.aclosing(chunks):
-            async for piece in encode(columns, chunks, metadata):
+        pieces = encode(columns, chunks, metadata)
+        async with contextlib.aclosing(chunks), contextlib.aclosing(pieces):
+            while True:
+                async with encoding:
+                    piece = await anext(pieces, None)
+                if piece is None:
+                    return
                 yield piece
+                await asyncio.sleep(0)
 
     media_type, _ = FORMATS[format]
     suffix = f"-{filters.bucket}" if chosen.key == "readings" else ""
