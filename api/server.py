@@ -69,7 +69,9 @@ def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
         log_level="info",
     )
     # uvicorn configured its loggers just now; the edge logs its own cut-offs
-    logging.getLogger("uvicorn.error").addFilter(CutOffFilter())
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, CutOffFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(CutOffFilter())
     return config
 
 
