@@ -1,9 +1,9 @@
 """Streaming encoders for bulk exports: CSV, Parquet and GeoJSON.
 
 Each encoder takes the export's columns and an async iterator of row chunks (lists
-of tuples, as a server-side cursor's ``fetchmany`` returns them) and yields bytes as
-it goes, so an export of a year of readings never sits in memory: at most one chunk
-of rows and its encoding do.
+of tuples, as the pages of `api.export_fetch` come) and yields bytes as it goes, so
+an export of a year of readings never sits in memory: at most one chunk of rows and
+its encoding do.
 
 Parquet is a file format, not a stream format: its footer (the schema and the
 offsets of every row group) comes last and is written on close.  The writer never
