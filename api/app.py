@@ -2,8 +2,9 @@
 
 Read-only for the public under /v1 and in the SensorThings view at /sta/v1.1, with an
 API key for higher limits and for the admin routes.  Requests pass, outermost first:
-CORS (open for reads), `api.edge` (metrics, rate limit, licence headers, micro-cache),
-gzip (not for Parquet, compressed already), then the routes.  Every error leaves
+`api.forwarded` (the client a trusted proxy forwarded), CORS (open for reads),
+`api.edge` (request limits, metrics, rate limit, licence headers, micro-cache), gzip
+(not for Parquet, compressed already), then the routes.  Every error leaves
 as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
 and answered with a generic message, never the exception's text.
 """
@@ -241,8 +242,8 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
 
 
 def _condition(exc: psycopg.DataError) -> str:
-    """ "numeric value out of range" for SQLSTATE 22003: the condition's name in words
-    (psycopg names its error classes after the PostgreSQL condition names)."""
+    """The condition's name in words, e.g. "numeric value out of range" for SQLSTATE
+    22003 (psycopg names its error classes after PostgreSQL's condition names)."""
     name = type(exc).__name__
     if name == "DataError" or exc.sqlstate is None:
         return "invalid value"
