@@ -28,9 +28,9 @@ RETRY_AFTER_S = 10
 #: exports fetching and encoding at one moment; the others wait their turn.  Encoding
 #: is CPU on the event loop every request shares, and a worker has one core's worth
 #: of it, so more at once only makes the small requests wait longer.  Measured with
-#: bench.api_storm (30 days, 20 s storms, same machine and hour): /v1/latest p99
-#: 160-240 ms with two at once and slices of 2 000 rows, 67-96 ms with one and 1 000,
-#: and the exporters got as many megabytes through.
+#: bench.api_storm's storm (30 days, 20 s, 2 cores busy with other work, load 5-7):
+#: /v1/latest p99 160-240 ms with two at once and slices of 2 000 rows, 67-96 ms with
+#: one and 1 000, and the exporters got as many megabytes through.
 EXPORT_ENCODERS = 1
 
 
