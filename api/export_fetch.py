@@ -13,15 +13,16 @@ that reads nothing is still cut off, by the edge's send timeout, `api.edge`, whi
 frees its export slot; it holds no connection meanwhile.)
 
 Measured on 30 days of simulated Narvik (``python -m bench.api_storm --fetch-only``
-repeats it), exporting raw PM2.5 of all stations (363 k rows), 10 000-row pages:
+repeats it), exporting raw PM2.5 of all stations (363 k rows) in 10 000-row pages,
+once with the machine quiet and once busy with other work:
 
-============================================  ===========  ===================
-way of fetching                               rows/s       connection held
-============================================  ===========  ===================
-one named cursor, one transaction             ~0.8 M       the whole stream
-keyset pages, ``(time, series) > last LIMIT``  ~0.2 M       ~45 ms a page
-keyset pages inside a time window             ~1.1 M       ~6 ms a page
-============================================  ===========  ===================
+=============================================  ===============  ==================
+way of fetching                                rows/s           connection held
+=============================================  ===============  ==================
+one named cursor, one transaction              0.82 M / 0.28 M  the whole stream
+keyset pages, ``(time, series) > last LIMIT``  0.21 M / 0.09 M  46 / 108 ms a page
+keyset pages inside a time window              1.15 M / 0.54 M  6 / 13 ms a page
+=============================================  ===============  ==================
 
 Plain keyset pages over raw readings are slow because ``ORDER BY time, series_id``
 over many series has no matching index (the key is ``(series_id, time)``): every
