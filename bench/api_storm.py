@@ -257,19 +257,29 @@ async def exporter(port: int, source: str, path: str, until: float, into: Counte
 
 
 async def slow_reader(
-    port: int, source: str, path: str, trickle: bool, until: float, into: Counter[str]
+    port: int, source: str, path: str, trickle: bool, stop: asyncio.Event, into: Counter[str]
 ) -> None:
-    """Open the export with a small receive buffer and read 8 bytes a second
-    (``trickle``) or nothing at all; when the server cuts the connection, open another.
-    The reader learns of a cut from the socket's TCP state (what it has received it
-    could still read, 8 bytes a second, long after)."""
+    """Open the export with a small receive buffer, read its status line, then 8 bytes
+    a second (``trickle``) or nothing at all; when the server cuts the connection, open
+    another (a refused one: after 1 s).  The reader learns of a cut from the socket's
+    TCP state (what it has received it could still read, 8 bytes a second, long after)."""
     loop = asyncio.get_running_loop()
-    while time.perf_counter() < until:
+    while not stop.is_set():
         sock = await connect(port, source, rcvbuf=4096)
-        into["opened"] += 1
         try:
             await loop.sock_sendall(sock, request(path))
-            while time.perf_counter() < until:
+            head = b""
+            while len(head) < 12:  # "HTTP/1.1 200"
+                piece = await loop.sock_recv(sock, 12 - len(head))
+                if not piece:
+                    break
+                head += piece
+            if not head.startswith(b"HTTP/1.1 200"):
+                into["refused"] += 1
+                await asyncio.sleep(1)
+                continue
+            into["streaming"] += 1
+            while not stop.is_set():
                 await asyncio.sleep(1)
                 if _peer_gone(sock):
                     into["cut off"] += 1
@@ -310,9 +320,9 @@ FROM pg_stat_activity WHERE application_name = %s
 """
 
 
-async def sample_activity(database_url: str, until: float, into: Activity) -> None:
+async def sample_activity(database_url: str, done: Callable[[], bool], into: Activity) -> None:
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
-        while time.perf_counter() < until:
+        while not done():
             cursor = await conn.execute(_ACTIVITY, (EXPORT_APPLICATION,))
             row = await cursor.fetchone()
             assert row is not None
@@ -368,36 +378,50 @@ async def storm(
     baseline_s: float,
     storm_s: float,
     stalled_s: float,
+    until_cut_s: float = 0,
     exporters: int = EXPORTERS,
     slow_readers: int = SLOW_READERS,
     pace_s: float = 0.05,
 ) -> StormReport:
-    """The three phases: probes alone; slow readers alone (``stalled_s``: they stall,
+    """The three phases: probes alone; slow readers alone (for ``stalled_s``, and up
+    to ``until_cut_s`` more until the server has cut each of them once: they stall,
     the pool is watched); probes, slow readers and exporters together."""
     baseline, tasks = probes_of(port, baseline_s, pace_s)
     await asyncio.gather(*(task() for task in tasks))
 
     readers: Counter[str] = Counter()
-    reader_until = time.perf_counter() + stalled_s + storm_s
+    stop_readers = asyncio.Event()
     reader_tasks = [
         asyncio.create_task(
-            slow_reader(port, f"127.0.2.{n + 1}", export, n % 2 == 0, reader_until, readers)
+            slow_reader(port, f"127.0.2.{n + 1}", export, n % 2 == 0, stop_readers, readers)
         )
         for n in range(slow_readers)
     ]
     stalled = Activity()
-    await sample_activity(database_url, time.perf_counter() + stalled_s, stalled)
+    least = time.perf_counter() + stalled_s
+    most = least + until_cut_s
+
+    def stalled_done() -> bool:
+        now = time.perf_counter()
+        return now >= most or (
+            now >= least and readers["cut off"] >= slow_readers * bool(until_cut_s)
+        )
+
+    await sample_activity(database_url, stalled_done, stalled)
 
     exports: Counter[str] = Counter()
     activity = Activity()
     storm_probes, tasks = probes_of(port, storm_s, pace_s)
     until = time.perf_counter() + storm_s
-    await asyncio.gather(
-        *(task() for task in tasks),
-        *(exporter(port, f"127.0.1.{n + 1}", export, until, exports) for n in range(exporters)),
-        sample_activity(database_url, until, activity),
-        *reader_tasks,
-    )
+    try:
+        await asyncio.gather(
+            *(task() for task in tasks),
+            *(exporter(port, f"127.0.1.{n + 1}", export, until, exports) for n in range(exporters)),
+            sample_activity(database_url, lambda: time.perf_counter() >= until, activity),
+        )
+    finally:
+        stop_readers.set()
+        await asyncio.gather(*reader_tasks)
     return StormReport(baseline, storm_probes, exports, readers, activity, stalled)
 
 
@@ -506,8 +530,8 @@ def table(report: StormReport, exporters: int, slow_readers: int) -> str:
     )
     readers = report.slow_readers
     lines.append(
-        f"storm      {slow_readers} slow readers: {readers['opened']} exports opened,"
-        f" {readers['cut off']} cut off by the server"
+        f"storm      {slow_readers} slow readers: {readers['streaming']} exports streaming"
+        f" ({readers['refused']} more refused), {readers['cut off']} cut off by the server"
     )
     for name, activity in (("stalled", report.stalled_activity), ("storm", report.activity)):
         lines.append(

@@ -189,7 +189,8 @@ def test_latest_answers_200_through_an_export_storm(
             simulated.url,
             export_of(simulated),
             baseline_s=1,
-            stalled_s=4,
+            stalled_s=2,
+            until_cut_s=60,  # until each slow reader has filled its buffers and been cut
             storm_s=6,
         )
     )
