@@ -53,6 +53,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -350,12 +351,14 @@ class StormReport:
 def probes_of(
     port: int, seconds: float, pace_s: float
 ) -> tuple[list[Probe], list[Callable[[], Awaitable[None]]]]:
+    """Two probes of /v1/latest (as served, and with its cache skipped), each on two
+    keep-alive connections, and the coroutines that run them for ``seconds``."""
     cached = Probe("/v1/latest")
     uncached = Probe("/v1/latest, no-cache")
     until = time.perf_counter() + seconds
     plain = {"X-API-Key": PROBE_KEY_CACHED}
     no_cache = {"X-API-Key": PROBE_KEY_NO_CACHE, "Cache-Control": "no-cache"}
-    tasks = [
+    tasks: list[Callable[[], Awaitable[None]]] = [
         lambda: probe(port, "/v1/latest", plain, pace_s, until, cached),
         lambda: probe(port, "/v1/latest", plain, pace_s, until, cached),
         lambda: probe(port, "/v1/latest", no_cache, pace_s, until, uncached),
@@ -434,8 +437,9 @@ async def compare_fetching(database_url: str, days: float, rows_per_page: int = 
     (what `api.export_fetch` does).  Rows/s and how long a connection is held."""
     from psycopg_pool import AsyncConnectionPool
 
-    from api.export_datasets import raw_readings_query
+    from api.export_datasets import Query, raw_readings_query
     from api.export_fetch import RawReadingsStep
+    from api.export_formats import Row
 
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         cursor = await conn.execute("SELECT id FROM series WHERE metric = 'pm25' ORDER BY id")
@@ -444,7 +448,7 @@ async def compare_fetching(database_url: str, days: float, rows_per_page: int = 
         last = (await cursor.fetchone())[0]  # type: ignore[index]
     end = last + timedelta(seconds=1)
     start = end - timedelta(days=days)
-    pool = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
         database_url, min_size=1, max_size=1, open=False, kwargs={"autocommit": True}
     )
     await pool.open()
@@ -455,9 +459,9 @@ async def compare_fetching(database_url: str, days: float, rows_per_page: int = 
     try:
         started = time.perf_counter()
         rows = 0
-        async with pool.connection() as conn, conn.transaction():
+        async with pool.connection() as named_conn, named_conn.transaction():
             query, params = raw_readings_query(ids, start, end)
-            async with conn.cursor(name="bench_export") as named:
+            async with named_conn.cursor(name="bench_export") as named:
                 await named.execute(query, params)
                 while batch := await named.fetchmany(rows_per_page):
                     rows += len(batch)
@@ -469,16 +473,17 @@ async def compare_fetching(database_url: str, days: float, rows_per_page: int = 
 
         held: list[float] = []
 
-        async def run(query: tuple[object, object]) -> list[tuple[object, ...]]:
+        async def run(query: Query) -> list[Row]:
             t0 = time.perf_counter()
-            async with pool.connection() as conn:
-                cursor = await conn.execute(query[0], query[1], binary=True)  # type: ignore[arg-type]
-                result = await cursor.fetchall()
+            async with pool.connection() as page_conn:
+                cursor = await page_conn.execute(query[0], query[1], binary=True)
+                result: list[Row] = await cursor.fetchall()
             held.append(time.perf_counter() - t0)
             return result
 
         started = time.perf_counter()
-        rows, after = 0, None
+        rows = 0
+        after: tuple[datetime, int] | None = None
         while True:
             page = await run(raw_readings_query(ids, start, end, after=after, limit=rows_per_page))
             rows += len(page)
@@ -494,7 +499,7 @@ async def compare_fetching(database_url: str, days: float, rows_per_page: int = 
         held.clear()
         started = time.perf_counter()
         rows = 0
-        async for page in RawReadingsStep(ids, start, end).pages(run):  # type: ignore[arg-type]
+        async for page in RawReadingsStep(ids, start, end).pages(run):
             rows += len(page)
         took = time.perf_counter() - started
         lines.append(
