@@ -78,7 +78,7 @@ class ApiProcess:
     ``settings`` (and nothing from this process's environment); its log in ``log``."""
 
     def __init__(self, database_url: str, log: Path, **settings: str) -> None:
-        from core.local_stack import free_port
+        from stack.ports import free_port
 
         self.port = free_port()
         self.log = log
@@ -560,8 +560,9 @@ def main() -> None:
     storm_s = 10.0 if args.quick else args.storm
     baseline_s = 5.0 if args.quick else args.baseline
 
-    from bench.api import load_month
-    from core.local_stack import PostgresCluster, free_port
+    from bench.common import load_month
+    from stack.ports import free_port
+    from stack.postgres import PostgresCluster
 
     root = Path(tempfile.mkdtemp(prefix="smartby-bench-storm-"))
     root.chmod(0o755)
