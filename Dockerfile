@@ -30,6 +30,7 @@ COPY ingest/ ingest/
 COPY api/ api/
 COPY devices/ devices/
 COPY dashboards/ dashboards/
+COPY web/ web/
 COPY smartby/ smartby/
 RUN pip install --no-cache-dir --no-deps . \
  && rm -rf /src

@@ -2,15 +2,18 @@
 
 Read-only for the public under /v1 and in the SensorThings view at /sta/v1.1, with an
 API key for higher limits and for the admin routes.  Requests pass, outermost first:
-CORS (open for reads), `api.edge` (metrics, rate limit, licence headers, micro-cache),
-gzip (not for Parquet, compressed already), then the routes.  Every error leaves
+`api.forwarded` (the client a trusted proxy forwarded), CORS (open for reads),
+`api.edge` (request limits, metrics, rate limit, licence headers, micro-cache), gzip
+(not for Parquet, compressed already), then the routes.  Every error leaves
 as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
 and answered with a generic message, never the exception's text.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -32,14 +35,17 @@ import api.routes.catalog
 import api.routes.export
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
-from api.db import make_pool
-from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, server_error
+from api.db import make_export_pool, make_pool
+from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
+from api.export_gate import EXPORT_ENCODERS, ExportGate
+from api.forwarded import ForwardedFor, TrustedProxies
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
-from api.routes import admin, indicators, resources, timeseries
+from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
+from api.website import mount_website
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
@@ -91,18 +97,25 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # two pools: however many exports stream, the other requests keep their own
         pool = make_pool(url)
+        export_pool = make_export_pool(url, size=settings.api_export_pool_size)
         try:
             await pool.open(wait=True, timeout=15)
+            await export_pool.open(wait=True, timeout=15)
         except PoolTimeout:
+            await export_pool.close()
             await pool.close()
             raise SmartbyError(
                 "the API cannot reach its database (no connection in 15 s)"
             ) from None
         app.state.pool = pool
+        app.state.export_pool = export_pool
+        app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
         try:
             yield
         finally:
+            await export_pool.close()
             await pool.close()
 
     app = FastAPI(
@@ -121,8 +134,16 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
         servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
         lifespan=lifespan,
+        # served from vendored files by `api.website`: FastAPI's own pages load a CDN
+        docs_url=None,
         redoc_url=None,
         middleware=[
+            Middleware(
+                ForwardedFor,
+                proxies=TrustedProxies(
+                    settings.api_trusted_proxy_networks, settings.api_forwarded_header
+                ),
+            ),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
@@ -139,6 +160,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
                 city=settings.city,
                 cache=cache,
                 templates=templates,
+                send_timeout_s=settings.api_send_timeout_s,
             ),
             Middleware(
                 GZipMiddleware,
@@ -156,6 +178,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.state.meta = meta
     app.state.metrics = metrics
     app.state.cache = cache
+    app.state.export_gate = ExportGate(
+        max_total=settings.api_export_max_total, max_per_client=settings.api_export_max_per_client
+    )
     _register_error_handlers(app, templates)
 
     app.include_router(resources.router, prefix="/v1")
@@ -164,7 +189,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(admin.router, prefix="/v1")
     app.include_router(api.routes.export.router, prefix="/v1")
     app.include_router(api.routes.catalog.router, prefix="/v1")
+    app.include_router(status.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
+    mount_website(app, settings)
 
     @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
@@ -214,6 +241,15 @@ def _validation_problem(exc: RequestValidationError) -> Problem:
     )
 
 
+def _condition(exc: psycopg.DataError) -> str:
+    """The condition's name in words, e.g. "numeric value out of range" for SQLSTATE
+    22003 (psycopg names its error classes after PostgreSQL's condition names)."""
+    name = type(exc).__name__
+    if name == "DataError" or exc.sqlstate is None:
+        return "invalid value"
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name).lower()
+
+
 def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
@@ -249,9 +285,23 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         )
         return problem_response(problem, request.url.path)
 
+    async def on_data_error(request: Request, exc: Exception) -> Response:
+        # A value of this request the database cannot compute with (an overflow, a
+        # division by zero in a $filter, a date beyond its range): the client's to fix.
+        # The detail names the condition (SQLSTATE class 22), never the server's text.
+        assert isinstance(exc, psycopg.DataError)
+        condition = _condition(exc)
+        log.info("refused %s: %s", request.url.path, condition)
+        problem = Problem(
+            400,
+            "Bad request parameter",
+            f"a value in this request is outside what the database can compute ({condition})",
+        )
+        return problem_response(problem, request.url.path)
+
     async def on_error(request: Request, exc: Exception) -> Response:
         # Only reached for errors outside the Edge middleware, which answers the rest.
-        log.error("unhandled error in %s", request.url.path, exc_info=exc)
+        log.error("unhandled error in %s", request.url.path, exc_info=bounded(exc))
         return problem_response(server_error(), request.url.path)
 
     app.add_exception_handler(Problem, on_problem)
@@ -259,6 +309,7 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(psycopg.OperationalError, on_database_unavailable)
     app.add_exception_handler(PoolTimeout, on_database_unavailable)
+    app.add_exception_handler(psycopg.DataError, on_data_error)
     app.add_exception_handler(Exception, on_error)
 
 

@@ -27,6 +27,26 @@ def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Poo
     )
 
 
+#: the application_name of the export pool's connections (pg_stat_activity tells them apart)
+EXPORT_APPLICATION = "smartby-api-export"
+
+
+def make_export_pool(database_url: str, *, size: int) -> Pool:
+    """The bulk exports' own connections, so that however many exports run, the
+    requests of everyone else keep the main pool.  Each export holds one only while
+    a page is queried (`api.export_fetch`), so a few serve many exports; one is kept
+    open, the rest on demand."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        timeout=10,
+        name=EXPORT_APPLICATION,
+        kwargs={"autocommit": True, "application_name": EXPORT_APPLICATION},
+    )
+
+
 def pool_of(request: Request) -> Pool:
     pool: Pool = request.app.state.pool
     return pool

@@ -1,30 +1,52 @@
-"""What every request passes through before the routes: request metrics and, for the
-open data (/v1 and the SensorThings view at /sta/v1.1), the per-client rate limit,
-the licence headers and answers from the micro-cache.
+"""What every request passes through before the routes: the request limits
+(`api.request_limits`), request metrics, a deadline on every piece of the response
+a client must accept and, for the open data (/v1 and the SensorThings view at
+/sta/v1.1), the per-client rate limit, the licence headers and answers from the
+micro-cache.
 
 One plain ASGI middleware rather than three `BaseHTTPMiddleware`s: those cost a task
 and a stream per request each, and the latency budget is tight (DESIGN.md).
+
+The client a limit counts is an API key's name when a valid key is presented, else
+the address (the one a trusted proxy forwarded, `api.forwarded`; an IPv6 client by
+its /64, which one subscriber gets whole, RFC 6177).  A wrong key counts against the
+address like any other request, so guessing keys runs into the same 429.
+
+A client that accepts nothing of a response for ``SMARTBY_API_SEND_TIMEOUT_S`` is
+cut off: the connection is reset mid-response (through the server's
+`ABORT_EXTENSION`, `api.server`), so a cut export can never look complete, and the
+export slot it held goes back (`api.export_gate`).  Responses are handed to the
+server in pieces of at most `SEND_PIECE_BYTES`, so the deadline asks for that much
+progress, not for a whole page of an export.  A cut is one warning line (under a
+server without the extension, uvicorn's error line for the unfinished response is
+filtered out, `CutOffFilter`, since the edge has said why).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
+from ipaddress import IPv6Address, ip_address, ip_network
 from typing import Any
 
+import psycopg
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from psycopg_pool import PoolTimeout
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import ResponseCache
 from api.licence import is_open_data, licence_headers
 from api.problems import Problem, problem_response
+from api.request_limits import refusal
 from api.security import API_KEY_HEADER, invalid_key, key_name
 from core.settings import Settings, SettingsError
 
@@ -35,6 +57,73 @@ _API_KEY = API_KEY_HEADER.lower().encode()
 #: routing (rate limit, invalid key)
 UNMATCHED = "<unmatched>"
 REFUSED = "<refused>"
+
+
+#: the most of a response body handed to the server in one piece (see the docstring)
+SEND_PIECE_BYTES = 64 * 1024
+#: frames of a logged traceback kept, innermost first: enough to find a bug, and a
+#: RecursionError's thousand frames do not fill the log
+TRACEBACK_FRAMES = 30
+#: uvicorn's words for a response the app left unfinished (uvicorn/protocols/http)
+_UNFINISHED = frozenset(
+    {
+        "ASGI callable returned without completing response.",
+        "ASGI callable returned without starting response.",
+    }
+)
+
+_cut_off: ContextVar[bool] = ContextVar("smartby_api_cut_off", default=False)
+#: the ASGI scope extension through which the server (`api.server`) lets the edge
+#: abort a connection: ``scope["extensions"][ABORT_EXTENSION]["abort"]()``
+ABORT_EXTENSION = "smartby.abort"
+
+
+class ClientStalled(Exception):
+    """The client accepted nothing of the response within the send timeout."""
+
+
+class CutOffFilter(logging.Filter):
+    """Drops uvicorn's error line for an unfinished response when the edge cut it
+    off on purpose and logged why (the flag lives in the request task's context)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg in _UNFINISHED and _cut_off.get())
+
+
+def bounded(exc: BaseException, frames: int = TRACEBACK_FRAMES) -> BaseException:
+    """``exc`` with each traceback of its chain cut to its innermost ``frames``, for
+    logging (what raised it is kept; the dozens of middleware frames above are not)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        depth = 0
+        walker = tb
+        while walker is not None:
+            depth += 1
+            walker = walker.tb_next
+        for _ in range(depth - frames):
+            assert tb is not None
+            tb = tb.tb_next
+        current.__traceback__ = tb
+        current = current.__cause__ or current.__context__
+    return exc
+
+
+def address_identity(host: str) -> str:
+    """The rate-limit identity of a client address: the address, or for IPv6 its /64
+    (a subscriber's whole prefix: otherwise each of its 2^64 addresses would be a new
+    client)."""
+    try:
+        address = ip_address(host)
+    except ValueError:
+        return "addr:" + host[:64]
+    if isinstance(address, IPv6Address):
+        if address.ipv4_mapped is not None:
+            return f"addr:{address.ipv4_mapped}"
+        return f"addr:{ip_network((address, 64), strict=False)}"
+    return f"addr:{address}"
 
 
 def server_error() -> Problem:
@@ -63,6 +152,13 @@ class ApiMetrics:
             "Time to the end of the response body, by method and route template.",
             ("method", "route"),
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+            registry=self.registry,
+        )
+        self.cut_off = Counter(
+            "smartby_api_responses_cut_off",
+            "Responses cut off mid-way: the client read nothing for the send timeout, or "
+            "the database failed after the status was sent.",
+            ("route", "reason"),
             registry=self.registry,
         )
 
@@ -154,8 +250,9 @@ class RouteTemplates:
 
 
 class Edge:
-    """Metrics for every request; for the open data (`api.licence.is_open_data`) the
-    rate limit, the licence headers, and answers from the micro-cache (`api.cache`)."""
+    """Request limits and metrics for every request; for the open data
+    (`api.licence.is_open_data`) the rate limit, the licence headers, and answers from
+    the micro-cache (`api.cache`)."""
 
     def __init__(
         self,
@@ -167,6 +264,7 @@ class Edge:
         city: str,
         cache: ResponseCache,
         templates: RouteTemplates,
+        send_timeout_s: float,
     ) -> None:
         self.app = app
         self.cache = cache
@@ -175,6 +273,7 @@ class Edge:
         self.api_keys = api_keys
         self.licence = licence_headers(city)
         self.templates = templates
+        self.send_timeout_s = send_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -193,11 +292,13 @@ class Edge:
                 started_response = True
                 if public:
                     message["headers"] = [*message.get("headers", ()), *self.licence]
-            await send(message)
+            await self._send(send, message)
 
         template: str | None = None
         try:
-            problem = await self._admit(scope) if public else None
+            problem = refusal(scope)
+            if problem is None and public:
+                problem = await self._admit(scope)
             key = self.cache.key(scope) if public and problem is None else None
             entry = self.cache.lookup(key) if key is not None else None
             if problem is not None:
@@ -208,12 +309,15 @@ class Edge:
                 await self.cache.send(entry, scope, send_with_headers)
             else:
                 await self.app(scope, receive, send_with_headers)
-        except Exception:
+        except Exception as exc:
+            if template is None:
+                template = self.templates.of(scope)
+            if started_response or isinstance(exc, ClientStalled):
+                self._cut(scope, template, exc)
+                return
             # The routes' own errors are problems already; this is a bug.  Log it with
             # its traceback and give the client a generic 500 (never the exception text).
-            log.exception("unhandled error in %s %s", scope["method"], path)
-            if started_response:
-                raise
+            log.error("unhandled error in %s %s", scope["method"], path, exc_info=bounded(exc))
             status = 500
             await problem_response(server_error(), path)(scope, receive, send_with_headers)
         finally:
@@ -223,17 +327,76 @@ class Edge:
             self.metrics.requests.labels(method, template, str(status)).inc()
             self.metrics.duration.labels(method, template).observe(time.perf_counter() - started)
 
+    async def _send(self, send: Send, message: Message) -> None:
+        """Hand ``message`` to the server in pieces of at most `SEND_PIECE_BYTES`, each
+        within the send timeout."""
+        body: bytes = message.get("body", b"")
+        if message["type"] != "http.response.body" or len(body) <= SEND_PIECE_BYTES:
+            await self._send_within(send, message)
+            return
+        more = message.get("more_body", False)
+        for offset in range(0, len(body), SEND_PIECE_BYTES):
+            piece = body[offset : offset + SEND_PIECE_BYTES]
+            last = offset + SEND_PIECE_BYTES >= len(body)
+            await self._send_within(
+                send, {"type": "http.response.body", "body": piece, "more_body": more or not last}
+            )
+
+    async def _send_within(self, send: Send, message: Message) -> None:
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                await send(message)
+        except TimeoutError:
+            raise ClientStalled from None
+
+    def _cut(self, scope: Scope, template: str, exc: Exception) -> None:
+        """End a response whose status is sent already: log why in one line (a bug with
+        its traceback), and leave it unfinished, so that the client sees a cut, never
+        a complete-looking file.  The connection is aborted where the server offers
+        it: a graceful close would wait, buffers and socket held, for a client that
+        does not read to take what was sent."""
+        _cut_off.set(True)
+        abort = scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort")
+        if abort is not None:
+            abort()
+        client = scope.get("client")
+        who = client[0] if client else "unknown"
+        where = f"{scope['method']} {scope['path']} to {who}"
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(
+            cause, ClientStalled | psycopg.OperationalError | PoolTimeout
+        ):
+            cause = cause.__cause__ or cause.__context__
+        if isinstance(cause, ClientStalled):
+            reason = "stalled"
+            log.warning("cut off %s: the client read nothing for %g s", where, self.send_timeout_s)
+        elif cause is not None:
+            reason = "database"
+            log.warning("cut off %s: the database failed (%s)", where, type(cause).__name__)
+        else:
+            reason = "error"
+            log.error("cut off %s by an unhandled error", where, exc_info=bounded(exc))
+        self.metrics.cut_off.labels(template, reason).inc()
+
     async def _admit(self, scope: Scope) -> Problem | None:
         """The rate limit: per API key when a valid one is presented, else per client
-        address; a key that is presented but wrong is refused outright."""
-        if scope["method"] == "OPTIONS":  # CORS preflight: no data, nothing to count
-            return None
+        address.  A key that is presented but wrong counts against the address, and is
+        refused with 401 while the address is within its limit (429 after).  Records
+        who the client is in the scope's state (`api.export_gate.client_of`)."""
+        client = scope.get("client")
+        identity = address_identity(str(client[0]) if client else "unknown")
         presented = next((v for k, v in scope["headers"] if k == _API_KEY), None)
+        name = None
         if presented is not None:
             name = key_name(self.api_keys, presented.decode("latin-1"))
-            if name is None:
-                return invalid_key()
-            return await self.limits.check(self.limits.keyed, f"key:{name}")
-        client = scope.get("client")
-        address = client[0] if client else "unknown"
-        return await self.limits.check(self.limits.anonymous, f"addr:{address}")
+        if name is not None:
+            identity = f"key:{name}"
+        scope.setdefault("state", {})["client"] = identity
+        if scope["method"] == "OPTIONS":  # CORS preflight: no data, nothing to count
+            return None
+        if name is not None:
+            return await self.limits.check(self.limits.keyed, identity)
+        limited = await self.limits.check(self.limits.anonymous, identity)
+        if limited is None and presented is not None:
+            return invalid_key()
+        return limited

@@ -52,6 +52,13 @@ class Dataset:
         """The formats it exports to (GeoJSON needs a position)."""
         return [f for f in FORMATS if f != "geojson" or self.geometry is not None]
 
+    @property
+    def key_positions(self) -> tuple[int, ...]:
+        """Where in a row the ``order`` columns are: together they are unique (each
+        table's key), so the last row of a page says where the next one starts."""
+        names = [c.name for c in self.columns]
+        return tuple(names.index(part.strip().removeprefix("t.")) for part in self.order.split(","))
+
 
 SITE_COLUMNS = (
     _c("id", "text"),
@@ -318,9 +325,17 @@ def _where(conditions: Sequence[sql.Composable]) -> sql.Composable:
     return sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions)
 
 
-def dataset_query(dataset: Dataset, filters: Filters, *, geo: bool = False) -> Query:
-    """The SELECT streaming ``dataset``'s rows (not latest and readings, which have
-    their own builders)."""
+def dataset_query(
+    dataset: Dataset,
+    filters: Filters,
+    *,
+    geo: bool = False,
+    after: Sequence[Any] | None = None,
+    limit: int | None = None,
+) -> Query:
+    """The SELECT of ``dataset``'s rows (not latest and readings, which have their own
+    builders): the page of at most ``limit`` rows after the key ``after`` (the values
+    of the ``order`` columns of the previous page's last row), in key order."""
     if dataset.key in ("readings", "latest"):
         raise ValueError(f"{dataset.key} has its own query builder")
     conditions: list[sql.Composable] = []
@@ -338,6 +353,11 @@ def dataset_query(dataset: Dataset, filters: Filters, *, geo: bool = False) -> Q
     if filters.devices and dataset.device_column is not None:
         conditions.append(sql.SQL(dataset.device_column + " = ANY(%s)"))
         params.append(list(filters.devices))
+    if after is not None:
+        # a row comparison on the table's key: an index range scan from the last row
+        placeholders = ", ".join("%s" for _ in after)
+        conditions.append(sql.SQL("(" + dataset.order + ") > (" + placeholders + ")"))
+        params.extend(after)
     select = dataset.select
     source = dataset.source
     if geo:
@@ -350,14 +370,23 @@ def dataset_query(dataset: Dataset, filters: Filters, *, geo: bool = False) -> Q
         + _where(conditions)
         + sql.SQL(" ORDER BY " + dataset.order)
     )
+    if limit is not None:
+        query += sql.SQL(" LIMIT %s")
+        params.append(limit)
     return query, params
 
 
-def latest_export_query(filters: Filters, *, geo: bool = False) -> Query:
+def latest_export_query(
+    filters: Filters, *, geo: bool = False, after: int | None = None, limit: int | None = None
+) -> Query:
     """The latest value of every series, from the JSON route's own query (traffic as
-    its latest complete hour), filtered by sites and metrics."""
+    its latest complete hour), filtered by sites and metrics; the page of at most
+    ``limit`` series after the series ``after``."""
     inner, named = queries.latest_query()
     conditions: list[sql.Composable] = []
+    if after is not None:
+        conditions.append(sql.SQL("q.series_id > %(export_after)s"))
+        named["export_after"] = after
     if filters.sites:
         conditions.append(sql.SQL("q.site_id = ANY(%(export_sites)s)"))
         named["export_sites"] = list(filters.sites)
@@ -376,6 +405,9 @@ def latest_export_query(filters: Filters, *, geo: bool = False) -> Query:
     query = sql.SQL("SELECT q.*{} FROM ({}) q ({}){}{} ORDER BY q.series_id").format(
         geometry, inner, names, join, _where(conditions)
     )
+    if limit is not None:
+        query += sql.SQL(" LIMIT %(export_limit)s")
+        named["export_limit"] = limit
     return query, named
 
 
@@ -416,19 +448,35 @@ def readings_columns(bucket: Bucket) -> tuple[Column, ...]:
 UNLIMITED = 2**62
 
 
-def raw_readings_query(series_ids: Sequence[int], start: datetime, end: datetime) -> Query:
-    """Readings of the series in [start, end) ordered by time and series: the raw
-    route's query without its page limit (rows as `RAW_COLUMNS`)."""
-    query, params = queries.raw_page_query(series_ids, start, end, after=None, limit=UNLIMITED)
+def raw_readings_query(
+    series_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    after: tuple[datetime, int] | None = None,
+    limit: int = UNLIMITED,
+) -> Query:
+    """Readings of the series in [start, end) ordered by time and series, after the
+    key ``after`` (time, series): the raw route's query (rows as `RAW_COLUMNS`)."""
+    query, params = queries.raw_page_query(series_ids, start, end, after=after, limit=limit)
     return query, params
 
 
-def bucket_query(series_id: int, bucket: Bucket, start: datetime, end: datetime, tz: str) -> Query:
-    """One series' buckets in [start, end): the aggregate route's query without its
-    page limit, so an export holds the very numbers the JSON route serves (rows:
+def bucket_query(
+    series_id: int,
+    bucket: Bucket,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    *,
+    after: datetime | None = None,
+    limit: int = UNLIMITED,
+) -> Query:
+    """One series' buckets in [start, end) after the bucket ``after``: the aggregate
+    route's query, so an export holds the very numbers the JSON route serves (rows:
     time, end, count, good_count, sum, mean, std, min, max, first, last, coverage)."""
     query, params = queries.rollup_page_query(
-        [series_id], bucket, start, end, after=None, limit=UNLIMITED, tz=tz
+        [series_id], bucket, start, end, after=after, limit=limit, tz=tz
     )
     return query, params
 

@@ -1,9 +1,9 @@
 """Streaming encoders for bulk exports: CSV, Parquet and GeoJSON.
 
 Each encoder takes the export's columns and an async iterator of row chunks (lists
-of tuples, as a server-side cursor's ``fetchmany`` returns them) and yields bytes as
-it goes, so an export of a year of readings never sits in memory: at most one chunk
-of rows and its encoding do.
+of tuples, as the pages of `api.export_fetch` come) and yields bytes as it goes, so
+an export of a year of readings never sits in memory: at most one chunk of rows and
+its encoding do.
 
 Parquet is a file format, not a stream format: its footer (the schema and the
 offsets of every row group) comes last and is written on close.  The writer never
@@ -18,7 +18,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal
@@ -41,6 +41,9 @@ _ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
     "list": pa.list_(pa.string()),  # lists of ids or keys
     "bool": pa.bool_(),
 }
+
+#: rows encoded into one piece of CSV or GeoJSON (Parquet: a row group per chunk)
+SLICE_ROWS = 1_000
 
 Format = Literal["csv", "parquet", "geojson"]
 #: Parquet's media type (IANA, 2024); its pages are compressed already (zstd)
@@ -101,16 +104,23 @@ def csv_rows(columns: Sequence[Column], rows: Iterable[Row]) -> str:
     return out.getvalue()
 
 
+def slices(chunk: list[Row]) -> Iterator[list[Row]]:
+    """A chunk in slices of at most `SLICE_ROWS`: the text formats encode a slice per
+    piece, so that one piece costs the event loop about 5 ms, not a whole chunk's 50."""
+    for start in range(0, len(chunk), SLICE_ROWS):
+        yield chunk[start : start + SLICE_ROWS]
+
+
 async def csv_stream(
     columns: Sequence[Column], chunks: AsyncIterator[list[Row]]
-) -> AsyncIterator[bytes]:
-    """CSV with a header line; one piece per chunk of rows."""
+) -> AsyncGenerator[bytes, None]:
+    """CSV with a header line; one piece per slice of a chunk of rows."""
     header = io.StringIO()
     csv.writer(header, lineterminator="\r\n").writerow([c.name for c in columns])
     yield header.getvalue().encode()
     async for chunk in chunks:
-        if chunk:
-            yield csv_rows(columns, chunk).encode()
+        for part in slices(chunk):
+            yield csv_rows(columns, part).encode()
 
 
 class _DrainableSink(io.RawIOBase):
@@ -141,10 +151,12 @@ class _DrainableSink(io.RawIOBase):
 
 
 def _arrow_column(values: list[Any], column: Column) -> pa.Array:
+    """One column as an Arrow array.  Timestamps go in as they come (aware: pyarrow
+    stores the UTC instant), not converted to ``datetime.UTC`` first: pyarrow 26 takes
+    0.3 s per 10 000 values in that one tzinfo (2 ms in the ZoneInfo psycopg gives),
+    and an export encodes on the event loop that every other request shares."""
     if column.kind == "json":
         values = [None if v is None else _text_value(v, "json") for v in values]
-    elif column.kind == "timestamp":
-        values = [None if v is None else _utc(v) for v in values]
     elif column.kind == "float":
         values = [None if v is None else float(v) for v in values]
     return pa.array(values, type=_ARROW_TYPES[column.kind])
@@ -160,7 +172,7 @@ async def parquet_stream(
     columns: Sequence[Column],
     chunks: AsyncIterator[list[Row]],
     metadata: dict[str, str] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Parquet, one row group per chunk of rows, each sent once written; the footer
     last.  An export without rows is still a valid file (schema, no row groups)."""
     schema = arrow_schema(columns, metadata)
@@ -207,7 +219,7 @@ async def geojson_stream(
     columns: Sequence[Column],
     chunks: AsyncIterator[list[Row]],
     metadata: dict[str, str] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """A GeoJSON FeatureCollection written incrementally; each row must carry the
     site's lon and lat after its columns.  ``metadata`` (licence, attribution) goes
     in foreign members of the collection (RFC 7946 §6.1)."""
@@ -216,11 +228,10 @@ async def geojson_stream(
     yield opening
     first = True
     async for chunk in chunks:
-        if not chunk:
-            continue
-        body = b",".join(
-            orjson.dumps(feature(columns, row), default=_orjson_default) for row in chunk
-        )
-        yield body if first else b"," + body
-        first = False
+        for part in slices(chunk):
+            body = b",".join(
+                orjson.dumps(feature(columns, row), default=_orjson_default) for row in part
+            )
+            yield body if first else b"," + body
+            first = False
     yield b"]}"

@@ -549,3 +549,109 @@ class DcatCatalog(_Node):
     contact_point: ContactPoint = Field(alias="dcat:contactPoint")
     service: list[DcatDataService] = Field(alias="dcat:service")
     dataset: list[DcatDataset] = Field(alias="dcat:dataset")
+
+
+# ---------------------------------------------------------------------- platform health
+
+
+class FlagCounts(BaseModel):
+    """Readings by QARTOD flag (1 good, 2 not evaluated, 3 suspect, 4 fail, 9 missing)."""
+
+    good: int
+    not_evaluated: int
+    suspect: int
+    fail: int
+    missing: int
+    total: int
+
+
+class ReasonCount(BaseModel):
+    reason: str = Field(examples=["unknown_metric"])
+    count: int
+
+
+class QuarantineCounts(BaseModel):
+    """Quarantined messages by reason: counts only; the payloads need the admin key."""
+
+    total: int
+    by_reason: list[ReasonCount]
+
+
+class DeviceHealth(BaseModel):
+    """How a device is doing: its state, and what it sent in the window."""
+
+    device_id: str = Field(examples=["aq-sentrum"])
+    site_id: str | None
+    kind: str
+    status: str = Field(description="active or disabled (the registry)")
+    online: bool | None = Field(description="What the device last said on its status topic.")
+    battery: float | None
+    rssi: float | None
+    last_seen: datetime | None
+    state: Literal["online", "silent", "offline", "never_seen", "disabled"] = Field(
+        description="disabled in the registry; never_seen; offline by its own word (status "
+        "topic or MQTT last will); silent when nothing was heard for longer than "
+        "silent_after_s (three reporting intervals); else online."
+    )
+    silent_after_s: int
+    readings: FlagCounts = Field(description="Readings in the window by QC flag.")
+    quarantined: QuarantineCounts = Field(description="Messages quarantined in the window.")
+
+
+class DeviceHealthDocument(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: DeviceHealth
+    meta: Meta
+
+
+class DeviceHealthList(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    data: list[DeviceHealth]
+    meta: Meta
+
+
+class MinuteCount(BaseModel):
+    minute: datetime
+    readings: int
+
+
+class DomainNewest(BaseModel):
+    domain: str = Field(examples=["air_quality"])
+    time: datetime = Field(description="Time of the newest value.")
+    aggregate: Literal["raw", "1h"] = Field(
+        description="raw: a reading; 1h: the latest complete hour (traffic is published "
+        "only in aggregates)."
+    )
+
+
+class IngestState(BaseModel):
+    workers: int = Field(description="Ingest workers connected to the database now.")
+    running: bool
+
+
+class DeviceStates(BaseModel):
+    registered: int
+    online: int
+    silent: int
+    offline: int
+    never_seen: int
+    disabled: int
+
+
+class PlatformStatus(BaseModel):
+    time: datetime = Field(description="When this status was taken.")
+    ingest: IngestState
+    readings_per_minute: list[MinuteCount] = Field(
+        description="Readings per minute of their own time, over the last hour (complete "
+        "minutes, oldest first, zero where none)."
+    )
+    newest: list[DomainNewest]
+    devices: DeviceStates
+    quarantined: QuarantineCounts = Field(description="In the last 24 hours.")
+
+
+class PlatformStatusDocument(BaseModel):
+    data: PlatformStatus
+    meta: Meta

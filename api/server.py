@@ -3,13 +3,31 @@ balancer; each is stateless apart from its in-memory rate-limit counts)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import socket
+import struct
+from http import HTTPStatus
+
+import orjson
 import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.edge import ABORT_EXTENSION, CutOffFilter
+from api.problems import PROBLEM_JSON, Problem
+from api.request_limits import (
+    MAX_HEADER_BYTES,
+    MAX_URL_BYTES,
+    headers_too_large,
+    url_too_long,
+)
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import connect, database_url
+
+log = logging.getLogger(__name__)
 
 
 def serve(settings: Settings, *, host: str, port: int) -> None:
@@ -25,20 +43,104 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
 
 
 def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
-    """One worker on uvloop and httptools (``uvicorn[standard]``; "auto" falls back to
-    asyncio and h11 where they are missing), which the latency budget counts on."""
-    return uvicorn.Config(
+    """One worker on uvloop and httptools (``uvicorn[standard]``; without them asyncio
+    and h11), which the latency budget counts on.
+
+    Forwarded addresses are the app's business (`api.forwarded`, trusting only
+    ``SMARTBY_API_TRUSTED_PROXIES``), so uvicorn's own proxy headers are off: they
+    trust 127.0.0.1 by default, which let any local client pick its address.
+    """
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         workers=1,
         loop="auto",
-        http="auto",
+        http=_http_protocol(),
+        # h11 (without httptools) refuses a request head beyond this with a plain 400;
+        # below it, the app's own 414 and 431 problems answer
+        h11_max_incomplete_event_size=MAX_URL_BYTES + MAX_HEADER_BYTES + 1024,
         ws="none",  # no WebSocket routes
         lifespan="on",
         # request metrics are on /metrics; a log line per request costs more
         # than the request itself at the latency budget
         access_log=False,
-        proxy_headers=True,
+        proxy_headers=False,
         log_level="info",
     )
+    # uvicorn configured its loggers just now; the edge logs its own cut-offs
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, CutOffFilter) for f in uvicorn_log.filters):
+        uvicorn_log.addFilter(CutOffFilter())
+    return config
+
+
+def _http_protocol() -> type[asyncio.Protocol] | str:
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    except ImportError:  # pragma: no cover - uvicorn without its [standard] extras
+        return "h11"
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        """httptools as uvicorn drives it, with bounds, problem+json errors, and a way
+        for the app to abort a connection (the `ABORT_EXTENSION`).
+
+        uvicorn's httptools protocol buffers a URL and header fields of any size before
+        the app sees them (h11 has a limit, httptools none): here a request beyond
+        `MAX_URL_BYTES` or `MAX_HEADER_BYTES` is refused as it arrives, with the 414 or
+        431 the app would send.  And what httptools cannot parse (bytes outside
+        HTTP's grammar in the request line, say) is a problem+json 400 too, instead of
+        uvicorn's plain-text one.  Either way the connection is closed after it."""
+
+        refused: Problem | None = None
+        header_bytes = 0
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.header_bytes = 0
+            # the edge aborts a connection whose client stopped reading (`api.edge`)
+            self.scope["extensions"] = {ABORT_EXTENSION: {"abort": self.reset}}
+
+        def reset(self) -> None:
+            """Close the connection with a TCP reset, at once.  A plain close would
+            leave the kernel holding the unsent megabytes for a client that reads
+            nothing (FIN_WAIT1, zero-window probes for minutes); SO_LINGER 0 drops
+            them and tells the client (RFC 9293 §3.6)."""
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.transport.abort()
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            if len(self.url) > MAX_URL_BYTES:
+                self.refused = url_too_long(len(self.url))
+                # httptools turns a callback's error into a parser error: send_400_response
+                raise ValueError(self.refused.detail)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self.header_bytes += len(name) + len(value)
+            if self.header_bytes > MAX_HEADER_BYTES:
+                self.refused = headers_too_large(self.header_bytes)
+                raise ValueError(self.refused.detail)
+            super().on_header(name, value)
+
+        def send_400_response(self, msg: str) -> None:
+            problem = self.refused or Problem(
+                400, "Bad request", "the request is not valid HTTP/1.1 (RFC 9112)"
+            )
+            log.info("refused a request: %s", problem.detail)
+            body = orjson.dumps(problem.document())
+            phrase = HTTPStatus(problem.status).phrase
+            head: list[bytes] = [f"HTTP/1.1 {problem.status} {phrase}\r\n".encode()]
+            for name, value in self.server_state.default_headers:
+                head.append(name + b": " + value + b"\r\n")
+            head.append(
+                f"content-type: {PROBLEM_JSON}\r\ncontent-length: {len(body)}\r\n"
+                "cache-control: no-store\r\nconnection: close\r\n\r\n".encode()
+            )
+            self.transport.write(b"".join(head) + body)
+            self.transport.close()
+
+    return BoundedHttpToolsProtocol

@@ -7,6 +7,9 @@ No benchmark imports another; each imports this module.
   ``smartby ingest`` process as deployed.
 * Publishing: a lean MQTT 3.1.1 QoS 1 publisher for load generation, and the messages
   the ingest benchmarks send.
+* Narvik: `load_month`, the catalogue and days of its simulated history loaded
+  through ingest's own pipeline with the indicators computed, for the read benchmarks
+  (API, website).
 * Timing: polling for a condition, the commit time of the last readings
   (``track_commit_timestamp``), the best of a few rounds, and CPU seconds of processes
   from ``/proc``.
@@ -444,3 +447,56 @@ def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
         tree_cpu(stack.cluster.proc.pid),
         process_cpu(stack.broker.proc.pid),
     )
+
+
+# ------------------------------------------------------------------------- Narvik
+
+
+def bench_settings(url: str, port: int = 0):
+    from core.settings import Settings
+
+    return Settings(
+        env="test",
+        database_url=url,
+        api_port=port,
+        # the benchmark measures the API, not the limiter refusing it
+        api_rate_limit="1000000000/minute",
+        indicators_interval_s=0,
+    )
+
+
+def load_month(url: str, days: float) -> tuple[float, float]:
+    """Narvik's catalogue and ``days`` of its simulated history up to the last whole
+    hour, indicators included; returns (start, end) epoch seconds."""
+    from db.indicators import update_pending
+    from devices.catalogue import load_catalogue, narvik_catalogue_path
+    from devices.provision import import_catalogue
+    from smartby.load import LoadReport, load_simulation
+
+    catalogue = load_catalogue(narvik_catalogue_path())
+    with psycopg.connect(url, autocommit=True) as conn:
+        migrate(conn)
+        import_catalogue(conn, catalogue)
+    end = float(int(time.time()) // 3600 * 3600)
+    start = end - days * 86400
+    settings = bench_settings(url)
+    started = time.monotonic()
+
+    def show(sent: float, report: LoadReport) -> None:
+        share = (sent - start) / (end - start)
+        rate = report.readings / max(time.monotonic() - started, 1e-6)
+        say(
+            f"\r  loading {days:g} days of Narvik [{'#' * int(share * 30):30}] {share:4.0%}"
+            f" {report.readings:,} readings, {rate:,.0f}/s",
+            end="",
+        )
+
+    report = load_simulation(settings, url, catalogue.devices, start, end, seed=7, progress=show)
+    say(f"\n  {report.readings:,} readings in {time.monotonic() - started:.0f} s; indicators…")
+    indicators_started = time.monotonic()
+    with psycopg.connect(url) as conn:
+        days_done = update_pending(conn, settings)
+    say(f"  indicators for {len(days_done)} days in {time.monotonic() - indicators_started:.1f} s")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return start, end

@@ -8,6 +8,7 @@ developer's laptop: an anonymous broker, default passwords, the embedded databas
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -128,16 +129,80 @@ class Settings(BaseSettings):
         default="postmottak@narvik.kommune.no",
         description="Contact point published in the DCAT-AP-NO catalogue.",
     )
+    api_trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or CIDR networks of the reverse proxies whose "
+        "forwarded client addresses are believed (rate limits and export caps then apply "
+        "per real client); empty: none, every client is its own peer address.",
+    )
+    api_forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        default="x-forwarded-for",
+        description="The header the trusted proxies write the client address into: "
+        "X-Forwarded-For (nginx, Caddy, Traefik) or Forwarded (RFC 7239).",
+    )
+    api_export_pool_size: int = Field(
+        default=4,
+        ge=1,
+        le=64,
+        description="Database connections of the bulk exports, a pool of their own beside "
+        "the one that serves every other request.",
+    )
+    api_export_max_total: int = Field(
+        default=16,
+        ge=1,
+        description="Bulk exports streaming at once, all clients together; beyond it 503.",
+    )
+    api_export_max_per_client: int = Field(
+        default=2,
+        ge=1,
+        description="Bulk exports one client (address or API key) may stream at once; "
+        "beyond it 429.",
+    )
+    api_send_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="Longest wait for a client to accept the next piece of a response; a "
+        "client that reads nothing for this long is cut off and its export slot freed.",
+    )
+
+    # --- website --------------------------------------------------------------------
+    map_tiles: str = Field(
+        default="https://cache.kartverket.no/v1/wmts/1.0.0/topo/default/webmercator/{z}/{y}/{x}.png",
+        description="XYZ tile URL template of the website's basemap ({z}/{x}/{y}); the "
+        "default is the Norwegian Mapping Authority's open topographic map. Empty: no "
+        "basemap (the markers on a plain background).",
+    )
+    map_attribution: str = Field(
+        default="© Kartverket", description="The basemap's attribution, shown on the map."
+    )
+    grafana_url: str | None = Field(
+        default=None,
+        description="Grafana's address, linked from the website's status page when set.",
+    )
 
     # --- who publishes the data -------------------------------------------------------
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
-    @field_validator("api_public_url", "api_keys", "database_url", mode="before")
+    @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes optional variables through as "" when .env leaves them out
         return None if value == "" else value
+
+    @field_validator("map_tiles")
+    @classmethod
+    def _tiles_are_a_template(cls, url: str) -> str:
+        # Leaflet fills {z} {x} {y} (and {s}); anything else would fetch one tile forever
+        if url and not (
+            url.startswith(("https://", "http://", "/"))
+            and all(part in url for part in ("{z}", "{x}", "{y}"))
+        ):
+            raise ValueError(
+                "SMARTBY_MAP_TILES must be an http(s) URL template with {z}, {x} and {y}, "
+                "or empty for no basemap"
+            )
+        return url
 
     @field_validator("mqtt_topic_prefix")
     @classmethod
@@ -147,6 +212,12 @@ class Settings(BaseSettings):
         if not prefix or any(c in prefix for c in "+#/") or prefix.startswith("$"):
             raise ValueError("SMARTBY_MQTT_TOPIC_PREFIX must be one topic level, no + # / or $")
         return prefix
+
+    @field_validator("api_trusted_proxies")
+    @classmethod
+    def _trusted_proxies_are_networks(cls, value: str) -> str:
+        proxy_networks(value)  # refuse a typo now rather than trust nobody silently
+        return value
 
     @model_validator(mode="after")
     def _safe_for_production(self) -> Settings:
@@ -170,9 +241,28 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def api_trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """`api_trusted_proxies` parsed: the networks whose forwarded addresses count."""
+        return proxy_networks(self.api_trusted_proxies)
+
+    @property
     def embedded(self) -> bool:
         """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
         return self.database_url is None
+
+
+def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """Comma-separated addresses or CIDR networks ("10.0.0.5, 172.18.0.0/16, ::1")."""
+    networks = []
+    for item in text.split(","):
+        entry = item.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+    return tuple(networks)
 
 
 def load_settings(**overrides: object) -> Settings:

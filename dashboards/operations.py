@@ -15,12 +15,15 @@ said on its status topic.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from grafana_foundation_sdk.builders import common as cb
 from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.builders import stat, table, timeseries
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 
+from core.health import SILENT_AFTER as SILENT
 from dashboards.common import (
     SERIES_COLUMNS,
     base_dashboard,
@@ -44,8 +47,9 @@ from dashboards.sql import SqlFormat
 
 UID = "smartby-operations"
 
-#: silence before a device counts as silent (three reporting intervals)
-SILENT_AFTER = {"traffic": "45 minutes", "other": "15 minutes"}
+#: silence before a device counts as silent (three reporting intervals; the rule the
+#: status API and the website use too, `core.health`)
+SILENT_AFTER = {kind: f"{after // timedelta(minutes=1)} minutes" for kind, after in SILENT.items()}
 #: SMARTBY_INGEST_QUEUE_SIZE's default: the broker sends no more unacknowledged messages
 QUEUE_SIZE = 20000
 #: DESIGN.md budgets: publish-to-commit p99 ≤ 1 s; API p99 ≤ 50 ms

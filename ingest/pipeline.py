@@ -6,6 +6,10 @@ canonical unit.  The per-reading work is a few dict lookups and list appends; th
 arithmetic (unit conversion, time checks, QC flags) then runs once over the whole
 batch in NumPy.  Nothing is dropped: a message or record that cannot be stored
 becomes a quarantine row with a reason.
+
+A message without a time takes its reception time, except that a redelivery of one
+already committed takes the time it got then (`ingest.redelivery`), and a retained
+one replayed by the broker is not stored again.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from core.settings import Settings
 from core.units import UnitError, conversion
 from db.catalogue import Metric
 from ingest.decode import DecodeError, decode, metric_key
+from ingest.redelivery import Remembered, Session, TimeAnchors
 
 #: Bound on the resolved-target cache (a stream of random names must not grow it forever).
 _TARGET_CACHE_LIMIT = 200_000
@@ -42,6 +47,8 @@ class Message:
     qos: int = 1
     received: float = 0.0  # epoch seconds
     generation: int = 0  # which broker connection delivered it (acks only on that one)
+    dup: bool = False  # sent before, not acknowledged (DUP, MQTT v5 §3.3.1.1)
+    retain: bool = False  # from the broker's retained store, not live (RETAIN, §3.3.1.3)
 
 
 @dataclass(slots=True)
@@ -109,8 +116,21 @@ class PreparedBatch:
     #: stored readings of earlier batches whose QC flag this batch worsened (a spike
     #: is only seen once the next reading exists): their new flags, to write back
     revised: qc.SeriesTail = field(default_factory=qc.SeriesTail.empty)
-    #: per message: 'stored', 'partial' (some records quarantined), 'quarantined', 'status'
+    #: per message: 'stored', 'partial' (some records quarantined), 'quarantined',
+    #: 'status', 'retained_replay' (a time-less retained message, not stored again)
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: where the readings came from: the messages, the message index of each reading,
+    #: the device of each message with readings, and the messages counted 'partial'
+    #: (the writer quarantines a reading that conflicts with a stored one)
+    messages: Sequence[Message] = ()
+    origins: npt.NDArray[np.intp] = field(default_factory=lambda: np.empty(0, np.intp))
+    devices: dict[int, str] = field(default_factory=dict)
+    partial: set[int] = field(default_factory=set)
+    #: the broker session, its messages with a packet id, and its time-less ones to
+    #: remember (`ingest.redelivery`)
+    session: Session | None = None
+    delivered: int = 0
+    remembered: Remembered | None = None
 
     @property
     def reading_count(self) -> int:
@@ -218,11 +238,20 @@ class BatchPreparer:
         )
         return len(order)
 
-    def prepare(self, messages: Sequence[Message], *, history: bool = True) -> PreparedBatch:
+    def prepare(
+        self,
+        messages: Sequence[Message],
+        *,
+        history: bool = True,
+        session: Session | None = None,
+    ) -> PreparedBatch:
         """The batch's rows, flags and quarantine.  ``history=False`` runs only the
         tests that need no earlier readings, and leaves the kept tail alone (for
-        re-preparing parts of a batch the tail has already seen)."""
-        batch = PreparedBatch()
+        re-preparing parts of a batch the tail has already seen).  With a ``session``,
+        time-less messages keep their time across redelivery (`ingest.redelivery`)."""
+        batch = PreparedBatch(session=session)
+        anchors = TimeAnchors(session, messages) if session is not None else None
+        delivered = 0  # messages with a packet id
         times: list[float] = []
         raw: list[float] = []
         tids: list[int] = []  # row of the target table per reading
@@ -236,6 +265,8 @@ class BatchPreparer:
             self._table_arrays = None
 
         for index, message in enumerate(messages):
+            if message.mid:
+                delivered += 1
             route = parse_topic(message.topic, self.prefix)
             if route is None:
                 self._reject(
@@ -289,6 +320,15 @@ class BatchPreparer:
                 continue
             try:
                 decoded = decode(message.payload, now=message.received)
+                if decoded.anchored:
+                    if message.retain:
+                        # replayed from the retained store: when it was measured is unknown
+                        batch.outcomes["retained_replay"] += 1
+                        continue
+                    if anchors is not None and message.mid:
+                        anchor = anchors.anchor(message, delivered)
+                        if anchor is not None:
+                            decoded = decode(message.payload, now=anchor)
             except DecodeError as exc:
                 self._reject(batch, message, device_id, exc.reason, exc.detail)
                 continue
@@ -320,9 +360,14 @@ class BatchPreparer:
                 )
             if stored:
                 device_of[index] = device_id
+                if problems:
+                    batch.partial.add(index)
             outcome = "partial" if problems and stored else "stored" if stored else "quarantined"
             batch.outcomes[outcome] += 1
 
+        batch.delivered = delivered
+        if anchors is not None:
+            batch.remembered = anchors.remembered()
         if times:
             self._finish(batch, messages, device_of, times, raw, tids, origin, history=history)
         return batch
@@ -428,6 +473,9 @@ class BatchPreparer:
         batch.times_us = np.round(t * 1e6).astype(np.int64)
         batch.series_ids = series_of[tid]
         batch.values = values
+        batch.messages = messages
+        batch.origins = at
+        batch.devices = device_of
         if self.quality_control and history:
             if self._qc_table is None:
                 self._qc_table = qc.QcTable.build(self._qc_configs)

@@ -18,10 +18,18 @@ reconnect the broker redelivers what was unacknowledged (MQTT-4.4.0-1), and pack
 ids of the old connection may by then name other messages, so acknowledging an old
 id could acknowledge a message we never stored.  Old-connection messages are still
 written (inserts are idempotent) but not acknowledged.
+
+A redelivered message without a time must get the time it got before
+(`ingest.redelivery`): the Receive Maximum is capped for that argument, a batch with a
+redelivered (DUP) message is prepared only once every earlier batch has committed, and
+when the broker starts the session afresh the packet ids remembered for the old one
+are forgotten first.  Telemetry is subscribed with Retain Handling 2 (MQTT v5
+§3.8.3.1), so a retained message is not ingested again at every subscribe.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -41,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
@@ -48,6 +57,7 @@ from core.settings import Settings
 from db.indicators import DayUpdate, update_pending
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
+from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
@@ -152,6 +162,21 @@ def topic_filters(prefix: str) -> list[str]:
     return [f"$share/{SHARE_GROUP}/{prefix}/+/telemetry", f"$share/{SHARE_GROUP}/{prefix}/+/status"]
 
 
+def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
+    """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
+    no retained messages at subscribe): a retained reading was ingested when it was
+    published, and the worker subscribes again at every connect.  Status keeps the
+    retained ``online``/``offline``, which says what a device is now."""
+    telemetry, status = topic_filters(prefix)
+    return [
+        (
+            telemetry,
+            SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
+        ),
+        (status, SubscribeOptions(qos=1)),
+    ]
+
+
 class SlotClaim:
     """A worker number held by a PostgreSQL advisory lock for the life of a connection.
 
@@ -191,7 +216,8 @@ class IngestWorker:
         self.settings = settings
         self.database_url = database_url
         self.metrics = metrics or IngestMetrics()
-        self.receive_maximum = min(65535, settings.ingest_queue_size)
+        # capped below what protocol allows (65535): `ingest.redelivery` relies on it
+        self.receive_maximum = min(MAX_RECEIVE_MAXIMUM, settings.ingest_queue_size)
         self.batch_size = min(settings.ingest_batch_size, self.receive_maximum)
         self.batch_seconds = settings.ingest_batch_ms / 1000
         self._client_id = client_id or settings.ingest_client_id
@@ -202,9 +228,19 @@ class IngestWorker:
         # Event's lock taken re-entrantly in the main thread would deadlock.
         self._stop_requested = False
         self._generation = 0
+        # connects that found no session at the broker, and the connection of the last
+        # (set by the network thread, read by the run loop), and how many were handled
+        self._fresh_sessions = 0
+        self._session_generation = 0
+        self._forgotten_sessions = 0
         self._connected = threading.Event()
         # prepared batches waiting for the committer; two keep both stages busy
         self._handoff: queue.Queue[tuple[list[Message], PreparedBatch] | None] = queue.Queue(2)
+        # batches handed to the committer, and batches it is done with (committed or
+        # abandoned at stop): a batch with a redelivery waits until they are equal
+        self._handed_off = 0
+        self._committed = 0
+        self._committed_changed = threading.Condition()
         self._prepare_lock = threading.Lock()
         self._committer_error: BaseException | None = None
         self.registry = DatabaseRegistry(database_url)
@@ -254,9 +290,13 @@ class IngestWorker:
         if reason.is_failure:
             log.warning("broker refused the connection: %s", reason)
             return
+        if not flags.session_present:
+            # a session of its own, packet ids from 1: what was remembered names nothing
+            self._session_generation = self._generation
+            self._fresh_sessions += 1
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
-        client.subscribe([(f, 1) for f in topic_filters(self.settings.mqtt_topic_prefix)])
+        client.subscribe(subscriptions(self.settings.mqtt_topic_prefix))
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -302,7 +342,16 @@ class IngestWorker:
             topic = bytes(msg._topic).decode("utf-8", "replace")
         pending = self._pending
         pending.append(
-            Message(topic, bytes(msg.payload), msg.mid, msg.qos, time.time(), self._generation)
+            Message(
+                topic,
+                bytes(msg.payload),
+                msg.mid,
+                msg.qos,
+                time.time(),
+                self._generation,
+                msg.dup,
+                msg.retain,
+            )
         )
         if not self._wake.is_set():
             self._wake.set()
@@ -367,14 +416,48 @@ class IngestWorker:
             time.sleep(0.05)
         return self._stop_requested
 
-    def _prepare(self, messages: list[Message], *, history: bool = True) -> PreparedBatch:
+    def _prepare(
+        self, messages: list[Message], session: Session, *, history: bool = True
+    ) -> PreparedBatch:
         # The committer re-prepares halves of a rejected batch: one preparer user at a time.
         with self._prepare_lock:
             try:
-                return self.preparer.prepare(messages, history=history)
+                return self.preparer.prepare(messages, history=history, session=session)
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 self.registry.close()
                 raise
+
+    def _recorded(self, packet_ids: list[int]) -> dict[int, RecordedDelivery]:
+        return self.registry.recorded_deliveries(self.client_id, packet_ids)
+
+    def _forget(self) -> bool:
+        try:
+            self.registry.forget_deliveries(self.client_id)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self.registry.close()
+            raise
+        return True
+
+    def _await_committer(self) -> None:
+        """Until every batch handed off is committed (or the committer has failed)."""
+        with self._committed_changed:
+            while self._committed < self._handed_off and self._committer_error is None:
+                self._committed_changed.wait(0.1)
+
+    def _session(self, batch: list[Message]) -> Session | None:
+        """The session the batch came through, once what it may look up is committed:
+        a batch with a redelivery waits for the committer; a session the broker
+        started afresh first forgets what was remembered under the old one (None if
+        the worker was stopped meanwhile)."""
+        fresh = self._fresh_sessions
+        if fresh != self._forgotten_sessions:
+            self._await_committer()
+            if self._retrying("forgetting the old session's packet ids", self._forget) is None:
+                return None
+            self._forgotten_sessions = fresh
+        elif any(m.dup for m in batch):
+            self._await_committer()
+        return Session(self.client_id, self._recorded, self._session_generation)
 
     def _commit(self, messages: list[Message], prepared: PreparedBatch) -> bool:
         """Write one batch; a batch the database rejects for its content (not an outage)
@@ -386,10 +469,12 @@ class IngestWorker:
             self.writer.close()
             raise
         except psycopg.Error as exc:
+            session = prepared.session
+            assert session is not None
             if len(messages) > 1:
                 half = len(messages) // 2
                 for part in (messages[:half], messages[half:]):
-                    self._commit(part, self._prepare(part, history=False))
+                    self._commit(part, self._prepare(part, session, history=False))
                 return True
             log.warning("quarantining a message the database rejected: %s", exc)
             message = messages[0]
@@ -403,7 +488,9 @@ class IngestWorker:
                         str(exc).strip()[:500],
                         message.payload,
                     )
-                ]
+                ],
+                session=session,
+                delivered=1 if message.mid else 0,
             )
             prepared.outcomes["quarantined"] += 1
             result = self.writer.write(prepared)
@@ -418,9 +505,12 @@ class IngestWorker:
             for flag in np.flatnonzero(counts):
                 m.flags.labels(str(flag)).inc(int(counts[flag]))
         m.duplicates.inc(result.duplicates)
-        for outcome, count in prepared.outcomes.items():
-            m.messages.labels(outcome).inc(count)
-        for row in prepared.quarantine:
+        outcomes = collections.Counter(prepared.outcomes)
+        outcomes.update(result.outcome_changes)
+        for outcome, count in outcomes.items():
+            if count > 0:
+                m.messages.labels(outcome).inc(count)
+        for row in (*prepared.quarantine, *result.conflicts):
             m.quarantined.labels(row.reason).inc()
         return True
 
@@ -438,6 +528,9 @@ class IngestWorker:
                 done = self._retrying("database write", partial(self._commit, messages, prepared))
                 if done:
                     self._ack(messages)
+                with self._committed_changed:
+                    self._committed += 1
+                    self._committed_changed.notify_all()
         except BaseException as exc:
             self._committer_error = exc
             self._stop_requested = True
@@ -538,10 +631,16 @@ class IngestWorker:
                 self.metrics.queue_depth.set(len(self._pending))
                 if not batch:
                     continue
-                prepared = self._retrying("preparing a batch", partial(self._prepare, batch))
+                session = self._session(batch)
+                if session is None:
+                    break
+                prepared = self._retrying(
+                    "preparing a batch", partial(self._prepare, batch, session)
+                )
                 if prepared is None:
                     break
                 self._handoff.put((batch, prepared))
+                self._handed_off += 1
         finally:
             self._handoff.put(None)
             committer.join()

@@ -5,16 +5,24 @@ duplicates, and a redelivered MQTT message brings readings that are already stor
 so the common case COPYs straight into ``readings`` inside a savepoint, and only
 when the unique key objects does the batch go the slower way: COPY into a staging
 table, then ``INSERT … ON CONFLICT DO NOTHING``.  Duplicates are absorbed by the
-key, never by luck.
+key, never by luck.  Only on that slower way can a reading meet a stored one, so only
+there are conflicts looked for: a reading whose (series, time) is stored with another
+value, or comes twice in the batch with two values, is not stored; the message goes
+to quarantine as ``conflicting_value`` with both values.  The first value committed
+stays; an identical one is a duplicate, as before.
+
+The same transaction counts the messages committed under the worker's client id and
+remembers its time-less messages (`ingest.redelivery`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +38,8 @@ from db.rollups import (
     reading_arrays,
     recompute_hours,
 )
-from ingest.pipeline import PreparedBatch, RecentReadings
+from ingest.pipeline import PreparedBatch, QuarantineRow, RecentReadings
+from ingest.redelivery import REUSE_WINDOW, RecordedDelivery, latest_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +51,42 @@ READING_COLUMNS = (
 )
 
 
+#: count a batch's messages with a packet id under the worker's client id
+_COUNT_MESSAGES = (
+    "INSERT INTO ingest_sessions AS s (client_id, committed) VALUES (%(client)s, %(delivered)s)"
+    " ON CONFLICT (client_id) DO UPDATE SET committed = s.committed + EXCLUDED.committed"
+    " RETURNING committed"
+)
+#: ... remember its time-less messages, and forget those that no redelivery can match
+_COUNT_AND_REMEMBER = (
+    "WITH counted AS (" + _COUNT_MESSAGES + "),"
+    " expired AS (DELETE FROM ingest_deliveries d USING counted WHERE d.client_id = %(client)s"
+    " AND d.last_seq <= counted.committed - %(window)s)"
+    " INSERT INTO ingest_deliveries"
+    " (client_id, last_seq, delivered, packet_ids, ordinals, digests, anchors)"
+    " SELECT %(client)s, committed, %(delivered)s, %(ids)s, %(ordinals)s, %(digests)s,"
+    " %(anchors)s FROM counted"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class WriteResult:
     inserted: int  # readings newly stored
     duplicates: int  # readings already there (redelivery)
     quarantined: int
     revised: int = 0  # stored readings whose QC flag was worsened by this batch
+    #: quarantine rows the write added: messages with a conflicting value
+    conflicts: tuple[QuarantineRow, ...] = ()
+    #: how those messages' outcomes changed (e.g. stored -1, quarantined +1)
+    outcome_changes: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A reading of the batch whose (series, time) holds another value."""
+
+    reading: int  # index in the batch
+    stored: float  # the value that stays
 
 
 def _ts(epoch: float) -> datetime:
@@ -75,6 +114,56 @@ class NewRows:
             np.empty(0, np.float64),
             np.empty(0, np.int16),
         )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _conflict_quarantine(
+    conn: psycopg.Connection[TupleRow], batch: PreparedBatch, conflicts: Sequence[Conflict]
+) -> tuple[tuple[QuarantineRow, ...], Counter[str]]:
+    """One ``conflicting_value`` row per message, naming each conflicting reading's
+    metric, time, the value that stays and the one received; and how the messages'
+    outcomes change (a message none of whose readings stays is quarantined)."""
+    series_ids = sorted({int(batch.series_ids[c.reading]) for c in conflicts})
+    metrics: dict[int, tuple[str, str]] = {
+        int(sid): (key, unit)
+        for sid, key, unit in conn.execute(
+            "SELECT s.id, s.metric, m.unit_symbol FROM series s JOIN metrics m"
+            " ON m.key = s.metric WHERE s.id = ANY(%s::int4[])",
+            (series_ids,),
+        )
+    }
+    details: dict[int, list[str]] = {}
+    for conflict in sorted(conflicts, key=lambda c: c.reading):
+        i = conflict.reading
+        key, unit = metrics.get(int(batch.series_ids[i]), (f"series {batch.series_ids[i]}", ""))
+        when = _EPOCH + timedelta(microseconds=int(batch.times_us[i]))
+        details.setdefault(int(batch.origins[i]), []).append(
+            f"{key} at {when.isoformat()}: stored {conflict.stored!r}, received "
+            f"{float(batch.values[i])!r} {unit}".rstrip()
+        )
+    readings_of = np.bincount(batch.origins, minlength=len(batch.messages))
+    rows: list[QuarantineRow] = []
+    changes: Counter[str] = Counter()
+    for index, lines in details.items():
+        message = batch.messages[index]
+        rows.append(
+            QuarantineRow(
+                message.received,
+                message.topic,
+                batch.devices.get(index),
+                "conflicting_value",
+                "; ".join(lines)[:1000],
+                message.payload,
+            )
+        )
+        was = "partial" if index in batch.partial else "stored"
+        now = "quarantined" if len(lines) == readings_of[index] else "partial"
+        if now != was:
+            changes[was] -= 1
+            changes[now] += 1
+    return tuple(rows), changes
 
 
 class BatchWriter:
@@ -113,25 +202,38 @@ class BatchWriter:
         conn = self._connection()
         try:
             with conn.transaction():
-                new_rows = self._readings(conn, batch)
+                new_rows, conflicts = self._readings(conn, batch)
                 inserted = len(new_rows.values)
                 if self.rollups and inserted:
                     self._rollups(conn, new_rows)
                 revised = self._revisions(conn, batch) if len(batch.revised) else 0
-                self._quarantine(conn, batch)
+                conflict_rows, changes = (
+                    _conflict_quarantine(conn, batch, conflicts) if conflicts else ((), Counter())
+                )
+                self._quarantine(conn, [*batch.quarantine, *conflict_rows])
                 self._devices(conn, batch)
+                self._session(conn, batch)
         except BaseException:
             # A broken connection is replaced on the next call.
             if conn.broken:
                 self.close()
             raise
-        return WriteResult(inserted, batch.reading_count - inserted, len(batch.quarantine), revised)
+        return WriteResult(
+            inserted,
+            batch.reading_count - inserted - len(conflicts),
+            len(batch.quarantine) + len(conflict_rows),
+            revised,
+            conflict_rows,
+            changes,
+        )
 
-    def _readings(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> NewRows:
+    def _readings(
+        self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch
+    ) -> tuple[NewRows, list[Conflict]]:
         """COPY the batch; return the rows that were new (rollups must not count a
-        redelivered reading twice)."""
+        redelivered reading twice) and the readings that conflict."""
         if batch.reading_count == 0:
-            return NewRows.of(batch)
+            return NewRows.of(batch), []
         # (Sorting rows into key order first was measured: no faster.)
         data = encode_rows(
             READING_COLUMNS, [batch.times_us, batch.series_ids, batch.values, batch.quality]
@@ -145,9 +247,34 @@ class BatchWriter:
                 ) as copy,
             ):
                 copy.write(data)
-            return NewRows.of(batch)
+            return NewRows.of(batch), []
         except psycopg.errors.UniqueViolation:
-            pass  # some readings are stored already: absorb them below
+            pass  # some readings are stored already, or come twice: absorb them below
+        return self._readings_with_repeats(conn, batch)
+
+    @staticmethod
+    def _readings_with_repeats(
+        conn: psycopg.Connection[TupleRow], batch: PreparedBatch
+    ) -> tuple[NewRows, list[Conflict]]:
+        """The slower way, for a batch some of whose keys are stored already or repeat
+        within it: the first reading of each key in batch order goes through staging
+        and ``ON CONFLICT DO NOTHING``; a key found stored with another value, and a
+        repeat whose value differs from the one that stays, is a conflict."""
+        series, times, values = batch.series_ids, batch.times_us, batch.values
+        count = len(values)
+        order = np.lexsort((times, series))  # stable: a key's readings stay in batch order
+        repeat = np.zeros(count, dtype=bool)
+        repeat[1:] = (series[order][1:] == series[order][:-1]) & (
+            times[order][1:] == times[order][:-1]
+        )
+        starts = np.flatnonzero(~repeat)
+        leader = np.empty(count, dtype=np.intp)  # each reading's first reading of its key
+        leader[order] = order[starts[np.cumsum(~repeat) - 1]]
+        firsts = np.flatnonzero(leader == np.arange(count))
+        data = encode_rows(
+            READING_COLUMNS,
+            [times[firsts], series[firsts], values[firsts], batch.quality[firsts]],
+        )
         with conn.cursor() as cur:
             with cur.copy(
                 "COPY readings_staging (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
@@ -160,11 +287,32 @@ class BatchWriter:
                 " RETURNING series_id,"
                 " (extract(epoch FROM time) * 1000000)::int8, value, quality"
             )
-            # the staging rows go at commit (ON COMMIT DELETE ROWS)
             rows = cur.fetchall()
-        if not rows:
-            return NewRows.empty()
-        return NewRows(*reading_arrays(rows))
+            clashes: dict[tuple[int, int], float] = {}
+            if len(rows) < len(firsts):
+                # keys that were stored already: those with another value conflict (the
+                # rows just inserted match their own staging rows)
+                cur.execute(
+                    "SELECT s.series_id, (extract(epoch FROM s.time) * 1000000)::int8, r.value"
+                    " FROM readings_staging s JOIN readings r"
+                    " ON r.series_id = s.series_id AND r.time = s.time"
+                    " WHERE r.value <> s.value"
+                )
+                clashes = {(int(sid), int(t)): float(v) for sid, t, v in cur.fetchall()}
+            # the staging rows go at commit (ON COMMIT DELETE ROWS)
+        conflicts: list[Conflict] = []
+        if clashes:
+            for i in firsts.tolist():
+                stored = clashes.get((int(series[i]), int(times[i])))
+                if stored is not None:
+                    conflicts.append(Conflict(i, stored))
+        for i in np.flatnonzero(leader != np.arange(count)).tolist():
+            first = int(leader[i])
+            stored = clashes.get((int(series[first]), int(times[first])), float(values[first]))
+            if float(values[i]) != stored:
+                conflicts.append(Conflict(i, stored))
+        new_rows = NewRows(*reading_arrays(rows)) if rows else NewRows.empty()
+        return new_rows, conflicts
 
     def _revisions(self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> int:
         """Write back the worse flags QC gave earlier readings, and recompute the
@@ -205,8 +353,8 @@ class BatchWriter:
         )
 
     @staticmethod
-    def _quarantine(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
-        if not batch.quarantine:
+    def _quarantine(conn: psycopg.Connection[TupleRow], rows: Sequence[QuarantineRow]) -> None:
+        if not rows:
             return
         with (
             conn.cursor() as cur,
@@ -215,7 +363,7 @@ class BatchWriter:
                 " FROM STDIN"
             ) as copy,
         ):
-            for row in batch.quarantine:
+            for row in rows:
                 copy.write_row(
                     (
                         _ts(row.received),
@@ -226,6 +374,27 @@ class BatchWriter:
                         row.payload,
                     )
                 )
+
+    @staticmethod
+    def _session(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
+        """Count the batch's messages under the client id, and remember its time-less
+        ones (`ingest.redelivery`)."""
+        session = batch.session
+        if session is None or not batch.delivered:
+            return
+        params: dict[str, object] = {"client": session.client_id, "delivered": batch.delivered}
+        remembered = batch.remembered
+        if remembered is None:
+            conn.execute(_COUNT_MESSAGES, params)
+            return
+        params |= {
+            "window": REUSE_WINDOW,
+            "ids": remembered.packet_ids,
+            "ordinals": remembered.ordinals,
+            "digests": remembered.digests,
+            "anchors": remembered.anchors,
+        }
+        conn.execute(_COUNT_AND_REMEMBER, params)
 
     @staticmethod
     def _devices(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
@@ -334,6 +503,42 @@ class DatabaseRegistry:
             np.asarray(columns[2], np.int64),
             np.asarray(columns[3], np.float64),
             np.asarray(columns[4], np.int16),
+        )
+
+    def recorded_deliveries(
+        self, client_id: str, packet_ids: list[int]
+    ) -> dict[int, RecordedDelivery]:
+        """What committed time-less messages left under these packet ids of the client
+        id's session, with how many messages it committed since each."""
+        if not packet_ids:
+            return {}
+        rows = (
+            self._connection()
+            .execute(
+                "SELECT s.committed, d.last_seq, d.delivered, d.packet_ids, d.ordinals,"
+                " d.digests, d.anchors"
+                " FROM ingest_sessions s JOIN ingest_deliveries d USING (client_id)"
+                " WHERE s.client_id = %s AND d.last_seq > s.committed - %s",
+                (client_id, REUSE_WINDOW),
+            )
+            .fetchall()
+        )
+        if not rows:
+            return {}
+        return latest_deliveries(
+            (
+                (int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]))
+                for r in rows
+            ),
+            int(rows[0][0]),
+            packet_ids,
+        )
+
+    def forget_deliveries(self, client_id: str) -> None:
+        """The broker started the client id's session afresh: its packet ids start again
+        at 1 and name none of the messages remembered under them."""
+        self._connection().execute(
+            "DELETE FROM ingest_deliveries WHERE client_id = %s", (client_id,)
         )
 
     def device_status(self, device_id: str) -> str | None:

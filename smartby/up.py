@@ -344,6 +344,7 @@ class Supervisor:
             return 0
 
         self.say("smartby is up:")
+        self.say(f"  website     http://127.0.0.1:{api_port}/")
         self.say(
             f"  PostgreSQL  postgresql://{cluster.superuser}@127.0.0.1:"
             f"{cluster.port}/smartby (password in {cluster.root}/superuser.password)"
@@ -380,6 +381,7 @@ class Supervisor:
                 mqtt_host="127.0.0.1",
                 mqtt_port=self.ports["mqtt"],
                 api_url=f"http://127.0.0.1:{self.ports['api']}/v1",
+                web_url=f"http://127.0.0.1:{self.ports['api']}/",
                 metrics_url=f"http://127.0.0.1:{self.ports['ingest_metrics']}/metrics",
                 processes=processes,
             ),

@@ -37,6 +37,8 @@ class RunningStack:
     mqtt_port: int
     api_url: str | None = None
     metrics_url: str | None = None
+    #: the website, which the API process serves
+    web_url: str | None = None
     #: the supervisor's start time (clock ticks after boot): once it is gone, another
     #: process that gets its pid does not pass for it
     pid_start: int | None = None

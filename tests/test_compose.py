@@ -267,7 +267,8 @@ def test_dockerfile_runs_smartby_as_non_root() -> None:
     assert users[-1] not in {"root", "0"}
     assert re.search(r'^ENTRYPOINT \["smartby"\]', text, re.M)
     assert "pip install --no-cache-dir -r requirements.lock" in text
-    for package in ("core", "db", "stack", "ingest", "api", "devices", "dashboards", "smartby"):
+    packages = ("core", "db", "stack", "ingest", "api", "devices", "dashboards", "web", "smartby")
+    for package in packages:
         assert f"COPY {package}/ {package}/" in text
         assert (ROOT / package).is_dir()
         assert f"!{package}/" in (ROOT / ".dockerignore").read_text(encoding="utf-8")

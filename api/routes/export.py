@@ -1,28 +1,31 @@
 """Bulk exports: ``GET /v1/export/{dataset}?format=csv|parquet|geojson`` and filters.
 
-Rows come from a server-side (named) cursor in chunks of `CHUNK_ROWS` and are
-encoded chunk by chunk into the streamed response, so a year of readings never sits
-in memory.  Everything that can make a request wrong (unknown dataset, format or
+Rows come from the export pool page by page (`api.export_fetch`: a connection is
+held only while a page is queried, never while a client reads) and are encoded
+chunk by chunk into the streamed response, so a year of readings never sits in
+memory.  Everything that can make a request wrong (unknown dataset, format or
 parameter, a range beyond ``api_max_range_days``, raw traffic) is checked before the
 first byte goes out, so it is answered with problem+json; after that the status is
-sent and an error can only cut the stream short.
+sent and an error can only cut the stream short.  An export takes a slot of the
+export gate (`api.export_gate`: a cap per client and in all) from its first query
+to the end of its response.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import functools
-import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from api import models
 from api.export_datasets import (
@@ -33,10 +36,10 @@ from api.export_datasets import (
     bucket_row,
     dataset_query,
     latest_export_query,
-    raw_readings_query,
     readings_columns,
     series_query,
 )
+from api.export_fetch import KeysetStep, RawReadingsStep, Step, fetch_chunks
 from api.export_formats import (
     FORMATS,
     PARQUET,
@@ -47,6 +50,7 @@ from api.export_formats import (
     geojson_stream,
     parquet_stream,
 )
+from api.export_gate import ExportGate, ExportSlot, client_of
 from api.licence import licence_meta
 from api.params import (
     BUCKETS,
@@ -63,9 +67,6 @@ from api.responses import MAX_AGE_CATALOGUE, data_response, public_base_url
 from core.settings import Settings
 
 router = APIRouter(tags=["export"])
-
-#: rows per fetch from the server-side cursor, and per Parquet row group
-CHUNK_ROWS = 10_000
 
 
 def _list(values: list[str] | None) -> tuple[str, ...]:
@@ -85,36 +86,9 @@ def _series_ids(values: list[str] | None) -> tuple[int, ...]:
     return tuple(ids)
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One query of an export; ``row`` reshapes each of its rows (None: as is)."""
-
-    query: sql.Composable
-    params: Any
-    row: Callable[[Row], Row] | None = None
-
-
-async def _fetch_chunks(
-    pool: AsyncConnectionPool[Any], steps: Sequence[Step]
-) -> AsyncGenerator[list[Row], None]:
-    """The rows of the steps, in order, from server-side cursors in one transaction
-    (one snapshot), in chunks of about `CHUNK_ROWS`."""
-    buffer: list[Row] = []
-    async with pool.connection() as conn, conn.transaction():
-        for step in steps:
-            name = f"export_{uuid.uuid4().hex[:12]}"
-            async with conn.cursor(name=name) as cursor:
-                await cursor.execute(step.query, step.params)
-                while rows := await cursor.fetchmany(CHUNK_ROWS):
-                    buffer.extend(rows if step.row is None else map(step.row, rows))
-                    if len(buffer) >= CHUNK_ROWS:
-                        yield buffer
-                        buffer = []
-    if buffer:
-        yield buffer
-
-
-Encoder = Callable[[list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncIterator[bytes]]
+Encoder = Callable[
+    [list[Column], AsyncIterator[list[Row]], dict[str, str]], AsyncGenerator[bytes, None]
+]
 
 
 def _encoder(fmt: Format) -> Encoder:
@@ -170,17 +144,68 @@ def _readings_steps(
 ) -> list[Step]:
     positions = selection.positions
     if bucket == "raw":
-        query, params = raw_readings_query(selection.ids, span.start, span.end)
 
         def positioned(row: Row) -> Row:  # raw rows are (time, series_id, value, quality)
             return (*row, *positions[row[1]])
 
-        return [Step(query, params, positioned if geo else None)]
-    steps = []
+        return [RawReadingsStep(selection.ids, span.start, span.end, positioned if geo else None)]
+    steps: list[Step] = []
     for series_id in selection.ids:
-        query, params = bucket_query(series_id, bucket, span.start, span.end, tz)
-        steps.append(Step(query, params, functools.partial(_bucket_row, series_id, geo, positions)))
+        page = functools.partial(_bucket_page, series_id, bucket, span, tz)
+        shape = functools.partial(_bucket_row, series_id, geo, positions)
+        steps.append(KeysetStep(page, _first, shape))
     return steps
+
+
+def _first(row: Row) -> Any:
+    return row[0]
+
+
+def _bucket_page(
+    series_id: int, bucket: Bucket, span: TimeRange, tz: str, after: Any, limit: int
+) -> tuple[Any, Any]:
+    return bucket_query(series_id, bucket, span.start, span.end, tz, after=after, limit=limit)
+
+
+def _dataset_step(dataset: Dataset, filters: Filters, geo: bool) -> KeysetStep:
+    """A table's rows, paged on its key (the ``order`` columns)."""
+    positions = dataset.key_positions
+
+    def page(after: Any, limit: int) -> tuple[Any, Any]:
+        return dataset_query(dataset, filters, geo=geo, after=after, limit=limit)
+
+    def key(row: Row) -> tuple[Any, ...]:
+        return tuple(row[i] for i in positions)
+
+    return KeysetStep(page, key)
+
+
+def _latest_step(filters: Filters, geo: bool) -> KeysetStep:
+    """The latest values, paged by series id (the first column)."""
+
+    def page(after: Any, limit: int) -> tuple[Any, Any]:
+        return latest_export_query(filters, geo=geo, after=after, limit=limit)
+
+    return KeysetStep(page, _first)
+
+
+class ExportResponse(StreamingResponse):
+    """The streamed export, holding its export slot until the response has ended,
+    however it ends (finished, the client gone, or cut off by the edge)."""
+
+    def __init__(self, body: AsyncIterator[bytes], slot: ExportSlot, **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self.stream = body
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+            aclose = getattr(self.stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 def _bucket_row(
@@ -296,7 +321,8 @@ async def export(
     ] = "raw",
 ) -> StreamingResponse:
     settings: Settings = request.app.state.settings
-    pool: AsyncConnectionPool[Any] = request.app.state.pool
+    pool: AsyncConnectionPool[Any] = request.app.state.export_pool
+    gate: ExportGate = request.app.state.export_gate
     chosen = DATASETS.get(dataset)
     if chosen is None:
         raise Problem(
@@ -331,31 +357,54 @@ async def export(
             f"{dataset} is not a time series: it takes no 'from' or 'to'",
         )
 
-    columns: list[Column]
-    if chosen.key == "readings":
-        assert span is not None
-        selection = await _readings_selection(pool, filters, filters.bucket)
-        columns = list(readings_columns(filters.bucket))
-        steps = _readings_steps(selection, filters.bucket, span, geo, settings.timezone)
-    elif chosen.key == "latest":
-        columns = list(chosen.columns)
-        steps = [Step(*latest_export_query(filters, geo=geo))]
-    else:
-        columns = list(chosen.columns)
-        steps = [Step(*dataset_query(chosen, filters, geo=geo))]
-
+    slot = gate.admit(client_of(request))
+    try:
+        columns, steps = await _plan(pool, chosen, filters, span, geo, settings.timezone)
+    except BaseException:
+        slot.release()
+        raise
     encode = _encoder(format)
     metadata = {key: str(value) for key, value in licence_meta(settings.city).items()}
 
+    encoding: asyncio.Semaphore = request.app.state.export_encoding
+
     async def body() -> AsyncIterator[bytes]:
-        chunks = _fetch_chunks(pool, steps)
-        async with contextlib.aclosing(chunks):
-            async for piece in encode(columns, chunks, metadata):
+        """The file, piece by piece.  Exports are bulk and the loop is shared: only
+        `EXPORT_ENCODERS` exports fetch and encode at a time, and each lets the loop
+        run other requests between its pieces (`api.export_formats.slices`)."""
+        chunks = fetch_chunks(pool, steps)
+        pieces = encode(columns, chunks, metadata)
+        async with contextlib.aclosing(chunks), contextlib.aclosing(pieces):
+            while True:
+                async with encoding:
+                    piece = await anext(pieces, None)
+                if piece is None:
+                    return
                 yield piece
+                await asyncio.sleep(0)
 
     media_type, _ = FORMATS[format]
     suffix = f"-{filters.bucket}" if chosen.key == "readings" else ""
     filename = _filename(settings, chosen.key + suffix, format, span)
     # the licence headers (Link, X-License, X-Attribution) come with every /v1 response
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return StreamingResponse(body(), media_type=media_type, headers=headers)
+    return ExportResponse(body(), slot, media_type=media_type, headers=headers)
+
+
+async def _plan(
+    pool: AsyncConnectionPool[Any],
+    dataset: Dataset,
+    filters: Filters,
+    span: TimeRange | None,
+    geo: bool,
+    tz: str,
+) -> tuple[list[Column], list[Step]]:
+    """The export's columns and the steps that fetch its rows."""
+    if dataset.key == "readings":
+        assert span is not None
+        selection = await _readings_selection(pool, filters, filters.bucket)
+        steps = _readings_steps(selection, filters.bucket, span, geo, tz)
+        return list(readings_columns(filters.bucket)), steps
+    if dataset.key == "latest":
+        return list(dataset.columns), [_latest_step(filters, geo)]
+    return list(dataset.columns), [_dataset_step(dataset, filters, geo)]

@@ -65,6 +65,8 @@ async def root(request: Request) -> Response:
         ("traffic-adt", "/v1/traffic/adt", "Average daily traffic per counter"),
         ("export", "/v1/export", "Bulk exports (CSV, Parquet, GeoJSON)"),
         ("catalog", "/v1/catalog", "DCAT-AP-NO catalogue of the datasets"),
+        ("status", "/v1/status", "Platform status: ingest, devices, quarantine"),
+        ("website", "/", "The website: air quality now, energy, traffic, open data"),
     ]
     meta = request.app.state.meta
     document = {

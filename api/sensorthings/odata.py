@@ -39,6 +39,10 @@ MAX_SKIP = 10**15
 MAX_EXPAND_DEPTH = 3
 #: longest option text accepted (a filter longer than this is not a real query)
 MAX_OPTION_LENGTH = 4000
+#: deepest nesting of a $filter (parentheses, not, minus, function arguments, chains of
+#: arithmetic): real filters nest a few levels; a deeper one is refused before the
+#: recursive parser and compiler run out of stack (150 parentheses did, as a 500)
+MAX_FILTER_DEPTH = 32
 
 COMPARISONS = frozenset({"eq", "ne", "gt", "ge", "lt", "le"})
 ARITHMETIC = frozenset({"add", "sub", "mul", "div", "mod"})
@@ -245,6 +249,16 @@ class _Parser:
         self.option = option
         self.tokens = tokenize(text, option)
         self.index = 0
+        self.depth = 0
+
+    def deeper(self) -> None:
+        """Enter one level of nesting (leave it with `shallower`)."""
+        self.depth += 1
+        if self.depth > MAX_FILTER_DEPTH:
+            raise self.error(f"the expression nests deeper than {MAX_FILTER_DEPTH} levels")
+
+    def shallower(self) -> None:
+        self.depth -= 1
 
     @property
     def token(self) -> Token:
@@ -279,26 +293,33 @@ class _Parser:
         node = self.or_()
         if not self.at_end():
             raise self.error(f"unexpected {self.token.text!r}")
+        if depth_of(node) > MAX_FILTER_DEPTH:
+            raise ODataError(
+                self.option, f"the expression nests deeper than {MAX_FILTER_DEPTH} levels"
+            )
         return node
 
     def or_(self) -> Node:
-        node = self.and_()
+        terms = [self.and_()]
         while self.is_word("or"):
             self.advance()
-            node = Binary("or", node, self.and_())
-        return node
+            terms.append(self.and_())
+        return _balanced("or", terms)
 
     def and_(self) -> Node:
-        node = self.not_()
+        terms = [self.not_()]
         while self.is_word("and"):
             self.advance()
-            node = Binary("and", node, self.not_())
-        return node
+            terms.append(self.not_())
+        return _balanced("and", terms)
 
     def not_(self) -> Node:
         if self.is_word("not"):
             self.advance()
-            return Not(self.not_())
+            self.deeper()
+            operand = self.not_()
+            self.shallower()
+            return Not(operand)
         return self.compare()
 
     def compare(self) -> Node:
@@ -327,7 +348,9 @@ class _Parser:
     def unary(self) -> Node:
         if self.token.kind == "punct" and self.token.text == "-":
             self.advance()
+            self.deeper()
             operand = self.unary()
+            self.shallower()
             if isinstance(operand, Literal) and operand.kind == "number":
                 assert isinstance(operand.value, int | float)
                 return Literal(-operand.value, "number")
@@ -338,7 +361,9 @@ class _Parser:
         token = self.token
         if token.kind == "punct" and token.text == "(":
             self.advance()
+            self.deeper()
             node = self.or_()
+            self.shallower()
             self.expect_punct(")")
             return node
         if token.kind == "string":
@@ -387,18 +412,47 @@ class _Parser:
             known = ", ".join(sorted(FUNCTIONS))
             raise self.error(f"unknown function {token.text!r} (supported: {known})", token)
         self.expect_punct("(")
+        self.deeper()
         args: list[Node] = []
         if not (self.token.kind == "punct" and self.token.text == ")"):
             args.append(self.or_())
             while self.token.kind == "punct" and self.token.text == ",":
                 self.advance()
                 args.append(self.or_())
+        self.shallower()
         self.expect_punct(")")
         low, high = FUNCTIONS[name]
         if not low <= len(args) <= high:
             wanted = str(low) if low == high else f"{low} to {high}"
             raise self.error(f"{name}() takes {wanted} arguments, not {len(args)}", token)
         return Call(name, tuple(args))
+
+
+def _balanced(op: str, terms: list[Node]) -> Node:
+    """``a op b op c op d`` as a balanced tree: ``and`` and ``or`` are associative,
+    and a long list of alternatives (``id eq 1 or id eq 2 or …``) then nests only
+    log2(n) deep.  Three terms or fewer come out as the left-deep tree they read as."""
+    if len(terms) == 1:
+        return terms[0]
+    middle = (len(terms) + 1) // 2
+    return Binary(op, _balanced(op, terms[:middle]), _balanced(op, terms[middle:]))
+
+
+def depth_of(node: Node) -> int:
+    """How deep the tree nests (a leaf is 1), counted without recursion."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        deepest = max(deepest, depth)
+        match current:
+            case Binary(left=left, right=right):
+                stack += [(left, depth + 1), (right, depth + 1)]
+            case Not(operand=operand) | Negate(operand=operand):
+                stack.append((operand, depth + 1))
+            case Call(args=args):
+                stack += [(arg, depth + 1) for arg in args]
+    return deepest
 
 
 def parse_filter(text: str, option: str = "$filter") -> Node:

@@ -86,7 +86,8 @@ def test_a_taken_port_or_no_database_is_one_clear_line(services: Services, db_ur
 
 
 def test_the_server_runs_on_uvloop_and_httptools() -> None:
-    """uvicorn[standard] brings both; the server config leaves uvicorn to pick them."""
+    """uvicorn[standard] brings both; the server uses httptools with its bounds
+    (`api.server`), and leaves uvicorn to pick the loop."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from api.app import create_app
@@ -96,7 +97,7 @@ def test_the_server_runs_on_uvloop_and_httptools() -> None:
     settings = Settings(env="test", database_url="postgresql://x@127.0.0.1:9/none")  # type: ignore[arg-type]
     config = server_config(create_app(settings), host="127.0.0.1", port=free_port())
     config.load()
-    assert config.http_protocol_class is HttpToolsProtocol
+    assert issubclass(config.http_protocol_class, HttpToolsProtocol)
     loop_factory = config.get_loop_factory()
     assert loop_factory is not None
     loop = loop_factory()

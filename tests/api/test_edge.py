@@ -4,6 +4,8 @@ for unknown routes, wrong methods and bugs."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.api.conftest import ADMIN_KEY, READER_KEY, ClientFactory
@@ -30,12 +32,13 @@ def test_open_reads_are_rate_limited_per_client_and_a_key_lifts_the_limit(
     assert "API key" in problem["detail"]
     assert limited.headers["x-license"] == "NLOD-2.0"
 
-    # a key has its own, higher allowance; a wrong key is refused outright
+    # a key has its own, higher allowance; a wrong key counts against the address,
+    # which is over its limit already
     keyed = {"X-API-Key": READER_KEY}
     assert [client.get("/v1/metrics", headers=keyed).status_code for _ in range(5)] == [200] * 5
     assert client.get("/v1/metrics", headers=keyed).status_code == 429
     wrong = client.get("/v1/metrics", headers={"X-API-Key": "not-a-key"})
-    assert wrong.status_code == 401
+    assert wrong.status_code == 429
 
     # Prometheus metrics are not under /v1 and never limited
     assert all(client.get("/metrics").status_code == 200 for _ in range(5))
@@ -164,3 +167,54 @@ def test_a_wrong_key_is_refused_on_sensorthings_too(
     client = make_client(simulated.url, api_keys=f"reader:{READER_KEY}")
     assert client.get("/sta/v1.1", headers={"X-API-Key": "not-a-key"}).status_code == 401
     assert client.get("/sta/v1.1", headers={"X-API-Key": READER_KEY}).status_code == 200
+
+
+def test_wrong_api_keys_count_against_the_callers_limit(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    """Guessing keys is reading too: each wrong key counts against the address, so
+    after the address's limit the guesses get 429 with Retry-After, not 401."""
+    client = make_client(simulated.url, api_rate_limit="100/minute", api_keys=f"ops:{ADMIN_KEY}")
+    answers = [
+        client.get("/v1/metrics", headers={"X-API-Key": f"guess-{n:04d}"}) for n in range(400)
+    ]
+    assert [a.status_code for a in answers] == [401] * 100 + [429] * 300
+    refused = answers[-1]
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert "100 requests per 1 minute" in refused.json()["detail"]
+    # the admin routes are behind the same edge
+    admin = client.get("/v1/admin/devices", headers={"X-API-Key": "guess-admin"})
+    assert admin.status_code == 429
+    # and so is the address's own reading; the right key has its own allowance
+    assert client.get("/v1/metrics").status_code == 429
+    assert client.get("/v1/metrics", headers={"X-API-Key": ADMIN_KEY}).status_code == 200
+
+
+@pytest.mark.allow_logged_errors
+def test_a_bugs_traceback_is_logged_bounded(
+    make_client: ClientFactory, simulated: SimulatedData, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A RecursionError's thousand frames made 120 KB of log per request; the edge
+    keeps the innermost frames only (`api.edge.bounded`)."""
+    client = make_client(simulated.url)
+
+    # two functions in turn, as a recursive-descent parser's: Python does not fold
+    # their frames into "previous line repeated" the way it folds one function's
+    def deep(n: int) -> int:
+        return deeper(n + 1) + 1
+
+    def deeper(n: int) -> int:
+        return deep(n + 1) + 1
+
+    @client.app.get("/v1/deep")  # type: ignore[attr-defined]
+    async def recurse() -> None:
+        deep(0)
+
+    assert client.get("/v1/deep").status_code == 500
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1
+    text = logging.Formatter().formatException(logged[0].exc_info)  # type: ignore[arg-type]
+    assert "RecursionError" in text
+    assert "in deep" in text
+    assert len(text) < 10_000

@@ -386,6 +386,26 @@ def test_time_of_2_pow_28_is_absolute_and_just_below_is_relative() -> None:
     assert relative[0][1] == NOW + 2**28 - 1
 
 
+@pytest.mark.parametrize(
+    ("payload", "anchored"),
+    [
+        (b'{"pm25":1}', True),
+        (b'{"time":1760000000,"pm25":1}', False),
+        (b'{"time":"2025-10-09T08:53:20Z","pm25":1}', False),
+        (b'[{"n":"a","v":1}]', True),
+        (b'[{"n":"a","t":-5,"v":1}]', True),
+        (b'[{"bt":1760000000,"n":"a","v":1},{"n":"b","t":10,"v":2}]', False),
+        (b'[{"bt":1760000000,"n":"a","v":1},{"bt":0,"n":"b","v":2}]', True),
+        (cbor2.dumps([{0: "a", 2: 1.0}]), True),
+        (cbor2.dumps([{0: "a", 6: 1_760_000_000, 2: 1.0}]), False),
+    ],
+)
+def test_a_payload_whose_times_count_from_now_is_anchored(payload: bytes, anchored: bool) -> None:
+    """A payload with no time, or a SenML time below 2**28, has times that depend on when
+    it was received (ingest keeps them across redelivery)."""
+    assert decode(payload, NOW).anchored is anchored
+
+
 def test_now_defaults_to_the_current_time() -> None:
     """Without ``now`` a relative time is anchored on the wall clock."""
     import time
@@ -594,7 +614,8 @@ def test_non_finite_cbor_base_time_rejects_the_pack() -> None:
         (b"\xff\xfe\xfd", "undecodable"),
         (b'[{"n":"a","v":1}', "undecodable"),  # truncated JSON
         (cbor2.dumps([{0: "a", 2: 1.0}]) + b"\x00", "undecodable"),  # trailing bytes
-        (b"\xa2\x00\x61a\x00\x61b", "undecodable"),  # CBOR map with a duplicate key
+        (b"\xa2\x00\x61a\x00\x61b", "duplicate_key"),  # CBOR map with a duplicate key
+        (b"\x81\xa2\x02\x01\x02\x02", "duplicate_key"),  # SenML CBOR record with two v
     ],
 )
 def test_each_payload_level_problem_raises_decode_error(payload: bytes, reason: str) -> None:
@@ -796,3 +817,87 @@ def test_json_and_cbor_encodings_of_a_pack_decode_alike(pack: list[dict[str, Any
         else:
             outcomes.append((result.readings, reasons_of(result)))
     assert outcomes[0] == outcomes[1]
+
+
+# --- duplicate keys (RFC 8259 §4) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"pm25": 1, "pm25": 2}',
+        b'{"pm25": 1, "pm25": 1}',  # the same value twice is still a device bug
+        b'{"pm25" : 1, "pm25" : 2}',  # whitespace before the colon
+        b'{"pm25"\n:1,"pm25"\t:2}',
+        b'{"pm25":1,"pm\\u0032\\u0035":2}',  # the same key, spelt with escapes
+        b'{"time":"2025-10-09T08:53:20Z","pm25":1,"pm25":2}',  # colons inside strings too
+        b'{"time":1760000000,"time":1760000060,"pm25":1}',
+        b'[{"n":"pm25","v":1,"v":2}]',
+        b'[{"bn":"urn:dev:ow:10e2:","n":"pm25","v":1},{"n":"no2","v":3,"n":"pm10"}]',
+        b'[{"n":"pm25","v":1,"foo":{"a":1,"a":2}}]',  # deeper, in an ignored label
+        b'{"pm25":1,"x":{"a":1,"a":2}}',
+    ],
+)
+def test_a_key_repeated_in_one_object_refuses_the_payload(payload: bytes) -> None:
+    """Which value a repeated key means is undefined (RFC 8259 §4): the message goes to
+    quarantine whole, with the key named."""
+    error = decode_error(payload)
+    assert error.reason == "duplicate_key"
+    assert "occurs twice" in error.detail
+
+
+@pytest.mark.parametrize(
+    ("payload", "count"),
+    [
+        (b'{"time":"2025-10-09T08:53:20+02:00","pm25":1,"no2":2}', 2),
+        (b'{"pm25" : 1, "no2" :2}', 2),
+        (b'[{"bn":"urn:dev:ow:10e2:","n":"pm25","v":1},{"n":"pm25","v":2,"t":1}]', 2),
+        (b'[{"n":"a","v":1,"foo":"x\\":y"},{"n":"b","v":2}]', 2),  # an escaped quote
+        (b'[{"n":"a","v":1,"foo":"{"},{"n":"b","v":2}]', 2),  # a brace inside a string
+        (b'{"pm25":1,"x":{"pm25":2}}', 1),  # the same key in two objects
+    ],
+)
+def test_keys_repeated_only_across_objects_or_inside_strings_are_fine(
+    payload: bytes, count: int
+) -> None:
+    """Colons, quotes and braces in strings, and the same label in every SenML record,
+    are not repeated keys."""
+    assert len(decode(payload, NOW).readings) == count
+
+
+_member_keys = st.sampled_from(["pm25", "no2", "n", "v", "u", "foo", "a:b", "pm\\u0032\\u0035"])
+_member_values = st.one_of(
+    st.integers(min_value=0, max_value=99),
+    st.sampled_from(['"urn:dev:x:"', '"12:00:00"', '"{"', '"a \\":b"', '"pm25"', '{"k":1}']),
+)
+_spaces = st.sampled_from(["", " ", "\n", " \t "])
+
+
+def _object_text(members: list[tuple[str, str, str]]) -> str:
+    return "{" + ",".join(f'"{k}"{ws}:{ws}{v}' for k, v, ws in members) + "}"
+
+
+def _repeats(members: list[tuple[str, str, str]]) -> bool:
+    keys = [json.loads(f'"{k}"') for k, _, _ in members]
+    return len(set(keys)) != len(keys)
+
+
+_members = st.lists(st.tuples(_member_keys, _member_values, _spaces), min_size=1, max_size=5)
+
+
+@given(st.lists(_members, min_size=1, max_size=4), st.booleans())
+@settings(max_examples=400)
+def test_duplicate_keys_are_found_exactly(
+    objects: list[list[tuple[str, str, str]]], pack: bool
+) -> None:
+    """Whatever the whitespace, escapes and strings around them, a payload is refused as
+    duplicate_key exactly when one of its objects repeats a key."""
+    texts = [_object_text(members) for members in objects]
+    payload = ("[" + ",".join(texts) + "]" if pack else texts[0]).encode()
+    repeated = any(_repeats(members) for members in (objects if pack else objects[:1]))
+    reason = None
+    try:
+        decode(payload, NOW)
+    except DecodeError as error:
+        reason = error.reason
+    assert (reason == "duplicate_key") is repeated, (payload, reason)

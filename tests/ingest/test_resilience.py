@@ -3,10 +3,7 @@ second worker on the shared subscription: every message is stored exactly once."
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -16,7 +13,14 @@ import orjson
 import psycopg
 import pytest
 
-from tests.fixtures.ingest import count, register, running_worker, unique_prefix, wait_for
+from tests.fixtures.ingest import (
+    count,
+    register,
+    running_worker,
+    unique_prefix,
+    wait_for,
+    worker_process,
+)
 from tests.fixtures.mqtt import publish_many
 from tests.fixtures.services import Services
 
@@ -40,28 +44,6 @@ def assert_exactly_once(conn: psycopg.Connection, n: int) -> None:
     ).fetchone()
     assert (total, distinct) == (n, n)
     assert count(conn, "SELECT count(*) FROM quarantine") == 0
-
-
-def worker_process(
-    services: Services, prefix: str, client_id: str, log: Path
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-    env.update(
-        {
-            "SMARTBY_ENV": "test",
-            "SMARTBY_DATABASE_URL": services.database_url,
-            "SMARTBY_MQTT_PORT": str(services.mqtt_port),
-            "SMARTBY_MQTT_TOPIC_PREFIX": prefix,
-            "SMARTBY_INGEST_METRICS_PORT": "0",
-        }
-    )
-    with open(log, "ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "smartby", "ingest", "--client-id", client_id],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 @pytest.fixture

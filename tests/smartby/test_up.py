@@ -80,6 +80,11 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                 f" {stack['mqtt_port']}." in up.output
             )
             assert any(f"mqtt://127.0.0.1:{stack['mqtt_port']}" in line for line in up.output)
+            # the website's address comes first, and the record holds it and the API's
+            up_at = up.output.index("smartby is up:")
+            assert up.output[up_at + 1] == f"  website     {stack['web_url']}"
+            assert stack["api_url"] == f"{stack['web_url']}v1"
+            assert "<html" in httpx.get(str(stack["web_url"]), timeout=10).text
 
             with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
                 assert conn.execute("SELECT count(*) FROM metrics").fetchone()[0] > 0
