@@ -36,13 +36,44 @@ BUILDERS: tuple[Callable[[str], dbm.Dashboard], ...] = (
 )
 
 
+def panel_datasource(panel: dbm.Panel) -> dbm.DataSourceRef:
+    """The one data source of a panel's targets.  Grafana takes a panel's data source
+    from the panel first: without it, a Prometheus panel falls back to the default data
+    source (TimescaleDB) in the query editor and in some code paths of the renderer."""
+    sources = {
+        (source.type_val, source.uid)
+        for target in panel.targets or []
+        if (source := getattr(target, "datasource", None)) is not None
+    }
+    if len(sources) != 1:
+        raise ValueError(f"panel {panel.title!r}: targets name {len(sources)} data sources")
+    ((kind, uid),) = sources
+    return dbm.DataSourceRef(type_val=kind, uid=uid)
+
+
+def _finish(dashboard: dbm.Dashboard) -> None:
+    """What every panel and variable needs and no builder should forget: panel ids in
+    order, each panel's own data source, and no interval-only fields on variables
+    that are not interval variables (the SDK writes ``auto*`` on every variable;
+    Grafana 12's dashboard schema has them on none)."""
+    for number, panel in enumerate(dashboard.panels or [], start=1):
+        panel.id_val = number
+        inner = panel.panels if isinstance(panel, dbm.RowPanel) else [panel]
+        for each in inner:
+            if isinstance(each, dbm.Panel):
+                each.datasource = panel_datasource(each)
+    templating = dashboard.templating
+    for variable in (templating.list_val or []) if templating else []:
+        if variable.type_val != "interval":
+            variable.auto = variable.auto_min = variable.auto_count = None
+
+
 def all_dashboards(timezone: str = DEFAULT_TIMEZONE) -> list[dbm.Dashboard]:
-    """The dashboards as SDK models, with panel ids numbered in order."""
+    """The dashboards as SDK models, finished (`_finish`)."""
     dashboards = []
     for build in BUILDERS:
         dashboard = build(timezone)
-        for number, panel in enumerate(dashboard.panels or [], start=1):
-            panel.id_val = number
+        _finish(dashboard)
         dashboards.append(dashboard)
     return dashboards
 

@@ -307,6 +307,7 @@ def latest_quarantined() -> table.Panel:
     """
     return (
         table.Panel()
+        .show_header(True)
         .title("Latest quarantined messages")
         .description("The 200 most recent rejections in the time range, newest first.")
         .span(12)
@@ -349,6 +350,7 @@ def devices_table() -> table.Panel:
     mapping = value_texts({name: (name, colour) for name, colour in states.items()})
     return (
         table.Panel()
+        .show_header(True)
         .title("Devices: offline or silent first")
         .description(
             "Every device of the selected kinds, problems first. Silent: nothing heard for "
@@ -400,6 +402,7 @@ def qc_by_device() -> table.Panel:
     columns = ["Device", "Kind", *(n.capitalize() for n in QC_FLAGS.values()), "Suspect or failed"]
     return (
         table.Panel()
+        .show_header(True)
         .title("QC flags by device")
         .description(
             "Readings in the time range by QARTOD flag (1 good, 2 not evaluated, 3 suspect, "
