@@ -2,7 +2,8 @@
 
 Read-only for the public under /v1 and in the SensorThings view at /sta/v1.1, with an
 API key for higher limits and for the admin routes.  Requests pass, outermost first:
-`api.forwarded` (the client a trusted proxy forwarded), CORS (open for reads),
+`api.root_path` (a path prefix, when published under one), `api.forwarded` (the
+client a trusted proxy forwarded), CORS (open for reads),
 `api.edge` (request limits, metrics, rate limit, licence headers, micro-cache), gzip
 (not for Parquet, compressed already), then the routes.  Every error leaves
 as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
@@ -36,6 +37,7 @@ import api.routes.export
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
+from api.device_metrics import DeviceCollector
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
@@ -43,6 +45,7 @@ from api.forwarded import ForwardedFor, TrustedProxies
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
+from api.root_path import RootPath
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
 from api.website import mount_website
@@ -138,6 +141,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         middleware=[
+            Middleware(RootPath, root_path=settings.api_root_path),
             Middleware(
                 ForwardedFor,
                 proxies=TrustedProxies(
@@ -193,8 +197,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
 
+    devices = DeviceCollector()
+    metrics.registry.register(devices)
+
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        # the devices' freshness as of this scrape (`api.device_metrics`)
+        await devices.refresh(request.app.state.pool)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

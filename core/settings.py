@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         description="The header the trusted proxies write the client address into: "
         "X-Forwarded-For (nginx, Caddy, Traefik) or Forwarded (RFC 7239).",
     )
+    api_root_path: str = Field(
+        default="",
+        description="The path prefix under which a reverse proxy publishes the API and "
+        "website (e.g. /smartby, the proxy stripping it or not); links, /docs and "
+        "/openapi.json then point under it. Empty: served at the root.",
+    )
     api_export_pool_size: int = Field(
         default=4,
         ge=1,
@@ -212,6 +218,15 @@ class Settings(BaseSettings):
         if not prefix or any(c in prefix for c in "+#/") or prefix.startswith("$"):
             raise ValueError("SMARTBY_MQTT_TOPIC_PREFIX must be one topic level, no + # / or $")
         return prefix
+
+    @field_validator("api_root_path")
+    @classmethod
+    def _root_path_is_a_path(cls, value: str) -> str:
+        # it is prefixed to every link the API and the website write
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or any(c in value for c in "?#% \\")):
+            raise ValueError("SMARTBY_API_ROOT_PATH must be a path like /smartby, or empty")
+        return value
 
     @field_validator("api_trusted_proxies")
     @classmethod
