@@ -18,7 +18,20 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY = ROOT / "deploy"
 
 SMARTBY_SERVICES = ("migrate", "ingest", "api")
-EXPECTED_SERVICES = {"timescaledb", "mosquitto", "grafana", "prometheus", *SMARTBY_SERVICES}
+OPERATIONS_SERVICES = {"alertmanager", "node-exporter", "caddy"}
+EXPECTED_SERVICES = {
+    "timescaledb",
+    "mosquitto",
+    "grafana",
+    "prometheus",
+    *SMARTBY_SERVICES,
+    *OPERATIONS_SERVICES,
+}
+#: services that run once and exit: no healthcheck
+ONE_SHOT = {"migrate"}
+#: the one host path outside the repository a service may mount: node-exporter reads
+#: the host's filesystems, read-only
+HOST_MOUNTS = {("node-exporter", "/", "/host")}
 SMARTBY_ENV_KEYS = {
     "SMARTBY_ENV",
     "SMARTBY_DATABASE_URL",
@@ -105,6 +118,9 @@ def test_mounted_repo_paths_exist_and_named_volumes_are_declared(
     declared = set(compose.get("volumes") or {})
     for name, service in services.items():
         for source, target in bind_sources(service):
+            if (name, source, target) in HOST_MOUNTS:
+                assert any(str(v).endswith((":ro", ":ro,rslave")) for v in service["volumes"])
+                continue
             if is_path(source):
                 assert not source.startswith(("/", "~")), f"{name}: host path {source} outside repo"
                 path = (ROOT / source).resolve()
@@ -206,14 +222,17 @@ def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
     pg = by_uid["smartby-timescaledb"]
     assert pg["type"] in {"grafana-postgresql-datasource", "postgres"}
     assert pg["url"] == "timescaledb:5432"
-    assert pg["user"] == "smartby"
     assert pg["jsonData"]["database"] == "smartby"
     assert pg["jsonData"]["timescaledb"] is True
     assert pg["jsonData"]["sslmode"] == "disable"
-    assert pg["secureJsonData"]["password"] in {"$SMARTBY_DB_PASSWORD", "${SMARTBY_DB_PASSWORD}"}
+    # the login is compose's (a read-only role can take it without a rebuild): Grafana
+    # interpolates both from its own environment
+    assert pg["user"] == "${SMARTBY_GRAFANA_DB_USER}"
+    assert pg["secureJsonData"]["password"] == "${SMARTBY_GRAFANA_DB_PASSWORD}"
+    grafana_env = environment_of(services["grafana"])
+    assert grafana_env["SMARTBY_GRAFANA_DB_USER"] == "${SMARTBY_GRAFANA_DB_USER:-smartby}"
+    assert grafana_env["SMARTBY_GRAFANA_DB_PASSWORD"].startswith("${SMARTBY_DB_PASSWORD:?")
     assert by_uid["smartby-prometheus"]["url"] == "http://prometheus:9090"
-    # Grafana interpolates the password from its own environment.
-    assert "SMARTBY_DB_PASSWORD" in environment_of(services["grafana"])
 
     dashboards = load_yaml(provisioning / "dashboards" / "dashboards.yaml")
     paths = {p["options"]["path"] for p in dashboards["providers"] if p["type"] == "file"}
@@ -319,3 +338,131 @@ def test_docker_compose_config_refuses_missing_passwords(tmp_path: Path) -> None
     result = run_config(empty, {})
     assert result.returncode != 0
     assert re.search(r"set SMARTBY_\w+_PASSWORD in \.env", result.stderr), result.stderr
+
+
+# ------------------------------------------------------------- operations (issue 15)
+
+
+def interpolated() -> dict[str, Any]:
+    """The compose file as docker-compose reads it with .env.example's values."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(ROOT), **env_example()}
+    result = subprocess.run(
+        [docker_compose(), "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE),
+         "--env-file", str(ENV_EXAMPLE), "config"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = yaml.safe_load(result.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def test_every_long_running_service_has_a_healthcheck(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        if name in ONE_SHOT:
+            assert "healthcheck" not in service, name
+            continue
+        check = service.get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
+        for key in ("interval", "timeout", "retries"):
+            assert key in check, f"{name}: healthcheck without {key}"
+
+
+def test_the_api_trusts_forwarded_addresses_from_the_proxy_alone() -> None:
+    from ipaddress import ip_address, ip_network
+
+    data = interpolated()
+    subnet = ip_network(data["networks"]["edge"]["ipam"]["config"][0]["subnet"])
+    caddy = data["services"]["caddy"]
+    assert set(caddy["networks"]) == {"edge"}, "Caddy reaches the API over the edge only"
+    proxy = ip_address(caddy["networks"]["edge"]["ipv4_address"])
+    assert proxy in subnet
+    api_env = data["services"]["api"]["environment"]
+    assert api_env["SMARTBY_API_TRUSTED_PROXIES"] == str(proxy)
+    assert api_env["SMARTBY_API_FORWARDED_HEADER"] == "x-forwarded-for"
+    for name in ("api", "grafana"):
+        assert "edge" in data["services"][name]["networks"], f"{name} is not behind Caddy"
+    # the API and Grafana are published on the host's loopback only: the way in from
+    # outside is Caddy (a published port would reach them from Docker's gateway,
+    # one address for every client)
+    for name in ("api", "grafana", "prometheus", "alertmanager"):
+        for port in data["services"][name].get("ports", []):
+            published = port if isinstance(port, str) else f"{port.get('host_ip')}:"
+            assert str(published).startswith("127.0.0.1:"), f"{name} publishes {port}"
+
+
+def test_caddy_serves_the_caddyfile_that_validates(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    mounts = dict(bind_sources(services["caddy"]))
+    assert mounts["./deploy/caddy/Caddyfile"] == "/etc/caddy/Caddyfile"
+    assert mounts["./deploy/caddy/certs"] == "/etc/caddy/certs"
+    caddy = shutil.which("caddy")
+    if caddy is None:
+        pytest.fail("caddy is not installed: scripts/setup installs it (Debian package caddy)")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SMARTBY_SITE": "data.narvik.kommune.no",
+        "SMARTBY_TLS": "drift@narvik.kommune.no",
+    }
+    caddyfile = str(DEPLOY / "caddy" / "Caddyfile")
+    result = subprocess.run(
+        [caddy, "validate", "--config", caddyfile, "--adapter", "caddyfile"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid configuration" in result.stdout + result.stderr
+
+
+def test_grafana_is_served_from_its_sub_path_of_the_site(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = environment_of(services["grafana"])
+    assert env["GF_SERVER_ROOT_URL"] == "https://${SMARTBY_SITE:-localhost}/grafana/"
+    assert env["GF_SERVER_SERVE_FROM_SUB_PATH"] == "true"
+    caddyfile = (DEPLOY / "caddy" / "Caddyfile").read_text(encoding="utf-8")
+    assert re.search(
+        r"handle /grafana\* \{\s*reverse_proxy \{\$SMARTBY_GRAFANA_UPSTREAM:grafana:3000\}",
+        caddyfile,
+    )
+    assert "{$SMARTBY_API_UPSTREAM:api:8000}" in caddyfile
+    assert "/grafana/api/health" in " ".join(services["grafana"]["healthcheck"]["test"])
+
+
+def test_prometheus_and_alertmanager_are_wired(services: dict[str, dict[str, Any]]) -> None:
+    mounts = dict(bind_sources(services["alertmanager"]))
+    assert mounts["./deploy/alertmanager"] == "/etc/alertmanager/smartby"
+    command = " ".join(services["alertmanager"]["command"])
+    assert "/etc/alertmanager/smartby/render.sh" in command
+    assert "/etc/alertmanager/smartby/alertmanager.yml.tmpl" in command
+    assert (DEPLOY / "alertmanager" / "render.sh").is_file()
+    env = environment_of(services["alertmanager"])
+    assert {k for k in env if k.startswith("SMARTBY_ALERT_")} >= {
+        "SMARTBY_ALERT_EMAIL_TO",
+        "SMARTBY_ALERT_SMTP_HOST",
+        "SMARTBY_ALERT_WEBHOOK_URL",
+    }
+    assert services["prometheus"]["depends_on"]["alertmanager"]
+    assert "--path.rootfs=/host" in services["node-exporter"]["command"]
+
+
+def test_no_service_has_a_default_password(services: dict[str, dict[str, Any]]) -> None:
+    """A secret in the compose file is a required variable (no default) or an optional
+    one that is empty unless set; never a literal or a default value."""
+    secret = re.compile(r"PASSWORD|SECRET|TOKEN|_KEYS?$")
+    for name, service in services.items():
+        for key, value in environment_of(service).items():
+            if not secret.search(key):
+                continue
+            required = re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value)
+            optional_empty = re.fullmatch(r"\$\{[A-Z_]+:-\}", value)
+            assert required or optional_empty, f"{name}: {key}={value!r} has a default"
+    # and the database URL carries the required password
+    url = environment_of(services["api"])["SMARTBY_DATABASE_URL"]
+    assert ":${SMARTBY_DB_PASSWORD:?" in url
