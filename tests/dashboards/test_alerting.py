@@ -186,3 +186,17 @@ def test_air_quality_poor_picks_stations_at_level_4_or_worse_in_the_latest_hour(
         ("poor-now", "Station poor-now"),
         ("very-poor", "Station very-poor"),
     }
+
+
+def test_the_operations_dashboard_shows_the_alerts() -> None:
+    """Prometheus's firing alerts, and the rows each Grafana rule fires for, by the
+    rule's own query."""
+    from dashboards.sql import SqlQuery
+    from tests.dashboards.panels import dashboards_by_uid, panels
+
+    operations = list(panels(dashboards_by_uid()["smartby-operations"]))
+    exprs = [getattr(t, "expr", "") for p in operations for t in p.targets or []]
+    assert 'ALERTS{alertstate="firing"}' in exprs
+    queries = [t.raw_sql for p in operations for t in p.targets or [] if isinstance(t, SqlQuery)]
+    for alert in ALERTS:
+        assert any(alert.sql in query for query in queries), f"no panel shows {alert.title}"
