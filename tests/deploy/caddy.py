@@ -33,9 +33,16 @@ class Caddy:
     """``caddy run`` on the production Caddyfile; `stop` ends it."""
 
     def __init__(
-        self, home: Path, *, api_port: int, grafana_port: int, root_path: str = ""
+        self,
+        home: Path,
+        *,
+        api_port: int,
+        grafana_port: int,
+        root_path: str = "",
+        site: str = SITE,
     ) -> None:
         self.home = home
+        self.site = site
         self.https_port = free_port()
         self.http_port = free_port()
         self.admin_port = free_port()
@@ -46,7 +53,7 @@ class Caddy:
             "HOME": str(home),
             "XDG_DATA_HOME": str(home / "data"),
             "XDG_CONFIG_HOME": str(home / "config"),
-            "SMARTBY_SITE": SITE,
+            "SMARTBY_SITE": site,
             "SMARTBY_TLS": "internal",
             "SMARTBY_CADDY_BIND": SITE,
             "SMARTBY_CADDY_HTTPS_PORT": str(self.https_port),
@@ -68,7 +75,7 @@ class Caddy:
 
     @property
     def url(self) -> str:
-        return f"https://{SITE}:{self.https_port}"
+        return f"https://{self.site}:{self.https_port}"
 
     @property
     def root_certificate(self) -> Path:
