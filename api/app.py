@@ -45,7 +45,7 @@ from api.forwarded import ForwardedFor, TrustedProxies
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
-from api.root_path import RootPath
+from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
 from api.website import mount_website
@@ -274,7 +274,7 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         detail = f"no resource at {request.url.path} (see /v1 for what there is)"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            allowed = templates.allowed(request.app, request.url.path)
+            allowed = templates.allowed(request.app, route_path(request.scope))
             if allowed:
                 headers["allow"] = ", ".join(sorted(allowed))
             detail = f"{request.method} is not allowed here; use {headers.get('allow', 'GET')}"

@@ -94,6 +94,17 @@ def test_documents_link_under_the_prefix_and_open_data_stays_limited(
     assert statuses == [200, 200, 429]
 
 
+def test_a_wrong_method_is_told_the_routes_methods_under_the_prefix(
+    make_client: ClientFactory, simulated: SimulatedData
+) -> None:
+    client = make_client(simulated.url, api_root_path=ROOT)
+    plain = make_client(simulated.url)
+    wrong = client.delete(f"{ROOT}/v1/sites")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == plain.delete("/v1/sites").headers["allow"]
+    assert "GET" in wrong.headers["allow"]
+
+
 @pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc", "/metrics"])
 def test_the_documents_carry_the_licence_headers(
     make_client: ClientFactory, simulated: SimulatedData, path: str
