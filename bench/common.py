@@ -441,6 +441,58 @@ def tree_cpu(parent: int) -> float:
     return total + process_cpu(parent, reaped_children=True)
 
 
+# A small launcher between the caller and the measured child.  Linux records the
+# high-water mark of the memory a process leaves at exec(2) in the maxrss that
+# wait4(2) reports (fs/exec.c: exec_mmap), and Python spawns by vfork, whose child
+# leaves the *parent's* memory at exec: a child of a large process reports at least
+# the parent's peak.  The launcher is small, so its child's ru_maxrss is the child's.
+_LAUNCHER = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - started
+print(f"child-peak-rss-kib={usage.ru_maxrss} seconds={seconds}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass
+class Measured:
+    """A finished child process: how it ended, what it said, its peak resident set."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float
+    seconds: float
+
+
+def measure_process(argv: Sequence[str], env: dict[str, str], timeout: float = 600) -> Measured:
+    """Run ``argv`` to its end and measure its own peak RSS (``ru_maxrss`` from
+    wait4(2), in a small launcher: see `_LAUNCHER`) and wall time."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stderr.rstrip("\n").split("\n")
+    last = lines[-1] if lines else ""
+    if not last.startswith("child-peak-rss-kib="):
+        raise RuntimeError(f"the launcher did not report: {done.stderr[-2000:]}")
+    fields = dict(part.split("=", 1) for part in last.split())
+    return Measured(
+        returncode=done.returncode,
+        stdout=done.stdout,
+        stderr="\n".join(lines[:-1]),
+        peak_rss_mb=int(fields["child-peak-rss-kib"]) / 1024,
+        seconds=float(fields["seconds"]),
+    )
+
+
 def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
     """CPU seconds so far of the worker, PostgreSQL (all its processes) and Mosquitto."""
     assert stack.cluster.proc is not None

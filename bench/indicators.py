@@ -8,9 +8,9 @@ A private PostgreSQL (TimescaleDB when installed) gets, per device kind, one sit
 devices write ``--readings`` readings in one local day (`bench.common.load_busy_day`:
 binary COPY, rollups merged as ingest merges them), each kind on its own day.  Then,
 per kind, ``smartby indicators update`` recomputes that day in a subprocess, and its
-peak resident set (``ru_maxrss`` of that child, from wait4(2)) and wall time are
-printed beside a baseline: the same command with nothing to do (interpreter, imports,
-connection).
+peak resident set (``ru_maxrss`` of that child alone, `bench.common.measure_process`)
+and wall time are printed beside a baseline: the same command with nothing to do
+(interpreter, imports, connection).
 
 ``--worker`` also runs the job where production runs it: a ``smartby ingest`` worker
 with ``SMARTBY_INDICATORS_INTERVAL_S=1``, whose VmHWM is read from /proc before the
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from bench.common import load_busy_day, say, wait_until
+from bench.common import load_busy_day, measure_process, say, wait_until
 from db.migrate import migrate
 from stack.mosquitto import MosquittoBroker
 from stack.ports import free_port
@@ -61,26 +60,13 @@ def _env(url: str, **extra: str) -> dict[str, str]:
 
 
 def run_update(url: str, what: str, readings: int) -> Run:
-    """``smartby indicators update`` in a child; its own peak RSS from wait4(2)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smartby", "indicators", "update"],
-        env=_env(url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    # wait4 reaps the child and gives its rusage alone (RUSAGE_CHILDREN would be the
-    # largest of every child so far); ru_maxrss is in KiB on Linux
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    if proc.returncode != 0:
-        raise RuntimeError(f"indicators update failed ({proc.returncode}):\n{err[-2000:]}")
-    if readings and "recomputed the indicators of 1 day(s)" not in out:
-        raise RuntimeError(f"expected one day recomputed, got: {out!r}")
-    return Run(what, readings, usage.ru_maxrss / 1024, seconds)
+    """``smartby indicators update`` in a child, with its own peak RSS."""
+    done = measure_process([sys.executable, "-m", "smartby", "indicators", "update"], _env(url))
+    if done.returncode != 0:
+        raise RuntimeError(f"indicators update failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    if readings and "recomputed the indicators of 1 day(s)" not in done.stdout:
+        raise RuntimeError(f"expected one day recomputed, got: {done.stdout!r}")
+    return Run(what, readings, done.peak_rss_mb, done.seconds)
 
 
 def _vmhwm_mb(pid: int) -> float:
@@ -151,9 +137,7 @@ def table(runs: list[Run]) -> str:
         "-" * 78,
     ]
     for r in runs:
-        lines.append(
-            f"{r.what:42} {r.readings:>13,} {r.peak_rss_mb:>12.0f} {r.seconds:>8.1f}"
-        )
+        lines.append(f"{r.what:42} {r.readings:>13,} {r.peak_rss_mb:>12.0f} {r.seconds:>8.1f}")
     return "\n".join(lines)
 
 
@@ -185,8 +169,10 @@ def main() -> None:
             started = time.perf_counter()
             written = load_busy_day(url, kind, day, args.readings)
             total += written
-            say(f"  {kind}: {written:,} readings on {day.date()} in"
-                f" {time.perf_counter() - started:.0f} s; indicators…")
+            say(
+                f"  {kind}: {written:,} readings on {day.date()} in"
+                f" {time.perf_counter() - started:.0f} s; indicators…"
+            )
             with psycopg.connect(url, autocommit=True) as conn:
                 # only this day: the loads queued it, and nothing else is waiting
                 conn.execute("DELETE FROM indicator_days_pending WHERE day <> %s", (day,))
@@ -205,8 +191,7 @@ def main() -> None:
     worst = max(r.peak_rss_mb for r in runs)
     print(
         f"\npeak RSS {worst:.0f} MB against a budget of {BUDGET_RSS_MB:.0f} MB"
-        f" ({'within' if worst <= BUDGET_RSS_MB else 'OVER'});"
-        f" this process's own peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        f" ({'within' if worst <= BUDGET_RSS_MB else 'OVER'})"
     )
 
 
