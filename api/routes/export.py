@@ -56,7 +56,7 @@ from api.params import (
     BUCKETS,
     DEFAULT_SPAN,
     Bucket,
-    Instant,
+    TimeParam,
     TimeRange,
     published_for_every_domain,
     time_range,
@@ -295,21 +295,23 @@ async def export(
     dataset: Annotated[str, Path(description=f"One of: {', '.join(DATASETS)}.", examples=["aqi"])],
     format: Annotated[Format, Query(description="The file format.")] = "csv",
     start: Annotated[
-        Instant | None,
+        TimeParam | None,
         Query(
             alias="from",
-            description="Start, inclusive (ISO 8601 with offset); time series only. Default: "
-            "as the JSON route's (readings: `to` minus 1 day for raw and 1m, 30 days for 1h, "
-            "365 for 1d; hourly indicators 7 days; daily indicators 90 days).",
-            examples=["2026-01-05T00:00:00+01:00"],
+            description="Start, inclusive; time series only: an RFC 3339 date-time with "
+            "offset, a date (its local midnight), or a span back from `to` (-7d, P7D). "
+            "Default: as the JSON route's (readings: `to` minus 1 day for raw and 1m, 30 "
+            "days for 1h, 365 for 1d; hourly indicators 7 days; daily indicators 90 days).",
+            examples=["2026-01-05", "2026-01-05T00:00:00+01:00", "-7d"],
         ),
     ] = None,
     end: Annotated[
-        Instant | None,
+        TimeParam | None,
         Query(
             alias="to",
-            description="End, exclusive (ISO 8601 with offset). Default: now.",
-            examples=["2026-01-12T00:00:00+01:00"],
+            description="End, exclusive: an RFC 3339 date-time with offset, a date (its "
+            "local midnight), a span back from now, or `now`. Default: now.",
+            examples=["2026-01-12", "2026-01-12T00:00:00+01:00"],
         ),
     ] = None,
     site: ListParam = None,
@@ -349,7 +351,13 @@ async def export(
     span: TimeRange | None = None
     if chosen.time_column is not None:
         default = DEFAULT_SPAN[filters.bucket] if chosen.key == "readings" else chosen.default_span
-        span = time_range(start, end, default_span=default, max_days=settings.api_max_range_days)
+        span = time_range(
+            start,
+            end,
+            default_span=default,
+            max_days=settings.api_max_range_days,
+            tz=settings.timezone,
+        )
         filters = dataclasses.replace(filters, start=span.start, end=span.end)
     elif start is not None or end is not None:
         raise bad_parameter(
