@@ -40,6 +40,7 @@ from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, serv
 from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
 from api.forwarded import ForwardedFor, TrustedProxies
+from api.head import HeadAsGet
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
@@ -138,6 +139,8 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         middleware=[
+            # outermost: a HEAD is a GET to everything inside, its body dropped
+            Middleware(HeadAsGet),
             Middleware(
                 ForwardedFor,
                 proxies=TrustedProxies(
@@ -263,9 +266,13 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         assert isinstance(exc, StarletteHTTPException)
         title = HTTPStatus(exc.status_code).phrase
         detail = f"no resource at {request.url.path} (see /v1 for what there is)"
-        headers = dict(exc.headers or {})
+        # one spelling per header: Starlette's 405 says "Allow", and a second "allow"
+        # beside it made two Allow headers
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
         if exc.status_code == 405:
             allowed = templates.allowed(request.app, request.url.path)
+            if "GET" in allowed:
+                allowed = allowed | {"HEAD"}  # every GET route answers HEAD (api.head)
             if allowed:
                 headers["allow"] = ", ".join(sorted(allowed))
             detail = f"{request.method} is not allowed here; use {headers.get('allow', 'GET')}"

@@ -12,8 +12,11 @@ is tested without a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+from psycopg import sql
 
 from api.export_datasets import DATASETS
 from api.licence import NLOD_URL, attribution
@@ -24,6 +27,12 @@ FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/"
 LANGUAGE = "http://publications.europa.eu/resource/authority/language/"
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
 IANA_MEDIA = "https://www.iana.org/assignments/media-types/"
+#: Enhetsregisteret's URI of an organisation, as DCAT-AP-NO names publishers
+BRREG_ENTITY = "https://data.brreg.no/enhetsregisteret/api/enheter/"
+#: Kartverket's URI of a municipality by its number (the reference data data.norge.no uses)
+KARTVERKET_MUNICIPALITY = "https://data.geonorge.no/administrativeEnheter/kommune/id/"
+PUBLISHER_TYPE = "http://purl.org/adms/publishertype/LocalAuthority"
+WKT = "http://www.opengis.net/ont/geosparql#wktLiteral"
 
 FILE_TYPES = {"csv": "CSV", "parquet": "PARQUET", "geojson": "GEOJSON", "json": "JSON"}
 MEDIA_TYPES = {
@@ -40,7 +49,65 @@ CONTEXT = {
     "foaf": "http://xmlns.com/foaf/0.1/",
     "vcard": "http://www.w3.org/2006/vcard/ns#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "locn": "http://www.w3.org/ns/locn#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueFacts:
+    """What the catalogue says that only the data knows: each time-series dataset's
+    real range (dct:temporal) and the bounding box of the sites (dct:spatial)."""
+
+    temporal: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    bbox: tuple[float, float, float, float] | None = None  # min lon, min lat, max lon, max lat
+
+
+def facts_query() -> sql.Composable:
+    """Rows (dataset, first, last) of every time-series dataset, and ('sites', min lon,
+    min lat, max lon, max lat) of the sites.  Each min/max is an index probe (every
+    time column is indexed); a readings' first time also looks at the daily rollups,
+    which outlive raw readings, one probe per series."""
+    parts: list[LiteralString] = [
+        "SELECT 'readings', least(min(t.time), (SELECT min(x.bucket) FROM series s"
+        " CROSS JOIN LATERAL (SELECT bucket FROM rollups r WHERE r.series_id = s.id"
+        " AND r.resolution = '1d' ORDER BY bucket LIMIT 1) x)), max(t.time),"
+        " NULL::float8, NULL::float8 FROM readings t",
+        "SELECT 'traffic-adt', min(t.first_day)::timestamptz, max(t.last_day)::timestamptz,"
+        " NULL::float8, NULL::float8 FROM traffic_adt t",
+        "SELECT 'sites', NULL, NULL, min(lon), min(lat) FROM sites"
+        " UNION ALL SELECT 'sites-max', NULL, NULL, max(lon), max(lat) FROM sites",
+    ]
+    for dataset in DATASETS.values():
+        if dataset.time_column is None or dataset.key == "readings":
+            continue
+        parts.append(
+            "SELECT '"
+            + dataset.key
+            + "', min("
+            + dataset.time_column
+            + "), max("
+            + dataset.time_column
+            + "), NULL::float8, NULL::float8 FROM "
+            + dataset.source
+        )
+    return sql.SQL(" UNION ALL ").join(sql.SQL(part) for part in parts)
+
+
+def facts_of(rows: list[tuple[Any, ...]]) -> CatalogueFacts:
+    """`CatalogueFacts` from the rows of `facts_query`."""
+    temporal: dict[str, tuple[datetime, datetime]] = {}
+    low: tuple[float, float] | None = None
+    high: tuple[float, float] | None = None
+    for key, first, last, lon, lat in rows:
+        if key == "sites" and lon is not None:
+            low = (lon, lat)
+        elif key == "sites-max" and lon is not None:
+            high = (lon, lat)
+        elif first is not None and last is not None:
+            temporal[key] = (first, last)
+    bbox = (*low, *high) if low is not None and high is not None else None
+    return CatalogueFacts(temporal, bbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +283,50 @@ def _ref(uri: str) -> dict[str, str]:
 
 
 def publisher(settings: Settings) -> dict[str, Any]:
-    return {"@type": "foaf:Agent", "foaf:name": _lang(f"{settings.city} kommune", settings.city)}
+    """The publishing organisation by its Enhetsregisteret URI, with its organisation
+    number (DCAT-AP-NO: dct:publisher is an Aktør with an identifier)."""
+    return {
+        "@id": BRREG_ENTITY + settings.publisher_orgnr,
+        "@type": "foaf:Agent",
+        "foaf:name": _lang(f"{settings.city} kommune", f"{settings.city} municipality"),
+        "dct:identifier": settings.publisher_orgnr,
+        "dct:type": _ref(PUBLISHER_TYPE),
+    }
+
+
+def municipality(settings: Settings) -> dict[str, Any]:
+    """The municipality as a place: Kartverket's URI of it."""
+    return {
+        "@id": KARTVERKET_MUNICIPALITY + settings.municipality_number,
+        "@type": "dct:Location",
+        "skos:prefLabel": settings.city,
+    }
+
+
+def extent(base: str, bbox: tuple[float, float, float, float]) -> dict[str, Any]:
+    """Where the sites stand, as a box (WKT in WGS 84 lon/lat, GeoSPARQL's default CRS)
+    and its centre: a place of our own, since the box is the sites', not the
+    municipality's."""
+    w, s, e, n = bbox
+    ring = f"{w} {s}, {e} {s}, {e} {n}, {w} {n}, {w} {s}"
+    return {
+        "@id": f"{base}/v1/catalog#extent",
+        "@type": "dct:Location",
+        "dcat:bbox": {"@value": f"POLYGON(({ring}))", "@type": WKT},
+        "dcat:centroid": {"@value": f"POINT({(w + e) / 2} {(s + n) / 2})", "@type": WKT},
+    }
+
+
+def period(first: datetime, last: datetime) -> dict[str, Any]:
+    return {
+        "@type": "dct:PeriodOfTime",
+        "dcat:startDate": {"@value": _instant(first), "@type": "xsd:dateTime"},
+        "dcat:endDate": {"@value": _instant(last), "@type": "xsd:dateTime"},
+    }
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def contact_point(settings: Settings) -> dict[str, Any]:
@@ -262,11 +372,20 @@ def _api_distribution(base: str, info: DatasetInfo) -> dict[str, Any]:
     }
 
 
-def dataset_entry(base: str, info: DatasetInfo, settings: Settings) -> dict[str, Any]:
+def dataset_entry(
+    base: str, info: DatasetInfo, settings: Settings, facts: CatalogueFacts | None = None
+) -> dict[str, Any]:
     uri = f"{base}/v1/catalog#{info.key}"
+    facts = facts or CatalogueFacts()
     distributions = [_api_distribution(base, info)] + [
         _distribution(base, info, fmt, settings) for fmt in DATASETS[info.key].formats
     ]
+    optional: dict[str, Any] = {}
+    if info.key in facts.temporal:
+        optional["dct:temporal"] = period(*facts.temporal[info.key])
+    spatial = [municipality(settings)]
+    if facts.bbox is not None:
+        spatial.append(extent(base, facts.bbox))
     return {
         "@id": uri,
         "@type": "dcat:Dataset",
@@ -287,13 +406,18 @@ def dataset_entry(base: str, info: DatasetInfo, settings: Settings) -> dict[str,
         ),
         "dcat:landingPage": _ref(base + info.api_path),
         "dct:license": _ref(NLOD_URL),
+        "dct:spatial": spatial,
+        **optional,
         "dcat:distribution": distributions,
     }
 
 
-def catalogue(settings: Settings, base_url: str) -> dict[str, Any]:
+def catalogue(
+    settings: Settings, base_url: str, facts: CatalogueFacts | None = None
+) -> dict[str, Any]:
     """The DCAT-AP-NO catalogue as a JSON-LD document; ``base_url`` is the API's
-    public root (``settings.api_public_url`` or the request's), without ``/v1``."""
+    public root (``settings.api_public_url`` or the request's), without ``/v1``;
+    ``facts`` what the data says of its range and place (`facts_query`)."""
     base = base_url.rstrip("/")
     city = settings.city
     return {
@@ -331,5 +455,6 @@ def catalogue(settings: Settings, base_url: str) -> dict[str, Any]:
                 "dcat:servesDataset": [_ref(f"{base}/v1/catalog#{i.key}") for i in DATASET_INFO],
             }
         ],
-        "dcat:dataset": [dataset_entry(base, info, settings) for info in DATASET_INFO],
+        "dct:spatial": [municipality(settings)],
+        "dcat:dataset": [dataset_entry(base, info, settings, facts) for info in DATASET_INFO],
     }
