@@ -270,7 +270,8 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         # beside it made two Allow headers
         headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
         if exc.status_code == 405:
-            allowed = templates.allowed(request.app, request.url.path)
+            named = {m.strip() for m in headers.get("allow", "").split(",") if m.strip()}
+            allowed = templates.allowed(request.app, request.url.path) | named
             if "GET" in allowed:
                 allowed = allowed | {"HEAD"}  # every GET route answers HEAD (api.head)
             if allowed:

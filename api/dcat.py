@@ -26,6 +26,11 @@ DATA_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
 FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/"
 LANGUAGE = "http://publications.europa.eu/resource/authority/language/"
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
+ACCESS_RIGHT = "http://publications.europa.eu/resource/authority/access-right/"
+LICENCE = "http://publications.europa.eu/resource/authority/licence/"
+#: NLOD 2.0 in the EU licence vocabulary, which DCAT-AP-NO's licence must come from
+#: (data.norge.no names it so); the licence text is linked from it
+NLOD_CONCEPT = LICENCE + "NLOD_2_0"
 IANA_MEDIA = "https://www.iana.org/assignments/media-types/"
 #: Enhetsregisteret's URI of an organisation, as DCAT-AP-NO names publishers
 BRREG_ENTITY = "https://data.brreg.no/enhetsregisteret/api/enheter/"
@@ -51,6 +56,7 @@ CONTEXT = {
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "locn": "http://www.w3.org/ns/locn#",
     "skos": "http://www.w3.org/2004/02/skos/core#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
 }
 
 
@@ -282,6 +288,30 @@ def _ref(uri: str) -> dict[str, str]:
     return {"@id": uri}
 
 
+def _concept(vocabulary: str, code: str) -> dict[str, Any]:
+    """A value of an EU controlled vocabulary, saying which one it is in (skos:inScheme):
+    DCAT-AP-NO's shapes check that, and a harvester need not fetch the vocabulary to
+    see it."""
+    return {
+        "@id": vocabulary + code,
+        "@type": "skos:Concept",
+        "skos:inScheme": _ref(vocabulary.rstrip("/")),
+    }
+
+
+def licence() -> dict[str, Any]:
+    """NLOD 2.0 as a dct:LicenseDocument of the EU licence vocabulary, with its text."""
+    return {
+        **_concept(LICENCE, "NLOD_2_0"),
+        "@type": "dct:LicenseDocument",
+        "rdfs:seeAlso": _ref(NLOD_URL),
+    }
+
+
+def _languages() -> list[dict[str, Any]]:
+    return [_concept(LANGUAGE, "NOB"), _concept(LANGUAGE, "ENG")]
+
+
 def publisher(settings: Settings) -> dict[str, Any]:
     """The publishing organisation by its Enhetsregisteret URI, with its organisation
     number (DCAT-AP-NO: dct:publisher is an Aktør with an identifier)."""
@@ -349,8 +379,8 @@ def _distribution(base: str, info: DatasetInfo, fmt: str, settings: Settings) ->
         ),
         "dcat:accessURL": _ref(f"{base}/v1/export/{info.key}"),
         "dcat:downloadURL": _ref(url),
-        "dct:license": _ref(NLOD_URL),
-        "dct:format": _ref(FILE_TYPE + FILE_TYPES[fmt]),
+        "dct:license": licence(),
+        "dct:format": _concept(FILE_TYPE, FILE_TYPES[fmt]),
         "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES[fmt]),
     }
 
@@ -365,8 +395,8 @@ def _api_distribution(base: str, info: DatasetInfo) -> dict[str, Any]:
             "JSON from the open API (OpenAPI description at /openapi.json).",
         ),
         "dcat:accessURL": _ref(base + info.api_path),
-        "dct:license": _ref(NLOD_URL),
-        "dct:format": _ref(FILE_TYPE + FILE_TYPES["json"]),
+        "dct:license": licence(),
+        "dct:format": _concept(FILE_TYPE, FILE_TYPES["json"]),
         "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES["json"]),
         "dcat:accessService": _ref(f"{base}/v1/catalog#api"),
     }
@@ -394,18 +424,16 @@ def dataset_entry(
             f"{info.title_nb}, {settings.city}", f"{info.title_en}, {settings.city}"
         ),
         "dct:description": _lang(info.description_nb, info.description_en),
-        "dcat:theme": [_ref(DATA_THEME + code) for code in info.themes],
+        "dcat:theme": [_concept(DATA_THEME, code) for code in info.themes],
         "dcat:keyword": [{"@value": k, "@language": "nb"} for k in info.keywords_nb]
         + [{"@value": k, "@language": "en"} for k in info.keywords_en],
         "dct:publisher": publisher(settings),
         "dcat:contactPoint": contact_point(settings),
-        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
-        "dct:accrualPeriodicity": _ref(FREQUENCY + info.frequency),
-        "dct:accessRights": _ref(
-            "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
-        ),
+        "dct:language": _languages(),
+        "dct:accrualPeriodicity": _concept(FREQUENCY, info.frequency),
+        "dct:accessRights": _concept(ACCESS_RIGHT, "PUBLIC"),
         "dcat:landingPage": _ref(base + info.api_path),
-        "dct:license": _ref(NLOD_URL),
+        "dct:license": licence(),
         "dct:spatial": spatial,
         **optional,
         "dcat:distribution": distributions,
@@ -438,18 +466,22 @@ def catalogue(
         ),
         "dct:publisher": publisher(settings),
         "dcat:contactPoint": contact_point(settings),
-        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
-        "dct:license": _ref(NLOD_URL),
-        "dct:rights": attribution(city),
+        "dct:language": _languages(),
+        "dct:license": licence(),
+        "dct:rights": {
+            "@type": "dct:RightsStatement",
+            "rdfs:label": attribution(city),
+        },
         "foaf:homepage": _ref(f"{base}/v1"),
         "dcat:service": [
             {
                 "@id": f"{base}/v1/catalog#api",
                 "@type": "dcat:DataService",
+                "dct:identifier": f"{base}/v1/catalog#api",
                 "dct:title": _lang(f"Åpent data-API for {city}", f"Open data API of {city}"),
                 "dcat:endpointURL": _ref(f"{base}/v1"),
                 "dcat:endpointDescription": _ref(f"{base}/openapi.json"),
-                "dct:license": _ref(NLOD_URL),
+                "dct:license": licence(),
                 "dct:publisher": publisher(settings),
                 "dcat:contactPoint": contact_point(settings),
                 "dcat:servesDataset": [_ref(f"{base}/v1/catalog#{i.key}") for i in DATASET_INFO],
