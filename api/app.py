@@ -36,6 +36,7 @@ import api.routes.export
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
+from api.dcat import catalogue_example
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
@@ -43,6 +44,7 @@ from api.forwarded import ForwardedFor, TrustedProxies
 from api.head import HeadAsGet
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
+from api.openapi import EXAMPLES, describe, operation_id
 from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
@@ -135,6 +137,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
         servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         # served from vendored files by `api.website`: FastAPI's own pages load a CDN
         docs_url=None,
         redoc_url=None,
@@ -202,17 +205,20 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document_problems(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    openapi_version=app.openapi_version,
-                    description=app.description,
-                    routes=app.routes,
-                    license_info=app.license_info,
-                    contact=app.contact,
-                    servers=app.servers,
-                )
+            app.openapi_schema = describe(
+                _document_problems(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        openapi_version=app.openapi_version,
+                        description=app.description,
+                        routes=app.routes,
+                        license_info=app.license_info,
+                        contact=app.contact,
+                        servers=app.servers,
+                    )
+                ),
+                {**EXAMPLES, "getCatalog": {"application/ld+json": catalogue_example(settings)}},
             )
         return app.openapi_schema
 

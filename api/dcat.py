@@ -490,3 +490,12 @@ def catalogue(
         "dct:spatial": [municipality(settings)],
         "dcat:dataset": [dataset_entry(base, info, settings, facts) for info in DATASET_INFO],
     }
+
+
+def catalogue_example(settings: Settings) -> dict[str, Any]:
+    """The catalogue as the OpenAPI document shows it: built as the route builds it,
+    with a week of data at the municipality's sites."""
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    last = datetime(2026, 11, 8, tzinfo=UTC)
+    facts = CatalogueFacts({key: (first, last) for key, d in DATASETS.items() if d.time_column})
+    return catalogue(settings, settings.api_public_url or "https://data.example.no", facts)

@@ -310,6 +310,9 @@ ListParam = Annotated[
     summary="The datasets that can be exported, their columns and formats",
 )
 async def export_index(request: Request) -> Response:
+    """Every dataset that can be exported: whether it takes a time range, its
+    formats and download links, and its columns with their types, units and
+    descriptions (readings: for each bucket, long layout)."""
     base = public_base_url(request)
     datasets = []
     for key, dataset in DATASETS.items():
@@ -400,6 +403,18 @@ async def export(
         ),
     ] = "long",
 ) -> Response:
+    """A dataset as a file, streamed as it is read: CSV (RFC 4180), Parquet (zstd,
+    a row group per 10 000 rows) or GeoJSON (RFC 7946; datasets with a position).
+
+    Each file describes itself: readings rows carry their series, site, device,
+    metric, unit and QC flag (number and name), values rounded to the metric's
+    resolution; Parquet fields carry their unit and description in their metadata,
+    GeoJSON lists its columns and units in a `columns` member, and both carry the
+    licence. `layout=wide` (readings) gives a row per device and time and a column
+    per metric named with its unit. Traffic is published only in aggregates of at
+    least 15 minutes: a raw or 1-minute readings export leaves it out unless it is
+    asked for by name (then 400), and says so in `X-Export-Note`. HEAD answers with
+    the headers alone."""
     settings: Settings = request.app.state.settings
     pool: AsyncConnectionPool[Any] = request.app.state.export_pool
     gate: ExportGate = request.app.state.export_gate
