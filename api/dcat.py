@@ -188,10 +188,12 @@ DATASET_INFO: tuple[DatasetInfo, ...] = (
         "Time series of readings",
         "Målinger fra sensorene for luftkvalitet, vær, energi og trafikk, rå eller som"
         " minutt-, time- og døgnaggregater (døgn etter lokal tid). Trafikk publiseres bare"
-        " som aggregater på minst 15 minutter.",
+        " som aggregater på minst 15 minutter: rå- og minuttfilene utelater den"
+        " (bucket=1h eller 1d har den).",
         "Sensor readings of air quality, weather, energy and traffic, raw or as minute,"
         " hour and day aggregates (days in local time). Traffic is published only in"
-        " aggregates of at least 15 minutes.",
+        " aggregates of at least 15 minutes: the raw and 1-minute files leave it out"
+        " (bucket=1h or 1d has it).",
         ("ENVI", "ENER", "TRAN"),
         ("luftkvalitet", "vær", "energi", "trafikk", "tidsserie"),
         ("air quality", "weather", "energy", "traffic", "time series"),

@@ -3,7 +3,10 @@
 Query builders are plain functions returning ``(sql, params)`` so they are tested
 without a database; identifiers are composed with `psycopg.sql`, values are always
 parameters.  The columns of every dataset are those of the matching JSON route, in
-the same order, so an export reads back equal to what the API serves.
+the same order, plus what makes a file readable alone (issue 16): a readings row's
+series, site, device, metric and unit, the QC flag's name, and the AQI's means named
+with their unit (`api.export_shape` shapes the rows; numbers are rounded to the
+metric's resolution there).
 
 A query built with ``geo=True`` adds the site's lon and lat after the columns, for
 the GeoJSON encoder to turn into a Point geometry.
