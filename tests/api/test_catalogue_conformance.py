@@ -14,7 +14,7 @@ import pyshacl
 import pytest
 import rdflib
 from fastapi.testclient import TestClient
-from rdflib.namespace import DCAT, DCTERMS, RDF, SH
+from rdflib import namespace as ns
 
 from tests.api.conftest import SUMMARY_LINES
 from tests.fixtures.simulated import SimulatedData
@@ -23,11 +23,11 @@ SHAPES = Path(__file__).parent / "data" / "DCAT-AP-NO-shacl_shapes_2.00.ttl"
 SHAPES_SHA256 = "230384590db1c38b7736e099f3a15c17fdd96d0f199e675a16a2fbc898a272ac"
 #: properties whose values are URLs a harvester follows
 LINKS = (
-    DCAT.accessURL,
-    DCAT.downloadURL,
-    DCAT.endpointURL,
-    DCAT.endpointDescription,
-    DCAT.landingPage,
+    ns.DCAT.accessURL,
+    ns.DCAT.downloadURL,
+    ns.DCAT.endpointURL,
+    ns.DCAT.endpointDescription,
+    ns.DCAT.landingPage,
 )
 
 
@@ -50,12 +50,12 @@ def test_the_catalogue_conforms_to_the_dcat_ap_no_shapes(client: TestClient) -> 
     graph = catalogue_graph(client)
     shapes = rdflib.Graph().parse(SHAPES)
     conforms, report, text = pyshacl.validate(graph, shacl_graph=shapes, inference="none")
-    results = list(report.objects(None, SH.result))
-    violations = [r for r in results if report.value(r, SH.resultSeverity) == SH.Violation]
+    results = list(report.objects(None, ns.SH.result))
+    violations = [r for r in results if report.value(r, ns.SH.resultSeverity) == ns.SH.Violation]
     assert not violations, text[:3000]
-    paths = {report.value(r, SH.resultPath) for r in results}
-    assert paths <= {DCTERMS.spatial}, text[:3000]
-    checked = len(list(shapes.subjects(RDF.type, SH.NodeShape)))
+    paths = {report.value(r, ns.SH.resultPath) for r in results}
+    assert paths <= {ns.DCTERMS.spatial}, text[:3000]
+    checked = len(list(shapes.subjects(ns.RDF.type, ns.SH.NodeShape)))
     SUMMARY_LINES.append(
         f"DCAT-AP-NO SHACL: {len(graph)} triples checked against {checked} node shapes, "
         f"0 violations, {len(results)} warnings (dct:spatial vocabulary)"
@@ -68,19 +68,20 @@ def test_each_dataset_has_the_mandatory_and_recommended_properties(client: TestC
     and recommended (contact point, distribution, keyword, spatial, temporal for time
     series, accrual periodicity, access rights, language) dataset properties."""
     graph = catalogue_graph(client)
-    datasets = list(graph.subjects(RDF.type, DCAT.Dataset))
+    datasets = list(graph.subjects(ns.RDF.type, ns.DCAT.Dataset))
     assert len(datasets) == 11
     required = (
-        DCTERMS.title, DCTERMS.description, DCTERMS.identifier, DCTERMS.publisher, DCAT.theme,
-        DCAT.contactPoint, DCAT.distribution, DCAT.keyword, DCTERMS.spatial,
-        DCTERMS.accrualPeriodicity, DCTERMS.accessRights, DCTERMS.language,
+        ns.DCTERMS.title, ns.DCTERMS.description, ns.DCTERMS.identifier, ns.DCTERMS.publisher,
+        ns.DCAT.theme,
+        ns.DCAT.contactPoint, ns.DCAT.distribution, ns.DCAT.keyword, ns.DCTERMS.spatial,
+        ns.DCTERMS.accrualPeriodicity, ns.DCTERMS.accessRights, ns.DCTERMS.language,
     )  # fmt: skip
     for dataset in datasets:
         for prop in required:
             assert graph.value(dataset, prop) is not None, (dataset, prop)
-    publisher = graph.value(datasets[0], DCTERMS.publisher)
+    publisher = graph.value(datasets[0], ns.DCTERMS.publisher)
     assert isinstance(publisher, rdflib.URIRef)
-    assert str(graph.value(publisher, DCTERMS.identifier)) == "959469059"
+    assert str(graph.value(publisher, ns.DCTERMS.identifier)) == "959469059"
 
 
 def test_temporal_coverage_is_the_datas_real_range(
@@ -88,11 +89,11 @@ def test_temporal_coverage_is_the_datas_real_range(
 ) -> None:
     graph = catalogue_graph(client)
     readings = next(
-        s for s in graph.subjects(RDF.type, DCAT.Dataset) if str(s).endswith("#readings")
+        s for s in graph.subjects(ns.RDF.type, ns.DCAT.Dataset) if str(s).endswith("#readings")
     )
-    period = graph.value(readings, DCTERMS.temporal)
-    start = graph.value(period, DCAT.startDate).toPython()
-    end = graph.value(period, DCAT.endDate).toPython()
+    period = graph.value(readings, ns.DCTERMS.temporal)
+    start = graph.value(period, ns.DCAT.startDate).toPython()
+    end = graph.value(period, ns.DCAT.endDate).toPython()
     with psycopg.connect(simulated.url) as conn:
         row = conn.execute("SELECT min(time), max(time) FROM readings").fetchone()
     assert row is not None
@@ -103,8 +104,10 @@ def test_temporal_coverage_is_the_datas_real_range(
     assert end == last
     assert start.tzinfo is not None
     assert end.astimezone(UTC) <= datetime.now(UTC)
-    sites = next(s for s in graph.subjects(RDF.type, DCAT.Dataset) if str(s).endswith("#sites"))
-    assert graph.value(sites, DCTERMS.temporal) is None
+    sites = next(
+        s for s in graph.subjects(ns.RDF.type, ns.DCAT.Dataset) if str(s).endswith("#sites")
+    )
+    assert graph.value(sites, ns.DCTERMS.temporal) is None
 
 
 def test_every_link_of_the_catalogue_answers_get_and_head(client: TestClient) -> None:

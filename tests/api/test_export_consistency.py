@@ -8,12 +8,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
 from api.export_formats import Column
+from core.units import rounder
 from tests.api.test_export import from_json, iso, read_csv, read_parquet
 from tests.fixtures.simulated import SimulatedData
 
@@ -202,3 +204,27 @@ def test_head_on_an_export_says_what_a_get_would_send_and_streams_nothing(
     # what a GET would refuse, a HEAD refuses too
     assert client.head("/v1/export/readings?series=999999").status_code == 404
     assert client.head("/v1/export/readings?metric=speed&bucket=raw").status_code == 400
+
+
+def test_only_the_files_are_rounded_never_what_the_api_serves(
+    client: TestClient, simulated: SimulatedData, window: tuple[str, str]
+) -> None:
+    """/v1 serves each value as stored and computed (an hourly mean of 0.1-resolved
+    readings has many digits); the file rounds it to the metric's resolution."""
+    with psycopg.connect(simulated.url) as conn:
+        row = conn.execute(
+            "SELECT s.id FROM series s WHERE s.metric = 'no2' ORDER BY s.id LIMIT 1"
+        ).fetchone()
+    assert row is not None
+    series_id = row[0]
+    query = {"bucket": "1h", "from": window[0], "to": window[1]}
+    served = client.get(f"/v1/series/{series_id}/data", params=query).json()["data"]
+    exported = read_csv(
+        client.get(
+            f"/v1/export/readings?series={series_id}&bucket=1h&from={window[0]}&to={window[1]}"
+        ).content,
+        columns_of(client, "readings", "1h"),
+    )
+    step = client.get("/v1/metrics/no2").json()["data"]["resolution"]
+    assert [r["mean"] for r in exported] == [rounder(step)(p["mean"]) for p in served]
+    assert any(rounder(step)(p["mean"]) != p["mean"] for p in served)  # /v1 is not rounded

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import rdflib
-from rdflib.namespace import DCAT
+from rdflib import namespace as ns
 
 from bench.api_storm import ApiProcess
 from core.units import rounder
@@ -186,7 +186,12 @@ def test_rdflib_reads_the_catalogue_and_every_link_in_it_answers_get_and_head(
     links = sorted(
         {
             str(o)
-            for p in (DCAT.accessURL, DCAT.downloadURL, DCAT.endpointURL, DCAT.endpointDescription)
+            for p in (
+                ns.DCAT.accessURL,
+                ns.DCAT.downloadURL,
+                ns.DCAT.endpointURL,
+                ns.DCAT.endpointDescription,
+            )
             for o in graph.objects(None, p)
         }
     )
@@ -200,7 +205,7 @@ def test_rdflib_reads_the_catalogue_and_every_link_in_it_answers_get_and_head(
             assert got.status_code == 200, link
             assert got.headers["content-type"] == head.headers["content-type"], link
             assert next(got.iter_bytes(), b""), link  # a body starts; enough of it
-    downloads = list(graph.objects(None, DCAT.downloadURL))
+    downloads = list(graph.objects(None, ns.DCAT.downloadURL))
     SUMMARY_LINES.append(
         f"DCAT catalogue over HTTP: {len(links)} links ({len(downloads)} download URLs) "
         "walked, each 200 to HEAD and to GET"
