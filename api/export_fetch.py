@@ -54,6 +54,8 @@ from api.export_formats import Row
 
 #: rows per page, per chunk handed to the encoder, and per Parquet row group
 CHUNK_ROWS = 10_000
+#: rows shaped between two turns of the event loop
+SHAPE_ROWS = 1_000
 #: the first time window of raw readings, and how far the window may grow or shrink
 FIRST_WINDOW = timedelta(hours=1)
 MIN_WINDOW = timedelta(seconds=1)
@@ -191,7 +193,15 @@ async def fetch_chunks(
             if buffer and len(buffer) + len(rows) > CHUNK_ROWS:
                 yield buffer
                 buffer = []
-            buffer.extend(rows if step.row is None else map(step.row, rows))
+            if step.row is None:
+                buffer.extend(rows)
+            else:
+                # shaping (`api.export_shape`) costs about 1 µs a row: a page's worth
+                # at once would hold the shared event loop for 10 ms, so it goes in
+                # slices, as the encoders do, letting other requests run in between
+                for start in range(0, len(rows), SHAPE_ROWS):
+                    buffer.extend(map(step.row, rows[start : start + SHAPE_ROWS]))
+                    await asyncio.sleep(0)
             if len(buffer) >= CHUNK_ROWS:
                 yield buffer
                 buffer = []

@@ -12,6 +12,7 @@ readings and rollups, and the JSON API, keep the value as received.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -266,6 +267,10 @@ def wide_key(bucket: Bucket) -> Callable[[Row], tuple[Any, Any]]:
     return lambda row: (row[2], row[5])
 
 
+#: long rows combined between two turns of the event loop
+PIVOT_ROWS = 2_000
+
+
 async def pivot(
     chunks: AsyncIterator[list[Row]],
     key: Callable[[Row], Any],
@@ -276,11 +281,13 @@ async def pivot(
     pending: list[Row] = []
     async for chunk in chunks:
         out: list[Row] = []
-        for row in chunk:
+        for index, row in enumerate(chunk, start=1):
             if pending and key(row) != key(pending[0]):
                 out.append(combine(pending))
                 pending = []
             pending.append(row)
+            if index % PIVOT_ROWS == 0:
+                await asyncio.sleep(0)  # the event loop is shared: a turn per slice
         if out:
             yield out
     if pending:
