@@ -370,19 +370,21 @@ class IngestWorker:
 
     # -------------------------------------------------------------- database side
 
-    def _collect(self) -> list[Message]:
-        """Up to batch_size messages, waiting at most batch_ms after the first."""
+    def _collect(self, limit: int | None = None) -> list[Message]:
+        """Up to batch_size (and ``limit``) messages, waiting at most batch_ms after the
+        first."""
         pending = self._pending
         if not pending:
             self._wake.clear()
             if not pending and not self._wake.wait(0.1):
                 return []
+        size = self.batch_size if limit is None else min(self.batch_size, limit)
         batch: list[Message] = []
         deadline = time.monotonic() + self.batch_seconds
         while True:
-            take = min(self.batch_size - len(batch), len(pending))
+            take = min(size - len(batch), len(pending))
             batch.extend(pending.popleft() for _ in range(take))
-            if len(batch) >= self.batch_size or self._stop_requested:
+            if len(batch) >= size or self._stop_requested:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -612,12 +614,20 @@ class IngestWorker:
                 target=self._indicators, name="ingest-indicators", daemon=True
             )
             indicators.start()
+        # Once stopping, write what had arrived by then and no more: under a backlog the
+        # broker refills the window as fast as we acknowledge, so "until empty" could
+        # take as long as the backlog.  What arrives later stays unacknowledged (and
+        # unwritten), and the broker redelivers it to the next worker.
+        left: int | None = None
         try:
             while True:
-                stopping = self._stop_requested
-                if stopping and not self._pending:
+                if self._stop_requested and left is None:
+                    left = len(self._pending)
+                if left is not None and left <= 0:
                     break  # a clean stop leaves little for the broker to redeliver
-                batch = self._collect()
+                batch = self._collect(left)
+                if left is not None:
+                    left -= len(batch)
                 self.metrics.queue_depth.set(len(self._pending))
                 if not batch:
                     continue

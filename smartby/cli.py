@@ -69,6 +69,7 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
 def ingest(ctx: click.Context, client_id: str | None) -> None:
     """Run an ingest worker: MQTT telemetry into the database, ack after commit."""
     import signal
+    import threading
 
     from ingest.worker import IngestWorker
 
@@ -77,17 +78,28 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()
-    if not worker.wait_connected(30):
-        worker.close()
+    subscribed: list[bool] = []
+
+    # Consume at once, and announce the subscription when its SUBACK comes: a resumed
+    # session's backlog arrives before the SUBACK, and a worker that waited for the
+    # SUBACK before consuming would stop reading (its queue bound) and never see it.
+    def announce() -> None:
+        subscribed.append(worker.wait_connected(30))
+        if subscribed[0]:
+            click.echo(
+                f"ingest worker {worker.client_id} consuming from "
+                f"{settings.mqtt_host}:{settings.mqtt_port}",
+                err=True,
+            )
+        else:
+            worker.stop()
+
+    threading.Thread(target=announce, name="ingest-announce", daemon=True).start()
+    worker.run()
+    if subscribed == [False]:
         raise SmartbyError(
             f"no subscription at the broker {settings.mqtt_host}:{settings.mqtt_port} after 30 s"
         )
-    click.echo(
-        f"ingest worker {worker.client_id} consuming from "
-        f"{settings.mqtt_host}:{settings.mqtt_port}",
-        err=True,
-    )
-    worker.run()
 
 
 @cli.command()

@@ -101,20 +101,28 @@ class MosquittoBroker:
             *self.extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n")
+        self.config_path.chmod(0o600)
 
     def start(self, timeout: float = 20.0) -> None:
-        self.write_config()
-        self.proc = spawn([str(self.binary), "-c", str(self.config_path)], log_path=self.log_path)
+        self.launch()
+        assert self.proc is not None
         await_ready(
             self.proc,
-            self._accepts_connections,
+            self.accepts_connections,
             timeout=timeout,
             what=f"Mosquitto on port {self.port}",
             log_path=self.log_path,
             on_failure=self.stop,
         )
 
-    def _accepts_connections(self) -> bool:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Write the config and start the broker without waiting for it: a supervisor
+        polls `accepts_connections` between its other duties."""
+        self.write_config()
+        self.proc = spawn([str(self.binary), "-c", str(self.config_path)], log_path=self.log_path)
+        return self.proc
+
+    def accepts_connections(self) -> bool:
         """A real MQTT CONNECT/CONNACK exchange, not just an open TCP port."""
         # MQTT 3.1.1 CONNECT with clean session and a fixed client id (§3.1).
         client_id = b"smartby-probe"
