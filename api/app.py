@@ -37,13 +37,16 @@ import api.routes.export
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
+from api.dcat import catalogue_example
 from api.device_metrics import DeviceCollector
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
 from api.forwarded import ForwardedFor, TrustedProxies
+from api.head import HeadAsGet
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
+from api.openapi import EXAMPLES, describe, operation_id
 from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
@@ -137,10 +140,13 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
         servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         # served from vendored files by `api.website`: FastAPI's own pages load a CDN
         docs_url=None,
         redoc_url=None,
         middleware=[
+            # outermost: a HEAD is a GET to everything inside, its body dropped
+            Middleware(HeadAsGet),
             Middleware(RootPath, root_path=settings.api_root_path),
             Middleware(
                 ForwardedFor,
@@ -208,17 +214,20 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document_problems(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    openapi_version=app.openapi_version,
-                    description=app.description,
-                    routes=app.routes,
-                    license_info=app.license_info,
-                    contact=app.contact,
-                    servers=app.servers,
-                )
+            app.openapi_schema = describe(
+                _document_problems(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        openapi_version=app.openapi_version,
+                        description=app.description,
+                        routes=app.routes,
+                        license_info=app.license_info,
+                        contact=app.contact,
+                        servers=app.servers,
+                    )
+                ),
+                {**EXAMPLES, "getCatalog": {"application/ld+json": catalogue_example(settings)}},
             )
         return app.openapi_schema
 
@@ -272,9 +281,14 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         assert isinstance(exc, StarletteHTTPException)
         title = HTTPStatus(exc.status_code).phrase
         detail = f"no resource at {request.url.path} (see /v1 for what there is)"
-        headers = dict(exc.headers or {})
+        # one spelling per header: Starlette's 405 says "Allow", and a second "allow"
+        # beside it made two Allow headers
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
         if exc.status_code == 405:
-            allowed = templates.allowed(request.app, route_path(request.scope))
+            named = {m.strip() for m in headers.get("allow", "").split(",") if m.strip()}
+            allowed = templates.allowed(request.app, route_path(request.scope)) | named
+            if "GET" in allowed:
+                allowed = allowed | {"HEAD"}  # every GET route answers HEAD (api.head)
             if allowed:
                 headers["allow"] = ", ".join(sorted(allowed))
             detail = f"{request.method} is not allowed here; use {headers.get('allow', 'GET')}"

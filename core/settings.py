@@ -265,6 +265,39 @@ class Settings(BaseSettings):
         """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
         return self.database_url is None
 
+    # --- the publisher in the DCAT-AP-NO catalogue (issue 16) ---------------------------
+    publisher_orgnr: str = Field(
+        default="959469059",
+        description="The publishing organisation's number in Enhetsregisteret (Narvik "
+        "kommune's by default): the catalogue's dct:publisher is its URI.",
+    )
+    municipality_number: str = Field(
+        default="1806",
+        description="The municipality's number (kommunenummer, Narvik's by default): the "
+        "catalogue's dct:spatial is Kartverket's URI of it.",
+    )
+
+    @field_validator("publisher_orgnr")
+    @classmethod
+    def _orgnr_has_its_check_digit(cls, value: str) -> str:
+        # Enhetsregisteret's numbers end in a modulus-11 check digit (weights 3 2 7 6 5 4
+        # 3 2): a typo is caught here, not by a harvester rejecting the catalogue
+        digits = value.replace(" ", "")
+        if len(digits) != 9 or not digits.isdigit():
+            raise ValueError("SMARTBY_PUBLISHER_ORGNR must be 9 digits (organisasjonsnummer)")
+        weighted = sum(int(d) * w for d, w in zip(digits, (3, 2, 7, 6, 5, 4, 3, 2), strict=False))
+        check = (11 - weighted % 11) % 11
+        if check == 10 or check != int(digits[8]):
+            raise ValueError(f"SMARTBY_PUBLISHER_ORGNR {value} fails its check digit (modulus 11)")
+        return digits
+
+    @field_validator("municipality_number")
+    @classmethod
+    def _municipality_number_is_four_digits(cls, value: str) -> str:
+        if len(value) != 4 or not value.isdigit():
+            raise ValueError("SMARTBY_MUNICIPALITY_NUMBER must be 4 digits (kommunenummer)")
+        return value
+
 
 def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
     """Comma-separated addresses or CIDR networks ("10.0.0.5, 172.18.0.0/16, ::1")."""

@@ -22,6 +22,7 @@ from core.errors import SmartbyError
 from core.settings import Settings, load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
+from smartby.imports import import_group
 from smartby.locate import database_url, with_running_stack
 
 if TYPE_CHECKING:
@@ -645,6 +646,9 @@ def dashboards_publish(
             "show errors until it exists (rerun with --datasources, or create it)",
             err=True,
         )
+
+
+cli.add_command(import_group)
 
 
 def main() -> None:
