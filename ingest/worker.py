@@ -54,10 +54,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from psycopg.rows import TupleRow
 
 from core.settings import Settings
+from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
+from ingest.upkeep import Upkeep
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,7 @@ class IngestWorker:
         *,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        warning_texts: WarningTexts | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -248,6 +251,8 @@ class IngestWorker:
         self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None
+        # public warnings and retention, after each indicator pass (ingest/upkeep.py)
+        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
 
     # ------------------------------------------------------------------ MQTT side
 
@@ -361,6 +366,20 @@ class IngestWorker:
         # a batch within milliseconds, far inside the keepalive.
         while len(pending) > self.receive_maximum and not self._stop_requested:
             time.sleep(0.002)
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        """Publish retained at QoS 1 and wait for the broker's PUBACK (the public
+        warnings, `ingest.warnings`); False when it did not come."""
+        client = self.client
+        if client is None or not client.is_connected():
+            return False
+        try:
+            info = client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing to %s failed: %s", topic, exc)
+            return False
+        return info.is_published()
 
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client
@@ -560,6 +579,7 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
+                    self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]

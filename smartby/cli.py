@@ -71,9 +71,16 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     import threading
 
     from ingest.worker import IngestWorker
+    from web.warnings import CatalogueTexts
 
     settings = _settings(ctx)
-    worker = IngestWorker(settings, database_url(settings), client_id=client_id)
+    # the public warnings speak the website's words (ingest may not import web)
+    worker = IngestWorker(
+        settings,
+        database_url(settings),
+        client_id=client_id,
+        warning_texts=CatalogueTexts(settings.city),
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()

@@ -17,7 +17,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api import models, queries
-from api.db import fetch_dicts
 from api.params import device_path_id
 from api.problems import Problem, not_found
 from api.responses import JSONBytes, dumps
@@ -53,7 +52,7 @@ def _device_view(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str
 
 async def _in_thread(request: Request, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
     """Run a registry operation on its own connection, off the event loop."""
-    url: str = request.app.state.database_url
+    url: str = request.app.state.admin_database_url
 
     def run() -> _T:
         with connect(url, autocommit=True, application_name="smartby-api-admin") as conn:
@@ -85,8 +84,15 @@ async def _write(
     summary="The full device registry (never secrets or their hashes)",
 )
 async def registry(request: Request) -> Response:
-    rows = await fetch_dicts(request, queries.devices_query(admin=True))
-    return _no_store({"data": rows})
+    # on the admin connection: it tells whether a secret is set, which the open
+    # reads' role (smartby_reader) may not look at
+    query, params = queries.devices_query(admin=True)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> list[dict[str, Any]]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    return _no_store({"data": await _in_thread(request, work)})
 
 
 @router.post(
