@@ -6,21 +6,16 @@ whatever number of passes and workers."""
 from __future__ import annotations
 
 import threading
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import psycopg
 import pytest
 from lxml import etree
 
-from core.rollups import epoch_us
 from core.settings import Settings
-from db.indicators import update_pending
-from db.rollups import create_staging, merge_partials
 from ingest.warnings import WarningJob, topic
-from tests.fixtures.ingest import register
+from tests.fixtures import warnings as episode
 from web.warnings import CatalogueTexts
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
@@ -36,32 +31,7 @@ def cap_schema() -> etree.XMLSchema:
 
 
 def load_episode(conn: psycopg.Connection, settings: Settings, means: list[float]) -> None:
-    """One PM10 reading a minute at a roadside station, each hour at its mean."""
-    register(conn, "aq-dust")
-    row = conn.execute(
-        "INSERT INTO series (device_id, metric) VALUES ('aq-dust', 'pm10') RETURNING id"
-    ).fetchone()
-    assert row is not None
-    minutes = len(means) * 60
-    times = np.array(
-        [epoch_us(START + timedelta(minutes=m)) for m in range(minutes)], dtype=np.int64
-    )
-    values = np.repeat(np.array(means), 60)
-    series = np.full(minutes, row[0], dtype=np.int32)
-    quality = np.ones(minutes, dtype=np.int16)
-    with psycopg.connect(settings.database_url.get_secret_value()) as c:  # type: ignore[union-attr]
-        create_staging(c)
-        with c.transaction():
-            with c.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO readings (time, series_id, value, quality) VALUES (%s, %s, %s, 1)",
-                    [
-                        (START + timedelta(minutes=m), int(row[0]), float(v))
-                        for m, v in enumerate(values)
-                    ],
-                )
-            merge_partials(c, series, times, values, quality, settings.timezone)
-        update_pending(c, settings)
+    episode.load_episode(settings, START, means)
 
 
 def hours_later(hours: float) -> datetime:
@@ -92,7 +62,7 @@ def test_a_simulated_episode_is_one_alert_and_one_all_clear_hour_by_hour(
         ("clear", "Cancel"),
     ]
     alert, clear = (
-        ET.fromstring(cap.encode())
+        etree.fromstring(cap.encode())
         for (cap,) in conn.execute("SELECT cap FROM warning_messages ORDER BY id")
     )
     # the all-clear references the alert: sender,identifier,sent (CAP 1.2 §3.2.1)
@@ -152,7 +122,7 @@ def test_two_workers_issue_each_message_once(conn: psycopg.Connection, settings:
                 for hour in range(len(EPISODE) + 2):
                     barrier.wait(10)
                     job.run(c, now=hours_later(hour))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(job,)) for job in jobs]
