@@ -252,6 +252,7 @@ class IngestWorker:
         self.client: FastClient | None = None
         self._http: object | None = None
         # public warnings and retention, after each indicator pass (ingest/upkeep.py)
+        self._pubacks: dict[int, ReasonCode] = {}
         self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
 
     # ------------------------------------------------------------------ MQTT side
@@ -281,6 +282,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client
 
@@ -369,7 +371,8 @@ class IngestWorker:
 
     def _publish(self, topic: str, payload: bytes) -> bool:
         """Publish retained at QoS 1 and wait for the broker's PUBACK (the public
-        warnings, `ingest.warnings`); False when it did not come."""
+        warnings, `ingest.warnings`); False when it did not come or refused the message
+        (MQTT v5 §3.4.2.1: a reason code of 0x80 or more, e.g. 0x87 not authorized)."""
         client = self.client
         if client is None or not client.is_connected():
             return False
@@ -379,7 +382,21 @@ class IngestWorker:
         except (RuntimeError, ValueError) as exc:
             log.warning("publishing to %s failed: %s", topic, exc)
             return False
+        reason = self._pubacks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            log.warning("the broker refused the message to %s: %s", topic, reason)
+            return False
         return info.is_published()
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._pubacks[mid] = reason
 
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client

@@ -22,6 +22,7 @@ from core.errors import SmartbyError
 from core.settings import Settings, load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
+from smartby.db_commands import register as register_db_commands
 from smartby.locate import database_url, with_running_stack
 
 if TYPE_CHECKING:
@@ -542,16 +543,29 @@ def db() -> None:
 
 
 @db.command("migrate")
+@click.option(
+    "--roles", is_flag=True, help="Also create the services' logins (as `smartby db roles`)."
+)
 @click.pass_context
-def db_migrate(ctx: click.Context) -> None:
-    """Apply the migrations that have not run yet (safe to repeat)."""
+def db_migrate(ctx: click.Context, roles: bool) -> None:
+    """Apply the migrations that have not run yet, and the storage lifecycle settings
+    (SMARTBY_RETENTION_*, SMARTBY_COMPRESS_AFTER); safe to repeat."""
+    from db.lifecycle import apply_settings
+    from smartby.db_commands import ensure_logins
+
     with _database(ctx) as conn:
         done = migrate(conn)
+        lifecycle = apply_settings(conn, _settings(ctx))
     if done:
         for m in done:
             click.echo(f"applied {m.filename}")
     else:
         click.echo("database is up to date")
+    for line in lifecycle.lines:
+        click.echo(f"storage: {line}")
+    if roles:
+        for line in ensure_logins(_settings(ctx), database_url(_settings(ctx))):
+            click.echo(f"role: {line}")
 
 
 @db.command("status")
@@ -571,6 +585,9 @@ def db_status(ctx: click.Context) -> None:
     for m in discover():
         state = "applied" if m.version in recorded else "pending"
         click.echo(f"{m.filename:40s} {state}")
+
+
+register_db_commands(db)
 
 
 @cli.group()
