@@ -52,6 +52,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON rollups TO smartby_writer;
 GRANT INSERT ON quarantine TO smartby_writer;
 GRANT SELECT, INSERT, DELETE ON indicator_days_pending, aqi_hourly, energy_hourly,
     energy_daily, traffic_hourly, traffic_daily TO smartby_writer;
+-- the indicator job takes a day with SELECT ... FOR UPDATE SKIP LOCKED, which needs it
+GRANT UPDATE ON indicator_days_pending TO smartby_writer;
 GRANT SELECT, INSERT, UPDATE ON ingest_sessions TO smartby_writer;
 GRANT SELECT, INSERT, DELETE ON ingest_deliveries TO smartby_writer;
 GRANT SELECT, INSERT, UPDATE ON warning_stations, warning_episodes, warning_messages
