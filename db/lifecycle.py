@@ -32,6 +32,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from core.errors import SmartbyError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,9 @@ def apply_settings(conn: psycopg.Connection[TupleRow], settings: Settings) -> Ap
     """Write the retention settings and, on the community edition, the native policies
     (as the owner, in autocommit mode)."""
     conn.execute(
-        "UPDATE lifecycle_settings SET raw_retention = %s, quarantine_retention = %s,"
-        " updated_at = now()",
+        "INSERT INTO lifecycle_settings (raw_retention, quarantine_retention) VALUES (%s, %s)"
+        " ON CONFLICT (singleton) DO UPDATE SET raw_retention = EXCLUDED.raw_retention,"
+        " quarantine_retention = EXCLUDED.quarantine_retention, updated_at = now()",
         (settings.retention_raw, settings.retention_quarantine),
     )
     applied = Applied(edition(conn))
@@ -219,3 +221,19 @@ def raw_dropped_before(conn: psycopg.Connection[TupleRow]) -> datetime | None:
         return None
     row = conn.execute("SELECT raw_dropped_before FROM lifecycle_settings").fetchone()
     return row[0] if row else None
+
+
+class ExpiredError(SmartbyError):
+    """A recomputation asked for time whose raw readings retention has removed."""
+
+
+def refuse_expired(conn: psycopg.Connection[TupleRow], start: datetime, what: str) -> None:
+    """Raise `ExpiredError` when ``start`` is before what retention removed: recomputing
+    rollups or indicators there from raw readings would replace them with nothing."""
+    horizon = raw_dropped_before(conn)
+    if horizon is not None and start < horizon:
+        raise ExpiredError(
+            f"{what} from {start.isoformat()} is not possible: the raw readings before "
+            f"{horizon.isoformat()} were removed by retention (SMARTBY_RETENTION_RAW), and "
+            "the rollups and indicators there are all that is left"
+        )

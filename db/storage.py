@@ -67,7 +67,7 @@ class SizeReport:
 _TABLES = """
     SELECT c.relname,
            CASE WHEN h.hypertable_name IS NOT NULL
-                THEN hypertable_size(format('%%I.%%I', n.nspname, c.relname)::regclass)
+                THEN hypertable_size(c.oid::regclass)
                 ELSE pg_total_relation_size(c.oid) END,
            h.hypertable_name IS NOT NULL
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

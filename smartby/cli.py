@@ -514,7 +514,9 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     every day in [--from, --to) if given (e.g. after changing the grid factor)."""
     from zoneinfo import ZoneInfo
 
+    from core.rollups import epoch_us, from_epoch_us, local_days
     from db.indicators import DayUpdate, mark_days, update_pending
+    from db.lifecycle import refuse_expired
 
     settings = _settings(ctx)
     if end_text is not None and start_text is None:
@@ -522,6 +524,8 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     span = _time_range(start_text, end_text) if start_text is not None else None
     with connect(database_url(settings)) as conn:
         if span is not None:
+            first_day = local_days(epoch_us(span[0]), epoch_us(span[1]), settings.timezone)[0]
+            refuse_expired(conn, from_epoch_us(first_day), "recomputing indicators")
             with conn.transaction():
                 mark_days(conn, *span, settings.timezone)
 

@@ -75,16 +75,21 @@ DECLARE
     hi timestamptz;
     reason text;
     n bigint := 0;
+    hypertable boolean := false;
 BEGIN
     SELECT raw_retention, raw_dropped_before INTO keep, dropped FROM lifecycle_settings;
     IF keep IS NULL THEN
         RETURN;
     END IF;
     horizon := at - keep;
-    IF to_regclass('timescaledb_information.chunks') IS NOT NULL AND EXISTS (
-        SELECT 1 FROM timescaledb_information.hypertables
-        WHERE hypertable_name = 'readings' AND hypertable_schema = 'public')
-    THEN
+    -- (each statement is planned when it first runs: the views are only named where
+    -- TimescaleDB is known to be there)
+    IF to_regclass('timescaledb_information.hypertables') IS NOT NULL THEN
+        SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables
+                       WHERE hypertable_name = 'readings' AND hypertable_schema = 'public')
+        INTO hypertable;
+    END IF;
+    IF hypertable THEN
         SELECT c.range_start, c.range_end INTO lo, hi
         FROM timescaledb_information.chunks c
         WHERE c.hypertable_schema = 'public' AND c.hypertable_name = 'readings'
