@@ -53,7 +53,9 @@ def test_the_same_hours_again_issue_nothing() -> None:
     state, first = advance(start(), hours, after(4), CLEAR_AFTER)
     again, second = advance(state, hours, after(4), CLEAR_AFTER)
     later, third = advance(again, hours, after(5), CLEAR_AFTER)
-    assert len(first) == 2 and second == [] and third == []
+    assert len(first) == 2
+    assert second == []
+    assert third == []
     assert later.checked_until_us >= again.checked_until_us
 
 
@@ -64,12 +66,16 @@ def test_hour_by_hour_gives_the_same_messages_as_all_at_once() -> None:
     for n in range(1, len(levels) + 1):
         state, events = advance(state, series(levels[:n]), after(n), CLEAR_AFTER)
         step_by_step += events
-    assert kinds(at_once) == kinds(step_by_step) == [
-        ("alert", 1, 4),
-        ("update", 2, 5),
-        ("update", 4, 6),
-        ("clear", 6, 2),
-    ]
+    assert (
+        kinds(at_once)
+        == kinds(step_by_step)
+        == [
+            ("alert", 1, 4),
+            ("update", 2, 5),
+            ("update", 4, 6),
+            ("clear", 6, 2),
+        ]
+    )
 
 
 def test_a_level_that_falls_but_stays_poor_says_nothing() -> None:
@@ -81,7 +87,8 @@ def test_an_hour_is_looked_at_only_once_it_is_settled() -> None:
     hours = series([4])
     early = epoch_us(T0 + timedelta(minutes=64))  # the hour ended 4 minutes ago
     state, events = advance(start(), hours, early, CLEAR_AFTER)
-    assert events == [] and state.checked_until_us == epoch_us(T0)
+    assert events == []
+    assert state.checked_until_us == epoch_us(T0)
     _, events = advance(state, hours, after(1), CLEAR_AFTER)
     assert kinds(events) == [("alert", 0, 4)]
 
@@ -90,7 +97,8 @@ def test_a_silent_station_has_its_warning_withdrawn() -> None:
     state, events = advance(start(), series([4]), after(1), CLEAR_AFTER)
     assert kinds(events) == [("alert", 0, 4)]
     state, events = advance(state, series([4]), after(3), CLEAR_AFTER)
-    assert events == [] and state.episode is not None
+    assert events == []
+    assert state.episode is not None
     state, events = advance(state, series([4]), after(4), CLEAR_AFTER)
     assert kinds(events) == [("withdraw", 1, 4)]
     assert state.episode is None
