@@ -191,7 +191,8 @@ def restore(
         raise BackupError(f"no backup file {dump}")
     pg_restore = _tool(bindir, "pg_restore")
     items = _listing(pg_restore, dump)
-    with_timescaledb = any(" EXTENSION " in ln and ln.endswith(" timescaledb") for ln in items)
+    # a listing line: "<id>; <catalog oid> <oid> EXTENSION - timescaledb [owner]"
+    with_timescaledb = any(re.search(r" EXTENSION - timescaledb\b", ln) for ln in items)
     recorded = _recorded_versions(dump)
     with psycopg.connect(url, autocommit=True) as conn:
         tables = conn.execute(
