@@ -34,6 +34,7 @@ from starlette.responses import Response
 
 import api.routes.catalog
 import api.routes.export
+import api.routes.warnings
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
@@ -184,6 +185,9 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = url
+    # the admin routes write the registry as their own role (smartby_registrar)
+    admin_url = settings.admin_database_url
+    app.state.admin_database_url = admin_url.get_secret_value() if admin_url else url
     app.state.api_keys = api_keys
     app.state.meta = meta
     app.state.metrics = metrics
@@ -199,6 +203,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(admin.router, prefix="/v1")
     app.include_router(api.routes.export.router, prefix="/v1")
     app.include_router(api.routes.catalog.router, prefix="/v1")
+    app.include_router(api.routes.warnings.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)

@@ -8,6 +8,8 @@ developer's laptop: an anonymous broker, default passwords, the embedded databas
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
@@ -190,6 +192,81 @@ class Settings(BaseSettings):
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
+    # --- running it for years: warnings, storage lifecycle, backups, roles ------------
+    warnings_clear_after_h: float = Field(
+        default=3,
+        gt=0,
+        le=48,
+        description="Hours without a valid hourly index after which a station's air-quality "
+        "warning is withdrawn; an hour older than this never starts a warning.",
+    )
+    retention_raw: timedelta | None = Field(
+        default=None,
+        description="How long raw readings are kept (e.g. 3y, 400d); unset or 'forever': "
+        "for ever. Rollups and indicators are always kept.",
+    )
+    retention_quarantine: timedelta | None = Field(
+        default=timedelta(days=90), description="How long quarantined messages are kept."
+    )
+    compress_after: timedelta = Field(
+        default=timedelta(days=7),
+        description="Age after which readings chunks are compressed (TimescaleDB community "
+        "edition only).",
+    )
+    backup_dir: Path | None = Field(
+        default=None, description="Where `smartby db backup` writes; default <data_dir>/backups."
+    )
+    admin_database_url: SecretStr | None = Field(
+        default=None,
+        description="libpq URL the API's admin routes write the device registry with (the "
+        "smartby_registry login); default: SMARTBY_DATABASE_URL.",
+    )
+    db_writer_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_ingest login."
+    )
+    db_reader_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_read login."
+    )
+    db_admin_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_registry login."
+    )
+
+    @field_validator("retention_raw", "retention_quarantine", "compress_after", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator(
+        "admin_database_url",
+        "db_writer_password",
+        "db_reader_password",
+        "db_admin_password",
+        mode="before",
+    )
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _lifecycle_is_consistent(self) -> Settings:
+        # Ingest accepts readings up to ingest_max_past_days old: raw data kept for less
+        # would let a late reading land in a chunk retention is about to drop, after its
+        # day's rollups and indicators were called complete.
+        if self.retention_raw is not None:
+            window = timedelta(days=self.ingest_max_past_days)
+            if self.retention_raw <= window + timedelta(days=1):
+                raise ValueError(
+                    f"SMARTBY_RETENTION_RAW ({self.retention_raw.days} days) must be longer "
+                    f"than SMARTBY_INGEST_MAX_PAST_DAYS ({self.ingest_max_past_days:g}) plus "
+                    "a day: late readings may still arrive that far back"
+                )
+        if self.env == "production":
+            for name in ("db_writer_password", "db_reader_password", "db_admin_password"):
+                secret: SecretStr | None = getattr(self, name)
+                if secret is not None and secret.get_secret_value().lower() in WEAK_PASSWORDS:
+                    raise ValueError(f"SMARTBY_{name.upper()} is empty or a default password")
+        return self
+
     @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
@@ -325,3 +402,18 @@ def load_settings(**overrides: object) -> Settings:
         name = f"SMARTBY_{where.upper()}" if where else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{name}: {message}") from exc
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*$")
+#: seconds per unit; a year is 365 days (retention is a policy, not a calendar)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``3y``, ``400d``, ``12h``, ``30m`` (a year is 365 days); ``forever`` or empty: None."""
+    if text.strip().lower() in ("", "forever", "none", "never"):
+        return None
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 3y, 90d, 12h or 'forever'")
+    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])

@@ -181,9 +181,13 @@ def acl_text(prefix: str) -> str:
         f"user {INGEST_USER}\n"
         f"topic read {prefix}/+/telemetry\n"
         f"topic read {prefix}/+/status\n"
+        # the public air-quality warnings (ingest/warnings.py), retained per station
+        f"topic write {prefix}/public/warnings/#\n"
         "\n"
         f"pattern write {prefix}/%u/telemetry\n"
         f"pattern write {prefix}/%u/status\n"
+        # anyone with an account may read what is public
+        f"pattern read {prefix}/public/#\n"
     )
 
 

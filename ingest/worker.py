@@ -54,10 +54,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from psycopg.rows import TupleRow
 
 from core.settings import Settings
+from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
+from ingest.upkeep import Upkeep
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
@@ -212,6 +214,7 @@ class IngestWorker:
         *,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        warning_texts: WarningTexts | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -248,6 +251,9 @@ class IngestWorker:
         self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None
+        # public warnings and retention, after each indicator pass (ingest/upkeep.py)
+        self._pubacks: dict[int, ReasonCode] = {}
+        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
 
     # ------------------------------------------------------------------ MQTT side
 
@@ -276,6 +282,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client
 
@@ -361,6 +368,35 @@ class IngestWorker:
         # a batch within milliseconds, far inside the keepalive.
         while len(pending) > self.receive_maximum and not self._stop_requested:
             time.sleep(0.002)
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        """Publish retained at QoS 1 and wait for the broker's PUBACK (the public
+        warnings, `ingest.warnings`); False when it did not come or refused the message
+        (MQTT v5 §3.4.2.1: a reason code of 0x80 or more, e.g. 0x87 not authorized)."""
+        client = self.client
+        if client is None or not client.is_connected():
+            return False
+        try:
+            info = client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing to %s failed: %s", topic, exc)
+            return False
+        reason = self._pubacks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            log.warning("the broker refused the message to %s: %s", topic, reason)
+            return False
+        return info.is_published()
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._pubacks[mid] = reason
 
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client
@@ -560,6 +596,7 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
+                    self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]

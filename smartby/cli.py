@@ -22,6 +22,7 @@ from core.errors import SmartbyError
 from core.settings import Settings, load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
+from smartby.db_commands import register as register_db_commands
 from smartby.imports import import_group
 from smartby.locate import database_url, with_running_stack
 
@@ -72,9 +73,16 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     import threading
 
     from ingest.worker import IngestWorker
+    from web.warnings import CatalogueTexts
 
     settings = _settings(ctx)
-    worker = IngestWorker(settings, database_url(settings), client_id=client_id)
+    # the public warnings speak the website's words (ingest may not import web)
+    worker = IngestWorker(
+        settings,
+        database_url(settings),
+        client_id=client_id,
+        warning_texts=CatalogueTexts(settings.city),
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()
@@ -507,7 +515,9 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     every day in [--from, --to) if given (e.g. after changing the grid factor)."""
     from zoneinfo import ZoneInfo
 
+    from core.rollups import epoch_us, from_epoch_us, local_days
     from db.indicators import DayUpdate, mark_days, update_pending
+    from db.lifecycle import refuse_expired
 
     settings = _settings(ctx)
     if end_text is not None and start_text is None:
@@ -515,6 +525,8 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     span = _time_range(start_text, end_text) if start_text is not None else None
     with connect(database_url(settings)) as conn:
         if span is not None:
+            first_day = local_days(epoch_us(span[0]), epoch_us(span[1]), settings.timezone)[0]
+            refuse_expired(conn, from_epoch_us(first_day), "recomputing indicators")
             with conn.transaction():
                 mark_days(conn, *span, settings.timezone)
 
@@ -536,16 +548,29 @@ def db() -> None:
 
 
 @db.command("migrate")
+@click.option(
+    "--roles", is_flag=True, help="Also create the services' logins (as `smartby db roles`)."
+)
 @click.pass_context
-def db_migrate(ctx: click.Context) -> None:
-    """Apply the migrations that have not run yet (safe to repeat)."""
+def db_migrate(ctx: click.Context, roles: bool) -> None:
+    """Apply the migrations that have not run yet, and the storage lifecycle settings
+    (SMARTBY_RETENTION_*, SMARTBY_COMPRESS_AFTER); safe to repeat."""
+    from db.lifecycle import apply_settings
+    from smartby.db_commands import ensure_logins
+
     with _database(ctx) as conn:
         done = migrate(conn)
+        lifecycle = apply_settings(conn, _settings(ctx))
     if done:
         for m in done:
             click.echo(f"applied {m.filename}")
     else:
         click.echo("database is up to date")
+    for line in lifecycle.lines:
+        click.echo(f"storage: {line}")
+    if roles:
+        for line in ensure_logins(_settings(ctx), database_url(_settings(ctx))):
+            click.echo(f"role: {line}")
 
 
 @db.command("status")
@@ -565,6 +590,9 @@ def db_status(ctx: click.Context) -> None:
     for m in discover():
         state = "applied" if m.version in recorded else "pending"
         click.echo(f"{m.filename:40s} {state}")
+
+
+register_db_commands(db)
 
 
 @cli.group()

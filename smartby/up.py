@@ -46,6 +46,7 @@ from devices.registry import (
     new_secret,
     write_broker_files,
 )
+from smartby.db_commands import prepare_local
 from smartby.supervise import Leftover, RestartPolicy, Service, Supervision, reap_leftovers
 from stack.mosquitto import MosquittoBroker, find_mosquitto
 from stack.ports import free_port
@@ -305,6 +306,8 @@ class Supervisor:
             return 0
         self._watch_registry(database_url, broker_dir)
 
+        # each service logs in as its own role (migration 0011): least privilege
+        logins = prepare_local(self.settings, database_url, self.data_dir / "credentials")
         env = {
             **os.environ,
             "SMARTBY_DATABASE_URL": database_url,
@@ -318,7 +321,12 @@ class Supervisor:
             "ingest": {
                 "SMARTBY_MQTT_USERNAME": INGEST_USER,
                 "SMARTBY_MQTT_PASSWORD": self.ingest_password,
-            }
+                "SMARTBY_DATABASE_URL": logins["writer"],
+            },
+            "api": {
+                "SMARTBY_DATABASE_URL": logins["reader"],
+                "SMARTBY_ADMIN_DATABASE_URL": logins["admin"],
+            },
         }
         api_port = self.ports["api"]
         self.children = platform_children(self.settings, self.options, api_port=api_port)

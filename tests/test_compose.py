@@ -156,7 +156,7 @@ def test_smartby_services_share_image_and_settings(services: dict[str, dict[str,
         assert env["SMARTBY_ENV"] == "production"
         assert env["SMARTBY_MQTT_HOST"] == "mosquitto"
         assert "@timescaledb:5432/" in env["SMARTBY_DATABASE_URL"]
-    assert services["migrate"]["command"] == ["db", "migrate"]
+    assert services["migrate"]["command"] == ["db", "migrate", "--roles"]
     assert services["ingest"]["command"][0] == "ingest"
     assert services["api"]["command"][0] == "api"
 
@@ -222,17 +222,17 @@ def test_grafana_provisioning(services: dict[str, dict[str, Any]]) -> None:
     pg = by_uid["smartby-timescaledb"]
     assert pg["type"] in {"grafana-postgresql-datasource", "postgres"}
     assert pg["url"] == "timescaledb:5432"
+    assert pg["user"] == "smartby_read"  # the read-only login (migration 0011)
     assert pg["jsonData"]["database"] == "smartby"
     assert pg["jsonData"]["timescaledb"] is True
     assert pg["jsonData"]["sslmode"] == "disable"
-    # the login is compose's (a read-only role can take it without a rebuild): Grafana
-    # interpolates both from its own environment
-    assert pg["user"] == "${SMARTBY_GRAFANA_DB_USER}"
-    assert pg["secureJsonData"]["password"] == "${SMARTBY_GRAFANA_DB_PASSWORD}"
-    grafana_env = environment_of(services["grafana"])
-    assert grafana_env["SMARTBY_GRAFANA_DB_USER"] == "${SMARTBY_GRAFANA_DB_USER:-smartby}"
-    assert grafana_env["SMARTBY_GRAFANA_DB_PASSWORD"].startswith("${SMARTBY_DB_PASSWORD:?")
+    assert pg["secureJsonData"]["password"] in {
+        "$SMARTBY_DB_READER_PASSWORD",
+        "${SMARTBY_DB_READER_PASSWORD}",
+    }
     assert by_uid["smartby-prometheus"]["url"] == "http://prometheus:9090"
+    # Grafana interpolates the password from its own environment.
+    assert "SMARTBY_DB_READER_PASSWORD" in environment_of(services["grafana"])
 
     dashboards = load_yaml(provisioning / "dashboards" / "dashboards.yaml")
     paths = {p["options"]["path"] for p in dashboards["providers"] if p["type"] == "file"}
