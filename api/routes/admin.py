@@ -84,6 +84,8 @@ async def _write(
     summary="The full device registry (never secrets or their hashes)",
 )
 async def registry(request: Request) -> Response:
+    """Every device with its calibration and whether it has a broker secret (the
+    secret itself is never shown again). Needs the admin API key."""
     # on the admin connection: it tells whether a secret is set, which the open
     # reads' role (smartby_reader) may not look at
     query, params = queries.devices_query(admin=True)
