@@ -104,6 +104,8 @@ async def registry(request: Request) -> Response:
     summary="Register a device; its secret is in the response, once",
 )
 async def add(request: Request, device: models.NewDevice) -> Response:
+    """Register a device at a site; the answer holds its broker secret, shown this
+    once only. Needs the admin API key; 409 when the id is taken."""
     record = DeviceRecord(
         device.id, device.site_id, device.kind, device.vendor, device.model, device.calibration
     )
@@ -155,6 +157,8 @@ async def _change_device(
     summary="Lock a device out of the broker",
 )
 async def disable(request: Request, device_id: DeviceId) -> Response:
+    """Lock the device out of the broker; what still arrives from it is quarantined.
+    Needs the admin API key."""
     return await _change_device(request, device_id, disable_device)
 
 
@@ -164,6 +168,8 @@ async def disable(request: Request, device_id: DeviceId) -> Response:
     summary="Let a disabled device in again",
 )
 async def enable(request: Request, device_id: DeviceId) -> Response:
+    """Let a disabled device in again, with its current secret. Needs the admin API
+    key."""
     return await _change_device(request, device_id, enable_device)
 
 
@@ -173,4 +179,6 @@ async def enable(request: Request, device_id: DeviceId) -> Response:
     summary="Give a device a new secret (shown once)",
 )
 async def rotate(request: Request, device_id: DeviceId) -> Response:
+    """Give the device a new broker secret (shown this once only); the old one stops
+    working when the broker reloads. Needs the admin API key."""
     return await _change_device(request, device_id, rotate_secret)
