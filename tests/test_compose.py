@@ -463,6 +463,7 @@ def test_no_service_has_a_default_password(services: dict[str, dict[str, Any]]) 
             required = re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value)
             optional_empty = re.fullmatch(r"\$\{[A-Z_]+:-\}", value)
             assert required or optional_empty, f"{name}: {key}={value!r} has a default"
-    # and the database URL carries the required password
-    url = environment_of(services["api"])["SMARTBY_DATABASE_URL"]
-    assert ":${SMARTBY_DB_PASSWORD:?" in url
+    # and every database URL carries a required password (each service its own login)
+    for name in ("api", "ingest", "migrate"):
+        url = environment_of(services[name])["SMARTBY_DATABASE_URL"]
+        assert re.search(r":\$\{SMARTBY_DB_[A-Z_]*PASSWORD:\?", url), (name, url)
