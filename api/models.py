@@ -434,6 +434,11 @@ class AdminDeviceList(BaseModel):
 
 class AdminDeviceDocument(BaseModel):
     data: AdminDevice
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 class DeviceSecret(BaseModel):
@@ -441,6 +446,11 @@ class DeviceSecret(BaseModel):
 
     data: AdminDevice
     secret: str
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 # ---------------------------------------------------------------------- exports
