@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -193,6 +195,22 @@ def delete_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
         raise RegistryError(
             f"device {device_id!r} has stored data and cannot be deleted; disable it instead"
         ) from None
+
+
+#: advisory lock of whoever brings the broker in line with the registry
+_BROKER_LOCK_KEY = 0x736D_6272_6F6B_6572  # "smbroker"
+
+
+@contextmanager
+def broker_lock(conn: psycopg.Connection[TupleRow]) -> Iterator[None]:
+    """One reconciliation of the broker at a time, across processes (the CLI beside
+    `smartby up`'s registry watcher, the API): two that interleave trip over each
+    other's half-made changes and retry in lockstep."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (_BROKER_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_BROKER_LOCK_KEY,))
 
 
 @dataclass(frozen=True, slots=True)

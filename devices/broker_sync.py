@@ -26,6 +26,8 @@ included, and keeps taking its share of every device's telemetry until it expire
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import TupleRow
 
-from db.registry import broker_devices
+from db.registry import broker_devices, broker_lock
 from devices.broker_access import (
     ALREADY_EXISTS,
     NOT_FOUND,
@@ -380,6 +382,7 @@ def reconcile(
         except _Conflict as exc:
             log.info("broker changed meanwhile (%s); reconciling again", exc)
             last = exc
+            time.sleep(random.uniform(0.05, 0.3))  # noqa: S311 - out of another's step
     raise ControlError("the reconciliation", f"the broker kept changing under it ({last})")
 
 
@@ -395,18 +398,20 @@ def push_devices(
 ) -> SyncReport:
     """After a registry change committed: bring these devices' accounts in line (a
     deleted device's account goes, with its session), with their new secrets."""
-    plan = devices_plan(broker_devices(conn, list(device_ids)), prefix)
-    with DynSecControl(admin) as control:
-        return reconcile(control, plan, only=device_ids, new_secrets=new_secrets)
+    with broker_lock(conn):
+        plan = devices_plan(broker_devices(conn, list(device_ids)), prefix)
+        with DynSecControl(admin) as control:
+            return reconcile(control, plan, only=device_ids, new_secrets=new_secrets)
 
 
 def sync_platform(
     admin: BrokerAdmin, conn: psycopg.Connection[TupleRow], accounts: PlatformAccounts
 ) -> SyncReport:
     """The whole broker in line with the registry and the platform's accounts."""
-    plan = accounts.plan(broker_devices(conn))
-    with DynSecControl(admin) as control:
-        return reconcile(control, plan, known_secrets=accounts.secrets())
+    with broker_lock(conn):
+        plan = accounts.plan(broker_devices(conn))
+        with DynSecControl(admin) as control:
+            return reconcile(control, plan, known_secrets=accounts.secrets())
 
 
 def write_platform_file(
