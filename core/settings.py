@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     # --- MQTT -----------------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
+    mqtt_public_port: int = Field(
+        default=1884,
+        ge=1,
+        le=65535,
+        description="Port of the embedded stack's public broker: anonymous readers of the "
+        "SensorThings MQTT stream (v1.1/#), and nothing else.",
+    )
     mqtt_username: str | None = Field(
         default=None,
         description="The ingest worker's MQTT user name; default: its client id (the "

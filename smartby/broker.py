@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 #: the embedded stack's secrets of its own accounts, under <data_dir>/credentials
 ADMIN_SECRET = "broker-admin.password"  # noqa: S105 - a file name
 INGEST_SECRET = "ingest.password"  # noqa: S105 - a file name
+#: the SensorThings MQTT publisher's password (its account may publish v1.1/# only)
+STA_PUBLISHER_SECRET = "sta-publisher.password"  # noqa: S105 - a file name
+BRIDGE_SECRET = "public-bridge.password"  # noqa: S105 - a file name
 
 
 def local_secret(path: Path) -> str:
@@ -46,8 +49,9 @@ def local_secret(path: Path) -> str:
 
 
 def embedded_accounts(settings: Settings, data_dir: Path) -> PlatformAccounts:
-    """The embedded stack's accounts: its one worker (`LOCAL_INGEST_CLIENT_ID`), and
-    passwords kept in ``credentials/``."""
+    """The embedded stack's accounts: its one worker (`LOCAL_INGEST_CLIENT_ID`), the
+    SensorThings publisher, the public broker's bridge, and passwords kept in
+    ``credentials/``."""
     credentials = data_dir / "credentials"
     return PlatformAccounts(
         prefix=settings.mqtt_topic_prefix,
@@ -55,6 +59,8 @@ def embedded_accounts(settings: Settings, data_dir: Path) -> PlatformAccounts:
         ingest_ids=(LOCAL_INGEST_CLIENT_ID,),
         ingest_password=local_secret(credentials / INGEST_SECRET),
         admin_password=local_secret(credentials / ADMIN_SECRET),
+        sta_publisher_password=local_secret(credentials / STA_PUBLISHER_SECRET),
+        public_bridge_password=local_secret(credentials / BRIDGE_SECRET),
     )
 
 

@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from core.broker import LOCAL_INGEST_CLIENT_ID
+from core.broker import LOCAL_INGEST_CLIENT_ID, PUBLIC_BRIDGE_USER, STA_TOPICS
 from core.settings import Settings
 from db.connect import connect
 from db.migrate import migrate
@@ -46,7 +46,13 @@ from devices.provision import CredentialStore, provision_simulated
 from devices.registry import REGISTRY_CHANNEL
 from smartby.broker import embedded_accounts
 from smartby.supervise import Leftover, RestartPolicy, Service, Supervision, reap_leftovers
-from stack.mosquitto import DynamicSecurity, MosquittoBroker, find_dynsec_plugin, find_mosquitto
+from stack.mosquitto import (
+    DynamicSecurity,
+    MosquittoBroker,
+    find_dynsec_plugin,
+    find_mosquitto,
+    public_stream_config,
+)
 from stack.ports import free_port
 from stack.postgres import PostgresCluster, find_postgres_bindir
 from stack.process import ProcessRef, StackError, spawn
@@ -61,7 +67,7 @@ from stack.running import (
 )
 
 #: the services in start order; they stop in the reverse order (`Supervisor.shutdown`)
-POSTGRES, BROKER = "PostgreSQL", "Mosquitto"
+POSTGRES, BROKER, PUBLIC_BROKER = "PostgreSQL", "Mosquitto", "Mosquitto public"
 #: broker accounts the children get from us alone, not from our environment
 _ACCOUNT_VARIABLES = frozenset(
     {
@@ -231,6 +237,7 @@ class Supervisor:
         for key, setting, label, who in (
             ("postgresql", "pg_port", "PostgreSQL", "tools connecting to it"),
             ("mqtt", "mqtt_port", "MQTT", "devices"),
+            ("mqtt_public", "mqtt_public_port", "the public MQTT stream", "readers"),
             ("api", "api_port", "the API", "clients"),
             ("ingest_metrics", "ingest_metrics_port", "the ingest metrics", "scrapers"),
         ):
@@ -318,6 +325,9 @@ class Supervisor:
         if self.stop_requested:
             return 0
         self._watch_registry(database_url)
+        self._start_public_broker(mosquitto)
+        if self.stop_requested:
+            return 0
 
         env = {
             **{k: v for k, v in os.environ.items() if k not in _ACCOUNT_VARIABLES},
@@ -367,6 +377,10 @@ class Supervisor:
             f"{cluster.port}/smartby (password in {cluster.root}/superuser.password)"
         )
         self.say(f"  MQTT        mqtt://127.0.0.1:{broker.port}")
+        self.say(
+            f"  MQTT open   mqtt://127.0.0.1:{self.ports['mqtt_public']}"
+            " (anonymous, read-only: the SensorThings stream v1.1/#)"
+        )
         self.say(f"  ingest      http://127.0.0.1:{self.ports['ingest_metrics']}/metrics")
         self.say(f"  API         http://127.0.0.1:{api_port}/v1 (docs /docs, metrics /metrics)")
         self.say(f"  data        {self.data_dir}")
@@ -399,6 +413,7 @@ class Supervisor:
                 mqtt_port=self.ports["mqtt"],
                 api_url=f"http://127.0.0.1:{self.ports['api']}/v1",
                 web_url=f"http://127.0.0.1:{self.ports['api']}/",
+                mqtt_public_port=self.ports["mqtt_public"],
                 metrics_url=f"http://127.0.0.1:{self.ports['ingest_metrics']}/metrics",
                 processes=processes,
             ),
@@ -412,6 +427,41 @@ class Supervisor:
         catalogue = load_catalogue(narvik_catalogue_path())
         secrets = provision_simulated(conn, catalogue, CredentialStore(self.credentials_file))
         self.say(f"registered {len(secrets)} simulated devices from {catalogue.source}")
+
+    def _start_public_broker(self, mosquitto: Path) -> None:
+        """The public broker for anonymous readers of the SensorThings stream, bridged
+        from ours (`stack.mosquitto.public_stream_config`: anonymous clients on our
+        broker could take its sessions over)."""
+        assert self.broker is not None
+        assert self.accounts is not None
+        root = self.data_dir / "mosquitto-public"
+        public = MosquittoBroker(
+            root,
+            port=self.ports["mqtt_public"],
+            binary=mosquitto,
+            persistence=False,
+            max_queued=1000,
+            extra_config=public_stream_config(
+                root,
+                main_port=self.broker.port,
+                bridge_user=PUBLIC_BRIDGE_USER,
+                bridge_password=self.accounts.public_bridge_password or "",
+                topics=STA_TOPICS,
+            ),
+        )
+        self.say(f"starting the public Mosquitto on 127.0.0.1:{public.port}")
+        self.supervision.start(
+            self.supervision.add(
+                Service(
+                    PUBLIC_BROKER,
+                    public.launch,
+                    public.log_path,
+                    ready_check=public.accepts_connections,
+                    stop_timeout=20,
+                )
+            ),
+            self._cancelled,
+        )
 
     def _write_broker_accounts(self) -> None:
         """Before every broker start (the broker is stopped): its dynamic security
@@ -500,9 +550,9 @@ class Supervisor:
     def shutdown(self) -> None:
         """Stop in the reverse order of start, each service once the one before it is
         gone: the simulated devices, the API, the worker (it finishes or abandons its
-        batch; nothing uncommitted is acknowledged), the broker (after the worker, so
-        the worker's last acknowledgements reach it), and PostgreSQL last (fast
-        shutdown)."""
+        batch; nothing uncommitted is acknowledged), the public broker, the broker
+        (after the worker, so the worker's last acknowledgements reach it), and
+        PostgreSQL last (fast shutdown)."""
         self._closing = True
         if self.stop_signal:
             self.say(f"received {self.stop_signal}, stopping")
@@ -511,7 +561,7 @@ class Supervisor:
             self._watcher.join(5)
         if self._listener is not None:
             self._listener.close()
-        self.supervision.stop([BROKER, POSTGRES])
+        self.supervision.stop([PUBLIC_BROKER, BROKER, POSTGRES])
         if self.cluster is not None:
             clear_running_stack(self.data_dir)
         self.say("stopped")

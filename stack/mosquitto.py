@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -84,14 +85,59 @@ class DynamicSecurity:
 
     plugin: Path
     config_file: Path
+    #: anonymous clients in the plugin's anonymous group: never on the platform's
+    #: broker, where they could take sessions over (see `public_stream_config`)
+    allow_anonymous: bool = False
 
     def config_lines(self) -> list[str]:
         return [
             # the plugin decides who may log in and what each account may do
-            "allow_anonymous false",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"plugin {self.plugin}",
             f"plugin_opt_config_file {self.config_file}",
         ]
+
+
+def public_stream_config(
+    root: Path, *, main_port: int, bridge_user: str, bridge_password: str, topics: str
+) -> list[str]:
+    """Lines of a public broker for anonymous readers of one topic tree (the
+    SensorThings MQTT stream, ``v1.1/#``), fed by a bridge from the platform's broker.
+
+    Anonymous readers may not share a broker with the platform's sessions: Mosquitto
+    binds a client id to an account only for that account, so an anonymous client
+    could connect with the ingest worker's client id and take its session over (tested
+    in tests/devices/test_public_stream.py).  This broker holds no session of value:
+    anonymous clients may only read ``topics``; its only feed is a bridge, an outgoing
+    connection no client here can take over (its local client id is random, written
+    only into this private config), that reads ``topics`` on the platform's broker
+    with an account allowed nothing else.  Nothing is persisted, and sessions of
+    readers who left expire after an hour.
+    """
+    acl = root / "acl"
+    root.mkdir(parents=True, exist_ok=True)
+    acl.write_text(
+        "# written by smartby: anonymous readers may read the stream and nothing else\n"
+        f"topic read {topics}\n"
+    )
+    acl.chmod(0o600)
+    return [
+        f"acl_file {acl}",
+        "persistent_client_expiration 1h",
+        "max_connections 1000",
+        "connection smartby-stream",
+        f"address 127.0.0.1:{main_port}",
+        "bridge_protocol_version mqttv311",
+        f"remote_clientid {bridge_user}",
+        f"local_clientid smartby-stream-{secrets.token_hex(12)}",
+        f"remote_username {bridge_user}",
+        f"remote_password {bridge_password}",
+        f"topic {topics} in 1",
+        "cleansession true",
+        "notifications false",
+        "try_private false",
+        "restart_timeout 1 10",
+    ]
 
 
 class MosquittoBroker:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
@@ -22,7 +23,7 @@ import pytest
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import publish_one
-from tests.fixtures.secure import login
+from tests.fixtures.secure import close, login, publish, subscribe
 from tests.fixtures.up import READY_LINE, UpProcess, alive
 
 
@@ -82,6 +83,30 @@ def add_with_the_cli(data_dir: Path, device_id: str) -> str:
     return added.stdout.rsplit(": ", 1)[1].strip()
 
 
+def assert_public_stream(data_dir: Path, port: int, public_port: int) -> None:
+    password = (data_dir / "credentials" / "sta-publisher.password").read_text().strip()
+    reader = login(public_port, None, None)
+    assert reader.client is not None
+    got: queue.Queue[bytes] = queue.Queue()
+    reader.client.on_message = lambda _c, _u, message: got.put(message.payload)
+    assert subscribe(reader.client, "v1.1/#") == [1]
+    publisher = login(port, "smartby-sta-publisher", password, client_id="smartby-sta-publisher")
+    assert publisher.client is not None
+    try:
+
+        def delivered() -> bool:
+            publish(publisher.client, "v1.1/Datastreams(1)/Observations", b'{"result": 1}')
+            try:
+                return got.get(timeout=0.2) == b'{"result": 1}'
+            except queue.Empty:
+                return False
+
+        wait_for(delivered, timeout=10, what="the stream at the public broker")
+    finally:
+        close(publisher.client)
+        close(reader.client)
+
+
 @pytest.mark.slow
 def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Path) -> None:
     with listening_socket() as taken_mqtt_port:
@@ -132,6 +157,10 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
                     what="the reading stored by the stack's ingest worker",
                 )
+
+            # the public broker streams what the SensorThings publisher publishes to
+            # anonymous readers (the publisher's password is in the data folder)
+            assert_public_stream(data_dir, port, int(str(stack["mqtt_public_port"])))
 
             # a second `up` on the same data folder is refused, in one line
             second = subprocess.run(
