@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     mqtt_password: SecretStr | None = Field(
         default=None, description="The ingest accounts' MQTT password."
     )
+    sta_publisher_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the broker account smartby-sta-publisher, which may "
+        "publish the SensorThings MQTT stream (v1.1/#) and nothing else; unset: no such "
+        "account (the embedded stack keeps its own).",
+    )
+    public_bridge_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the account the public broker's bridge reads the "
+        "SensorThings stream with (compose's mosquitto-public); unset: no bridge.",
+    )
     broker_admin_username: str = Field(
         default=ADMIN_USER,
         description="The broker account that drives Mosquitto's dynamic security plugin "
@@ -232,6 +243,8 @@ class Settings(BaseSettings):
         "database_url",
         "grafana_url",
         "broker_admin_password",
+        "sta_publisher_password",
+        "public_bridge_password",
         mode="before",
     )
     @classmethod

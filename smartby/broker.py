@@ -14,6 +14,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from core.broker import LOCAL_INGEST_CLIENT_ID, DeviceAccountSync
 from core.settings import Settings
 from db.connect import connect
@@ -68,16 +70,20 @@ def configured_accounts(settings: Settings) -> PlatformAccounts:
     """A configured broker's accounts (compose, a city's Mosquitto): one ingest account
     per worker client id (``SMARTBY_INGEST_CLIENT_ID``, or ``smartby-ingest-1`` ...
     ``-<SMARTBY_INGEST_MAX_WORKERS>``), with ``SMARTBY_MQTT_PASSWORD``."""
-    password = settings.mqtt_password
-    admin = settings.broker_admin_password
     return PlatformAccounts(
         prefix=settings.mqtt_topic_prefix,
         mode=settings.ingest_subscription,
         ingest_ids=tuple(ingest_client_ids(settings.ingest_client_id, settings.ingest_max_workers)),
-        ingest_password=password.get_secret_value() if password else None,
+        ingest_password=_plain(settings.mqtt_password),
         admin_username=settings.broker_admin_username,
-        admin_password=admin.get_secret_value() if admin else None,
+        admin_password=_plain(settings.broker_admin_password),
+        sta_publisher_password=_plain(settings.sta_publisher_password),
+        public_bridge_password=_plain(settings.public_bridge_password),
     )
+
+
+def _plain(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
 
 
 def broker_admin(settings: Settings) -> BrokerAdmin | None:

@@ -323,16 +323,25 @@ def broker() -> None:
     "does not answer (it is stopped; compose's broker-config service does this before "
     "the broker's first start).",
 )
+@click.option(
+    "--bridge-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the public broker's bridge (include_dir file) when "
+    "SMARTBY_PUBLIC_BRIDGE_PASSWORD is set (compose's mosquitto-public).",
+)
 @click.pass_context
-def broker_sync(ctx: click.Context, config_file: Path | None) -> None:
+def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path | None) -> None:
     """Make the broker's accounts and roles agree with the registry: devices, the
-    ingest workers (SMARTBY_MQTT_PASSWORD), the admin.  Over $CONTROL when the broker
+    ingest workers (SMARTBY_MQTT_PASSWORD), the admin, the SensorThings publisher and
+    the public bridge (when their passwords are set).  Over $CONTROL when the broker
     runs; passwords it cannot know are reported with their fix."""
     from devices.broker_access import BrokerUnreachable
     from devices.broker_sync import sync_platform, write_platform_file
     from smartby.broker import broker_admin, configured_accounts
 
     settings = _settings(ctx)
+    if bridge_file is not None:
+        _write_bridge(settings, bridge_file)
     admin = broker_admin(settings)
     if admin is None:
         raise SmartbyError(
@@ -357,6 +366,35 @@ def broker_sync(ctx: click.Context, config_file: Path | None) -> None:
     click.echo(f"broker at {admin.where} agrees with the registry ({report.summary()})")
     for problem in report.problems():
         click.echo(f"warning: {problem}", err=True)
+
+
+def _write_bridge(settings: Settings, path: Path) -> None:
+    """The public broker's bridge config (0600: it holds the bridge's password), or a
+    comment saying there is none."""
+    from core.broker import PUBLIC_BRIDGE_USER, STA_TOPICS
+    from stack.mosquitto import bridge_config
+
+    password = settings.public_bridge_password
+    lines = (
+        ["# no bridge: SMARTBY_PUBLIC_BRIDGE_PASSWORD is not set"]
+        if password is None
+        else [
+            "# written by `smartby broker sync`: the SensorThings stream from the broker",
+            *bridge_config(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                PUBLIC_BRIDGE_USER,
+                password.get_secret_value(),
+                STA_TOPICS,
+            ),
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    click.echo(f"wrote {path}")
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -125,13 +125,21 @@ def public_stream_config(
         f"acl_file {acl}",
         "persistent_client_expiration 1h",
         "max_connections 1000",
+        *bridge_config("127.0.0.1", main_port, bridge_user, bridge_password, topics),
+    ]
+
+
+def bridge_config(host: str, port: int, user: str, password: str, topics: str) -> list[str]:
+    """The public broker's bridge: it reads ``topics`` from the platform's broker at
+    ``host:port`` with the bridge account; its own client id is random."""
+    return [
         "connection smartby-stream",
-        f"address 127.0.0.1:{main_port}",
+        f"address {host}:{port}",
         "bridge_protocol_version mqttv311",
-        f"remote_clientid {bridge_user}",
+        f"remote_clientid {user}",
         f"local_clientid smartby-stream-{secrets.token_hex(12)}",
-        f"remote_username {bridge_user}",
-        f"remote_password {bridge_password}",
+        f"remote_username {user}",
+        f"remote_password {password}",
         f"topic {topics} in 1",
         "cleansession true",
         "notifications false",

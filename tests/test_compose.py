@@ -266,7 +266,9 @@ def test_mosquitto_runs_on_dynamic_security(services: dict[str, dict[str, Any]])
     assert command[command.index("--config-file") + 1] == str(config_file)
     assert str(writer["user"]).split(":")[0] == "1883"  # the image's mosquitto user
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert f"install -d -o 1883 -g 1883 -m 0700 {config_file.parent}" in dockerfile
+    assert re.search(
+        rf"install -d -o 1883 -g 1883 -m 0700 .*{re.escape(str(config_file.parent))}", dockerfile
+    )
     assert options.get("persistence") == "true"
     assert options.get("autosave_interval") == "1"
     assert options.get("autosave_on_changes") == "false"
@@ -276,11 +278,44 @@ def test_mosquitto_runs_on_dynamic_security(services: dict[str, dict[str, Any]])
 
 def test_mosquitto_image_is_a_pinned_2_0_release(services: dict[str, dict[str, Any]]) -> None:
     """Not the floating `2` (now 2.1): a 2.0 release from 2.0.21 on."""
-    match = re.fullmatch(
-        r"eclipse-mosquitto:2\.0\.(\d+)(-openssl)?", services["mosquitto"]["image"]
-    )
-    assert match, services["mosquitto"]["image"]
-    assert int(match.group(1)) >= 21
+    for name in ("mosquitto", "mosquitto-public"):
+        match = re.fullmatch(r"eclipse-mosquitto:2\.0\.(\d+)(-openssl)?", services[name]["image"])
+        assert match, services[name]["image"]
+        assert int(match.group(1)) >= 21
+
+
+def public_options() -> dict[str, str]:
+    options: dict[str, str] = {}
+    for line in (DEPLOY / "mosquitto-public" / "mosquitto.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            options.setdefault(key, value.strip())
+    return options
+
+
+def test_the_public_stream_has_a_broker_of_its_own(services: dict[str, dict[str, Any]]) -> None:
+    """Anonymous readers only on mosquitto-public (opt-in profile), reading v1.1/# and
+    nothing else, fed by the bridge file broker-config writes; the platform's broker
+    stays closed to anonymous clients."""
+    public = services["mosquitto-public"]
+    assert public["profiles"] == ["public-stream"]
+    options = public_options()
+    assert options["allow_anonymous"] == "true"
+    assert options["persistence"] == "false"
+    acl = [
+        line
+        for line in (DEPLOY / "mosquitto-public" / "acl").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert acl == ["topic read v1.1/#"]
+    assert Path(options["acl_file"]).parent == Path("/mosquitto/config")
+    bridge_dir = options["include_dir"]
+    command = services["broker-config"]["command"]
+    bridge_file = Path(command[command.index("--bridge-file") + 1])
+    assert str(bridge_file.parent) == bridge_dir
+    volume = {target: source for source, target in bind_sources(public)}[bridge_dir]
+    assert (volume, bridge_dir) in bind_sources(services["broker-config"])
+    assert mosquitto_options()["allow_anonymous"] == "false"
 
 
 def test_only_the_services_that_change_devices_hold_the_broker_admin(

@@ -246,13 +246,28 @@ def test_broker_sync_reconciles_a_running_broker_and_writes_a_stopped_ones_file(
     assert "`smartby devices rotate-secret aq-9`" in synced.stderr
 
     config = tmp_path / "dynamic-security.json"
-    stopped = {**env, "SMARTBY_MQTT_PORT": str(free_port())}
-    written = smartby(db_url, "broker", "sync", "--config-file", str(config), env=stopped)
+    bridge = tmp_path / "bridge" / "bridge.conf"
+    stopped = {
+        **env,
+        "SMARTBY_MQTT_PORT": str(free_port()),
+        "SMARTBY_PUBLIC_BRIDGE_PASSWORD": "bridge-pw-0123456789",
+        "SMARTBY_STA_PUBLISHER_PASSWORD": "publisher-pw-0123456789",
+    }
+    written = smartby(
+        db_url, "broker", "sync", "--config-file", str(config), "--bridge-file", str(bridge),
+        env=stopped,
+    )  # fmt: skip
     assert written.returncode == 0, written.stderr
+    assert stat.S_IMODE(bridge.stat().st_mode) == 0o600
+    lines = bridge.read_text().splitlines()
+    assert "remote_username smartby-public-bridge" in lines
+    assert "remote_password bridge-pw-0123456789" in lines
+    assert "topic v1.1/# in 1" in lines
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     document = json.loads(config.read_text())
     clients = {c["username"]: c for c in document["clients"]}
     assert {"aq-9", "smartby-admin", "smartby-ingest-1", "smartby-ingest-4"} <= set(clients)
+    assert {"smartby-sta-publisher", "smartby-public-bridge"} <= set(clients)
     assert clients["aq-9"]["clientid"] == "aq-9"
     assert clients["aq-9"]["roles"] == [{"rolename": "smartby-device-aq-9"}]
     assert clients["smartby-ingest-1"]["clientid"] == "smartby-ingest-1"
