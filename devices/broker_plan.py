@@ -136,6 +136,14 @@ class BrokerPlan:
 DeviceTopics = Callable[[BrokerDevice], list[str]]
 
 
+def topics_of_devices(prefix: str) -> DeviceTopics:
+    """What each device may publish: the one place every plan takes it from (the
+    embedded file, the reconciliation, the push after a registry change).  Today every
+    device has the ``smartby`` profile; a device profile (Tasmota, ESPHome: issue 14)
+    extends this with its own topic list, looked up from the device's registry row."""
+    return lambda device: device_topics(prefix, device.id)
+
+
 def device_role_name(device_id: str) -> str:
     return f"{ROLE_PREFIX}device-{device_id}"
 
@@ -215,7 +223,7 @@ def platform_plan(
 ) -> BrokerPlan:
     """The whole broker: admin, ingest accounts, the devices of the registry, and the
     SensorThings publisher and public bridge when their passwords are given."""
-    topics = topics_for or (lambda device: device_topics(prefix, device.id))
+    topics = topics_for or topics_of_devices(prefix)
     roles = [admin_role(), ingest_role(prefix, mode)]
     accounts = [
         Account(
@@ -323,7 +331,7 @@ class PlatformAccounts:
 
 def devices_plan(devices: Iterable[BrokerDevice], prefix: str) -> BrokerPlan:
     """Only devices (what ``smartby devices ...`` changes): their accounts and roles."""
-    return with_devices(BrokerPlan({}, {}), devices, lambda d: device_topics(prefix, d.id))
+    return with_devices(BrokerPlan({}, {}), devices, topics_of_devices(prefix))
 
 
 # ------------------------------------------------------------------------------ the file

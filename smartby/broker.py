@@ -108,6 +108,18 @@ def broker_admin(settings: Settings) -> BrokerAdmin | None:
     )
 
 
+def sync_target(settings: Settings) -> tuple[BrokerAdmin, PlatformAccounts] | None:
+    """The broker ``smartby broker sync`` reconciles, and the platform's accounts on it:
+    a configured one (``SMARTBY_BROKER_ADMIN_PASSWORD``) with the settings' accounts,
+    else a running ``smartby up``'s with its own (its worker's id, its secrets)."""
+    admin = broker_admin(settings)
+    if admin is None:
+        return None
+    if settings.broker_admin_password is not None:
+        return admin, configured_accounts(settings)
+    return admin, embedded_accounts(settings, settings.data_dir)
+
+
 @dataclass(frozen=True, slots=True)
 class PushOutcome:
     """What became of a registry change at the broker."""

@@ -337,17 +337,17 @@ def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path 
     runs; passwords it cannot know are reported with their fix."""
     from devices.broker_access import BrokerUnreachable
     from devices.broker_sync import sync_platform, write_platform_file
-    from smartby.broker import broker_admin, configured_accounts
+    from smartby.broker import sync_target
 
     settings = _settings(ctx)
     if bridge_file is not None:
         _write_bridge(settings, bridge_file)
-    admin = broker_admin(settings)
-    if admin is None:
+    target = sync_target(settings)
+    if target is None:
         raise SmartbyError(
             "SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic security admin"
         )
-    accounts = configured_accounts(settings)
+    admin, accounts = target
     if accounts.ingest_password is None:
         raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest accounts'")
     with _database(ctx) as conn:

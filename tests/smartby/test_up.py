@@ -162,6 +162,21 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
             # anonymous readers (the publisher's password is in the data folder)
             assert_public_stream(data_dir, port, int(str(stack["mqtt_public_port"])))
 
+            # `smartby broker sync` beside it finds it agreeing: nothing to change
+            synced = subprocess.run(
+                [sys.executable, "-m", "smartby", "broker", "sync"],
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")},
+                    "SMARTBY_DATA_DIR": str(data_dir),
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert synced.returncode == 0, synced.stderr
+            assert synced.stdout.splitlines()[-1].endswith("(0 change(s))"), synced.stdout
+
             # a second `up` on the same data folder is refused, in one line
             second = subprocess.run(
                 [sys.executable, "-m", "smartby", "up", "--no-simulate"],
