@@ -406,6 +406,13 @@ class NewDevice(BaseModel):
     vendor: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=200)
     calibration: dict[str, Any] | None = None
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[!-~]{1,128}$",
+        description="The MQTT client id the device's firmware uses (default: its id); "
+        "the broker lets its account in under this id only.",
+        examples=["DVES_4F2A1C"],
+    )
 
 
 class AdminDevice(BaseModel):

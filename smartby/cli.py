@@ -320,8 +320,8 @@ def broker() -> None:
     "--config-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The plugin's dynamic-security.json: written from the registry when the broker "
-    "does not answer (it is stopped; compose's broker-config service does this before "
-    "the broker's first start).",
+    "cannot be reconciled (it is stopped, as before compose's first start, or does not "
+    "run the plugin yet); the broker reads it at its next start.",
 )
 @click.option(
     "--bridge-file",
@@ -335,7 +335,7 @@ def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path 
     ingest workers (SMARTBY_MQTT_PASSWORD), the admin, the SensorThings publisher and
     the public bridge (when their passwords are set).  Over $CONTROL when the broker
     runs; passwords it cannot know are reported with their fix."""
-    from devices.broker_access import BrokerUnreachable
+    from devices.broker_access import BrokerAccessError, BrokerUnreachable
     from devices.broker_sync import sync_platform, write_platform_file
     from smartby.broker import sync_target
 
@@ -353,11 +353,15 @@ def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path 
     with _database(ctx) as conn:
         try:
             report = sync_platform(admin, conn, accounts)
-        except BrokerUnreachable:
+        except BrokerAccessError as exc:
             if config_file is None:
                 raise
+            # stopped (compose's first start), or not yet the plugin's broker (an upgrade
+            # from a password file): what it starts with next is the registry's
             without = write_platform_file(config_file, conn, accounts)
-            click.echo(f"the broker at {admin.where} does not answer: wrote {config_file}")
+            if not isinstance(exc, BrokerUnreachable):
+                click.echo(f"warning: {exc}", err=True)
+            click.echo(f"the broker at {admin.where} was not reconciled: wrote {config_file}")
             for username in without:
                 click.echo(f"warning: {username} has no usable password hash", err=True)
             return

@@ -110,7 +110,13 @@ async def registry(request: Request) -> Response:
 )
 async def add(request: Request, device: models.NewDevice) -> Response:
     record = DeviceRecord(
-        device.id, device.site_id, device.kind, device.vendor, device.model, device.calibration
+        device.id,
+        device.site_id,
+        device.kind,
+        device.vendor,
+        device.model,
+        device.calibration,
+        client_id=device.client_id,
     )
 
     def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:

@@ -125,8 +125,8 @@ def test_the_admin_routes_give_the_broker_each_change(
     services, db_url: str, conn: psycopg.Connection[tuple[object, ...]], secure: SecureBroker
 ) -> None:
     """With the broker link `smartby api` gives the app: a device registered over HTTP
-    can log in with the secret in the response, a rotated secret replaces the old one
-    at once, a disabled device is refused."""
+    can log in with the secret in the response under the client id it was given, a
+    rotated secret replaces the old one at once, a disabled device is refused."""
     upsert_site(
         conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
     )
@@ -137,22 +137,29 @@ def test_the_admin_routes_give_the_broker_each_change(
         broker_admin_password=secure.accounts.admin_password,
     )
     with TestClient(create_app(settings, db_url, account_sync(settings, db_url))) as client:
-        body = {"id": "aq-http", "site_id": "torget", "kind": "air_quality"}
+        body = {
+            "id": "aq-http",
+            "site_id": "torget",
+            "kind": "air_quality",
+            "client_id": "DVES_00AA11",
+        }
         created = client.post("/v1/admin/devices", json=body, headers=KEY)
         assert created.status_code == 201
         assert "broker" not in created.json()
         secret = created.json()["secret"]
-        first = login(secure.port, "aq-http", secret, client_id="aq-http")
+        first = login(secure.port, "aq-http", secret, client_id="DVES_00AA11")
         assert first.client is not None
         close(first.client)
 
         rotated = client.post("/v1/admin/devices/aq-http/rotate-secret", headers=KEY).json()
-        assert login(secure.port, "aq-http", secret, client_id="aq-http").client is None
-        session = login(secure.port, "aq-http", rotated["secret"], client_id="aq-http")
+        assert login(secure.port, "aq-http", secret, client_id="DVES_00AA11").client is None
+        session = login(secure.port, "aq-http", rotated["secret"], client_id="DVES_00AA11")
         assert session.client is not None
         close(session.client)
         client.post("/v1/admin/devices/aq-http/disable", headers=KEY)
-        assert login(secure.port, "aq-http", rotated["secret"], client_id="aq-http").client is None
+        assert (
+            login(secure.port, "aq-http", rotated["secret"], client_id="DVES_00AA11").client is None
+        )
 
 
 def test_a_broker_that_cannot_be_updated_is_named_in_the_response(
