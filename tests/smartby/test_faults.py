@@ -116,7 +116,13 @@ def stream_across(up: UpProcess, label: str, mix: Mix, fault: Fault) -> StreamCo
         run_until_acknowledged(stream, AFTER_S)
         stream.stop()
         assert stream.wait_acknowledged(60), "the broker never answered some messages"
-        return verify(database_url, stream, stalled_after=5)
+        count = verify(database_url, stream, stalled_after=5)
+    RUNS.append((label, mix.value, count.total("acknowledged"), count.lost, count.duplicates))
+    return count
+
+
+#: (fault, mix, acknowledged, lost, duplicates) of every run, for the report
+RUNS: list[tuple[str, str, int, int, int]] = []
 
 
 def kill_and_await_restart(up: UpProcess, service: str, sig: int) -> Fault:
@@ -255,8 +261,12 @@ def test_kill_9_of_the_broker_loses_at_most_the_last_2_seconds(
 
 
 def pytest_terminal_summary_lines() -> list[str]:
-    """The measured window, for the report (printed by tests/smartby/conftest.py)."""
+    """Every run's figures and the measured window, for the report (printed by
+    tests/smartby/conftest.py)."""
     return [
+        f"under up, {label} ({mix}): {acked} acknowledged, {lost} lost, {dups} duplicates"
+        for label, mix, acked, lost, dups in RUNS
+    ] + [
         f"kill -9 of the broker under up ({run}): {acked} acknowledged, {lost} lost,"
         f" {dups} duplicates, oldest lost acknowledged {oldest} s before the kill"
         for run, acked, lost, dups, oldest in KILL_9_RUNS
