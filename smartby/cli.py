@@ -117,6 +117,7 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
 def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
+    from smartby.broker import account_sync
     from stack.ports import port_is_free
 
     settings = with_running_stack(_settings(ctx))
@@ -127,12 +128,34 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
             f"cannot serve the API on {host}:{port}: the port is in use "
             "(choose another with --port or SMARTBY_API_PORT)"
         )
-    serve(settings, host=host, port=port)
+    serve(
+        settings,
+        host=host,
+        port=port,
+        account_sync=account_sync(settings, database_url(settings)),
+    )
 
 
 @cli.group()
 def devices() -> None:
-    """The device registry: sites, devices and their broker credentials."""
+    """The device registry: sites, devices and their broker accounts.
+
+    Every change is pushed to the broker as soon as it has committed (with the new
+    secret, which the broker can only take in clear): the running `smartby up`'s, or
+    the one SMARTBY_BROKER_ADMIN_PASSWORD (with SMARTBY_MQTT_HOST/PORT) opens."""
+
+
+def _push(ctx: click.Context, device_ids: list[str], secrets: dict[str, str] | None = None) -> None:
+    """After a registry commit: the broker's accounts of these devices, in line."""
+    from smartby.broker import NO_BROKER, push_after_commit
+
+    outcome = push_after_commit(_settings(ctx), device_ids, secrets)
+    if outcome.problem == NO_BROKER:
+        click.echo(f"note: {NO_BROKER}", err=True)
+    elif outcome.problem is not None:
+        raise SmartbyError(f"the registry has the change, but {outcome.problem}")
+    elif outcome.report is not None and outcome.report.changes:
+        click.echo(f"broker updated ({outcome.report.summary()})", err=True)
 
 
 @devices.command("add")
@@ -141,6 +164,11 @@ def devices() -> None:
 @click.option("--kind", type=click.Choice(["air_quality", "energy", "traffic"]), required=True)
 @click.option("--vendor")
 @click.option("--model")
+@click.option(
+    "--client-id",
+    help="The MQTT client id the device's firmware uses (default: the device id); the "
+    "broker lets its account in under this id only.",
+)
 @click.pass_context
 def devices_add(
     ctx: click.Context,
@@ -149,14 +177,21 @@ def devices_add(
     kind: str,
     vendor: str | None,
     model: str | None,
+    client_id: str | None,
 ) -> None:
     """Register a device and print its secret (shown this once only)."""
     from devices.registry import DeviceRecord, add_device
 
     with _database(ctx) as conn:
-        secret = add_device(conn, DeviceRecord(device_id, site_id, kind, vendor, model))
-    click.echo(f"registered {device_id}; its MQTT user name is {device_id!r}")
+        secret = add_device(
+            conn, DeviceRecord(device_id, site_id, kind, vendor, model, client_id=client_id)
+        )
+    click.echo(
+        f"registered {device_id}; its MQTT user name is {device_id!r}, client id"
+        f" {client_id or device_id!r}"
+    )
     click.echo(f"secret (shown once, store it in the device now): {secret}")
+    _push(ctx, [device_id], {device_id: secret})
 
 
 @devices.command("list")
@@ -200,6 +235,7 @@ def devices_disable(ctx: click.Context, device_id: str) -> None:
     with _database(ctx) as conn:
         disable_device(conn, device_id)
     click.echo(f"disabled {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("enable")
@@ -212,18 +248,50 @@ def devices_enable(ctx: click.Context, device_id: str) -> None:
     with _database(ctx) as conn:
         enable_device(conn, device_id)
     click.echo(f"enabled {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("rotate-secret")
 @click.argument("device_id")
 @click.pass_context
 def devices_rotate(ctx: click.Context, device_id: str) -> None:
-    """Give a device a new secret; the old one stops working when the broker reloads."""
+    """Give a device a new secret; the old one stops working at once (the broker
+    disconnects a device still logged in with it)."""
     from devices.registry import rotate_secret
 
     with _database(ctx) as conn:
         secret = rotate_secret(conn, device_id)
     click.echo(f"new secret for {device_id} (shown once): {secret}")
+    _push(ctx, [device_id], {device_id: secret})
+
+
+@devices.command("set-client-id")
+@click.argument("device_id")
+@click.argument("client_id", required=False)
+@click.pass_context
+def devices_set_client_id(ctx: click.Context, device_id: str, client_id: str | None) -> None:
+    """Bind the device's account to the MQTT client id its firmware uses (without
+    CLIENT_ID: its device id).  The session under the old id is ended."""
+    from devices.registry import set_client_id
+
+    with _database(ctx) as conn:
+        set_client_id(conn, device_id, client_id)
+    click.echo(f"{device_id} now connects as client id {client_id or device_id!r}")
+    _push(ctx, [device_id])
+
+
+@devices.command("delete")
+@click.argument("device_id")
+@click.pass_context
+def devices_delete(ctx: click.Context, device_id: str) -> None:
+    """Remove a device that has stored no data (else disable it); its broker account
+    and session go with it."""
+    from devices.registry import delete_device
+
+    with _database(ctx) as conn:
+        delete_device(conn, device_id)
+    click.echo(f"deleted {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("import")
@@ -248,37 +316,98 @@ def devices_import(ctx: click.Context, path: Path) -> None:
         click.echo("secrets of the new devices (shown once, give each to its device now):")
         for device_id, secret in sorted(result.devices_created.items()):
             click.echo(f"  {device_id:32} {secret}")
+        _push(ctx, sorted(result.devices_created), dict(result.devices_created))
 
 
-@devices.command("broker-files")
+@cli.group()
+def broker() -> None:
+    """The MQTT broker's accounts (Mosquitto's dynamic security plugin)."""
+
+
+@broker.command("sync")
 @click.option(
-    "--out",
-    "folder",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for passwd and acl (deploy/mosquitto in compose).",
+    "--config-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The plugin's dynamic-security.json: written from the registry when the broker "
+    "cannot be reconciled (it is stopped, as before compose's first start, or does not "
+    "run the plugin yet); the broker reads it at its next start.",
+)
+@click.option(
+    "--bridge-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the public broker's bridge (include_dir file) when "
+    "SMARTBY_PUBLIC_BRIDGE_PASSWORD is set (compose's mosquitto-public).",
 )
 @click.pass_context
-def devices_broker_files(ctx: click.Context, folder: Path) -> None:
-    """Write Mosquitto's password file and ACL from the registry.
-
-    The ingest account is SMARTBY_MQTT_USERNAME / SMARTBY_MQTT_PASSWORD.  Reload the
-    broker afterwards (SIGHUP; `docker compose kill -s HUP mosquitto`)."""
-    from devices.registry import INGEST_USER, hash_secret, write_broker_files
+def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path | None) -> None:
+    """Make the broker's accounts and roles agree with the registry: devices, the
+    ingest workers (SMARTBY_MQTT_PASSWORD), the admin, the SensorThings publisher and
+    the public bridge (when their passwords are set).  Over $CONTROL when the broker
+    runs; passwords it cannot know are reported with their fix."""
+    from devices.broker_access import BrokerAccessError, BrokerUnreachable
+    from devices.broker_sync import sync_platform, write_platform_file
+    from smartby.broker import sync_target
 
     settings = _settings(ctx)
-    if settings.mqtt_username not in (None, INGEST_USER):
-        raise SmartbyError(f"SMARTBY_MQTT_USERNAME must be {INGEST_USER!r} for the ACL")
-    if settings.mqtt_password is None:
-        raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest account's")
-    with connect(database_url(settings), autocommit=True) as conn:
-        passwd, acl = write_broker_files(
-            conn,
-            folder,
-            settings.mqtt_topic_prefix,
-            hash_secret(settings.mqtt_password.get_secret_value()),
+    if bridge_file is not None:
+        _write_bridge(settings, bridge_file)
+    target = sync_target(settings)
+    if target is None:
+        raise SmartbyError(
+            "SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic security admin"
         )
-    click.echo(f"wrote {passwd} and {acl}")
+    admin, accounts = target
+    if accounts.ingest_password is None:
+        raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest accounts'")
+    with _database(ctx) as conn:
+        try:
+            report = sync_platform(admin, conn, accounts)
+        except BrokerAccessError as exc:
+            if config_file is None:
+                raise
+            # stopped (compose's first start), or not yet the plugin's broker (an upgrade
+            # from a password file): what it starts with next is the registry's
+            without = write_platform_file(config_file, conn, accounts)
+            if not isinstance(exc, BrokerUnreachable):
+                click.echo(f"warning: {exc}", err=True)
+            click.echo(f"the broker at {admin.where} was not reconciled: wrote {config_file}")
+            for username in without:
+                click.echo(f"warning: {username} has no usable password hash", err=True)
+            return
+    for change in report.changes:
+        click.echo(change)
+    click.echo(f"broker at {admin.where} agrees with the registry ({report.summary()})")
+    for problem in report.problems():
+        click.echo(f"warning: {problem}", err=True)
+
+
+def _write_bridge(settings: Settings, path: Path) -> None:
+    """The public broker's bridge config (0600: it holds the bridge's password), or a
+    comment saying there is none."""
+    from core.broker import PUBLIC_BRIDGE_USER, STA_TOPICS
+    from stack.mosquitto import bridge_config
+
+    password = settings.public_bridge_password
+    lines = (
+        ["# no bridge: SMARTBY_PUBLIC_BRIDGE_PASSWORD is not set"]
+        if password is None
+        else [
+            "# written by `smartby broker sync`: the SensorThings stream from the broker",
+            *bridge_config(
+                settings.mqtt_host,
+                settings.mqtt_port,
+                PUBLIC_BRIDGE_USER,
+                password.get_secret_value(),
+                STA_TOPICS,
+            ),
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    click.echo(f"wrote {path}")
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
