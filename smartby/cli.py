@@ -16,31 +16,20 @@ from typing import TYPE_CHECKING
 
 import click
 import psycopg
-from psycopg.rows import TupleRow
 
 from core.errors import SmartbyError
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
+from smartby.broker_commands import broker
 from smartby.db_commands import register as register_db_commands
 from smartby.imports import import_group
-from smartby.locate import database_url, with_running_stack
+from smartby.locate import command_database, command_settings, database_url, with_running_stack
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from devices.catalogue import Catalogue, DeviceSpec
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _database(ctx: click.Context) -> psycopg.Connection[TupleRow]:
-    """An autocommit connection to the configured (or running embedded) database."""
-    return connect(database_url(_settings(ctx)), autocommit=True)
 
 
 @click.group()
@@ -60,7 +49,7 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
     """Run the whole platform locally: PostgreSQL, Mosquitto and the services."""
     from smartby.up import UpOptions, run_up
 
-    code = run_up(_settings(ctx), UpOptions(simulate=not no_simulate))
+    code = run_up(command_settings(ctx), UpOptions(simulate=not no_simulate))
     ctx.exit(code)
 
 
@@ -75,7 +64,7 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     from ingest.worker import IngestWorker
     from web.warnings import CatalogueTexts
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     # the public warnings speak the website's words (ingest may not import web)
     worker = IngestWorker(
         settings,
@@ -120,7 +109,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     from smartby.broker import account_sync
     from stack.ports import port_is_free
 
-    settings = with_running_stack(_settings(ctx))
+    settings = with_running_stack(command_settings(ctx))
     host = host or settings.api_host
     port = settings.api_port if port is None else port
     if port and not port_is_free(port, host):
@@ -149,7 +138,7 @@ def _push(ctx: click.Context, device_ids: list[str], secrets: dict[str, str] | N
     """After a registry commit: the broker's accounts of these devices, in line."""
     from smartby.broker import NO_BROKER, push_after_commit
 
-    outcome = push_after_commit(_settings(ctx), device_ids, secrets)
+    outcome = push_after_commit(command_settings(ctx), device_ids, secrets)
     if outcome.problem == NO_BROKER:
         click.echo(f"note: {NO_BROKER}", err=True)
     elif outcome.problem is not None:
@@ -182,7 +171,7 @@ def devices_add(
     """Register a device and print its secret (shown this once only)."""
     from devices.registry import DeviceRecord, add_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         secret = add_device(
             conn, DeviceRecord(device_id, site_id, kind, vendor, model, client_id=client_id)
         )
@@ -200,7 +189,7 @@ def devices_list(ctx: click.Context) -> None:
     """Every device with its site, kind, status and when it was last heard from."""
     from devices.registry import list_devices
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         rows = list_devices(conn)
     click.echo(f"{'id':24} {'site':24} {'kind':12} {'status':9} {'online':7} last seen")
     for r in rows:
@@ -219,7 +208,7 @@ def devices_show(ctx: click.Context, device_id: str) -> None:
     """One device's public fields."""
     from devices.registry import show_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         row = show_device(conn, device_id)
     for key, value in row.items():
         click.echo(f"{key:12} {value if value is not None else '-'}")
@@ -232,7 +221,7 @@ def devices_disable(ctx: click.Context, device_id: str) -> None:
     """Lock a device out of the broker; what still arrives from it is quarantined."""
     from devices.registry import disable_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         disable_device(conn, device_id)
     click.echo(f"disabled {device_id}")
     _push(ctx, [device_id])
@@ -245,7 +234,7 @@ def devices_enable(ctx: click.Context, device_id: str) -> None:
     """Let a disabled device in again (with its current secret)."""
     from devices.registry import enable_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         enable_device(conn, device_id)
     click.echo(f"enabled {device_id}")
     _push(ctx, [device_id])
@@ -259,7 +248,7 @@ def devices_rotate(ctx: click.Context, device_id: str) -> None:
     disconnects a device still logged in with it)."""
     from devices.registry import rotate_secret
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         secret = rotate_secret(conn, device_id)
     click.echo(f"new secret for {device_id} (shown once): {secret}")
     _push(ctx, [device_id], {device_id: secret})
@@ -274,7 +263,7 @@ def devices_set_client_id(ctx: click.Context, device_id: str, client_id: str | N
     CLIENT_ID: its device id).  The session under the old id is ended."""
     from devices.registry import set_client_id
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         set_client_id(conn, device_id, client_id)
     click.echo(f"{device_id} now connects as client id {client_id or device_id!r}")
     _push(ctx, [device_id])
@@ -288,7 +277,7 @@ def devices_delete(ctx: click.Context, device_id: str) -> None:
     and session go with it."""
     from devices.registry import delete_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         delete_device(conn, device_id)
     click.echo(f"deleted {device_id}")
     _push(ctx, [device_id])
@@ -306,7 +295,7 @@ def devices_import(ctx: click.Context, path: Path) -> None:
     from devices.provision import import_catalogue
 
     catalogue = load_catalogue(path)
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         result = import_catalogue(conn, catalogue)
     click.echo(
         f"{path}: sites {result.sites_created} new, {result.sites_updated} updated; "
@@ -317,97 +306,6 @@ def devices_import(ctx: click.Context, path: Path) -> None:
         for device_id, secret in sorted(result.devices_created.items()):
             click.echo(f"  {device_id:32} {secret}")
         _push(ctx, sorted(result.devices_created), dict(result.devices_created))
-
-
-@cli.group()
-def broker() -> None:
-    """The MQTT broker's accounts (Mosquitto's dynamic security plugin)."""
-
-
-@broker.command("sync")
-@click.option(
-    "--config-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The plugin's dynamic-security.json: written from the registry when the broker "
-    "cannot be reconciled (it is stopped, as before compose's first start, or does not "
-    "run the plugin yet); the broker reads it at its next start.",
-)
-@click.option(
-    "--bridge-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the public broker's bridge (include_dir file) when "
-    "SMARTBY_PUBLIC_BRIDGE_PASSWORD is set (compose's mosquitto-public).",
-)
-@click.pass_context
-def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path | None) -> None:
-    """Make the broker's accounts and roles agree with the registry: devices, the
-    ingest workers (SMARTBY_MQTT_PASSWORD), the admin, the SensorThings publisher and
-    the public bridge (when their passwords are set).  Over $CONTROL when the broker
-    runs; passwords it cannot know are reported with their fix."""
-    from devices.broker_access import BrokerAccessError, BrokerUnreachable
-    from devices.broker_sync import sync_platform, write_platform_file
-    from smartby.broker import sync_target
-
-    settings = _settings(ctx)
-    if bridge_file is not None:
-        _write_bridge(settings, bridge_file)
-    target = sync_target(settings)
-    if target is None:
-        raise SmartbyError(
-            "SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic security admin"
-        )
-    admin, accounts = target
-    if accounts.ingest_password is None:
-        raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest accounts'")
-    with _database(ctx) as conn:
-        try:
-            report = sync_platform(admin, conn, accounts)
-        except BrokerAccessError as exc:
-            if config_file is None:
-                raise
-            # stopped (compose's first start), or not yet the plugin's broker (an upgrade
-            # from a password file): what it starts with next is the registry's
-            without = write_platform_file(config_file, conn, accounts)
-            if not isinstance(exc, BrokerUnreachable):
-                click.echo(f"warning: {exc}", err=True)
-            click.echo(f"the broker at {admin.where} was not reconciled: wrote {config_file}")
-            for username in without:
-                click.echo(f"warning: {username} has no usable password hash", err=True)
-            return
-    for change in report.changes:
-        click.echo(change)
-    click.echo(f"broker at {admin.where} agrees with the registry ({report.summary()})")
-    for problem in report.problems():
-        click.echo(f"warning: {problem}", err=True)
-
-
-def _write_bridge(settings: Settings, path: Path) -> None:
-    """The public broker's bridge config (0600: it holds the bridge's password), or a
-    comment saying there is none."""
-    from core.broker import PUBLIC_BRIDGE_USER, STA_TOPICS
-    from stack.mosquitto import bridge_config
-
-    password = settings.public_bridge_password
-    lines = (
-        ["# no bridge: SMARTBY_PUBLIC_BRIDGE_PASSWORD is not set"]
-        if password is None
-        else [
-            "# written by `smartby broker sync`: the SensorThings stream from the broker",
-            *bridge_config(
-                settings.mqtt_host,
-                settings.mqtt_port,
-                PUBLIC_BRIDGE_USER,
-                password.get_secret_value(),
-                STA_TOPICS,
-            ),
-        ]
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    click.echo(f"wrote {path}")
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -497,7 +395,7 @@ def simulate(
     from devices.simulation import Simulator
     from stack.running import read_running_stack
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     catalogue = load_catalogue(catalogue_path or narvik_catalogue_path())
     specs = [d for d in catalogue.devices if not device_ids or d.id in device_ids]
     unknown = set(device_ids) - {d.id for d in specs}
@@ -552,7 +450,7 @@ def _load_direct(
     from devices.provision import import_catalogue
     from smartby.load import LoadReport, load_simulation
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     url = database_url(settings)
     with connect(url) as conn:
         import_catalogue(conn, catalogue)
@@ -616,7 +514,7 @@ def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
 
     from db.rollups import rebuild
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     start, end = _time_range(start_text, end_text)
 
     def show(lo: datetime, hi: datetime) -> None:
@@ -648,7 +546,7 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     from db.indicators import DayUpdate, mark_days, update_pending
     from db.lifecycle import refuse_expired
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     if end_text is not None and start_text is None:
         raise SmartbyError("--to needs --from")
     span = _time_range(start_text, end_text) if start_text is not None else None
@@ -687,9 +585,9 @@ def db_migrate(ctx: click.Context, roles: bool) -> None:
     from db.lifecycle import apply_settings
     from smartby.db_commands import ensure_logins
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         done = migrate(conn)
-        lifecycle = apply_settings(conn, _settings(ctx))
+        lifecycle = apply_settings(conn, command_settings(ctx))
     if done:
         for m in done:
             click.echo(f"applied {m.filename}")
@@ -698,7 +596,7 @@ def db_migrate(ctx: click.Context, roles: bool) -> None:
     for line in lifecycle.lines:
         click.echo(f"storage: {line}")
     if roles:
-        for line in ensure_logins(_settings(ctx), database_url(_settings(ctx))):
+        for line in ensure_logins(command_settings(ctx), database_url(command_settings(ctx))):
             click.echo(f"role: {line}")
 
 
@@ -706,7 +604,7 @@ def db_migrate(ctx: click.Context, roles: bool) -> None:
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show server versions and which migrations have run."""
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         versions = server_versions(conn)
         recorded = applied(conn)
     click.echo(f"PostgreSQL   {versions['postgresql']}")
@@ -747,7 +645,9 @@ def dashboards_build(ctx: click.Context, out: Path | None, datasources_out: Path
     from dashboards.build import DATASOURCES_YAML, GENERATED, write
 
     changed = write(
-        out or GENERATED, datasources_out or DATASOURCES_YAML, timezone=_settings(ctx).timezone
+        out or GENERATED,
+        datasources_out or DATASOURCES_YAML,
+        timezone=command_settings(ctx).timezone,
     )
     for path in changed:
         click.echo(f"wrote {path}")
@@ -789,7 +689,7 @@ def dashboards_publish(
     from dashboards.datasources import api_payloads
     from dashboards.publish import publish
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     payloads = api_payloads(database_url(settings), prometheus_url) if datasources else None
     report = publish(url, token, folder, payloads, timezone=settings.timezone)
     click.echo(f"folder {report.folder!r}: {'created' if report.folder_created else 'exists'}")
@@ -806,6 +706,7 @@ def dashboards_publish(
 
 
 cli.add_command(import_group)
+cli.add_command(broker)
 
 
 def main() -> None:

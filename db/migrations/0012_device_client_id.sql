@@ -15,3 +15,9 @@ DROP TRIGGER devices_registry_changed ON devices;
 CREATE TRIGGER devices_registry_changed
 AFTER INSERT OR DELETE OR UPDATE OF id, status, secret_hash, client_id ON devices
 FOR EACH ROW EXECUTE FUNCTION smartby_registry_changed();
+
+-- The services' roles (migration 0011) see the new column as they see the others: the
+-- open reads and ingest may read it (it is no secret: the device sends it in clear in
+-- every CONNECT); the registrar, which registers devices, writes it with the INSERT
+-- it already has.
+GRANT SELECT (client_id) ON devices TO smartby_reader, smartby_writer;

@@ -233,13 +233,14 @@ def test_kill_9_of_the_broker_loses_at_most_the_last_2_seconds(
     restart = kill_and_await_restart(platform, "Mosquitto", signal.SIGKILL)
 
     def fault(stream: NumberedStream) -> None:
+        mark = platform.mark()
         if worker == "down":
             os.kill(platform.pid_of("ingest"), signal.SIGKILL)
             run_until_acknowledged(stream, 1.0)
         killed_at.append(time.monotonic())
         restart(stream)
         if worker == "down":
-            platform.wait_for("ingest is back", timeout=60)
+            platform.wait_for("ingest is back", timeout=60, since=mark)
 
     count = stream_across(platform, "broker-kill", mix, fault)
     window = count.lost_window(killed_at[0])
