@@ -59,6 +59,19 @@ def ingest_topics(prefix: str) -> list[str]:
     return [f"{prefix}/+/telemetry", f"{prefix}/+/status"]
 
 
+def warnings_topics(prefix: str) -> str:
+    """The retained CAP warnings of the stations (``ingest.warnings`` publishes one per
+    site): published by the ingest accounts, read by anyone on the public broker."""
+    return f"{prefix}/public/warnings/#"
+
+
+def public_topics(prefix: str) -> tuple[str, ...]:
+    """What anonymous readers may read, on the public broker only: the SensorThings
+    stream and the warnings.  Exactly these trees, so no device id can ever name a
+    topic that reaches them (``<prefix>/public/telemetry`` is not under them)."""
+    return (STA_TOPICS, warnings_topics(prefix))
+
+
 def ingest_filters(prefix: str, mode: SubscriptionMode) -> list[str]:
     """What a worker subscribes to, telemetry first.
 

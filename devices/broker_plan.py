@@ -45,6 +45,8 @@ from core.broker import (
     device_topics,
     ingest_filters,
     ingest_topics,
+    public_topics,
+    warnings_topics,
 )
 from db.registry import BrokerDevice, hash_secret
 
@@ -158,12 +160,14 @@ def device_role(device_id: str, topics: Iterable[str]) -> Role:
 
 
 def ingest_role(prefix: str, mode: SubscriptionMode) -> Role:
-    """Subscribe to exactly the worker's filters, receive telemetry and status."""
+    """Subscribe to exactly the worker's filters, receive telemetry and status, and
+    publish the stations' warnings (the worker's indicator thread issues them)."""
     return Role(
         INGEST_ROLE,
         (
             *(Acl("subscribeLiteral", f) for f in ingest_filters(prefix, mode)),
             *(Acl("publishClientReceive", t) for t in ingest_topics(prefix)),
+            Acl("publishClientSend", warnings_topics(prefix)),
         ),
     )
 
@@ -187,11 +191,16 @@ def sta_publisher_role() -> Role:
     return Role(STA_PUBLISHER_ROLE, (Acl("publishClientSend", STA_TOPICS),))
 
 
-def public_bridge_role() -> Role:
-    """Read the SensorThings stream, for the public broker's bridge (`stack.mosquitto`)."""
+def public_bridge_role(prefix: str) -> Role:
+    """Read what the public broker offers (`core.broker.public_topics`), for its bridge
+    (`stack.mosquitto`)."""
     return Role(
         PUBLIC_BRIDGE_ROLE,
-        (Acl("subscribeLiteral", STA_TOPICS), Acl("publishClientReceive", STA_TOPICS)),
+        tuple(
+            Acl(acltype, topic)
+            for topic in public_topics(prefix)
+            for acltype in ("subscribeLiteral", "publishClientReceive")
+        ),
     )
 
 
@@ -250,7 +259,7 @@ def platform_plan(
             )
         )
     if include_public_bridge or public_bridge_hash is not None:
-        roles.append(public_bridge_role())
+        roles.append(public_bridge_role(prefix))
         accounts.append(
             Account(
                 PUBLIC_BRIDGE_USER,

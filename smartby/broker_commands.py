@@ -77,7 +77,7 @@ def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path 
 def _write_bridge(settings: Settings, path: Path) -> None:
     """The public broker's bridge config (0600: it holds the bridge's password), or a
     comment saying there is none."""
-    from core.broker import PUBLIC_BRIDGE_USER, STA_TOPICS
+    from core.broker import PUBLIC_BRIDGE_USER, public_topics
     from stack.mosquitto import bridge_config
 
     password = settings.public_bridge_password
@@ -85,13 +85,13 @@ def _write_bridge(settings: Settings, path: Path) -> None:
         ["# no bridge: SMARTBY_PUBLIC_BRIDGE_PASSWORD is not set"]
         if password is None
         else [
-            "# written by `smartby broker sync`: the SensorThings stream from the broker",
+            "# written by `smartby broker sync`: the SensorThings stream and the warnings",
             *bridge_config(
                 settings.mqtt_host,
                 settings.mqtt_port,
                 PUBLIC_BRIDGE_USER,
                 password.get_secret_value(),
-                STA_TOPICS,
+                public_topics(settings.mqtt_topic_prefix),
             ),
         ]
     )

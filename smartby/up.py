@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from core.broker import LOCAL_INGEST_CLIENT_ID, PUBLIC_BRIDGE_USER, STA_TOPICS
+from core.broker import LOCAL_INGEST_CLIENT_ID, PUBLIC_BRIDGE_USER, public_topics
 from core.settings import Settings
 from db.connect import connect
 from db.migrate import migrate
@@ -387,7 +387,8 @@ class Supervisor:
         self.say(f"  MQTT        mqtt://127.0.0.1:{broker.port}")
         self.say(
             f"  MQTT open   mqtt://127.0.0.1:{self.ports['mqtt_public']}"
-            " (anonymous, read-only: the SensorThings stream v1.1/#)"
+            " (anonymous, read-only: the SensorThings stream v1.1/#"
+            f" and the warnings {self.settings.mqtt_topic_prefix}/public/warnings/#)"
         )
         self.say(f"  ingest      http://127.0.0.1:{self.ports['ingest_metrics']}/metrics")
         self.say(f"  API         http://127.0.0.1:{api_port}/v1 (docs /docs, metrics /metrics)")
@@ -454,7 +455,7 @@ class Supervisor:
                 main_port=self.broker.port,
                 bridge_user=PUBLIC_BRIDGE_USER,
                 bridge_password=self.accounts.public_bridge_password or "",
-                topics=STA_TOPICS,
+                topics=public_topics(self.settings.mqtt_topic_prefix),
             ),
         )
         self.say(f"starting the public Mosquitto on 127.0.0.1:{public.port}")

@@ -99,10 +99,16 @@ class DynamicSecurity:
 
 
 def public_stream_config(
-    root: Path, *, main_port: int, bridge_user: str, bridge_password: str, topics: str
+    root: Path,
+    *,
+    main_port: int,
+    bridge_user: str,
+    bridge_password: str,
+    topics: Sequence[str],
 ) -> list[str]:
-    """Lines of a public broker for anonymous readers of one topic tree (the
-    SensorThings MQTT stream, ``v1.1/#``), fed by a bridge from the platform's broker.
+    """Lines of a public broker for anonymous readers of a few topic trees (the
+    SensorThings MQTT stream ``v1.1/#`` and the warnings, `core.broker.public_topics`),
+    fed by a bridge from the platform's broker.
 
     Anonymous readers may not share a broker with the platform's sessions: Mosquitto
     binds a client id to an account only for that account, so an anonymous client
@@ -117,8 +123,8 @@ def public_stream_config(
     acl = root / "acl"
     root.mkdir(parents=True, exist_ok=True)
     acl.write_text(
-        "# written by smartby: anonymous readers may read the stream and nothing else\n"
-        f"topic read {topics}\n"
+        "# written by smartby: anonymous readers may read these and nothing else\n"
+        + "".join(f"topic read {topic}\n" for topic in topics)
     )
     acl.chmod(0o600)
     return [
@@ -129,18 +135,23 @@ def public_stream_config(
     ]
 
 
-def bridge_config(host: str, port: int, user: str, password: str, topics: str) -> list[str]:
+def bridge_config(
+    host: str, port: int, user: str, password: str, topics: Sequence[str]
+) -> list[str]:
     """The public broker's bridge: it reads ``topics`` from the platform's broker at
-    ``host:port`` with the bridge account; its own client id is random."""
+    ``host:port`` with the bridge account; its own client id is random.  MQTT 5, for
+    its subscriptions keep the retain flag as published (a 3.1.1 bridge that is not
+    in "private" mode loses it on every live message, so the public broker would keep
+    no station's latest warning for readers who connect later)."""
     return [
         "connection smartby-stream",
         f"address {host}:{port}",
-        "bridge_protocol_version mqttv311",
+        "bridge_protocol_version mqttv50",
         f"remote_clientid {user}",
         f"local_clientid smartby-stream-{secrets.token_hex(12)}",
         f"remote_username {user}",
         f"remote_password {password}",
-        f"topic {topics} in 1",
+        *(f"topic {topic} in 1" for topic in topics),
         "cleansession true",
         "notifications false",
         "try_private false",

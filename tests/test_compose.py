@@ -12,6 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from core.broker import public_topics
+from core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -314,7 +317,7 @@ def public_options() -> dict[str, str]:
 
 def test_the_public_stream_has_a_broker_of_its_own(services: dict[str, dict[str, Any]]) -> None:
     """Anonymous readers only on mosquitto-public (opt-in profile), reading v1.1/# and
-    nothing else, fed by the bridge file broker-config writes; the platform's broker
+    the warnings, nothing else, fed by the bridge file broker-config writes; the platform's broker
     stays closed to anonymous clients."""
     public = services["mosquitto-public"]
     assert public["profiles"] == ["public-stream"]
@@ -326,7 +329,8 @@ def test_the_public_stream_has_a_broker_of_its_own(services: dict[str, dict[str,
         for line in (DEPLOY / "mosquitto-public" / "acl").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert acl == ["topic read v1.1/#"]
+    prefix = Settings.model_fields["mqtt_topic_prefix"].default  # compose keeps it
+    assert acl == [f"topic read {topic}" for topic in public_topics(prefix)]
     assert Path(options["acl_file"]).parent == Path("/mosquitto/config")
     bridge_dir = options["include_dir"]
     command = services["broker-config"]["command"]

@@ -76,6 +76,7 @@ def test_roles_grant_exactly_the_topics() -> None:
         ("subscribeLiteral", "city/+/status"),
         ("publishClientReceive", "city/+/telemetry"),
         ("publishClientReceive", "city/+/status"),
+        ("publishClientSend", "city/public/warnings/#"),  # the stations' warnings
     }
     shared = {(a.acltype, a.topic) for a in ingest_role("city", "shared").acls}
     # the plugin checks the whole shared filter: the group's literal filters, no other

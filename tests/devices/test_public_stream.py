@@ -21,7 +21,13 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from core.broker import LOCAL_INGEST_CLIENT_ID, PUBLIC_BRIDGE_USER, STA_PUBLISHER_USER, STA_TOPICS
+from core.broker import (
+    LOCAL_INGEST_CLIENT_ID,
+    PUBLIC_BRIDGE_USER,
+    STA_PUBLISHER_USER,
+    STA_TOPICS,
+    public_topics,
+)
 from devices.broker_plan import PlatformAccounts, write_dynsec_file
 from devices.registry import new_secret
 from stack.mosquitto import (
@@ -33,7 +39,7 @@ from stack.mosquitto import (
 )
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
-from tests.fixtures.secure import SecureBroker, close, login, publish, subscribe
+from tests.fixtures.secure import PREFIX, SecureBroker, close, login, publish, subscribe
 from tests.fixtures.services import Services
 
 NOT_AUTHORIZED = 0x87
@@ -122,7 +128,7 @@ def stream_brokers(services: Services, conn: psycopg.Connection, secure: SecureB
             main_port=secure.port,
             bridge_user=PUBLIC_BRIDGE_USER,
             bridge_password=bridge_password,
-            topics=STA_TOPICS,
+            topics=public_topics(PREFIX),
         ),
     )
     public.start()
@@ -173,6 +179,52 @@ def test_anonymous_readers_get_the_stream_and_nothing_else(stream_brokers) -> No
     finally:
         close(publisher.client)
         close(reader.client)
+
+
+def retained(port: int, topic: str, timeout: float = 10) -> mqtt.MQTTMessage:
+    """What a reader who connects now gets at once on ``topic`` (its retained message)."""
+    reader = login(port, None, None)
+    assert reader.client is not None
+    got: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+    reader.client.on_message = lambda _c, _u, message: got.put(message)
+    try:
+        assert subscribe(reader.client, topic) == [1]
+        return got.get(timeout=timeout)
+    finally:
+        close(reader.client)
+
+
+def test_readers_get_a_stations_latest_warning_whenever_they_connect(stream_brokers) -> None:  # type: ignore[no-untyped-def]
+    """The ingest account publishes each station's CAP warnings retained
+    (`ingest.warnings`); the bridge carries them, retained, to the public broker, so a
+    resident's app that connects at any time gets the latest at once.  The ingest
+    account may publish there and nowhere else."""
+    secure, public, _ = stream_brokers
+    topic = f"{PREFIX}/public/warnings/narvik-sentrum"
+    worker = login(
+        secure.port,
+        LOCAL_INGEST_CLIENT_ID,
+        secure.ingest_password,
+        client_id=LOCAL_INGEST_CLIENT_ID,
+    )
+    assert worker.client is not None
+    try:
+        for text in (b"<alert>first</alert>", b"<alert>update</alert>"):
+            info = worker.client.publish(topic, text, qos=1, retain=True)
+            info.wait_for_publish(10)
+
+            def latest(expected: bytes = text) -> bool:
+                try:
+                    message = retained(public.port, topic, timeout=1)
+                except queue.Empty:  # the bridge has not connected yet
+                    return False
+                return message.payload == expected and message.retain
+
+            wait_for(latest, timeout=15, what=f"{text!r} retained at the public broker")
+        assert publish(worker.client, f"{PREFIX}/public/other", b"x") == NOT_AUTHORIZED
+        assert publish(worker.client, "v1.1/Datastreams(1)/Observations", b"x") == NOT_AUTHORIZED
+    finally:
+        close(worker.client)
 
 
 def test_nothing_a_public_reader_does_reaches_the_platforms_broker(
