@@ -203,7 +203,7 @@ def _server_problem(
         return "missing"
     except (OSError, ValueError):
         return "unreadable"
-    if cert.issuer != ca_cert.subject:
+    if not _issued_by_key_of(cert, ca_cert):
         return _NOT_OURS
     try:
         cert.verify_directly_issued_by(ca_cert)
@@ -217,6 +217,17 @@ def _server_problem(
     if missing:
         return f"lacks {', '.join(missing)}"
     return None
+
+
+def _issued_by_key_of(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    """Whether ``cert`` names ``ca_cert``'s key as its issuer's (RFC 5280 §4.2.1.1): the
+    CA's name alone would not tell our CA from another host's smartby CA."""
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+        ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return False
+    return aki.key_identifier == ski.digest
 
 
 def _make_ca(key: ec.EllipticCurvePrivateKey, now: datetime) -> x509.Certificate:
