@@ -8,7 +8,8 @@ or when it no longer matches its key or its CA; devices notice nothing, since th
 trust the CA, not the certificate.
 
 A server certificate this folder's CA did not sign (a real one, e.g. Let's Encrypt's,
-put there by its owner) is never touched: `ensure_broker_certificates` only reports it.
+put there by its owner), or one with no CA beside it, is never touched:
+`ensure_broker_certificates` only reports it.
 
 Keys are ECDSA P-256 (fast to make, and what TLS 1.2/1.3 stacks on small devices,
 mbedTLS and BearSSL, support), written 0600.  Validity: the CA 10 years; the server
@@ -95,8 +96,13 @@ def ensure_broker_certificates(
     """A CA and a server certificate for ``names`` in ``folder``: made if missing, kept
     if good, the server's made again if it is not (see the module docstring)."""
     now = now or datetime.now(UTC)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     certs = BrokerCertificates(folder)
+    no_ca = not certs.ca_file.exists() and not certs.ca_key.exists()
+    if no_ca and certs.cert_file.exists() and certs.key_file.exists():
+        # a certificate and key with no CA of ours beside them: their owner's (say a
+        # Let's Encrypt one, copied in by a renewal hook)
+        return BrokerCertificates(folder, "not ours (kept)")
     ca = _usable_ca(certs, now)
     if ca is None:
         ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -179,6 +185,11 @@ def _usable_ca(
 
 
 def _load_ca(certs: BrokerCertificates) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    if not certs.ca_file.exists():
+        raise CertificateError(
+            f"no broker CA in {certs.folder}: `smartby up` or `smartby broker certificates`"
+            " makes one"
+        )
     try:
         ca_cert = x509.load_pem_x509_certificate(certs.ca_file.read_bytes())
         ca_key = serialization.load_pem_private_key(certs.ca_key.read_bytes(), password=None)

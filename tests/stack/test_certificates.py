@@ -110,6 +110,18 @@ def test_a_certificate_another_ca_signed_is_left_alone(tmp_path: Path) -> None:
     assert files(again) == before
 
 
+def test_a_certificate_and_key_without_a_ca_beside_them_are_left_alone(tmp_path: Path) -> None:
+    """A folder of one's own (compose's SMARTBY_MQTT_CERTS) holding only a certificate
+    and its key: no CA is made, and nothing is replaced."""
+    other = ensure_broker_certificates(tmp_path / "other", ["mqtt.narvik.example"], now=T0)
+    own = tmp_path / "own"
+    own.mkdir()
+    for name in ("server.crt", "server.key"):
+        (own / name).write_bytes((other.folder / name).read_bytes())
+    assert ensure_broker_certificates(own, NAMES, now=T0).outcome == "not ours (kept)"
+    assert sorted(p.name for p in own.iterdir()) == ["server.crt", "server.key"]
+
+
 def test_a_client_certificate_is_signed_by_the_ca_for_client_authentication(
     tmp_path: Path,
 ) -> None:
