@@ -253,3 +253,62 @@ def test_a_renewed_server_certificate_is_served_after_sighup(tmp_path: Path) -> 
         assert broker.proc.poll() is None  # reloaded, not restarted
     finally:
         broker.stop()
+
+
+def test_a_sighup_keeps_tls_devices_connected_and_their_accounts_working(
+    conn: psycopg.Connection, secure: SecureBroker, services: Services, device: str
+) -> None:
+    """The renewal hook's SIGHUP on the platform's broker (dynamic security plugin): the
+    renewed certificate is served, a device connected over TLS stays connected and
+    publishes on, and a new TLS login with its password still works."""
+    assert secure.broker.proc is not None
+    settings = secure.worker_settings(services)
+    with running_worker(settings, LOCAL_INGEST_CLIENT_ID):
+        before = login(secure.tls_port, "aq-tls", device, client_id="aq-tls", tls=secure.client_tls)
+        assert before.client is not None, before.reason
+        disconnected = threading.Event()
+        before.client.on_disconnect = lambda *_args: disconnected.set()
+        try:
+            # a renewal, as certbot's hook does it: new files in place, then SIGHUP
+            served = served_serial(secure.tls_port, secure.certificates.ca_file)
+            names = ["localhost", "127.0.0.1", "mqtt.narvik.example"]
+            ensure_broker_certificates(secure.certificates.folder, names)
+            os.kill(secure.broker.proc.pid, signal.SIGHUP)
+            wait_for(
+                lambda: served_serial(secure.tls_port, secure.certificates.ca_file) != served,
+                timeout=10,
+                what="the renewed certificate after SIGHUP",
+            )
+            assert publish(before.client, f"{PREFIX}/aq-tls/telemetry", b'{"pm25": 1.5}') == 0
+            assert not disconnected.is_set()
+        finally:
+            close(before.client)
+        after = login(secure.tls_port, "aq-tls", device, client_id="aq-tls", tls=secure.client_tls)
+        assert after.client is not None, after.reason
+        try:
+            assert publish(after.client, f"{PREFIX}/aq-tls/telemetry", b'{"pm25": 2.5}') == 0
+        finally:
+            close(after.client)
+        wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 2, what="both readings")
+
+
+def test_the_readmes_mosquitto_pub_over_tls(
+    conn: psycopg.Connection, secure: SecureBroker, services: Services, device: str
+) -> None:
+    """README, "TLS for devices": `mosquitto_pub -h localhost -p 8883 --cafile ...`."""
+    import shlex
+    import subprocess
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    line = next(
+        line for line in readme.splitlines() if line.startswith("mosquitto_pub -h localhost")
+    )
+    words = shlex.split(line)
+    words[words.index("-p") + 1] = str(secure.tls_port)
+    words[words.index("--cafile") + 1] = str(secure.certificates.ca_file)
+    words = [w.replace("aq-test", "aq-tls") for w in words]
+    words[words.index("-P") + 1] = device
+    with running_worker(secure.worker_settings(services), LOCAL_INGEST_CLIENT_ID):
+        sent = subprocess.run(words, capture_output=True, text=True, timeout=30, check=False)
+        assert sent.returncode == 0, sent.stderr
+        wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="its reading")
