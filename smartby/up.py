@@ -8,7 +8,9 @@ database and paho reconnects to the broker; the API's pool replaces broken
 connections; the simulated devices reconnect and resend what was not acknowledged).
 Ctrl-C or SIGTERM stops them in reverse order, each once the work it holds is safe.
 Data stays in the data folder, and so do the ports (``ports.json``), so a second run
-carries on where the first stopped, on the same addresses.
+carries on where the first stopped, on the same addresses.  The broker has a TLS
+listener for devices beside the plain one; its CA and server certificate are made in
+``<data_dir>/tls`` on the first start and renewed when due (`stack.certificates`).
 
 Files it writes are private to its user (umask 077: 0600 files, 0700 folders); only
 when it runs as root and PostgreSQL runs as ``postgres`` is the data folder itself
