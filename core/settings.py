@@ -184,7 +184,53 @@ class Settings(BaseSettings):
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
-    @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
+    # --- live data for third parties ------------------------------------------------------
+    api_stream_max_clients: int = Field(
+        default=100,
+        ge=0,
+        description="Server-Sent Events clients of /v1/stream one API process serves at "
+        "once; beyond it 503 (0 turns the stream off).",
+    )
+    api_stream_queue_size: int = Field(
+        default=1000,
+        ge=10,
+        description="Events waiting for one stream client; a client that falls this far "
+        "behind is dropped (it may reconnect with Last-Event-ID).",
+    )
+    api_stream_heartbeat_s: float = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="Seconds between keep-alive comments on an idle stream (proxies close "
+        "silent connections).",
+    )
+    sta_mqtt_publish: bool = Field(
+        default=False,
+        description="Publish new Observations to the broker on v1.1/Datastreams(id)/"
+        "Observations (SensorThings MQTT extension, read-only for the public); one API "
+        "process publishes at a time.",
+    )
+    sta_mqtt_username: str = Field(
+        default="smartby-sta", description="The broker account the API publishes with."
+    )
+    sta_mqtt_password: SecretStr | None = Field(
+        default=None, description="Its password (the broker's password file holds its hash)."
+    )
+    sta_mqtt_public_url: str | None = Field(
+        default=None,
+        description="The broker URL the public subscribes at (e.g. mqtts://data.example.no:"
+        "8883), announced in the SensorThings service root.",
+    )
+
+    @field_validator(
+        "api_public_url",
+        "api_keys",
+        "database_url",
+        "grafana_url",
+        "sta_mqtt_password",
+        "sta_mqtt_public_url",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes optional variables through as "" when .env leaves them out
@@ -236,6 +282,14 @@ class Settings(BaseSettings):
             )
         elif self.mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_MQTT_PASSWORD is empty or a default password")
+        if self.sta_mqtt_publish and (
+            self.sta_mqtt_password is None
+            or self.sta_mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS
+        ):
+            problems.append(
+                "SMARTBY_STA_MQTT_PASSWORD must be set to a real password when "
+                "SMARTBY_STA_MQTT_PUBLISH is on"
+            )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
