@@ -34,6 +34,7 @@ from starlette.responses import Response
 import api.routes.catalog
 import api.routes.export
 import api.sensorthings
+import api.stream
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
@@ -45,6 +46,8 @@ from api.models import Problem as ProblemModel
 from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
+from api.sensorthings.mqtt import StaPublisher
+from api.stream import StreamHub, running_hub
 from api.website import mount_website
 from core.errors import SmartbyError
 from core.settings import Settings
@@ -113,7 +116,18 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         app.state.export_pool = export_pool
         app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
         try:
-            yield
+            if settings.api_stream_max_clients == 0 and not settings.sta_mqtt_publish:
+                yield
+                return
+            sink = (
+                StaPublisher(settings, _sta_base(settings)) if settings.sta_mqtt_publish else None
+            )
+            hub = StreamHub(url, pool, settings, sink=sink)
+            # `api.server` says when uvicorn shuts down: open streams end then
+            hub.shutting_down = getattr(app.state, "shutting_down", hub.shutting_down)
+            app.state.stream = hub
+            async with running_hub(hub):
+                yield
         finally:
             await export_pool.close()
             await pool.close()
@@ -190,6 +204,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(api.routes.export.router, prefix="/v1")
     app.include_router(api.routes.catalog.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
+    app.include_router(api.stream.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
 
@@ -215,6 +230,12 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _sta_base(settings: Settings) -> str:
+    """The SensorThings service root for links in published Observations."""
+    public = settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
+    return public.rstrip("/") + "/sta/v1.1"
 
 
 # ---------------------------------------------------------------------- errors

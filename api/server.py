@@ -36,7 +36,11 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     url = database_url(settings)
     with connect(url, application_name="smartby-api") as conn:
         conn.execute("SELECT 1")
-    server = uvicorn.Server(server_config(create_app(settings, url), host=host, port=port))
+    app = create_app(settings, url)
+    server = uvicorn.Server(server_config(app, host=host, port=port))
+    # endless responses (the live stream, `api.stream`) end when uvicorn shuts down,
+    # which otherwise waits for them
+    app.state.shutting_down = lambda: server.should_exit
     server.run()
     if not server.started:
         raise SmartbyError(f"the API did not start on {host}:{port} (see the log above)")
