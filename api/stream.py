@@ -44,6 +44,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from api.problems import Problem
 from api.queries import AGGREGATE_ONLY_DOMAINS
@@ -576,11 +577,35 @@ async def stream(
     except BaseException:
         hub.unregister(subscriber)
         raise
-    return StreamingResponse(
+    return EventStreamResponse(
         _events(hub, subscriber, replayed),
+        on_close=lambda: hub.unregister(subscriber),
         media_type=EVENT_STREAM,
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+class EventStreamResponse(StreamingResponse):
+    """A stream that lets its client's place go however it ends: a client that hangs
+    up cancels the response task, and an async generator cancelled mid-iteration is
+    not closed (its ``finally`` does not run) until the garbage collector gets to it."""
+
+    def __init__(
+        self, content: AsyncIterator[bytes], *, on_close: Callable[[], None], **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self.events = content
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+            aclose = getattr(self.events, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
 
 async def _events(

@@ -25,6 +25,8 @@ from core.errors import SmartbyError
 
 #: the MQTT user name of the ingest workers; no device may take it
 INGEST_USER = "smartby-ingest"
+#: the broker account that publishes SensorThings Observations (api.sensorthings.mqtt)
+STA_USER = "smartby-sta"
 #: what mosquitto_passwd uses (mosquitto's src/password_mosq.h)
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
@@ -95,6 +97,8 @@ class DeviceRecord:
 def _check_device_id(device_id: str) -> None:
     if device_id == INGEST_USER:
         raise RegistryError(f"device id {INGEST_USER!r} is reserved for the ingest account")
+    if device_id == STA_USER:
+        raise RegistryError(f"device id {STA_USER!r} is reserved for the SensorThings publisher")
 
 
 def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
