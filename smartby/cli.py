@@ -241,21 +241,27 @@ def devices_import(ctx: click.Context, path: Path) -> None:
 def devices_broker_files(ctx: click.Context, folder: Path) -> None:
     """Write Mosquitto's password file and ACL from the registry.
 
-    The ingest account is SMARTBY_MQTT_USERNAME / SMARTBY_MQTT_PASSWORD.  Reload the
-    broker afterwards (SIGHUP; `docker compose kill -s HUP mosquitto`)."""
-    from devices.registry import INGEST_USER, hash_secret, write_broker_files
+    The ingest account is SMARTBY_MQTT_USERNAME / SMARTBY_MQTT_PASSWORD, the
+    SensorThings publisher's SMARTBY_STA_MQTT_USERNAME / SMARTBY_STA_MQTT_PASSWORD
+    (when set).  Reload the broker afterwards (SIGHUP; `docker compose kill -s HUP
+    mosquitto`)."""
+    from devices.registry import INGEST_USER, STA_USER, hash_secret, write_broker_files
 
     settings = _settings(ctx)
     if settings.mqtt_username not in (None, INGEST_USER):
         raise SmartbyError(f"SMARTBY_MQTT_USERNAME must be {INGEST_USER!r} for the ACL")
     if settings.mqtt_password is None:
         raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest account's")
+    if settings.sta_mqtt_password is not None and settings.sta_mqtt_username != STA_USER:
+        raise SmartbyError(f"SMARTBY_STA_MQTT_USERNAME must be {STA_USER!r} for the ACL")
+    sta = settings.sta_mqtt_password
     with connect(database_url(settings), autocommit=True) as conn:
         passwd, acl = write_broker_files(
             conn,
             folder,
             settings.mqtt_topic_prefix,
             hash_secret(settings.mqtt_password.get_secret_value()),
+            hash_secret(sta.get_secret_value()) if sta is not None else None,
         )
     click.echo(f"wrote {passwd} and {acl}")
 

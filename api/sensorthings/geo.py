@@ -231,7 +231,7 @@ def _inside_rings(p: SqlPoint, segments: Segments) -> sql.Composable:
     (points on an edge are decided by `_on_segments`, not here)."""
     return S(
         "(mod((SELECT count(*) FROM {src} WHERE (s.ay > {y}) <> (s.by > {y})"
-        " AND {x} < (s.bx - s.ax) * ({y} - s.ay) / (s.by - s.ay) + s.ax), 2) = 1)"
+        " AND {x} < (s.bx - s.ax) * ({y} - s.ay) / nullif(s.by - s.ay, 0) + s.ax), 2) = 1)"
     ).format(src=segments.source(), x=p.x, y=p.y)
 
 
