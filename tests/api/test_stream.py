@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -286,3 +287,31 @@ def test_the_stream_is_documented(streaming: TestClient) -> None:
         "Last-Event-ID",
     }
     assert "503" in operation["responses"]
+
+
+def test_hostile_strings_in_every_parameter_get_a_stream_or_a_problem(
+    streaming: TestClient,
+) -> None:
+    """The fuzzer's hostile strings (tests/api/test_hostile.py), each in each of the
+    stream's parameters: 200 (a stream, closed at once) or a 4xx problem, never 5xx."""
+    from tests.api.test_hostile import HOSTILE
+
+    statuses: Counter[int] = Counter()
+    for value in HOSTILE:
+        for params, headers in (
+            ({"metrics": value}, {}),
+            ({"sites": value}, {}),
+            ({"include_failed": value}, {}),
+            ({}, {"Last-Event-ID": value}),
+        ):
+            # header values go as UTF-8 bytes; ones no HTTP client can send are skipped
+            request_headers = {k: v.encode() for k, v in headers.items()}
+            if any(b in v for v in request_headers.values() for b in (b"\r", b"\n", b"\x00")):
+                continue
+            with streaming.stream("GET", URL, params=params, headers=request_headers) as response:
+                statuses[response.status_code] += 1
+                assert response.status_code < 500, (params, headers, response.read())
+                if response.status_code != 200:
+                    assert response.headers["content-type"].startswith("application/problem+json")
+    assert statuses[200]
+    assert statuses[400]
