@@ -187,7 +187,13 @@ class Subscriber:
 class ReadingSink(Protocol):
     """Where new readings go besides the stream clients (the STA MQTT publisher)."""
 
+    def start(self) -> None:
+        """This process took the publisher lock: connect."""
+
     def publish(self, readings: list[Reading]) -> None: ...
+
+    def stop(self) -> None:
+        """This process lost the lock (with its database connection): disconnect."""
 
     def close(self) -> None: ...
 
@@ -311,6 +317,8 @@ class StreamHub:
                 delay = 1.0
             except (psycopg.OperationalError, OSError) as exc:
                 self.listening.clear()
+                if self.publishing and self.sink is not None:
+                    self.sink.stop()  # the lock went with the connection
                 self.publishing = False
                 log.warning("stream listener lost the database (%s); retry in %g s", exc, delay)
                 await asyncio.sleep(delay)
@@ -331,6 +339,7 @@ class StreamHub:
                     self.publishing = bool(row and row[0])
                     if self.publishing:
                         log.info("this API process publishes SensorThings Observations")
+                        self.sink.start()
                 async for notify in conn.notifies(timeout=10.0):
                     if notify.channel == READINGS_CHANNEL:
                         await self._on_readings(decode_readings(notify.payload))
@@ -554,6 +563,11 @@ async def stream(
         Header(alias="Last-Event-ID", description="Resume after this event (set by browsers)."),
     ] = None,
 ) -> StreamingResponse:
+    """New readings (with their QC flag) and new or changed AQI hours, each pushed once
+    its transaction has committed, as Server-Sent Events (WHATWG HTML §9.2).  Raw
+    traffic readings are never streamed; FAIL-flagged readings only when asked for.
+    A client that reconnects with ``Last-Event-ID`` first gets the readings it missed
+    (up to an hour back); one that falls too far behind is dropped and may resume so."""
     hub: StreamHub | None = getattr(request.app.state, "stream", None)
     wanted_metrics = _names(metrics, "metrics")
     wanted_sites = _names(sites, "sites")

@@ -27,13 +27,16 @@ class Metric:
     max_value: float
     value_type: ValueType
     molar_mass: float | None  # g/mol, to convert ppm/ppb of a gas to ug/m3
+    #: how finely the metric is resolved, in its unit: exports round to it (never the
+    #: stored value); None when not declared
+    resolution: float | None = None
 
 
 def load_catalogue(conn: psycopg.Connection[TupleRow]) -> dict[str, Metric]:
     """Every metric, by key."""
     rows = conn.execute(
         """SELECT key, name, domain, unit, unit_symbol, definition_uri, min_value, max_value,
-                  value_type, molar_mass
+                  value_type, molar_mass, resolution
            FROM metrics ORDER BY key"""
     ).fetchall()
     return {row[0]: Metric(*row) for row in rows}

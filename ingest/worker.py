@@ -13,6 +13,16 @@ Receive Maximum, so the broker never has more unacknowledged messages out to it
 than that; while the database is down nothing is acknowledged, the window fills,
 the broker stops sending and keeps the rest.
 
+Subscription modes (`core.broker.ingest_filters`, ``SMARTBY_INGEST_SUBSCRIPTION``):
+``plain``, the default, holds an ordinary persistent subscription, which Mosquitto
+restores after a restart; since every plain subscriber gets every message, only one
+plain worker may run per topic prefix, and a PostgreSQL advisory lock on the prefix
+makes sure of it (`WorkerClaim`).  ``shared`` joins ``$share/smartby-ingest/...`` to
+split the stream between workers; Mosquitto 2.0 does not restore that subscription
+after a restart, so it drops what arrives before the workers subscribe again.  The
+two modes exclude each other on one prefix (plain takes the lock exclusively, shared
+workers share it).
+
 A message is acknowledged only on the connection that delivered it.  After a
 reconnect the broker redelivers what was unacknowledged (MQTT-4.4.0-1), and packet
 ids of the old connection may by then name other messages, so acknowledging an old
@@ -53,23 +63,22 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
+from core.broker import SubscriptionMode, ingest_filters
 from core.settings import Settings
+from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
+from ingest.claim import CLAIM_CHECK_S, ClaimError, WorkerClaim
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
+from ingest.upkeep import Upkeep
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: the shared-subscription group every ingest worker joins (MQTT v5 §4.8.2)
-SHARE_GROUP = "smartby-ingest"
 #: persistent session lifetime: a worker restarted within a week resumes its queue
 SESSION_EXPIRY_S = 7 * 24 * 3600
-#: advisory-lock class for claiming a worker slot (and so a stable client id)
-_SLOT_LOCK_CLASS = 0x534D  # "SM"
-_MAX_SLOTS = 256
 
 
 @dataclass
@@ -157,17 +166,19 @@ class IngestMetrics:
         )
 
 
-def topic_filters(prefix: str) -> list[str]:
-    """What a worker subscribes to: telemetry and status of every device, shared."""
-    return [f"$share/{SHARE_GROUP}/{prefix}/+/telemetry", f"$share/{SHARE_GROUP}/{prefix}/+/status"]
+def topic_filters(prefix: str, mode: SubscriptionMode = "plain") -> list[str]:
+    """What a worker subscribes to: telemetry and status of every device."""
+    return ingest_filters(prefix, mode)
 
 
-def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
+def subscriptions(
+    prefix: str, mode: SubscriptionMode = "plain"
+) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
     no retained messages at subscribe): a retained reading was ingested when it was
     published, and the worker subscribes again at every connect.  Status keeps the
     retained ``online``/``offline``, which says what a device is now."""
-    telemetry, status = topic_filters(prefix)
+    telemetry, status = topic_filters(prefix, mode)
     return [
         (
             telemetry,
@@ -175,31 +186,6 @@ def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
         ),
         (status, SubscribeOptions(qos=1)),
     ]
-
-
-class SlotClaim:
-    """A worker number held by a PostgreSQL advisory lock for the life of a connection.
-
-    Compose replicas have no stable identity, but a persistent MQTT session needs a
-    stable client id: a worker that came back under a new id would strand the
-    messages the broker queued for the old session.  Claiming the lowest free slot
-    gives restarted workers back the ids (and sessions) of the ones that died.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True, application_name="smartby-ingest-slot")
-        for slot in range(1, _MAX_SLOTS + 1):
-            row = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCK_CLASS, slot)
-            ).fetchone()
-            if row and row[0]:
-                self.slot = slot
-                return
-        self.conn.close()
-        raise RuntimeError(f"all {_MAX_SLOTS} ingest worker slots are taken")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 class IngestWorker:
@@ -212,6 +198,7 @@ class IngestWorker:
         *,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        warning_texts: WarningTexts | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -221,7 +208,8 @@ class IngestWorker:
         self.batch_size = min(settings.ingest_batch_size, self.receive_maximum)
         self.batch_seconds = settings.ingest_batch_ms / 1000
         self._client_id = client_id or settings.ingest_client_id
-        self._slot: SlotClaim | None = None
+        self._claim: WorkerClaim | None = None
+        self._claim_error: ClaimError | None = None
         self._pending: deque[Message] = deque()
         self._wake = threading.Event()
         # A plain flag, not an Event: stop() is called from signal handlers, and an
@@ -248,14 +236,35 @@ class IngestWorker:
         self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None
+        # public warnings and retention, after each indicator pass (ingest/upkeep.py)
+        self._pubacks: dict[int, ReasonCode] = {}
+        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
 
     # ------------------------------------------------------------------ MQTT side
 
     @property
+    def mode(self) -> SubscriptionMode:
+        return self.settings.ingest_subscription
+
+    def claim(self) -> WorkerClaim:
+        """Take the subscription mode's lock (and a slot, without a client id); a
+        `ClaimError` says why this worker may not run."""
+        if self._claim is None:
+            self._claim = WorkerClaim(
+                self.database_url,
+                self.settings.mqtt_topic_prefix,
+                self.mode,
+                slots=None if self._client_id else self.settings.ingest_max_workers,
+            )
+            if self._client_id is None:
+                self._client_id = f"smartby-ingest-{self._claim.slot}"
+        return self._claim
+
+    @property
     def client_id(self) -> str:
         if self._client_id is None:
-            self._slot = SlotClaim(self.database_url)
-            self._client_id = f"smartby-ingest-{self._slot.slot}"
+            self.claim()
+        assert self._client_id is not None
         return self._client_id
 
     def _make_client(self) -> FastClient:
@@ -265,10 +274,12 @@ class IngestWorker:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        if self.settings.mqtt_username:
-            password = self.settings.mqtt_password
+        password = self.settings.mqtt_password
+        if password is not None or self.settings.mqtt_username:
+            # one broker account per worker client id, each bound to it
             client.username_pw_set(
-                self.settings.mqtt_username, password.get_secret_value() if password else None
+                self.settings.mqtt_username or self.client_id,
+                password.get_secret_value() if password else None,
             )
         if self.settings.mqtt_tls:
             client.tls_set()
@@ -276,6 +287,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client
 
@@ -296,7 +308,12 @@ class IngestWorker:
             self._fresh_sessions += 1
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
-        client.subscribe(subscriptions(self.settings.mqtt_topic_prefix))
+        prefix = self.settings.mqtt_topic_prefix
+        client.subscribe(subscriptions(prefix, self.mode))
+        if flags.session_present:
+            # a session of the other mode would get every message a second time
+            other: SubscriptionMode = "shared" if self.mode == "plain" else "plain"
+            client.unsubscribe(topic_filters(prefix, other))
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -362,6 +379,35 @@ class IngestWorker:
         while len(pending) > self.receive_maximum and not self._stop_requested:
             time.sleep(0.002)
 
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        """Publish retained at QoS 1 and wait for the broker's PUBACK (the public
+        warnings, `ingest.warnings`); False when it did not come or refused the message
+        (MQTT v5 §3.4.2.1: a reason code of 0x80 or more, e.g. 0x87 not authorized)."""
+        client = self.client
+        if client is None or not client.is_connected():
+            return False
+        try:
+            info = client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing to %s failed: %s", topic, exc)
+            return False
+        reason = self._pubacks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            log.warning("the broker refused the message to %s: %s", topic, reason)
+            return False
+        return info.is_published()
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._pubacks[mid] = reason
+
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client
         assert client is not None
@@ -370,19 +416,21 @@ class IngestWorker:
 
     # -------------------------------------------------------------- database side
 
-    def _collect(self) -> list[Message]:
-        """Up to batch_size messages, waiting at most batch_ms after the first."""
+    def _collect(self, limit: int | None = None) -> list[Message]:
+        """Up to batch_size (and ``limit``) messages, waiting at most batch_ms after the
+        first."""
         pending = self._pending
         if not pending:
             self._wake.clear()
             if not pending and not self._wake.wait(0.1):
                 return []
+        size = self.batch_size if limit is None else min(self.batch_size, limit)
         batch: list[Message] = []
         deadline = time.monotonic() + self.batch_seconds
         while True:
-            take = min(self.batch_size - len(batch), len(pending))
+            take = min(size - len(batch), len(pending))
             batch.extend(pending.popleft() for _ in range(take))
-            if len(batch) >= self.batch_size or self._stop_requested:
+            if len(batch) >= size or self._stop_requested:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -558,6 +606,7 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
+                    self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
@@ -574,6 +623,7 @@ class IngestWorker:
 
     def start(self) -> None:
         """Connect (database first: no point taking messages we cannot store)."""
+        self.claim()
         self.registry.load()
         if self.settings.ingest_qc:
             self.preparer.seed_history(self.registry.recent_readings())
@@ -606,18 +656,28 @@ class IngestWorker:
             self.start()
         committer = threading.Thread(target=self._committer, name="ingest-committer", daemon=True)
         committer.start()
+        keeper = threading.Thread(target=self._keep_claim, name="ingest-claim", daemon=True)
+        keeper.start()
         indicators = None
         if self.settings.indicators_interval_s > 0:
             indicators = threading.Thread(
                 target=self._indicators, name="ingest-indicators", daemon=True
             )
             indicators.start()
+        # Once stopping, write what had arrived by then and no more: under a backlog the
+        # broker refills the window as fast as we acknowledge, so "until empty" could
+        # take as long as the backlog.  What arrives later stays unacknowledged (and
+        # unwritten), and the broker redelivers it to the next worker.
+        left: int | None = None
         try:
             while True:
-                stopping = self._stop_requested
-                if stopping and not self._pending:
+                if self._stop_requested and left is None:
+                    left = len(self._pending)
+                if left is not None and left <= 0:
                     break  # a clean stop leaves little for the broker to redeliver
-                batch = self._collect()
+                batch = self._collect(left)
+                if left is not None:
+                    left -= len(batch)
                 self.metrics.queue_depth.set(len(self._pending))
                 if not batch:
                     continue
@@ -634,12 +694,34 @@ class IngestWorker:
         finally:
             self._handoff.put(None)
             committer.join()
+            self._stop_requested = True  # the claim's keeper too
+            keeper.join()
             if indicators is not None:
                 self._stop_requested = True
                 indicators.join()
             self.close()
         if self._committer_error is not None:
             raise self._committer_error
+        if self._claim_error is not None:
+            raise self._claim_error
+
+    def _keep_claim(self) -> None:
+        """Every few seconds: the claim still holds (`WorkerClaim.keep`); if another
+        worker took it while the database was away, stop (the batch in hand is
+        finished, nothing more is taken)."""
+        while not self._sleep_unless_stopped(CLAIM_CHECK_S):
+            claim = self._claim
+            if claim is None:
+                return
+            try:
+                claim.keep()
+            except ClaimError as exc:
+                log.error("%s; stopping", exc)
+                self._claim_error = exc
+                self._stop_requested = True
+            except psycopg.Error as exc:
+                first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
+                log.warning("cannot check the worker's claim (%s); retrying", first_line)
 
     def stop(self) -> None:
         """Ask `run` to finish its batch, drain, and return (safe in a signal handler)."""
@@ -652,9 +734,9 @@ class IngestWorker:
             self.client = None
         self.writer.close()
         self.registry.close()
-        if self._slot is not None:
-            self._slot.close()
-            self._slot = None
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         if self._http is not None:
             server = self._http[0] if isinstance(self._http, tuple) else None
             if server is not None:

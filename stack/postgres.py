@@ -140,7 +140,8 @@ class PostgresCluster:
 
     def _initdb(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)
+        # Private: the service user owns it after the hand-over (root reads it anyway).
+        self.root.chmod(0o700)
         pw_file = self.root / "superuser.password"
         if not pw_file.exists():
             pw_file.write_text(secrets.token_urlsafe(24) + "\n")
@@ -191,11 +192,28 @@ class PostgresCluster:
             conf.write("\n# added by smartby\n" + "\n".join(settings) + "\n")
 
     def start(self, timeout: float = 60.0) -> None:
+        self.launch()
+        assert self.proc is not None
+        await_ready(
+            self.proc,
+            self.accepts_connections,
+            timeout=timeout,
+            what=f"PostgreSQL on port {self.port}",
+            log_path=self.log_path,
+            on_failure=self.stop,
+        )
+        self.ensure_database("smartby")
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the postmaster (initialising the cluster first if new) without waiting
+        for it: a supervisor polls `accepts_connections` between its other duties."""
         if not (self.data / "PG_VERSION").exists():
             self._initdb()
+        self.root.chmod(0o700)  # also a cluster an older version made 0755
+        self.run_dir.chmod(0o700)
         _hand_over(self.run_dir, self.user)
         if self.user is not None:
-            self.log_path.touch()
+            self.log_path.touch(mode=0o600)
             _hand_over(self.log_path, self.user)
         self.proc = spawn(
             [
@@ -208,21 +226,17 @@ class PostgresCluster:
                 "listen_addresses=127.0.0.1",
                 "-c",
                 f"unix_socket_directories={self.run_dir}",
+                # the socket is for the service user alone (clients use loopback TCP)
+                "-c",
+                "unix_socket_permissions=0700",
             ],
             log_path=self.log_path,
             user=self.user,
         )
-        await_ready(
-            self.proc,
-            self._accepts_connections,
-            timeout=timeout,
-            what=f"PostgreSQL on port {self.port}",
-            log_path=self.log_path,
-            on_failure=self.stop,
-        )
-        self.ensure_database("smartby")
+        return self.proc
 
-    def _accepts_connections(self) -> bool:
+    def accepts_connections(self) -> bool:
+        """A real login and query, not just an open port."""
         import psycopg
 
         try:

@@ -1,14 +1,23 @@
 """The SensorThings MQTT extension, read-only (OGC 18-088 §14.2, "Receive updates
 with MQTT Subscribe"): each new Observation is published, as the same JSON the REST
-view gives, to ``v1.1/Datastreams(<id>)/Observations``, where anyone may subscribe
-and nobody but this publisher may write (the broker's ACL).
+view gives, to ``v1.1/Datastreams(<id>)/Observations``.
+
+It publishes on the platform's broker with the ``smartby-sta-publisher`` account
+(`core.broker.STA_PUBLISHER_USER`, ``SMARTBY_STA_PUBLISHER_PASSWORD``; under
+``smartby up`` the password kept in ``credentials/sta-publisher.password``), whose
+role may publish ``v1.1/#`` and nothing else.  The public never sees that broker:
+anonymous readers subscribe on the public broker, which the bridge feeds with
+``v1.1/#`` (`stack.mosquitto.public_stream_config`).  The account is bound to the
+client id of the same name (the dynamic security plugin's ``clientid``), so the
+publisher connects under it; an MQTT server hands a client id's session to the
+newest connection (MQTT v5 §3.1.4), so two publishers would throw each other out.
 
 Fed by the API's stream hub (`api.stream`), which hears committed readings through
 PostgreSQL's NOTIFY; of several API processes only the one holding the publisher's
-advisory lock publishes, so each Observation is published once.  It publishes with
-its own broker account (``SMARTBY_STA_MQTT_USERNAME``/``_PASSWORD``), QoS 1, through
-paho's network thread; paho's queue is bounded (`MAX_QUEUED`): while the broker is
-away, Observations beyond it are dropped and counted, never buffered without end.
+advisory lock connects (`start`) and publishes, and it disconnects (`stop`) when it
+loses the lock with its database connection.  QoS 1, through paho's network thread;
+paho's queue is bounded (`MAX_QUEUED`): while the broker is away, Observations beyond
+it are dropped and counted, never buffered without end.
 
 As in the REST view: no FAIL-flagged Observations, and no raw traffic readings (the
 hub never reads them); traffic Observations are hourly aggregates, which appear when
@@ -19,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import uuid
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,6 +36,8 @@ from api.responses import dumps
 from api.sensorthings.compile import observation_id
 from api.sensorthings.model import FAIL, iso, quality_element
 from api.stream import Reading
+from core.broker import STA_PUBLISHER_USER
+from core.errors import SmartbyError
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,25 +73,35 @@ class StaPublisher:
     """Publishes Observations to the broker (see the module docstring)."""
 
     def __init__(self, settings: Settings, base: str) -> None:
+        if settings.sta_publisher_password is None:
+            raise SmartbyError("the SensorThings publisher needs SMARTBY_STA_PUBLISHER_PASSWORD")
         self.base = base
+        self.host = settings.mqtt_host
+        self.port = settings.mqtt_port
+        self.tls = settings.mqtt_tls
+        self.password = settings.sta_publisher_password.get_secret_value()
         self.dropped = 0
         self.published = 0
-        self.client = mqtt.Client(
+        self.client: mqtt.Client | None = None
+
+    def start(self) -> None:
+        """Connect (in the background; paho reconnects by itself) and publish from now."""
+        if self.client is not None:
+            return
+        client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"smartby-sta-{uuid.uuid4().hex[:8]}",
+            client_id=STA_PUBLISHER_USER,  # the account is bound to this client id
             protocol=mqtt.MQTTv5,
         )
-        password = settings.sta_mqtt_password
-        self.client.username_pw_set(
-            settings.sta_mqtt_username, password.get_secret_value() if password else None
-        )
-        if settings.mqtt_tls:
-            self.client.tls_set(tls_version=ssl.PROTOCOL_TLS_CLIENT)
-        self.client.max_queued_messages_set(MAX_QUEUED)
-        self.client.reconnect_delay_set(1, 30)
-        self.client.on_connect = self._on_connect
-        self.client.connect_async(settings.mqtt_host, settings.mqtt_port)
-        self.client.loop_start()
+        client.username_pw_set(STA_PUBLISHER_USER, self.password)
+        if self.tls:
+            client.tls_set(tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.max_queued_messages_set(MAX_QUEUED)
+        client.reconnect_delay_set(1, 30)
+        client.on_connect = self._on_connect
+        client.connect_async(self.host, self.port)
+        client.loop_start()
+        self.client = client
 
     @staticmethod
     def _on_connect(
@@ -89,13 +109,18 @@ class StaPublisher:
     ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("the SensorThings publisher was refused by the broker: %s", reason)
+        else:
+            log.info("the SensorThings publisher is connected as %s", STA_PUBLISHER_USER)
 
     def publish(self, readings: list[Reading]) -> None:
+        client = self.client
+        if client is None:
+            return
         for reading in readings:
             if reading.quality == FAIL:
                 continue
             payload = dumps(observation_document(reading, self.base))
-            info = self.client.publish(topic_of(reading.series_id), payload, qos=1)
+            info = client.publish(topic_of(reading.series_id), payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
                 self.published += 1  # paho holds it until the broker is back
             else:
@@ -103,6 +128,12 @@ class StaPublisher:
         if self.dropped and self.dropped % 1000 == 1:
             log.warning("the SensorThings publisher dropped %d Observations", self.dropped)
 
+    def stop(self) -> None:
+        """Disconnect: another API process may take the lock and the client id now."""
+        client, self.client = self.client, None
+        if client is not None:
+            client.disconnect()
+            client.loop_stop()
+
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.stop()

@@ -73,6 +73,7 @@ from api.sensorthings.odata import (
     QueryOptions,
     parse_options,
 )
+from api.sensorthings.sensorml import EXAMPLE as SENSORML_EXAMPLE
 from api.sensorthings.sensorml import sensorml_response
 
 router = APIRouter()
@@ -594,7 +595,9 @@ async def service_root(request: Request) -> Response:
             "description": "The sensor as a SensorML 2.0 PhysicalComponent (the document "
             "a Sensor's `metadata` links to): its maker, model, site, position and "
             "outputs.",
-            "content": {"application/xml": {"schema": {"type": "string"}}},
+            "content": {
+                "application/xml": {"schema": {"type": "string"}, "example": SENSORML_EXAMPLE}
+            },
         }
     },
 )

@@ -104,6 +104,23 @@ def sensorml_document(row: tuple[Any, ...], sensor_url: str) -> bytes:
     return body
 
 
+#: the OpenAPI example: a document made by `sensorml_document` itself, so it cannot drift
+EXAMPLE = sensorml_document(
+    (
+        "aq-sentrum",
+        "air_quality",
+        "Vaisala",
+        "AQT530",
+        "narvik-sentrum",
+        "Narvik sentrum",
+        17.4272,
+        68.4385,
+        [("pm25", "PM2.5", "ug/m3", "http://vocab.nerc.ac.uk/collection/P01/current/PMPAR25/")],
+    ),
+    "https://data.narvik.kommune.no/smartby/sta/v1.1/Sensors('aq-sentrum')",
+).decode()
+
+
 async def sensorml_response(request: Request, device_id: str, base: str) -> Response:
     """200 with the document, or 404 (an id that cannot exist is not looked up);
     ``base`` is the SensorThings service root URL."""

@@ -1,9 +1,11 @@
-"""Live data end to end: a device publishes a reading over MQTT to a broker that
-enforces the registry's password file and ACL; the real ingest worker commits it;
-the API (``smartby api`` in its own process) hears the commit and pushes the reading
-to a Server-Sent Events client and, as a SensorThings Observation, to an anonymous
-MQTT subscriber of ``v1.1/Datastreams(id)/Observations``.  Anonymous clients may
-read those Observations but write nothing and read no device's telemetry.
+"""Live data end to end: a device publishes a reading over MQTT to the platform's
+broker (Mosquitto's dynamic security plugin, accounts from the registry, every
+account bound to its client id: `tests.fixtures.secure`); the real ingest worker
+commits it; the API (``smartby api`` in its own process) hears the commit and pushes
+the reading to a Server-Sent Events client and, as a SensorThings Observation, to the
+platform's broker as ``smartby-sta-publisher``; the bridge carries it to the public
+broker, where an anonymous reader subscribed to ``v1.1/Datastreams(id)/Observations``
+gets it.  Anonymous readers there may publish nothing and read no device's telemetry.
 
 The time from the device's publish to each arrival is measured and reported at the
 end of the run; the test asserts arrival (within a generous timeout), not speed."""
@@ -12,83 +14,77 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import psycopg
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.sensorthings.routes import MQTT_RECEIVE
 from bench.api_storm import ApiProcess
-from devices.registry import (
-    INGEST_USER,
-    STA_USER,
-    DeviceRecord,
-    SiteRecord,
-    add_device,
-    hash_secret,
-    new_secret,
-    upsert_site,
-    write_broker_files,
-)
+from core.broker import LOCAL_INGEST_CLIENT_ID
+from devices.registry import DeviceRecord, SiteRecord, add_device, upsert_site
 from stack.mosquitto import MosquittoBroker
-from stack.ports import free_port
 from tests.api.conftest import SUMMARY_LINES, assert_quiet_log
-from tests.fixtures.ingest import running_worker
+from tests.fixtures.ingest import running_worker, wait_for
 from tests.fixtures.mqtt import Collector, publish_one
-from tests.fixtures.services import Services, make_service_root
+from tests.fixtures.secure import PREFIX, SecureBroker
+from tests.fixtures.services import Services
 
-PREFIX = "smartby"
 #: generous: the requirement is 2 s; this only keeps a broken run from hanging
 ARRIVAL_TIMEOUT_S = 20
+NOT_AUTHORIZED = 0x87
 
 
-@dataclass
-class Broker:
-    broker: MosquittoBroker
-    ingest_password: str
-    sta_password: str
-    device_secret: str
-
-    @property
-    def port(self) -> int:
-        return self.broker.port
+#: what the API logs once its publisher is connected (`api.sensorthings.mqtt`)
+CONNECTED = "publisher is connected as smartby-sta-publisher"
 
 
-@pytest.fixture
-def broker(conn: psycopg.Connection) -> Iterator[Broker]:
-    """A broker on the registry's password file and ACL, its listener open to
-    anonymous clients (as the public listener is)."""
+def registered_device(conn: psycopg.Connection, secure: SecureBroker) -> tuple[str, int]:
+    """aq-1 in the registry and on the broker, with a pm25 series: (secret, series id)."""
     upsert_site(
         conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
     )
     secret = add_device(conn, DeviceRecord("aq-1", "torget", "air_quality"))
-    root = make_service_root("smartby-live-")
-    ingest_password, sta_password = new_secret(), new_secret()
-    passwd, acl = write_broker_files(
-        conn, root, PREFIX, hash_secret(ingest_password), hash_secret(sta_password)
+    secure.push(conn, ["aq-1"], {"aq-1": secret})
+    row = conn.execute(
+        "INSERT INTO series (device_id, metric) VALUES ('aq-1', 'pm25') RETURNING id"
+    ).fetchone()
+    assert row is not None
+    return secret, int(row[0])
+
+
+def device_publish(secure: SecureBroker, secret: str, payload: bytes) -> None:
+    publish_one(
+        secure.port,
+        f"{PREFIX}/aq-1/telemetry",
+        payload,
+        username="aq-1",
+        password=secret,
+        client_id="aq-1",
     )
-    mosquitto = MosquittoBroker(
-        root / "broker",
-        port=free_port(),
-        password_file=passwd,
-        acl_file=acl,
-        extra_config=["allow_anonymous true"],
+
+
+def publishing_api(
+    db_url: str, log: Path, secure: SecureBroker, public: MosquittoBroker, password: str
+) -> ApiProcess:
+    """``smartby api`` publishing the SensorThings stream on the secure broker."""
+    return ApiProcess(
+        db_url,
+        log,
+        mqtt_host="127.0.0.1",
+        mqtt_port=str(secure.port),
+        sta_mqtt_publish="true",
+        sta_publisher_password=password,
+        sta_mqtt_public_url=f"mqtt://127.0.0.1:{public.port}",
+        api_stream_heartbeat_s="1",
+        api_rate_limit="1000000/minute",
     )
-    mosquitto.start()
-    try:
-        yield Broker(mosquitto, ingest_password, sta_password, secret)
-    finally:
-        mosquitto.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 class SseClient(threading.Thread):
@@ -139,54 +135,34 @@ def anonymous_publish_reason(port: int, topic: str) -> int:
 
 
 def test_a_device_reading_reaches_sse_and_mqtt_subscribers(
-    services: Services, db_url: str, conn: psycopg.Connection, broker: Broker, tmp_path: Path
+    services: Services,
+    db_url: str,
+    conn: psycopg.Connection,
+    stream_brokers: tuple[SecureBroker, MosquittoBroker, str],
+    tmp_path: Path,
 ) -> None:
-    """Device PUBLISH → worker commit → NOTIFY → API → SSE event and MQTT PUBLISH."""
-    row = conn.execute(
-        "INSERT INTO series (device_id, metric) VALUES ('aq-1', 'pm25') RETURNING id"
-    ).fetchone()
-    assert row is not None
-    series_id = int(row[0])
-    api = ApiProcess(
-        db_url,
-        tmp_path / "api.log",
-        mqtt_host="127.0.0.1",
-        mqtt_port=str(broker.port),
-        sta_mqtt_publish="true",
-        sta_mqtt_username=STA_USER,
-        sta_mqtt_password=broker.sta_password,
-        api_stream_heartbeat_s="1",
-        api_rate_limit="1000000/minute",
-    )
-    worker_settings = services.settings(
-        mqtt_port=broker.port,
-        mqtt_username=INGEST_USER,
-        mqtt_password=broker.ingest_password,
-        mqtt_topic_prefix=PREFIX,
-    )
+    """Device PUBLISH → worker commit → NOTIFY → API → SSE event, and MQTT PUBLISH on
+    the platform's broker → bridge → anonymous reader on the public broker."""
+    secure, public, publisher_password = stream_brokers
+    device_secret, series_id = registered_device(conn, secure)
+    api = publishing_api(db_url, tmp_path / "api.log", secure, public, publisher_password)
     topic = f"v1.1/Datastreams({series_id})/Observations"
-    observations = Collector(broker.port, topic)  # anonymous
-    telemetry_spy = Collector(broker.port, f"{PREFIX}/#")  # anonymous: must see nothing
+    observations = Collector(public.port, topic)  # anonymous, on the public broker
+    telemetry_spy = Collector(public.port, f"{PREFIX}/#")  # anonymous: must see nothing
     sse = SseClient(f"http://127.0.0.1:{api.port}/v1/stream?metrics=pm25")
     try:
-        with running_worker(worker_settings):
+        with running_worker(secure.worker_settings(services), LOCAL_INGEST_CLIENT_ID):
             sse.start()
             assert sse.connected.wait(15), "the SSE client did not connect"
-            # the API publishes only once it holds the publisher's lock: wait for it
-            deadline = time.monotonic() + 30
-            while "publishes SensorThings Observations" not in api.log.read_text():
-                assert time.monotonic() < deadline, api.log.read_text()[-2000:]
-                time.sleep(0.05)
+            # the API publishes only once it holds the publisher's lock and the broker
+            # took its account: wait for both
+            wait_for(lambda: CONNECTED in api.log.read_text(), timeout=30, what="the publisher")
+            root = httpx.get(f"http://127.0.0.1:{api.port}/sta/v1.1", timeout=10).json()
+            endpoints = root["serverSettings"]
             moment = datetime.now(UTC).replace(microsecond=0)
             payload = json.dumps({"time": moment.isoformat(), "pm25": 7.5}).encode()
             published = time.time()
-            publish_one(
-                broker.port,
-                f"{PREFIX}/aq-1/telemetry",
-                payload,
-                username="aq-1",
-                password=broker.device_secret,
-            )
+            device_publish(secure, device_secret, payload)
             arrived_sse, kind, reading = sse.events.get(timeout=ARRIVAL_TIMEOUT_S)
             message = observations.get(timeout=ARRIVAL_TIMEOUT_S)
             arrived_mqtt = time.time()
@@ -203,14 +179,81 @@ def test_a_device_reading_reaches_sse_and_mqtt_subscribers(
     assert observation["phenomenonTime"] == moment.isoformat().replace("+00:00", "Z")
     assert observation["@iot.id"] == f"{series_id}-{int(moment.timestamp()) * 1_000_000}"
     assert observation["resultQuality"]["result"]["value"] == reading["quality"]
-    # anonymous clients read no device's telemetry, and may not publish Observations
+    # the service root announces where the public subscribes (OGC 18-088 §14.2)
+    assert MQTT_RECEIVE in endpoints["conformance"]
+    assert endpoints[MQTT_RECEIVE]["endpoints"] == [f"mqtt://127.0.0.1:{public.port}"]
+    # anonymous readers read no device's telemetry, and may publish nothing
     assert telemetry_spy.messages.empty()
     telemetry_spy.close()
-    assert anonymous_publish_reason(broker.port, topic) == 0x87  # Not authorized
-    assert anonymous_publish_reason(broker.port, f"{PREFIX}/aq-1/telemetry") == 0x87
+    assert anonymous_publish_reason(public.port, topic) == NOT_AUTHORIZED
+    assert anonymous_publish_reason(public.port, f"{PREFIX}/aq-1/telemetry") == NOT_AUTHORIZED
     assert_quiet_log(api)
     sse_ms = (arrived_sse - published) * 1000
     mqtt_ms = (arrived_mqtt - published) * 1000
     SUMMARY_LINES.append(
-        f"live: device publish -> SSE event {sse_ms:.0f} ms, -> MQTT Observation {mqtt_ms:.0f} ms"
+        f"live: device publish -> SSE event {sse_ms:.0f} ms,"
+        f" -> MQTT Observation at the public broker {mqtt_ms:.0f} ms"
     )
+
+
+def test_one_of_two_api_processes_publishes_and_the_other_takes_over(
+    services: Services,
+    db_url: str,
+    conn: psycopg.Connection,
+    stream_brokers: tuple[SecureBroker, MosquittoBroker, str],
+    tmp_path: Path,
+) -> None:
+    """The publisher's account is bound to one client id, and a broker hands a client
+    id's session to its newest connection (MQTT v5 §3.1.4), so two publishers would
+    throw each other out.  Of two API processes only the one holding the advisory lock
+    connects: each Observation reaches the reader once.  When it stops, the other
+    takes the lock, connects and publishes."""
+    secure, public, password = stream_brokers
+    secret, _ = registered_device(conn, secure)
+    apis = [
+        publishing_api(db_url, tmp_path / f"api-{n}.log", secure, public, password)
+        for n in range(2)
+    ]
+    reader = Collector(public.port, "v1.1/#")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+
+    def send(value: float, seconds: int) -> None:
+        moment = (start + timedelta(seconds=seconds)).isoformat()
+        device_publish(secure, secret, json.dumps({"time": moment, "pm25": value}).encode())
+
+    def results_until(marker: float) -> list[tuple[str, float]]:
+        got: list[tuple[str, float]] = []
+        while True:
+            observation = json.loads(reader.get(timeout=ARRIVAL_TIMEOUT_S).payload)
+            if observation["result"] == marker:
+                return got
+            got.append((observation["@iot.id"], observation["result"]))
+
+    try:
+        with running_worker(secure.worker_settings(services), LOCAL_INGEST_CLIENT_ID):
+            wait_for(
+                lambda: any(CONNECTED in api.log.read_text() for api in apis),
+                timeout=30,
+                what="a publisher",
+            )
+            first = next(n for n, api in enumerate(apis) if CONNECTED in api.log.read_text())
+            other = apis[1 - first]
+            for n in range(5):
+                send(float(n), n)
+            send(99.0, 5)
+            got = results_until(99.0)
+            assert sorted(value for _, value in got) == [0.0, 1.0, 2.0, 3.0, 4.0], got
+            assert len({identity for identity, _ in got}) == 5
+            assert CONNECTED not in other.log.read_text()
+
+            apis[first].stop()
+            wait_for(lambda: CONNECTED in other.log.read_text(), timeout=30, what="the takeover")
+            send(7.0, 6)
+            send(98.0, 7)
+            assert [value for _, value in results_until(98.0)] == [7.0]
+    finally:
+        reader.close()
+        for api in apis:
+            api.stop()
+    for api in apis:
+        assert_quiet_log(api)

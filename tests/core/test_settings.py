@@ -9,8 +9,8 @@ from core.settings import Settings, SettingsError, load_settings
 SAFE_PRODUCTION = {
     "SMARTBY_ENV": "production",
     "SMARTBY_DATABASE_URL": "postgresql://smartby:k8s-Long-Random-1@db:5432/smartby",
-    "SMARTBY_MQTT_USERNAME": "smartby-ingest",
     "SMARTBY_MQTT_PASSWORD": "another-Long-Random-2",
+    "SMARTBY_BROKER_ADMIN_PASSWORD": "a-third-Long-Random-3",
 }
 
 
@@ -55,12 +55,16 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
-        ({"SMARTBY_MQTT_USERNAME": None}, "no anonymous broker"),
         ({"SMARTBY_MQTT_PASSWORD": None}, "no anonymous broker"),
+        ({"SMARTBY_BROKER_ADMIN_PASSWORD": "admin"}, "SMARTBY_BROKER_ADMIN_PASSWORD is empty"),
         ({"SMARTBY_MQTT_PASSWORD": "changeme"}, "SMARTBY_MQTT_PASSWORD is empty or a default"),
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby:postgres@db/smartby"}, "default password"),
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby@db/smartby"}, "default password"),
         ({"SMARTBY_DATABASE_URL": None}, "SMARTBY_DATABASE_URL must be set"),
+        (
+            {"SMARTBY_STA_MQTT_PUBLISH": "true", "SMARTBY_STA_PUBLISHER_PASSWORD": "password"},
+            "SMARTBY_STA_PUBLISHER_PASSWORD must be set to a real password",
+        ),
     ],
 )
 def test_production_refuses_anonymous_broker_and_default_passwords(
@@ -94,9 +98,31 @@ def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> Non
         load_settings()
 
 
+def test_the_subscription_mode_is_plain_or_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().ingest_subscription == "plain"
+    monkeypatch.setenv("SMARTBY_INGEST_SUBSCRIPTION", "shared")
+    assert load_settings().ingest_subscription == "shared"
+    monkeypatch.setenv("SMARTBY_INGEST_SUBSCRIPTION", "both")
+    with pytest.raises(SettingsError, match=r"^SMARTBY_INGEST_SUBSCRIPTION: "):
+        load_settings()
+
+
 def test_empty_optional_values_count_as_unset() -> None:
     # docker compose passes `${SMARTBY_API_KEYS:-}` through as an empty string
     settings = load_settings(api_keys="", api_public_url="", database_url="")
     assert settings.api_keys is None
     assert settings.api_public_url is None
     assert settings.embedded
+
+
+def test_the_sensorthings_publisher_needs_its_accounts_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It logs in as smartby-sta-publisher: without the password the broker would only
+    refuse it later, in the log."""
+    monkeypatch.setenv("SMARTBY_STA_MQTT_PUBLISH", "true")
+    with pytest.raises(SettingsError, match="SMARTBY_STA_PUBLISHER_PASSWORD") as excinfo:
+        load_settings()
+    assert "\n" not in str(excinfo.value)
+    monkeypatch.setenv("SMARTBY_STA_PUBLISHER_PASSWORD", "publisher-pw-0123456789")
+    assert load_settings().sta_mqtt_publish

@@ -8,9 +8,9 @@ import queue
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,67 +20,11 @@ import httpx
 import psycopg
 import pytest
 
-from devices.registry import INGEST_USER, DeviceRecord, add_device
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
-from tests.fixtures.mqtt import Collector, publish_one
-from tests.fixtures.services import make_service_root
-
-READY_LINE = "press Ctrl-C to stop"
-
-
-class UpProcess:
-    """`python -m smartby up` as a user would run it, with its output followed live."""
-
-    def __init__(self, data_dir: Path, extra_env: dict[str, str], simulate: bool = False) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-        env.update({"SMARTBY_DATA_DIR": str(data_dir), **extra_env})
-        self.data_dir = data_dir
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartby", "up", *([] if simulate else ["--no-simulate"])],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float = 90) -> None:
-        while True:
-            try:
-                line = self.lines.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(
-                    f"`smartby up` never printed {text!r}; output so far:\n"
-                    + "\n".join(self.output)
-                ) from None
-            self.output.append(line)
-            if text in line:
-                return
-
-    def drain(self) -> list[str]:
-        """Everything printed so far (without waiting)."""
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
-        return self.output
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
-        return code
-
-    @property
-    def stack(self) -> dict[str, object]:
-        return json.loads((self.data_dir / "stack.json").read_text())
+from tests.fixtures.mqtt import publish_one
+from tests.fixtures.secure import close, login, subscribe
+from tests.fixtures.up import READY_LINE, UpProcess, alive
 
 
 @contextmanager
@@ -118,25 +62,70 @@ def service_pids(data_dir: Path, supervisor: int) -> dict[str, int]:
     return pids
 
 
-def alive(pid: int) -> bool:
+def add_with_the_cli(data_dir: Path, device_id: str) -> str:
+    """`smartby devices add` beside a running `up`: it finds the stack's database and
+    broker, and returns the secret it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    env["SMARTBY_DATA_DIR"] = str(data_dir)
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "smartby", "devices", "add", device_id),
+            *("--site", "torget", "--kind", "air_quality"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "broker updated" in added.stderr, added.stderr
+    return added.stdout.rsplit(": ", 1)[1].strip()
+
+
+def assert_public_stream(
+    stack: dict[str, object], device: tuple[str, str], public_port: int
+) -> None:
+    """The stack's API publishes each new reading as a SensorThings Observation on the
+    platform's broker with the ``smartby-sta-publisher`` account (no other may
+    publish ``v1.1/#``); the bridge carries it to the public broker, where an
+    anonymous reader gets it.  The device publishes until one arrives: the API's
+    publisher and the bridge connect in the background, after the stack is up."""
+    device_id, secret = device
+    reader = login(public_port, None, None)
+    assert reader.client is not None
+    got: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    reader.client.on_message = lambda _c, _u, message: got.put((message.topic, message.payload))
+    assert subscribe(reader.client, "v1.1/#") == [1]
+    port = int(str(stack["mqtt_port"]))
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); it is gone for our purposes
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
+        def delivered() -> bool:
+            publish_one(
+                port,
+                f"smartby/{device_id}/telemetry",
+                b'{"pm25": 7.5}',
+                username=device_id,
+                password=secret,
+                client_id=device_id,
+            )
+            try:
+                topic, payload = got.get(timeout=0.5)
+            except queue.Empty:
+                return False
+            observation = json.loads(payload)
+            assert re.fullmatch(r"v1\.1/Datastreams\(\d+\)/Observations", topic), topic
+            # its links lead to the stack's API, on whatever port it got
+            assert observation["@iot.selfLink"].startswith(f"{stack['web_url']}sta/v1.1/")
+            return observation["result"] == 7.5
 
-@pytest.fixture
-def data_dir() -> Iterator[Path]:
-    root = make_service_root("smartby-up-")
-    yield root / "data"
-    import shutil
-
-    shutil.rmtree(root, ignore_errors=True)
+        wait_for(delivered, timeout=30, what="an Observation at the public broker")
+    finally:
+        close(reader.client)
+    # the service root says where to subscribe (OGC 18-088 §14.2)
+    root = httpx.get(f"{stack['web_url']}sta/v1.1", timeout=10).json()["serverSettings"]
+    receive = next(c for c in root["conformance"] if "receive-updates-via-mqtt" in c)
+    assert root[receive]["endpoints"] == [f"mqtt://127.0.0.1:{public_port}"]
 
 
 @pytest.mark.slow
@@ -149,8 +138,14 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
         try:
             up.wait_for(READY_LINE)
             stack = up.stack
-            # the taken port was replaced by a free one, and the one in use was printed
+            # the taken port was replaced by a free one, loudly, and the one in use printed
             assert stack["mqtt_port"] != taken_mqtt_port
+            assert (
+                f"WARNING: port {taken_mqtt_port} (SMARTBY_MQTT_PORT) is held by another"
+                f" program, so MQTT listens on port {stack['mqtt_port']} instead. Devices"
+                f" configured with port {taken_mqtt_port} must be changed to"
+                f" {stack['mqtt_port']}." in up.output
+            )
             assert any(f"mqtt://127.0.0.1:{stack['mqtt_port']}" in line for line in up.output)
             # the website's address comes first, and the record holds it and the API's
             up_at = up.output.index("smartby is up:")
@@ -165,40 +160,43 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
                 )
 
-            # A device registered while the stack runs can connect at once (the broker
-            # reloads its password file), and the stack's ingest worker stores what it
-            # publishes; a subscriber with the ingest account sees the same message.
+            # A device registered while the stack runs can connect at once (the command
+            # gives the broker its account and secret), and the stack's ingest worker
+            # stores what it publishes.
             port = int(str(stack["mqtt_port"]))
-            ingest_password = (data_dir / "credentials" / "ingest.password").read_text().strip()
-            with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
-                secret = add_device(conn, DeviceRecord("aq-torget", "torget", "air_quality"))
-            collector = Collector(
-                port, "smartby/+/telemetry", username=INGEST_USER, password=ingest_password
+            secret = add_with_the_cli(data_dir, "aq-torget")
+            publish_one(
+                port,
+                "smartby/aq-torget/telemetry",
+                b'{"pm25": 7.5}',
+                username="aq-torget",
+                password=secret,
+                client_id="aq-torget",
             )
-            try:
-                wait_for(
-                    lambda: "broker credentials reloaded" in "\n".join(up.drain()),
-                    what="the broker reload",
-                )
-                publish_one(
-                    port,
-                    "smartby/aq-torget/telemetry",
-                    b'{"pm25": 7.5}',
-                    username="aq-torget",
-                    password=secret,
-                )
-                message = collector.get()
-                assert (message.topic, message.payload) == (
-                    "smartby/aq-torget/telemetry",
-                    b'{"pm25": 7.5}',
-                )
-            finally:
-                collector.close()
             with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
                 wait_for(
                     lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
                     what="the reading stored by the stack's ingest worker",
                 )
+
+            # the API publishes the device's readings as SensorThings Observations, and
+            # anonymous readers get them on the public broker
+            assert_public_stream(stack, ("aq-torget", secret), int(str(stack["mqtt_public_port"])))
+
+            # `smartby broker sync` beside it finds it agreeing: nothing to change
+            synced = subprocess.run(
+                [sys.executable, "-m", "smartby", "broker", "sync"],
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")},
+                    "SMARTBY_DATA_DIR": str(data_dir),
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert synced.returncode == 0, synced.stderr
+            assert synced.stdout.splitlines()[-1].endswith("(0 change(s))"), synced.stdout
 
             # a second `up` on the same data folder is refused, in one line
             second = subprocess.run(
@@ -324,3 +322,199 @@ def test_up_shows_data_from_every_catalogue_device_within_a_minute(data_dir: Pat
     )
     leaked = [device for device, secret in secrets.items() if secret in logs]
     assert not leaked, f"secrets of {leaked} appear in the output or logs"
+
+
+def explicit_ports() -> dict[str, str]:
+    return {
+        "SMARTBY_PG_PORT": str(free_port()),
+        "SMARTBY_MQTT_PORT": str(free_port()),
+        "SMARTBY_API_PORT": str(free_port()),
+        "SMARTBY_INGEST_METRICS_PORT": str(free_port()),
+    }
+
+
+def ports_of(up: UpProcess) -> dict[str, int]:
+    return {k: int(v) for k, v in json.loads((up.data_dir / "ports.json").read_text()).items()}
+
+
+def time_wait_ports() -> set[int]:
+    """Local ports of IPv4 TCP connections in TIME_WAIT (state 06 in /proc/net/tcp)."""
+    ports = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "06":
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def assert_private(data_dir: Path) -> None:
+    """No file in the data folder is group- or world-writable or world-readable: files
+    are 0600 or 0640, folders at most traversable by others (0711, for the postgres
+    user when we are root)."""
+    loose = []
+    for root, dirs, files in os.walk(data_dir):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode):
+                continue
+            allowed = 0o711 if stat.S_ISDIR(mode) else 0o640
+            if stat.S_IMODE(mode) & ~allowed & ~0o100:
+                loose.append(f"{stat.filemode(mode)} {path}")
+    mode = stat.S_IMODE(data_dir.stat().st_mode)
+    if mode & ~0o711:
+        loose.append(f"{oct(mode)} {data_dir}")
+    assert not loose, "files others can read or write:\n" + "\n".join(loose)
+
+
+@pytest.mark.slow
+def test_a_restart_listens_on_the_same_ports_through_time_wait(data_dir: Path) -> None:
+    """`up`, publish, stop, and `up` again at once: the next run takes the ports recorded
+    in ports.json, though the connections the last one closed are still in TIME_WAIT
+    on them (a port is tested by binding it with SO_REUSEADDR, as the servers do).
+    Everything in the data folder is private to its owner."""
+    first = UpProcess(data_dir, explicit_ports())
+    try:
+        first.wait_for(READY_LINE)
+        ports = ports_of(first)
+        stack = first.stack
+        url = str(stack["database_url"])
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
+                " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
+            )
+        secret = add_with_the_cli(data_dir, "aq-torget")
+        publish_one(
+            ports["mqtt"],
+            "smartby/aq-torget/telemetry",
+            b'{"pm25": 7.5}',
+            username="aq-torget",
+            password=secret,
+            client_id="aq-torget",
+        )
+        # connections the servers will close when they stop: theirs go to TIME_WAIT
+        device = login(ports["mqtt"], "aq-torget", secret, client_id="aq-torget").client
+        assert device is not None
+        database = psycopg.connect(url, autocommit=True)
+        api = httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}")
+        assert api.get("/v1").status_code == 200
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, "\n".join(first.output)
+    device.loop_stop()
+    database.close()
+    api.close()
+    lingering = time_wait_ports() & {ports["mqtt"], ports["postgresql"], ports["api"]}
+    assert ports["mqtt"] in lingering, "no TIME_WAIT on the broker's port: nothing was tested"
+
+    again = UpProcess(data_dir, {})  # no ports configured: the recorded ones
+    try:
+        again.wait_for(READY_LINE)
+        assert ports_of(again) == ports
+        assert again.stack["mqtt_port"] == ports["mqtt"]
+        assert not [line for line in again.output if "WARNING" in line]
+        with psycopg.connect(str(again.stack["database_url"])) as conn:
+            assert conn.execute("SELECT count(*) FROM readings").fetchone() == (1,)
+        assert_private(data_dir)
+        assert (data_dir / "mosquitto" / "mosquitto.db").exists()  # checked above, too
+    finally:
+        assert again.stop(signal.SIGTERM) == 0, "\n".join(again.output)
+
+
+@pytest.mark.slow
+def test_a_port_another_program_holds_is_replaced_with_a_warning(data_dir: Path) -> None:
+    first = UpProcess(data_dir, explicit_ports())
+    try:
+        first.wait_for(READY_LINE)
+        ports = ports_of(first)
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, "\n".join(first.output)
+    with socket.socket() as intruder:
+        # another server, which (like ours) can bind through the last run's TIME_WAIT
+        intruder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        intruder.bind(("127.0.0.1", ports["mqtt"]))
+        intruder.listen()
+        again = UpProcess(data_dir, {})
+        try:
+            again.wait_for(READY_LINE)
+            moved = ports_of(again)
+        finally:
+            assert again.stop(signal.SIGTERM) == 0, "\n".join(again.output)
+    assert moved["mqtt"] != ports["mqtt"]
+    assert {k: v for k, v in moved.items() if k != "mqtt"} == {
+        k: v for k, v in ports.items() if k != "mqtt"
+    }
+    warnings = [line for line in again.output if line.startswith("WARNING")]
+    assert warnings == [
+        f"WARNING: port {ports['mqtt']} (used last time, ports.json) is held by another"
+        f" program, so MQTT listens on port {moved['mqtt']} instead. Devices configured with"
+        f" port {ports['mqtt']} must be changed to {moved['mqtt']}."
+    ]
+
+
+@pytest.mark.slow
+def test_after_a_kill_9_of_up_the_next_up_stops_what_was_left(data_dir: Path) -> None:
+    """A killed supervisor's services get SIGTERM from the kernel; PostgreSQL's smart
+    shutdown then waits for its clients, and one (here: ours) may hold it up.  The next
+    `up` finds it through stack.json, stops it (fast shutdown) and takes its port."""
+    env = explicit_ports()
+    first = UpProcess(data_dir, env)
+    second: UpProcess | None = None
+    try:
+        first.wait_for(READY_LINE)
+        old = {name: pid for name, (pid, _start) in first.stack["processes"].items()}  # type: ignore[union-attr]
+        with psycopg.connect(str(first.stack["database_url"]), autocommit=True) as holder:
+            first.proc.send_signal(signal.SIGKILL)
+            first.proc.wait(10)
+            wait_for(lambda: not alive(old["ingest"]), what="the worker to stop on its own")
+            assert alive(old["PostgreSQL"]), "PostgreSQL did not wait for its client"
+            second = UpProcess(data_dir, env)
+            second.wait_for(READY_LINE)
+            assert _dropped(holder), "our connection outlived the old PostgreSQL"
+        assert (
+            f"PostgreSQL (pid {old['PostgreSQL']}) of an earlier `smartby up` is still running;"
+            " stopping it first" in second.output
+        )
+        assert not [name for name, pid in old.items() if alive(pid)]
+        assert ports_of(second)["postgresql"] == int(env["SMARTBY_PG_PORT"])
+    finally:
+        if second is not None:
+            assert second.stop(signal.SIGTERM) == 0, "\n".join(second.output)
+
+
+def _dropped(conn: psycopg.Connection) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_a_service_that_keeps_failing_stops_everything(data_dir: Path) -> None:
+    """Killed five times within a minute (each time as soon as it is back), the API is
+    given up: `up` says so, stops everything and exits 1."""
+    up = UpProcess(data_dir, explicit_ports())
+    try:
+        up.wait_for(READY_LINE)
+        pids = {name: pid for name, (pid, _start) in up.stack["processes"].items()}  # type: ignore[union-attr]
+        killed: list[int] = []
+        while up.proc.poll() is None and len(killed) < 10:
+            try:
+                pid = up.pid_of("api")
+            except (OSError, ValueError, KeyError):
+                break  # the record is gone: it stopped
+            if pid not in killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.02)
+        code = up.proc.wait(60)
+    finally:
+        up.stop(signal.SIGTERM)
+    assert code == 1, "\n".join(up.output)
+    assert len(killed) == 5
+    failures = [line for line in up.output if line.startswith("api failed (killed by SIGKILL)")]
+    assert len(failures) == 5
+    assert ": 5 failures within 60 s, giving up and stopping smartby." in failures[-1]
+    assert up.output[-1] == "stopped"
+    assert not [name for name, pid in pids.items() if alive(pid)]
