@@ -1,20 +1,28 @@
-"""Rollups in the database: merging partials in, and rebuilding a time range.
+"""Rollups in the database: merging partials in, rebuilding a time range, and reading
+1-minute aggregates back.
 
 Both ingest (every batch, in the readings' transaction) and `smartby rollup rebuild`
 (repair) go through `merge_partials`: partials are computed in NumPy
 (`core.rollups`), COPYed in binary into a session-local staging table, and merged by
 the upsert `core.rollups.MERGE_SQL` that mirrors `core.rollups.merge`.
+
+Hourly and daily rows exist for every series; 1-minute rows only for series that
+report about twice a minute or more (`core.rollups.minute_readings`).  Every reader
+of minutes goes through `minute_partials_query`, which takes an hour's minute rows
+where they count all of its readings and computes the hour from ``readings``
+otherwise, so a minute is exact whichever way it comes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import LiteralString
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from core.rollups import (
@@ -24,11 +32,14 @@ from core.rollups import (
     MERGE_SQL,
     RESOLUTIONS,
     ROLLUP_COLUMNS,
+    LatestTimes,
     Partials,
+    Resolution,
     bucket_starts,
     epoch_us,
     from_epoch_us,
     local_days,
+    minute_readings,
     next_bucket_starts,
     partials,
 )
@@ -70,66 +81,16 @@ MARK_DAYS_SQL: LiteralString = (
 )
 
 
-#: the staging code of a 1-minute partial the watermark says is probably new
-FRESH_MINUTE = 3
-
-# New 1-minute buckets go in by a plain INSERT (no conflict handling: cheaper than
-# the upsert), everything else by the merge; a conflict on a "new" bucket means
-# another worker wrote it meanwhile, and the caller falls back to merging it all.
-_INSERT_FRESH_SQL: LiteralString = INSERT_STAGED_SQL + " WHERE resolution_code = 3"
-_MERGE_REST_SQL: LiteralString = (
-    INSERT_STAGED_SQL + " WHERE resolution_code <> 3" + MERGE_SQL[len(INSERT_STAGED_SQL) :]
-)
-
-
-class MinuteWatermark:
-    """The latest 1-minute bucket merged per series by this writer: a later one is
-    probably new.
-
-    A series reporting once a minute brings a new 1-minute rollup row with nearly
-    every reading, and inserting it through the upsert costs PostgreSQL about twice
-    what a plain insert does (bench/aggregate.py).  This is only a hint: a bucket
-    wrongly taken for new makes the plain insert fail on the key, and the batch's
-    partials are then merged as usual; a bucket wrongly taken for old is merged.  So
-    it needs no locking and may be out of date (another worker, a rolled-back batch).
-    Series never seen since start are merged.
-    """
-
-    #: below every bucket: a series this writer has not merged yet
-    _UNKNOWN = np.iinfo(np.int64).min
-
-    def __init__(self) -> None:
-        self._last = np.full(0, self._UNKNOWN, dtype=np.int64)
-
-    def fresh(
-        self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_]:
-        last = np.full(len(series_ids), self._UNKNOWN, dtype=np.int64)
-        known = series_ids < len(self._last)
-        last[known] = self._last[series_ids[known]]
-        fresh: npt.NDArray[np.bool_] = (last != self._UNKNOWN) & (buckets > last)
-        return fresh
-
-    def advance(self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]) -> None:
-        if not len(series_ids):
-            return
-        top = int(series_ids.max()) + 1
-        if top > len(self._last):
-            grown = np.full(max(top, 2 * len(self._last)), self._UNKNOWN, dtype=np.int64)
-            grown[: len(self._last)] = self._last
-            self._last = grown
-        np.maximum.at(self._last, series_ids, buckets)
-
-
 def create_staging(conn: psycopg.Connection[TupleRow]) -> None:
     """The session's staging table (emptied at every commit)."""
     conn.execute(_CREATE_STAGING)
 
 
-def _stage(
-    cur: psycopg.Cursor[TupleRow], parts: list[Partials], codes: npt.NDArray[np.int16]
-) -> None:
-    """COPY partials into ``rollups_staging``, each row with its resolution code."""
+def _stage(cur: psycopg.Cursor[TupleRow], parts: list[Partials]) -> None:
+    """COPY partials into ``rollups_staging``, each row with its resolution's code."""
+    codes = np.concatenate(
+        [np.full(len(p), RESOLUTIONS.index(p.resolution), np.int16) for p in parts]
+    )
     columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
     with cur.copy(
         "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
@@ -168,6 +129,30 @@ def queue_days(conn: psycopg.Connection[TupleRow], day_starts_us: npt.NDArray[np
     )
 
 
+def partials_to_store(
+    series_ids: npt.NDArray[np.int32],
+    times_us: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    quality: npt.NDArray[np.int16],
+    tz: str = DEFAULT_TZ,
+    *,
+    latest: LatestTimes | None = None,
+    minutes: bool = True,
+) -> list[Partials]:
+    """The partials these readings add to ``rollups``: hours and days of all of them,
+    minutes of those `core.rollups.minute_readings` picks (none with ``minutes`` off)."""
+    resolutions: tuple[Resolution, ...] = ("1h", "1d")
+    parts = [partials(series_ids, times_us, values, quality, res, tz) for res in resolutions]
+    if minutes:
+        often = minute_readings(series_ids, times_us, latest)
+        if often.all():
+            parts.append(partials(series_ids, times_us, values, quality, "1m", tz))
+        elif often.any():
+            picked = (series_ids[often], times_us[often], values[often], quality[often])
+            parts.append(partials(*picked, "1m", tz))
+    return [p for p in parts if len(p)]
+
+
 def merge_partials(
     conn: psycopg.Connection[TupleRow],
     series_ids: npt.NDArray[np.int32],
@@ -176,38 +161,97 @@ def merge_partials(
     quality: npt.NDArray[np.int16],
     tz: str = DEFAULT_TZ,
     *,
-    watermark: MinuteWatermark | None = None,
+    latest: LatestTimes | None = None,
+    minutes: bool = True,
 ) -> int:
-    """Merge these readings' partials (every resolution) into ``rollups``; call inside
-    a transaction, with `create_staging` done on this connection.  With a
-    ``watermark``, probably-new 1-minute buckets are inserted plainly (see
-    `MinuteWatermark`).  Returns the number of partial rows merged."""
-    parts = [partials(series_ids, times_us, values, quality, res, tz) for res in RESOLUTIONS]
-    codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
-    if not len(codes):
-        return 0
-    minutes = parts[0]
-    fresh = (
-        watermark.fresh(minutes.series_id, minutes.bucket)
-        if watermark is not None
-        else np.zeros(len(minutes), dtype=bool)
+    """Merge these readings' partials into ``rollups`` (`partials_to_store`); call
+    inside a transaction, with `create_staging` done on this connection.  ``latest``
+    is the writer's memory of each series' latest reading (`core.rollups.LatestTimes`);
+    ``minutes`` off stores no 1-minute rows at all (bench/aggregate.py measures that
+    way too).  Returns the number of partial rows merged."""
+    parts = partials_to_store(
+        series_ids, times_us, values, quality, tz, latest=latest, minutes=minutes
     )
-    codes[: len(minutes)][fresh] = FRESH_MINUTE
+    if not parts:
+        return 0
     with conn.cursor() as cur:
-        _stage(cur, parts, codes)
-        if fresh.any():
-            try:
-                with conn.transaction():  # a savepoint: a conflict undoes only this
-                    cur.execute(_INSERT_FRESH_SQL)
-                cur.execute(_MERGE_REST_SQL)
-            except psycopg.errors.UniqueViolation:
-                cur.execute(MERGE_SQL)
-        else:
-            cur.execute(MERGE_SQL)
+        _stage(cur, parts)
+        cur.execute(MERGE_SQL)
         cur.execute(MARK_DAYS_SQL)
-    if watermark is not None:
-        watermark.advance(minutes.series_id, minutes.bucket)
-    return len(codes)
+    return sum(len(p) for p in parts)
+
+
+# -- reading minutes back ---------------------------------------------------------------
+
+#: the columns of `minute_partials_query`'s rows: the local hour a minute lies in, then
+#: the rollups table's columns from the bucket on
+MINUTE_COLUMNS = ("hour", "bucket", *ROLLUP_COLUMNS[2:])
+
+_MINUTE_PARTIALS = """
+    SELECT h.bucket AS hour, x.bucket, x.count, x.good_count, x.sum, x.sum_sq, x.min, x.max,
+           x.first_time, x.first_value, x.last_time, x.last_value
+    FROM rollups h
+    CROSS JOIN LATERAL (
+        SELECT coalesce(sum(m.count), 0) = h.count AS stored FROM rollups m
+        WHERE m.series_id = h.series_id AND m.resolution = '1m'
+          AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour') c
+    CROSS JOIN LATERAL (
+        SELECT m.bucket, m.count, m.good_count, m.sum, m.sum_sq, m.min, m.max,
+               m.first_time, m.first_value, m.last_time, m.last_value
+        FROM rollups m
+        WHERE c.stored AND m.series_id = h.series_id AND m.resolution = '1m'
+          AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour'
+        UNION ALL
+        SELECT date_bin('1 minute', r.time, timestamptz 'epoch'), count(*)::int4,
+               (count(*) FILTER (WHERE r.quality IN (1, 2)))::int4, sum(r.value),
+               sum(r.value * r.value), min(r.value), max(r.value),
+               min(r.time), (array_agg(r.value ORDER BY r.time))[1],
+               max(r.time), (array_agg(r.value ORDER BY r.time DESC))[1]
+        FROM readings r
+        WHERE NOT c.stored AND r.series_id = h.series_id
+          AND r.time >= h.bucket AND r.time < h.bucket + interval '1 hour'
+          AND r.time > %(hours_from)s AND r.time < %(readings_to)s
+          AND r.quality NOT IN (4, 9) AND r.value <> 'NaN'
+        GROUP BY 1) x
+    WHERE h.series_id = {series} AND h.resolution = '1h'
+      AND h.bucket > %(hours_from)s AND h.bucket < %(minutes_to)s
+      AND x.bucket >= %(minutes_from)s AND x.bucket < %(minutes_to)s
+    ORDER BY h.bucket, x.bucket"""
+
+
+def minute_partials_query(
+    series: sql.Composable, limit: sql.Composable | None = None
+) -> sql.Composed:
+    """The 1-minute partials of one series (``series``: a placeholder or literal)
+    whose minutes start in ``[%(minutes_from)s, %(minutes_to)s)``, in time order, as
+    `MINUTE_COLUMNS`; the bounds' parameters come from `minute_bounds`.
+
+    Hour by hour along the series' hourly rollups: an hour whose minute rows count
+    as many readings as its hourly row is read from them (a series that reports
+    often); any other hour is computed from its readings, through the readings'
+    primary key (series_id, time), with the rollups' rules (FAIL, MISSING and NaN
+    left out; first and last the earliest and latest reading).  An hour with no
+    hourly row has no usable reading, so no minute.  The plan streams: with a LIMIT,
+    PostgreSQL walks the hours in order and stops after enough minutes, so a page
+    costs what its minutes cost however long the range is.  (The constant bounds on
+    the readings let TimescaleDB leave out the chunks outside the range when
+    planning.)"""
+    query = sql.SQL(_MINUTE_PARTIALS).format(series=series)
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(limit)
+    return query
+
+
+def minute_bounds(start: datetime, end: datetime) -> dict[str, datetime]:
+    """The parameters of `minute_partials_query` for minutes starting in [start, end)."""
+    return {
+        "minutes_from": start,
+        "minutes_to": end,
+        # the hour holding ``start`` began less than an hour before it
+        "hours_from": start - timedelta(hours=1),
+        # and the last hour's readings end less than an hour after ``end``
+        "readings_to": end + timedelta(hours=1),
+    }
 
 
 #: replace a stored row by the new one, column by column
@@ -264,11 +308,13 @@ def recompute_hours(
     tz: str = DEFAULT_TZ,
 ) -> int:
     """Recompute the rollups around these readings from what ``readings`` holds now:
-    the minute and hour buckets of each reading's hour from its readings, and the
-    day from its hours.  For readings whose flag changed after they were stored (a
-    spike is only seen once the next reading arrives): a FAIL leaves the rollup, and
-    min, max, first and last cannot be "un-merged", so the buckets are recomputed;
-    an hour is small.  Call inside a transaction, with `create_staging` done.
+    the hour bucket of each reading's hour (and its minute buckets, for a series that
+    reports often enough to have them: `core.rollups.minute_readings` judged on the
+    hour) from its readings, and the day from its hours.  For readings whose flag
+    changed after they were stored (a spike is only seen once the next reading
+    arrives): a FAIL leaves the rollup, and min, max, first and last cannot be
+    "un-merged", so the buckets are recomputed; an hour is small.  Call inside a
+    transaction, with `create_staging` done.
 
     Safe beside concurrent merges: rows are replaced, not added to, from readings
     read after the old rows were deleted; another worker's merge either committed
@@ -298,13 +344,19 @@ def recompute_hours(
         ).fetchall()
     if rows:
         readings = reading_arrays(rows)
-        parts = [partials(*readings, res, tz) for res in ("1m", "1h")]
-        codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
-        if len(codes):
+        parts = [partials(*readings, "1h", tz)]
+        series, times, values, quality = readings
+        often = minute_readings(series, times)
+        if often.any():
+            parts.append(
+                partials(series[often], times[often], values[often], quality[often], "1m", tz)
+            )
+        parts = [p for p in parts if len(p)]
+        if parts:
             with conn.cursor() as cur:
                 # the batch's own merge may have filled the staging table already
                 cur.execute("DELETE FROM rollups_staging")
-                _stage(cur, parts, codes)
+                _stage(cur, parts)
                 cur.execute(REPLACE_SQL)
                 cur.execute("DELETE FROM rollups_staging")
     day_starts = bucket_starts(keys[1] * HOUR_US, "1d", tz)
