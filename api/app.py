@@ -53,6 +53,7 @@ from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
 from api.website import mount_website
+from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
@@ -91,9 +92,14 @@ at fault and the limit that applies.
 """
 
 
-def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    database_url: str | None = None,
+    account_sync: DeviceAccountSync | None = None,
+) -> FastAPI:
     """The API on the configured database (or ``database_url``); the connection pool
-    opens with the app's lifespan."""
+    opens with the app's lifespan.  ``account_sync`` brings a device's broker account
+    in line after an admin route changed it (None: the broker is left alone)."""
     url = database_url if database_url is not None else configured_database_url(settings)
     api_keys = parse_api_keys(settings)
     limits = RateLimits.from_settings(settings)
@@ -188,6 +194,7 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     # the admin routes write the registry as their own role (smartby_registrar)
     admin_url = settings.admin_database_url
     app.state.admin_database_url = admin_url.get_secret_value() if admin_url else url
+    app.state.account_sync = account_sync
     app.state.api_keys = api_keys
     app.state.meta = meta
     app.state.metrics = metrics

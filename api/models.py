@@ -411,6 +411,13 @@ class NewDevice(BaseModel):
     vendor: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=200)
     calibration: dict[str, Any] | None = None
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[!-~]{1,128}$",
+        description="The MQTT client id the device's firmware uses (default: its id); "
+        "the broker lets its account in under this id only.",
+        examples=["DVES_4F2A1C"],
+    )
 
 
 class AdminDevice(BaseModel):
@@ -439,6 +446,11 @@ class AdminDeviceList(BaseModel):
 
 class AdminDeviceDocument(BaseModel):
     data: AdminDevice
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 class DeviceSecret(BaseModel):
@@ -446,6 +458,11 @@ class DeviceSecret(BaseModel):
 
     data: AdminDevice
     secret: str
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 # ---------------------------------------------------------------------- exports

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.broker import ADMIN_USER, SubscriptionMode
 from core.errors import SmartbyError
 
 #: Passwords that ship in examples and tutorials; production must not run on them.
@@ -57,12 +58,51 @@ class Settings(BaseSettings):
     mosquitto_binary: Path | None = Field(
         default=None, description="Mosquitto broker binary; default: found on PATH or /usr/sbin."
     )
+    mosquitto_dynsec_plugin: Path | None = Field(
+        default=None,
+        description="Mosquitto's dynamic security plugin (mosquitto_dynamic_security.so); "
+        "default: found beside the broker binary's installation.",
+    )
 
     # --- MQTT -----------------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
-    mqtt_username: str | None = None
-    mqtt_password: SecretStr | None = None
+    mqtt_public_port: int = Field(
+        default=1884,
+        ge=1,
+        le=65535,
+        description="Port of the embedded stack's public broker: anonymous readers of the "
+        "SensorThings MQTT stream (v1.1/#), and nothing else.",
+    )
+    mqtt_username: str | None = Field(
+        default=None,
+        description="The ingest worker's MQTT user name; default: its client id (the "
+        "broker has one account per worker client id, each bound to that id).",
+    )
+    mqtt_password: SecretStr | None = Field(
+        default=None, description="The ingest accounts' MQTT password."
+    )
+    sta_publisher_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the broker account smartby-sta-publisher, which may "
+        "publish the SensorThings MQTT stream (v1.1/#) and nothing else; unset: no such "
+        "account (the embedded stack keeps its own).",
+    )
+    public_bridge_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the account the public broker's bridge reads the "
+        "SensorThings stream with (compose's mosquitto-public); unset: no bridge.",
+    )
+    broker_admin_username: str = Field(
+        default=ADMIN_USER,
+        description="The broker account that drives Mosquitto's dynamic security plugin "
+        "over $CONTROL/dynamic-security/v1.",
+    )
+    broker_admin_password: SecretStr | None = Field(
+        default=None,
+        description="Its password; unset: registry changes are not pushed to the broker "
+        "(the embedded stack keeps its own in the data folder).",
+    )
     mqtt_tls: bool = False
     mqtt_topic_prefix: str = "smartby"
 
@@ -79,6 +119,19 @@ class Settings(BaseSettings):
         default=None,
         description="MQTT client id; default smartby-ingest-<n> with a slot n claimed in the "
         "database, so a restarted worker resumes its persistent session.",
+    )
+    ingest_subscription: SubscriptionMode = Field(
+        default="plain",
+        description="plain: one worker per broker and topic prefix, on a persistent "
+        "subscription that survives broker restarts; shared: any number of workers on "
+        "$share/smartby-ingest/..., which Mosquitto loses at a broker restart.",
+    )
+    ingest_max_workers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Worker slots (and broker accounts smartby-ingest-1..N) for workers "
+        "without SMARTBY_INGEST_CLIENT_ID.",
     )
     ingest_qc: bool = Field(
         default=True,
@@ -267,7 +320,16 @@ class Settings(BaseSettings):
                     raise ValueError(f"SMARTBY_{name.upper()} is empty or a default password")
         return self
 
-    @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
+    @field_validator(
+        "api_public_url",
+        "api_keys",
+        "database_url",
+        "grafana_url",
+        "broker_admin_password",
+        "sta_publisher_password",
+        "public_bridge_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes optional variables through as "" when .env leaves them out
@@ -322,12 +384,13 @@ class Settings(BaseSettings):
             password = urlsplit(self.database_url.get_secret_value()).password or ""
             if password.lower() in WEAK_PASSWORDS:
                 problems.append("SMARTBY_DATABASE_URL uses an empty or default password")
-        if not self.mqtt_username or self.mqtt_password is None:
-            problems.append(
-                "SMARTBY_MQTT_USERNAME and SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)"
-            )
+        if self.mqtt_password is None:
+            problems.append("SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)")
         elif self.mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_MQTT_PASSWORD is empty or a default password")
+        admin = self.broker_admin_password
+        if admin is not None and admin.get_secret_value().lower() in WEAK_PASSWORDS:
+            problems.append("SMARTBY_BROKER_ADMIN_PASSWORD is empty or a default password")
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

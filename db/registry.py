@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, LiteralString
 
@@ -21,10 +23,9 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from core.broker import SYSTEM_PREFIX, is_system_name
 from core.errors import SmartbyError
 
-#: the MQTT user name of the ingest workers; no device may take it
-INGEST_USER = "smartby-ingest"
 #: what mosquitto_passwd uses (mosquitto's src/password_mosq.h)
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
@@ -90,40 +91,151 @@ class DeviceRecord:
     vendor: str | None = None
     model: str | None = None
     calibration: dict[str, Any] | None = None
+    #: the MQTT client id its firmware uses; None: the device id
+    client_id: str | None = None
 
 
 def _check_device_id(device_id: str) -> None:
-    if device_id == INGEST_USER:
-        raise RegistryError(f"device id {INGEST_USER!r} is reserved for the ingest account")
+    if is_system_name(device_id):
+        raise RegistryError(
+            f"device id {device_id!r} is reserved: names starting with {SYSTEM_PREFIX!r}"
+            " belong to the platform's own broker accounts"
+        )
+
+
+def _check_client_id(client_id: str | None) -> None:
+    if client_id is not None and is_system_name(client_id):
+        raise RegistryError(
+            f"client id {client_id!r} is reserved: client ids starting with {SYSTEM_PREFIX!r}"
+            " belong to the platform's own broker accounts (the ingest worker's session)"
+        )
+
+
+def _client_id_owner(conn: psycopg.Connection[TupleRow], client_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT id FROM devices WHERE coalesce(client_id, id) = %s", (client_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _unique_violation(exc: psycopg.errors.UniqueViolation, device: DeviceRecord) -> RegistryError:
+    if exc.diag.constraint_name == "devices_client_id_key":
+        client_id = device.client_id or device.id
+        return RegistryError(
+            f"client id {client_id!r} is already used by another device; each device needs"
+            " its own (set one with --client-id)"
+        )
+    return RegistryError(f"device {device.id!r} already exists")
 
 
 def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
     """Register a new device; return its secret (the only time it is shown)."""
     _check_device_id(device.id)
+    _check_client_id(device.client_id)
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
         raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
     secret = new_secret()
     try:
-        conn.execute(
-            """INSERT INTO devices (id, site_id, kind, vendor, model, calibration, secret_hash)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            (
-                device.id,
-                device.site_id,
-                device.kind,
-                device.vendor,
-                device.model,
-                Jsonb(device.calibration or {}),
-                hash_secret(secret),
-            ),
-        )
-    except psycopg.errors.UniqueViolation:
-        raise RegistryError(f"device {device.id!r} already exists") from None
+        with conn.transaction():
+            conn.execute(
+                """INSERT INTO devices (id, site_id, kind, vendor, model, calibration,
+                                        secret_hash, client_id)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                (
+                    device.id,
+                    device.site_id,
+                    device.kind,
+                    device.vendor,
+                    device.model,
+                    Jsonb(device.calibration or {}),
+                    hash_secret(secret),
+                    device.client_id,
+                ),
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise _unique_violation(exc, device) from None
     except psycopg.errors.CheckViolation as exc:
         raise RegistryError(
             f"device {device.id!r} is not valid: {exc.diag.message_primary}"
         ) from None
     return secret
+
+
+def set_client_id(
+    conn: psycopg.Connection[TupleRow], device_id: str, client_id: str | None
+) -> None:
+    """Bind the device's broker account to another client id (None: its device id)."""
+    _check_client_id(client_id)
+    owner = _client_id_owner(conn, client_id or device_id)
+    if owner is not None and owner != device_id:
+        raise RegistryError(
+            f"client id {client_id or device_id!r} is already used by device {owner!r}"
+        )
+    try:
+        with conn.transaction():
+            _one_device(
+                conn,
+                device_id,
+                "UPDATE devices SET client_id = %s, updated_at = now() WHERE id = %s",
+                (None if client_id == device_id else client_id, device_id),
+            )
+    except psycopg.errors.CheckViolation as exc:
+        raise RegistryError(
+            f"client id {client_id!r} is not valid: {exc.diag.message_primary}"
+        ) from None
+
+
+def delete_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
+    """Remove a device that has no stored data (its broker account goes with it);
+    a device with readings is disabled instead, so its data keeps its sensor."""
+    try:
+        with conn.transaction():
+            _one_device(conn, device_id, "DELETE FROM devices WHERE id = %s", (device_id,))
+    except psycopg.errors.ForeignKeyViolation:
+        raise RegistryError(
+            f"device {device_id!r} has stored data and cannot be deleted; disable it instead"
+        ) from None
+
+
+#: advisory lock of whoever brings the broker in line with the registry
+_BROKER_LOCK_KEY = 0x736D_6272_6F6B_6572  # "smbroker"
+
+
+@contextmanager
+def broker_lock(conn: psycopg.Connection[TupleRow]) -> Iterator[None]:
+    """One reconciliation of the broker at a time, across processes (the CLI beside
+    `smartby up`'s registry watcher, the API): two that interleave trip over each
+    other's half-made changes and retry in lockstep."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (_BROKER_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_BROKER_LOCK_KEY,))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerDevice:
+    """What the broker needs to know of a device: its account and whether it may log in."""
+
+    id: str
+    client_id: str
+    active: bool
+    #: Mosquitto's ``$7$`` hash, or None for a device without a secret
+    secret_hash: str | None
+
+
+def broker_devices(
+    conn: psycopg.Connection[TupleRow], device_ids: list[str] | None = None
+) -> list[BrokerDevice]:
+    """Every device's broker account (or those of ``device_ids`` that exist)."""
+    query: LiteralString = (
+        "SELECT id, coalesce(client_id, id), status = 'active', secret_hash FROM devices"
+    )
+    if device_ids is None:
+        rows = conn.execute(query + " ORDER BY id").fetchall()
+    else:
+        rows = conn.execute(query + " WHERE id = ANY(%s) ORDER BY id", (device_ids,)).fetchall()
+    return [BrokerDevice(str(i), str(c), bool(a), h) for i, c, a, h in rows]
 
 
 def _one_device(
@@ -138,8 +250,8 @@ def _one_device(
 
 
 def disable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
-    """The device can no longer connect (it leaves the broker's password file) and
-    anything that still arrives from it is quarantined."""
+    """The device can no longer connect (its broker account is disabled) and anything
+    that still arrives from it is quarantined."""
     _one_device(
         conn,
         device_id,
@@ -158,7 +270,8 @@ def enable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
 
 
 def rotate_secret(conn: psycopg.Connection[TupleRow], device_id: str) -> str:
-    """A new secret for the device; the old one stops working at the broker's reload."""
+    """A new secret for the device; the old one stops working once the broker has the
+    new one (`devices.broker_sync.push_device`)."""
     secret = new_secret()
     _one_device(
         conn,

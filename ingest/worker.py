@@ -13,6 +13,16 @@ Receive Maximum, so the broker never has more unacknowledged messages out to it
 than that; while the database is down nothing is acknowledged, the window fills,
 the broker stops sending and keeps the rest.
 
+Subscription modes (`core.broker.ingest_filters`, ``SMARTBY_INGEST_SUBSCRIPTION``):
+``plain``, the default, holds an ordinary persistent subscription, which Mosquitto
+restores after a restart; since every plain subscriber gets every message, only one
+plain worker may run per topic prefix, and a PostgreSQL advisory lock on the prefix
+makes sure of it (`WorkerClaim`).  ``shared`` joins ``$share/smartby-ingest/...`` to
+split the stream between workers; Mosquitto 2.0 does not restore that subscription
+after a restart, so it drops what arrives before the workers subscribe again.  The
+two modes exclude each other on one prefix (plain takes the lock exclusively, shared
+workers share it).
+
 A message is acknowledged only on the connection that delivered it.  After a
 reconnect the broker redelivers what was unacknowledged (MQTT-4.4.0-1), and packet
 ids of the old connection may by then name other messages, so acknowledging an old
@@ -53,9 +63,11 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
+from core.broker import SubscriptionMode, ingest_filters
 from core.settings import Settings
 from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
+from ingest.claim import CLAIM_CHECK_S, ClaimError, WorkerClaim
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
@@ -65,13 +77,8 @@ from ingest.writer import BatchWriter, DatabaseRegistry
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: the shared-subscription group every ingest worker joins (MQTT v5 §4.8.2)
-SHARE_GROUP = "smartby-ingest"
 #: persistent session lifetime: a worker restarted within a week resumes its queue
 SESSION_EXPIRY_S = 7 * 24 * 3600
-#: advisory-lock class for claiming a worker slot (and so a stable client id)
-_SLOT_LOCK_CLASS = 0x534D  # "SM"
-_MAX_SLOTS = 256
 
 
 @dataclass
@@ -159,17 +166,19 @@ class IngestMetrics:
         )
 
 
-def topic_filters(prefix: str) -> list[str]:
-    """What a worker subscribes to: telemetry and status of every device, shared."""
-    return [f"$share/{SHARE_GROUP}/{prefix}/+/telemetry", f"$share/{SHARE_GROUP}/{prefix}/+/status"]
+def topic_filters(prefix: str, mode: SubscriptionMode = "plain") -> list[str]:
+    """What a worker subscribes to: telemetry and status of every device."""
+    return ingest_filters(prefix, mode)
 
 
-def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
+def subscriptions(
+    prefix: str, mode: SubscriptionMode = "plain"
+) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
     no retained messages at subscribe): a retained reading was ingested when it was
     published, and the worker subscribes again at every connect.  Status keeps the
     retained ``online``/``offline``, which says what a device is now."""
-    telemetry, status = topic_filters(prefix)
+    telemetry, status = topic_filters(prefix, mode)
     return [
         (
             telemetry,
@@ -177,31 +186,6 @@ def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
         ),
         (status, SubscribeOptions(qos=1)),
     ]
-
-
-class SlotClaim:
-    """A worker number held by a PostgreSQL advisory lock for the life of a connection.
-
-    Compose replicas have no stable identity, but a persistent MQTT session needs a
-    stable client id: a worker that came back under a new id would strand the
-    messages the broker queued for the old session.  Claiming the lowest free slot
-    gives restarted workers back the ids (and sessions) of the ones that died.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True, application_name="smartby-ingest-slot")
-        for slot in range(1, _MAX_SLOTS + 1):
-            row = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCK_CLASS, slot)
-            ).fetchone()
-            if row and row[0]:
-                self.slot = slot
-                return
-        self.conn.close()
-        raise RuntimeError(f"all {_MAX_SLOTS} ingest worker slots are taken")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 class IngestWorker:
@@ -224,7 +208,8 @@ class IngestWorker:
         self.batch_size = min(settings.ingest_batch_size, self.receive_maximum)
         self.batch_seconds = settings.ingest_batch_ms / 1000
         self._client_id = client_id or settings.ingest_client_id
-        self._slot: SlotClaim | None = None
+        self._claim: WorkerClaim | None = None
+        self._claim_error: ClaimError | None = None
         self._pending: deque[Message] = deque()
         self._wake = threading.Event()
         # A plain flag, not an Event: stop() is called from signal handlers, and an
@@ -258,10 +243,28 @@ class IngestWorker:
     # ------------------------------------------------------------------ MQTT side
 
     @property
+    def mode(self) -> SubscriptionMode:
+        return self.settings.ingest_subscription
+
+    def claim(self) -> WorkerClaim:
+        """Take the subscription mode's lock (and a slot, without a client id); a
+        `ClaimError` says why this worker may not run."""
+        if self._claim is None:
+            self._claim = WorkerClaim(
+                self.database_url,
+                self.settings.mqtt_topic_prefix,
+                self.mode,
+                slots=None if self._client_id else self.settings.ingest_max_workers,
+            )
+            if self._client_id is None:
+                self._client_id = f"smartby-ingest-{self._claim.slot}"
+        return self._claim
+
+    @property
     def client_id(self) -> str:
         if self._client_id is None:
-            self._slot = SlotClaim(self.database_url)
-            self._client_id = f"smartby-ingest-{self._slot.slot}"
+            self.claim()
+        assert self._client_id is not None
         return self._client_id
 
     def _make_client(self) -> FastClient:
@@ -271,10 +274,12 @@ class IngestWorker:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        if self.settings.mqtt_username:
-            password = self.settings.mqtt_password
+        password = self.settings.mqtt_password
+        if password is not None or self.settings.mqtt_username:
+            # one broker account per worker client id, each bound to it
             client.username_pw_set(
-                self.settings.mqtt_username, password.get_secret_value() if password else None
+                self.settings.mqtt_username or self.client_id,
+                password.get_secret_value() if password else None,
             )
         if self.settings.mqtt_tls:
             client.tls_set()
@@ -303,7 +308,12 @@ class IngestWorker:
             self._fresh_sessions += 1
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
-        client.subscribe(subscriptions(self.settings.mqtt_topic_prefix))
+        prefix = self.settings.mqtt_topic_prefix
+        client.subscribe(subscriptions(prefix, self.mode))
+        if flags.session_present:
+            # a session of the other mode would get every message a second time
+            other: SubscriptionMode = "shared" if self.mode == "plain" else "plain"
+            client.unsubscribe(topic_filters(prefix, other))
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -613,6 +623,7 @@ class IngestWorker:
 
     def start(self) -> None:
         """Connect (database first: no point taking messages we cannot store)."""
+        self.claim()
         self.registry.load()
         if self.settings.ingest_qc:
             self.preparer.seed_history(self.registry.recent_readings())
@@ -645,6 +656,8 @@ class IngestWorker:
             self.start()
         committer = threading.Thread(target=self._committer, name="ingest-committer", daemon=True)
         committer.start()
+        keeper = threading.Thread(target=self._keep_claim, name="ingest-claim", daemon=True)
+        keeper.start()
         indicators = None
         if self.settings.indicators_interval_s > 0:
             indicators = threading.Thread(
@@ -681,12 +694,34 @@ class IngestWorker:
         finally:
             self._handoff.put(None)
             committer.join()
+            self._stop_requested = True  # the claim's keeper too
+            keeper.join()
             if indicators is not None:
                 self._stop_requested = True
                 indicators.join()
             self.close()
         if self._committer_error is not None:
             raise self._committer_error
+        if self._claim_error is not None:
+            raise self._claim_error
+
+    def _keep_claim(self) -> None:
+        """Every few seconds: the claim still holds (`WorkerClaim.keep`); if another
+        worker took it while the database was away, stop (the batch in hand is
+        finished, nothing more is taken)."""
+        while not self._sleep_unless_stopped(CLAIM_CHECK_S):
+            claim = self._claim
+            if claim is None:
+                return
+            try:
+                claim.keep()
+            except ClaimError as exc:
+                log.error("%s; stopping", exc)
+                self._claim_error = exc
+                self._stop_requested = True
+            except psycopg.Error as exc:
+                first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
+                log.warning("cannot check the worker's claim (%s); retrying", first_line)
 
     def stop(self) -> None:
         """Ask `run` to finish its batch, drain, and return (safe in a signal handler)."""
@@ -699,9 +734,9 @@ class IngestWorker:
             self.client = None
         self.writer.close()
         self.registry.close()
-        if self._slot is not None:
-            self._slot.close()
-            self._slot = None
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         if self._http is not None:
             server = self._http[0] if isinstance(self._http, tuple) else None
             if server is not None:

@@ -17,13 +17,7 @@ from core.errors import SmartbyError
 from core.settings import Settings
 from db.backup import Progress
 from db.connect import connect
-from smartby.locate import database_url
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.find_root().obj
-    assert isinstance(settings, Settings)
-    return settings
+from smartby.locate import command_settings, database_url
 
 
 def client_bindir(settings: Settings) -> Path:
@@ -98,7 +92,7 @@ def register(db: click.Group) -> None:
         SMARTBY_DB_WRITER_PASSWORD (smartby_ingest), SMARTBY_DB_READER_PASSWORD
         (smartby_read: the API, Grafana) and SMARTBY_DB_ADMIN_PASSWORD
         (smartby_registry: the API's admin routes).  Run as the owner, after migrate."""
-        settings = _settings(ctx)
+        settings = command_settings(ctx)
         if not any(
             (settings.db_writer_password, settings.db_reader_password, settings.db_admin_password)
         ):
@@ -116,7 +110,7 @@ def register(db: click.Group) -> None:
         rate of the last 7 days."""
         from db.storage import RATE_DAYS, human_bytes, size_report
 
-        with connect(database_url(_settings(ctx)), autocommit=True) as conn:
+        with connect(database_url(command_settings(ctx)), autocommit=True) as conn:
             report = size_report(conn)
         click.echo(f"{'table':28} {'size':>12} {'rows (est.)':>14}")
         for table in report.tables:
@@ -160,7 +154,7 @@ def register(db: click.Group) -> None:
         from db.backup import backup
         from db.storage import human_bytes
 
-        settings = _settings(ctx)
+        settings = command_settings(ctx)
         target = folder or settings.backup_dir or settings.data_dir / "backups"
         result = backup(
             database_url(settings),
@@ -182,7 +176,7 @@ def register(db: click.Group) -> None:
         README's restore runbook).  Then run `smartby db roles`."""
         from db.backup import restore
 
-        settings = _settings(ctx)
+        settings = command_settings(ctx)
         result = restore(
             database_url(settings),
             dump,

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import click
 
-from core.settings import Settings
-from smartby.locate import database_url
+from smartby.locate import command_settings, database_url
 
 
 @click.group("import")
@@ -53,8 +52,7 @@ def import_csv_command(
     what is stored already is a duplicate, a different value is quarantined."""
     from ingest.history import ColumnMap, ImportReport, import_csv
 
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
+    settings = command_settings(ctx)
     started = time.monotonic()
 
     def show(share: float, report: ImportReport) -> None:

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
+from core.broker import public_topics
+from core.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY = ROOT / "deploy"
 
-SMARTBY_SERVICES = ("migrate", "ingest", "api")
+SMARTBY_SERVICES = ("migrate", "broker-config", "ingest", "api")
 OPERATIONS_SERVICES = {"alertmanager", "node-exporter", "caddy"}
 EXPECTED_SERVICES = {
     "timescaledb",
@@ -28,7 +31,7 @@ EXPECTED_SERVICES = {
     *OPERATIONS_SERVICES,
 }
 #: services that run once and exit: no healthcheck
-ONE_SHOT = {"migrate"}
+ONE_SHOT = {"migrate", "broker-config"}
 #: the one host path outside the repository a service may mount: node-exporter reads
 #: the host's filesystems, read-only
 HOST_MOUNTS = {("node-exporter", "/", "/host")}
@@ -37,7 +40,6 @@ SMARTBY_ENV_KEYS = {
     "SMARTBY_DATABASE_URL",
     "SMARTBY_MQTT_HOST",
     "SMARTBY_MQTT_PORT",
-    "SMARTBY_MQTT_USERNAME",
     "SMARTBY_MQTT_PASSWORD",
     "SMARTBY_CITY",
 }
@@ -144,7 +146,16 @@ def test_start_order(services: dict[str, dict[str, Any]]) -> None:
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
     assert services["ingest"]["depends_on"]["mosquitto"]["condition"] == "service_started"
-    assert services["ingest"]["deploy"]["replicas"] >= 2
+    # the broker starts once its accounts are written, and they need the schema
+    config = services["broker-config"]
+    assert config["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert (
+        services["mosquitto"]["depends_on"]["broker-config"]["condition"]
+        == "service_completed_successfully"
+    )
+    # one worker on the plain subscription by default (README, "Subscription modes")
+    assert services["ingest"]["deploy"]["replicas"] == 1
+    assert "${SMARTBY_INGEST_SUBSCRIPTION:-plain}" in COMPOSE_FILE.read_text(encoding="utf-8")
 
 
 def test_smartby_services_share_image_and_settings(services: dict[str, dict[str, Any]]) -> None:
@@ -250,32 +261,92 @@ def mosquitto_options() -> dict[str, str]:
     return options
 
 
-def test_mosquitto_requires_passwords_and_acl(services: dict[str, dict[str, Any]]) -> None:
+#: where the eclipse-mosquitto image installs the plugin (docker/2.0-openssl/Dockerfile
+#: of eclipse/mosquitto: install ... /usr/lib/mosquitto_dynamic_security.so)
+IMAGE_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+
+
+def test_mosquitto_runs_on_dynamic_security(services: dict[str, dict[str, Any]]) -> None:
+    """Passwords required, accounts and roles in the plugin (no password file, no ACL
+    file), its file on the volume broker-config writes, saved every 2 s."""
     options = mosquitto_options()
     assert options.get("allow_anonymous") == "false"
+    assert options.get("per_listener_settings") == "false"
+    assert options.get("plugin") == IMAGE_PLUGIN
+    assert "password_file" not in options
+    assert "acl_file" not in options
+    assert not (DEPLOY / "mosquitto" / "passwd").exists()
+    assert not (DEPLOY / "mosquitto" / "acl").exists()
+    config_file = Path(options["plugin_opt_config_file"])
     mounts = {target: source for source, target in bind_sources(services["mosquitto"])}
-    config_dir = ROOT / mounts["/mosquitto/config"]
-    for key in ("password_file", "acl_file"):
-        assert key in options, f"mosquitto.conf has no {key}"
-        in_container = Path(options[key])
-        assert in_container.parent == Path("/mosquitto/config"), f"{key} not in mounted folder"
-        assert (config_dir / in_container.name).is_file(), f"{in_container.name} not shipped"
+    volume = mounts[str(config_file.parent)]
+    assert not is_path(volume), "the accounts file must live on a named volume"
+    writer = services["broker-config"]
+    assert (volume, str(config_file.parent)) in bind_sources(writer)
+    command = writer["command"]
+    assert command[:2] == ["broker", "sync"]
+    assert command[command.index("--config-file") + 1] == str(config_file)
+    assert str(writer["user"]).split(":")[0] == "1883"  # the image's mosquitto user
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(
+        rf"install -d -o 1883 -g 1883 -m 0700 .*{re.escape(str(config_file.parent))}", dockerfile
+    )
+    assert options.get("persistence") == "true"
+    assert options.get("autosave_interval") == "1"
+    assert options.get("autosave_on_changes") == "false"
     assert int(options["max_inflight_messages"]) >= 5000
     assert int(options["max_queued_messages"]) > int(options["max_inflight_messages"])
-    assert options.get("persistence") == "true"
 
 
-def test_mosquitto_acl_binds_topics_to_usernames() -> None:
-    lines = [
-        " ".join(line.split())
-        for line in (DEPLOY / "mosquitto" / "acl").read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
+def test_mosquitto_image_is_a_pinned_2_0_release(services: dict[str, dict[str, Any]]) -> None:
+    """Not the floating `2` (now 2.1): a 2.0 release from 2.0.21 on."""
+    for name in ("mosquitto", "mosquitto-public"):
+        match = re.fullmatch(r"eclipse-mosquitto:2\.0\.(\d+)(-openssl)?", services[name]["image"])
+        assert match, services[name]["image"]
+        assert int(match.group(1)) >= 21
+
+
+def public_options() -> dict[str, str]:
+    options: dict[str, str] = {}
+    for line in (DEPLOY / "mosquitto-public" / "mosquitto.conf").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.strip().partition(" ")
+            options.setdefault(key, value.strip())
+    return options
+
+
+def test_the_public_stream_has_a_broker_of_its_own(services: dict[str, dict[str, Any]]) -> None:
+    """Anonymous readers only on mosquitto-public (opt-in profile), reading v1.1/# and
+    the warnings, nothing else, fed by the bridge file broker-config writes; the platform's broker
+    stays closed to anonymous clients."""
+    public = services["mosquitto-public"]
+    assert public["profiles"] == ["public-stream"]
+    options = public_options()
+    assert options["allow_anonymous"] == "true"
+    assert options["persistence"] == "false"
+    acl = [
+        line
+        for line in (DEPLOY / "mosquitto-public" / "acl").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
     ]
-    user = lines.index("user smartby-ingest")
-    assert "topic read smartby/+/telemetry" in lines[user:]
-    assert "topic read smartby/+/status" in lines[user:]
-    assert "pattern write smartby/%u/#" in lines
-    assert not any(line.startswith("topic") for line in lines[:user]), "anonymous rules"
+    prefix = Settings.model_fields["mqtt_topic_prefix"].default  # compose keeps it
+    assert acl == [f"topic read {topic}" for topic in public_topics(prefix)]
+    assert Path(options["acl_file"]).parent == Path("/mosquitto/config")
+    bridge_dir = options["include_dir"]
+    command = services["broker-config"]["command"]
+    bridge_file = Path(command[command.index("--bridge-file") + 1])
+    assert str(bridge_file.parent) == bridge_dir
+    volume = {target: source for source, target in bind_sources(public)}[bridge_dir]
+    assert (volume, bridge_dir) in bind_sources(services["broker-config"])
+    assert mosquitto_options()["allow_anonymous"] == "false"
+
+
+def test_only_the_services_that_change_devices_hold_the_broker_admin(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        holds = "SMARTBY_BROKER_ADMIN_PASSWORD" in environment_of(service)
+        assert holds == (name in {"broker-config", "api"}), name
 
 
 def test_dockerfile_runs_smartby_as_non_root() -> None:
@@ -463,6 +534,7 @@ def test_no_service_has_a_default_password(services: dict[str, dict[str, Any]]) 
             required = re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", value)
             optional_empty = re.fullmatch(r"\$\{[A-Z_]+:-\}", value)
             assert required or optional_empty, f"{name}: {key}={value!r} has a default"
-    # and the database URL carries the required password
-    url = environment_of(services["api"])["SMARTBY_DATABASE_URL"]
-    assert ":${SMARTBY_DB_PASSWORD:?" in url
+    # and every database URL carries a required password (each service its own login)
+    for name in ("api", "ingest", "migrate"):
+        url = environment_of(services[name])["SMARTBY_DATABASE_URL"]
+        assert re.search(r":\$\{SMARTBY_DB_[A-Z_]*PASSWORD:\?", url), (name, url)

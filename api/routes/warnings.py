@@ -48,29 +48,72 @@ class CapResponse(Response):
 
 
 class Translated(BaseModel):
-    nb: str
-    en: str
+    nb: str = Field(description="The text in Norwegian bokmål.")
+    en: str = Field(description="The text in English.")
 
 
 class ActiveWarning(BaseModel):
     identifier: str = Field(description="The latest CAP message of the episode.")
     site_id: str
     site_name: str
-    msg_type: Literal["Alert", "Update"]
-    level: int = Field(ge=4, le=6, description="EEA index level: 4 Poor … 6 Extremely poor.")
+    msg_type: Literal["Alert", "Update"] = Field(
+        description="CAP msgType of the latest message: Alert when the episode began, "
+        "Update when its level rose since."
+    )
+    level: int = Field(
+        ge=4, le=6, examples=[4], description="EEA index level: 4 Poor … 6 Extremely poor."
+    )
     label: str
     dominant: str | None
     onset: datetime = Field(description="Start of the episode's first poor hour.")
     hour: datetime = Field(description="The hour the latest message is about.")
-    sent: datetime
-    headline: Translated
-    summary: Translated
+    sent: datetime = Field(description="When the latest message was issued.")
+    headline: Translated = Field(description="The message's headline, in both languages.")
+    summary: Translated = Field(
+        description="What the level means and the EEA's health advice, in both languages."
+    )
     cap: str = Field(description="URL of the CAP 1.2 document.")
 
 
 class ActiveWarnings(BaseModel):
     data: list[ActiveWarning]
     meta: Meta
+
+
+#: OpenAPI examples of the two XML answers (shortened; a real one carries every element)
+_ATOM_EXAMPLE = """<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom" xml:lang="en">
+  <id>https://data.example.no/v1/warnings</id>
+  <title>Air-quality warnings</title>
+  <updated>2026-11-01T08:05:00Z</updated>
+  <entry>
+    <id>smartby-aqi-narvik-sentrum-20261101T0700Z-1</id>
+    <title>Poor air quality at Narvik sentrum, Kongens gate</title>
+    <updated>2026-11-01T08:05:00Z</updated>
+    <link rel="alternate" type="application/cap+xml"
+      href="https://data.example.no/v1/warnings/smartby-aqi-narvik-sentrum-20261101T0700Z-1.cap.xml"/>
+  </entry>
+</feed>
+"""
+_CAP_EXAMPLE = """<?xml version="1.0" encoding="utf-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+  <identifier>smartby-aqi-narvik-sentrum-20261101T0700Z-1</identifier>
+  <sender>postmottak@narvik.kommune.no</sender>
+  <sent>2026-11-01T08:05:00+00:00</sent>
+  <status>Actual</status>
+  <msgType>Alert</msgType>
+  <scope>Public</scope>
+  <info>
+    <language>en-GB</language>
+    <category>Env</category>
+    <event>Poor air quality</event>
+    <urgency>Immediate</urgency>
+    <severity>Moderate</severity>
+    <certainty>Observed</certainty>
+    <headline>Poor air quality at Narvik sentrum, Kongens gate</headline>
+  </info>
+</alert>
+"""
 
 
 def _cap_url(base: str, identifier: str) -> str:
@@ -81,7 +124,11 @@ def _cap_url(base: str, identifier: str) -> str:
     "",
     summary="Air-quality warnings: Atom feed of CAP 1.2 messages",
     response_class=AtomResponse,
-    responses={200: {"content": {ATOM_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "content": {ATOM_MEDIA_TYPE: {"schema": {"type": "string"}, "example": _ATOM_EXAMPLE}}
+        }
+    },
 )
 async def feed(
     request: Request,
@@ -129,7 +176,9 @@ async def active(request: Request) -> Response:
     "/{identifier}.cap.xml",
     summary="One warning as its CAP 1.2 document",
     response_class=CapResponse,
-    responses={200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {CAP_MEDIA_TYPE: {"schema": {"type": "string"}, "example": _CAP_EXAMPLE}}}
+    },
 )
 async def document(
     request: Request,
