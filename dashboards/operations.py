@@ -470,7 +470,7 @@ def stored_per_minute() -> timeseries.Panel:
         ORDER BY 1, 2
     """
     # (from the readings: series reporting once a minute or slower have no 1-minute
-    # rollup rows, migration 0012)
+    # rollup rows, migration 0014)
     return (
         _series_panel(
             "Readings stored per minute by device kind (database)",
