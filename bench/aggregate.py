@@ -27,9 +27,11 @@ with SMARTBY_INGEST_QC and SMARTBY_INGEST_ROLLUPS off and on: readings/s, and CP
 seconds per reading of the worker, PostgreSQL and Mosquitto (from /proc).  Then the
 NumPy part alone, offline on the same readings in the worker's batch sizes; ingest's
 write path alone (`ingest.writer.BatchWriter`) at a reading per series per second and
-per minute, with rollups off, with hourly and daily rows only (issue 17's option (b):
-no 1-minute rows at all), and as ingest stores them (option (a), taken: 1-minute rows
-only for series reporting about twice a minute or more); the verdict on DESIGN.md's
+per minute, with rollups off, as before issue 17 (a 1-minute row upserted for every
+reading: the baseline, in the same run; without the old writer's plain-insert hint for
+new minutes), with hourly and daily rows only (issue 17's option (b): no 1-minute rows
+at all), and as ingest stores them (option (a), taken: 1-minute rows only for series
+reporting about twice a minute or more); the verdict on DESIGN.md's
 budget: rollups keep up with ingest at no more than 10 % of its CPU at both rates;
 and what the rollups of Narvik's catalogue take a year, before issue 17 (a 1-minute
 row for every reading) and now, with the bytes of a row measured here.
@@ -90,7 +92,7 @@ from core.rollups import (
     partials,
 )
 from db.pgcopy import HEADER, PG_EPOCH_OFFSET_US, TRAILER, encode_rows
-from db.rollups import merge_partials, partials_to_store
+from db.rollups import MinuteRows, merge_partials, partials_to_store
 from ingest.pipeline import PreparedBatch
 from ingest.writer import READING_COLUMNS, BatchWriter, NewRows
 
@@ -573,18 +575,36 @@ def core_cpu(r: Readings, table: qc.QcTable | None, batch: int) -> tuple[float, 
     return qc_s, rollups_s
 
 
-class _HoursAndDaysWriter(BatchWriter):
-    """Ingest's writer storing no 1-minute rows at all: issue 17's option (b), which
-    drops the resolution from the table (and computes every minute at read time)."""
+class _MinuteRowsWriter(BatchWriter):
+    """Ingest's writer storing 1-minute rows as ``minutes`` says (`db.rollups.MinuteRows`):
+    "none" is issue 17's option (b), which drops the resolution from the table (every
+    minute computed at read time); "every reading" how ingest stored them before."""
+
+    def __init__(self, url: str, minutes: MinuteRows) -> None:
+        super().__init__(url, "bench-aggregate")
+        self.minute_rows: MinuteRows = minutes
 
     def _rollups(self, conn: psycopg.Connection[Any], rows: NewRows) -> None:
         merge_partials(
-            conn, rows.series_ids, rows.times_us, rows.values, rows.quality, minutes=False
+            conn,
+            rows.series_ids,
+            rows.times_us,
+            rows.values,
+            rows.quality,
+            latest=self.latest,
+            minutes=self.minute_rows,
         )
 
 
-#: what the write path is measured with: no rollups, option (b), and ingest as it is
-WRITE_SETTINGS: tuple[str, ...] = ("off", "hours and days", "as ingest")
+#: what the write path is measured with: no rollups, the baseline before issue 17 (a
+#: 1-minute row for every reading), option (b), and ingest as it is (option (a))
+WRITE_SETTINGS: tuple[str, ...] = ("off", "before", "hours and days", "as ingest")
+#: the 1-minute rows of each setting with rollups
+_MINUTE_ROWS: dict[str, MinuteRows] = {
+    "before": "every reading",
+    "hours and days": "none",
+    "as ingest": "often",
+}
 
 
 def write_path_cpu(stack: Stack, r: Readings, batch: int, setting: str) -> tuple[float, float]:
@@ -593,10 +613,10 @@ def write_path_cpu(stack: Stack, r: Readings, batch: int, setting: str) -> tuple
     assert stack.cluster.proc is not None
     with psycopg.connect(stack.url, autocommit=True) as conn:
         conn.execute("TRUNCATE readings, rollups, indicator_days_pending")
-    if setting == "hours and days":
-        writer: BatchWriter = _HoursAndDaysWriter(stack.url, "bench-aggregate")
+    if setting == "off":
+        writer = BatchWriter(stack.url, "bench-aggregate", rollups=False)
     else:
-        writer = BatchWriter(stack.url, "bench-aggregate", rollups=setting == "as ingest")
+        writer = _MinuteRowsWriter(stack.url, _MINUTE_ROWS[setting])
     writer.write(PreparedBatch())  # connect and create the staging tables first
     postmaster = stack.cluster.proc.pid
     process, postgres = time.process_time(), tree_cpu(postmaster)
@@ -635,11 +655,13 @@ def rollup_write_cost(stack: Stack, r: Readings, batch: int, rounds: int) -> Wri
         ).fetchone()
     size, count, readings_size, readings_count = (int(x) for x in row) if row else (0, 0, 0, 0)
     latest = LatestTimes()
-    rows = {"off": 0.0, "hours and days": 0.0, "as ingest": 0.0}
+    rows = dict.fromkeys(WRITE_SETTINGS, 0.0)
     for lo in range(0, len(r), batch):
         arrays = r.window(lo, lo + batch).arrays()
-        rows["hours and days"] += sum(len(p) for p in partials_to_store(*arrays, minutes=False))
-        rows["as ingest"] += sum(len(p) for p in partials_to_store(*arrays, latest=latest))
+        for setting, minutes in _MINUTE_ROWS.items():
+            remembered = latest if setting == "as ingest" else None
+            stored = partials_to_store(*arrays, latest=remembered, minutes=minutes)
+            rows[setting] += sum(len(p) for p in stored)
     return WriteCost(
         {k: min(v, key=sum) for k, v in writes.items()},
         {k: v / len(r) for k, v in rows.items()},
@@ -767,10 +789,16 @@ def ingest_cost(
     # (where, before issue 17, every reading opened a 1-minute rollup row of its own)
     base = best_cpu(qc_only).total_cpu * us  # ingest CPU per reading without rollups
     lines.append(
-        f"rollups on ingest's write path alone (BatchWriter, no broker, batches of {batch:,}),"
-        " CPU µs/reading of this process + PostgreSQL and the share of ingest CPU, rollups"
-        " off -> hours and days only (option b) -> as ingest stores them (option a):"
+        f"rollups on ingest's write path alone (BatchWriter, no broker, batches of {batch:,}):"
+        " CPU µs per reading of this process and PostgreSQL, what rollups add to it, and"
+        " that as a share of ingest CPU (end to end with QC, plus the addition)"
     )
+    labels = {
+        "off": "rollups off",
+        "before": "before issue 17: a 1m row per reading (baseline)",
+        "hours and days": "hours and days only (option b)",
+        "as ingest": "as ingest stores them (option a, taken)",
+    }
     shares: dict[str, float] = {}
     shapes = (
         ("a reading per series per second", pack_r),
@@ -778,22 +806,34 @@ def ingest_cost(
     )
     sizes: list[tuple[float, float]] = []
     for name, shape in shapes:
-        say(f"write path, {name}: rollups off, hours and days, as ingest")
+        say(f"write path, {name}: " + ", ".join(WRITE_SETTINGS))
         cost = rollup_write_cost(stack, shape, batch, rounds)
         sizes.append((cost.bytes_per_row, cost.bytes_per_reading))
         per = 1e6 / len(shape)
-        off_p, off_pg = cost.cpu["off"]
-        cells = [f"{off_p * per:.2f} + {off_pg * per:.2f}"]
-        for setting in ("hours and days", "as ingest"):
-            on_p, on_pg = cost.cpu[setting]
-            added = (on_p + on_pg - off_p - off_pg) * per
-            share = added / (base + added)
+        off = sum(cost.cpu["off"])
+        lines.append(f"  {name} ({len(shape):,} readings):")
+        lines.append(
+            f"    {'setting':<50} {'process':>8} {'PostgreSQL':>10} {'added':>7}"
+            f" {'share':>6} {'rows/reading':>12}"
+        )
+        added: dict[str, float] = {}
+        for setting in WRITE_SETTINGS:
+            proc, pg = cost.cpu[setting]
+            added[setting] = (proc + pg - off) * per
+            share = added[setting] / (base + added[setting])
             shares[f"{name}, {setting}"] = share
-            cells.append(
-                f"{on_p * per:.2f} + {on_pg * per:.2f} ({added:+.2f} µs = {share:.1%},"
-                f" {cost.rows[setting]:.3f} rows/reading)"
+            cells = (
+                f"{'':>7} {'':>6}" if setting == "off" else f"{added[setting]:>+7.2f} {share:>6.1%}"
             )
-        lines.append(f"  {name}: " + " -> ".join(cells))
+            lines.append(
+                f"    {labels[setting]:<50} {proc * per:>8.2f} {pg * per:>10.2f} {cells}"
+                f" {cost.rows[setting]:>12.3f}"
+            )
+        ratio = added["as ingest"] / added["before"] if added["before"] > 0 else float("nan")
+        lines.append(
+            f"    option a / baseline: {ratio:.2f}x the added CPU, share"
+            f" {shares[f'{name}, before']:.1%} -> {shares[f'{name}, as ingest']:.1%}"
+        )
     at_load = shares[f"{shapes[0][0]}, as ingest"]
     at_minute = shares[f"{shapes[1][0]}, as ingest"]
     budget = f'budget "rollups keep up with ingest, <= {BUDGET_SHARE:.0%} of ingest CPU":'
@@ -804,7 +844,8 @@ def ingest_cost(
             f" ingest CPU, their NumPy part {rollups_s / full.total_cpu:.1%}, and it runs"
             f" {keep_up / ingest_rate:.0f}x faster than ingest);"
             f" {'MET' if at_minute <= BUDGET_SHARE else 'MISSED'} at a reading per series per"
-            f" minute ({at_minute:.1%}: hourly and daily rows only)"
+            f" minute ({at_minute:.1%}: hourly and daily rows only; the baseline"
+            f" {shares[f'{shapes[1][0]}, before']:.1%})"
         )
     else:
         lines.append(f"{budget} not judged at smoke-test sizes (--quick)")

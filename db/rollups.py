@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import LiteralString
+from typing import Literal, LiteralString
 
 import numpy as np
 import numpy.typing as npt
@@ -129,6 +129,14 @@ def queue_days(conn: psycopg.Connection[TupleRow], day_starts_us: npt.NDArray[np
     )
 
 
+#: which readings get 1-minute rows: "often" is what ingest and repair store (the
+#: readings `core.rollups.minute_readings` picks); "every reading" is how ingest
+#: stored them before issue 17 and "none" that issue's option (b), both kept only for
+#: bench/aggregate.py to measure beside it.  Readers are exact with any of them
+#: (`minute_partials_query`).
+MinuteRows = Literal["often", "every reading", "none"]
+
+
 def partials_to_store(
     series_ids: npt.NDArray[np.int32],
     times_us: npt.NDArray[np.int64],
@@ -137,13 +145,15 @@ def partials_to_store(
     tz: str = DEFAULT_TZ,
     *,
     latest: LatestTimes | None = None,
-    minutes: bool = True,
+    minutes: MinuteRows = "often",
 ) -> list[Partials]:
     """The partials these readings add to ``rollups``: hours and days of all of them,
-    minutes of those `core.rollups.minute_readings` picks (none with ``minutes`` off)."""
+    and minutes as ``minutes`` says (`MinuteRows`)."""
     resolutions: tuple[Resolution, ...] = ("1h", "1d")
     parts = [partials(series_ids, times_us, values, quality, res, tz) for res in resolutions]
-    if minutes:
+    if minutes == "every reading":
+        parts.append(partials(series_ids, times_us, values, quality, "1m", tz))
+    elif minutes == "often":
         often = minute_readings(series_ids, times_us, latest)
         if often.all():
             parts.append(partials(series_ids, times_us, values, quality, "1m", tz))
@@ -162,13 +172,13 @@ def merge_partials(
     tz: str = DEFAULT_TZ,
     *,
     latest: LatestTimes | None = None,
-    minutes: bool = True,
+    minutes: MinuteRows = "often",
 ) -> int:
     """Merge these readings' partials into ``rollups`` (`partials_to_store`); call
     inside a transaction, with `create_staging` done on this connection.  ``latest``
     is the writer's memory of each series' latest reading (`core.rollups.LatestTimes`);
-    ``minutes`` off stores no 1-minute rows at all (bench/aggregate.py measures that
-    way too).  Returns the number of partial rows merged."""
+    ``minutes`` is ingest's choice unless a benchmark asks otherwise (`MinuteRows`).
+    Returns the number of partial rows merged."""
     parts = partials_to_store(
         series_ids, times_us, values, quality, tz, latest=latest, minutes=minutes
     )
