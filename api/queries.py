@@ -348,17 +348,21 @@ _MICROSECOND = timedelta(microseconds=1)
 
 
 def _minute_page(
-    series_ids: Sequence[int], start: datetime, end: datetime, *, after: datetime | None
+    series_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    after: datetime | None,
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """1-minute buckets: from the minute rollups where a series has them, computed
     from its readings where not (`db.rollups.minute_partials_query`).  Several series
-    come as one ordered stream each, merged (PostgreSQL's Merge Append) and combined
-    per bucket, so that a page still stops after ``limit`` buckets."""
+    come as one ordered stream each, combined per bucket, each stream stopping after
+    ``limit`` minutes."""
     first = start if after is None or after < start else after + _MICROSECOND
     params: dict[str, Any] = dict(minute_bounds(first, max(first, end)))
-    limit = sql.Placeholder("limit")
+    placeholder = sql.Placeholder("limit")
     if len(series_ids) == 1:
-        stream = minute_partials_query(sql.Placeholder("series_id"), limit)
+        stream = minute_partials_query(sql.Placeholder("series_id"), placeholder)
         page = sql.SQL(
             """    SELECT bucket, count, good_count, sum, sum_sq, min, max,
            first_value AS first, last_value AS last
@@ -369,15 +373,16 @@ def _minute_page(
     for i, series_id in enumerate(series_ids):
         name = f"minute_series_{i}"
         params[name] = series_id
-        streams.append(sql.SQL("({})").format(minute_partials_query(sql.Placeholder(name), limit)))
+        stream = minute_partials_query(sql.Placeholder(name), placeholder)
+        streams.append(sql.SQL("({})").format(stream))
     page = sql.SQL(
         """    SELECT bucket, sum(count) AS count, sum(good_count) AS good_count,
            sum(sum) AS sum, sum(sum_sq) AS sum_sq, min(min) AS min, max(max) AS max,
            (array_agg(first_value ORDER BY first_time, first_value))[1] AS first,
            (array_agg(last_value ORDER BY last_time DESC, last_value DESC))[1] AS last
     FROM ({streams}) m
-    GROUP BY hour, bucket
-    ORDER BY hour, bucket
+    GROUP BY bucket
+    ORDER BY bucket
     LIMIT %(limit)s"""
     ).format(streams=sql.SQL(" UNION ALL ").join(streams))
     return page, params
