@@ -197,8 +197,13 @@ def merge_partials(
 MINUTE_COLUMNS = ROLLUP_COLUMNS[1:]
 
 _MINUTE_PARTIALS = """
-    SELECT x.* FROM generate_series(date_bin('1 day', %(minutes_from)s, timestamptz 'epoch'),
-                                    %(minutes_to)s, interval '1 day') AS d(day)
+    SELECT x.* FROM generate_series(
+        -- from the day of the series' first hour in the range (no walk through empty days)
+        date_bin('1 day', greatest(%(minutes_from)s, (
+            SELECT min(f.bucket) FROM rollups f
+            WHERE f.series_id = {series} AND f.resolution = '1h'
+              AND f.bucket > %(minutes_from)s - interval '1 hour')), timestamptz 'epoch'),
+        %(minutes_to)s, interval '1 day') AS d(day)
     CROSS JOIN LATERAL (SELECT greatest(d.day, %(minutes_from)s) AS lo,
                                least(d.day + interval '1 day', %(minutes_to)s) AS hi) b
     CROSS JOIN LATERAL (

@@ -228,3 +228,50 @@ def test_the_minute_export_holds_the_routes_numbers(
         assert [datetime.fromisoformat(r["time"]) for r in rows] == [
             datetime.fromisoformat(p["time"]) for p in route
         ]
+
+
+def test_minutes_over_days_and_years_start_where_the_data_starts(
+    conn: psycopg.Connection[Any],
+    db_url: str,
+    make_client: ClientFactory,
+    busy_site: tuple[int, int],
+) -> None:
+    """Minutes are computed a UTC day at a time from the series' first hour in the
+    range: a range that starts a year early, or whose data crosses midnight, pages
+    to the same minutes as the GROUP BY."""
+    _, slow = busy_site
+    # the slow meter's readings go on past midnight: a second day of minutes
+    late = np.arange(0, 12 * 3600, 60.0) + 3 * 3600 + 17.0
+    _store_more(conn, db_url, slow, late)
+    client = make_client(db_url)
+    params = {
+        "from": (START - timedelta(days=365)).isoformat(),
+        "to": (START + timedelta(days=2)).isoformat(),
+        "bucket": "1m",
+        "limit": 500,
+    }
+    points = _all_pages(client, f"/v1/series/{slow}/data", params)
+    want = _expected(conn, [slow], START - timedelta(days=365), START + timedelta(days=2))
+    assert want[-1][0] > START.replace(hour=0) + timedelta(days=1)  # past midnight
+    assert len(want) > 800
+    assert _served(points) == _approx(want)
+
+
+def _store_more(
+    conn: psycopg.Connection[Any], db_url: str, series: int, times_s: np.ndarray
+) -> None:
+    """More once-a-minute readings of a series, merged as the writer merges them."""
+    times = np.round((START.timestamp() + times_s) * 1_000_000).astype(np.int64)
+    values = np.round(np.random.default_rng(3).gamma(4.0, 500.0, len(times)), 1)
+    quality = np.ones(len(times), np.int16)
+    with psycopg.connect(db_url) as writer:
+        create_staging(writer)
+        writer.commit()
+        with writer.transaction():
+            writer.execute(
+                "INSERT INTO readings (time, series_id, value, quality)"
+                " SELECT 'epoch'::timestamptz + t * interval '1 microsecond', %s, v, q"
+                " FROM unnest(%s::int8[], %s::float8[], %s::int2[]) AS u(t, v, q)",
+                (series, times.tolist(), values.tolist(), quality.tolist()),
+            )
+            merge_partials(writer, np.full(len(times), series, np.int32), times, values, quality)
