@@ -30,10 +30,10 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
+from core.rollups import LatestTimes
 from db.catalogue import Metric, load_catalogue
 from db.pgcopy import Column, encode_rows
 from db.rollups import (
-    MinuteWatermark,
     create_staging,
     merge_partials,
     reading_arrays,
@@ -177,8 +177,9 @@ class BatchWriter:
         self.url = url
         #: merge rollup partials in the readings' transaction (off only to measure)
         self.rollups = rollups
-        #: which 1-minute buckets are probably new (a hint that saves upserts)
-        self.minutes = MinuteWatermark()
+        #: each series' latest reading merged: which series report often enough to
+        #: get 1-minute rollup rows (`core.rollups.minute_readings`)
+        self.latest = LatestTimes()
         self.application_name = application_name
         self.conn: psycopg.Connection[TupleRow] | None = None
 
@@ -344,16 +345,17 @@ class BatchWriter:
         return len(changed)
 
     def _rollups(self, conn: psycopg.Connection[TupleRow], rows: NewRows) -> None:
-        """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in
-        the same transaction as the readings: a reading is in a rollup exactly when it
-        is stored.  The upsert mirrors `core.rollups.merge` (see its docstring)."""
+        """Merge the batch's partial aggregates into ``rollups`` (hours and days; minutes
+        of series that report often), in the same transaction as the readings: a
+        reading is in a rollup exactly when it is stored.  The upsert mirrors
+        `core.rollups.merge` (see its docstring)."""
         merge_partials(
             conn,
             rows.series_ids,
             rows.times_us,
             rows.values,
             rows.quality,
-            watermark=self.minutes,
+            latest=self.latest,
         )
 
     @staticmethod
