@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,9 +41,8 @@ from typing import Any
 
 import psycopg
 
-from bench.common import bench_settings, load_month, say
+from bench.common import bench_settings, load_month, say, scratch_database
 from stack.ports import free_port
-from stack.postgres import PostgresCluster
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0
@@ -299,66 +296,58 @@ def main() -> None:
 
     from api import queries
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-api-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    server: ApiServer | None = None
     pairs: list[tuple[Result, Result]] = []
-    try:
-        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
-        cluster.start()
-        url = cluster.url("smartby")
-        cluster.ensure_database("smartby")
-        _, end = load_month(url, days)
-        series_id, series_name = pick_series(url)
-        hours = min(days, 30.0)
-        span_end = datetime.fromtimestamp(end, UTC)
-        span_start = span_end - timedelta(days=hours)
-        with psycopg.connect(url) as conn:
-            n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
-        say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
-        server = ApiServer(url, root / "api.log")
-        frm = span_start.isoformat().replace("+00:00", "Z")
-        to = span_end.isoformat().replace("+00:00", "Z")
-        hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
-        scenarios = [
-            (
-                f"(a) latest of all {n_series} series",
-                "/v1/latest",
-                queries.latest_query(),
-            ),
-            (
-                f"(b) {hours:g} days hourly of one series",
-                hourly_path,
-                queries.rollup_page_query(
-                    [series_id],
-                    "1h",
-                    span_start,
-                    span_end,
-                    after=None,
-                    limit=1001,
-                    tz="Europe/Oslo",
+    with scratch_database("api") as (root, url):
+        server: ApiServer | None = None
+        try:
+            _, end = load_month(url, days)
+            series_id, series_name = pick_series(url)
+            hours = min(days, 30.0)
+            span_end = datetime.fromtimestamp(end, UTC)
+            span_start = span_end - timedelta(days=hours)
+            with psycopg.connect(url) as conn:
+                n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
+            say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
+            server = ApiServer(url, root / "api.log")
+            frm = span_start.isoformat().replace("+00:00", "Z")
+            to = span_end.isoformat().replace("+00:00", "Z")
+            hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
+            scenarios = [
+                (
+                    f"(a) latest of all {n_series} series",
+                    "/v1/latest",
+                    queries.latest_query(),
                 ),
-            ),
-        ]
-        for name, path, query in scenarios:
-            say(f"  {name}: API for {seconds:g} s …")
-            api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
-            say(f"  {name}: API without its response cache for {seconds:g} s …")
-            uncached = asyncio.run(
-                api_scenario(
-                    server.port, path, f"{name}, API no-cache", seconds, warmup, cached=False
+                (
+                    f"(b) {hours:g} days hourly of one series",
+                    hourly_path,
+                    queries.rollup_page_query(
+                        [series_id],
+                        "1h",
+                        span_start,
+                        span_end,
+                        after=None,
+                        limit=1001,
+                        tz="Europe/Oslo",
+                    ),
+                ),
+            ]
+            for name, path, query in scenarios:
+                say(f"  {name}: API for {seconds:g} s …")
+                api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
+                say(f"  {name}: API without its response cache for {seconds:g} s …")
+                uncached = asyncio.run(
+                    api_scenario(
+                        server.port, path, f"{name}, API no-cache", seconds, warmup, cached=False
+                    )
                 )
-            )
-            say(f"  {name}: SQL for {seconds:g} s …")
-            direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
-            pairs.append((api, direct))
-            pairs.append((uncached, direct))
-    finally:
-        if server is not None:
-            server.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+                say(f"  {name}: SQL for {seconds:g} s …")
+                direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
+                pairs.append((api, direct))
+                pairs.append((uncached, direct))
+        finally:
+            if server is not None:
+                server.stop()
     print(table(pairs))
     print(
         f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; "
@@ -466,41 +455,36 @@ def minutes_main(seconds: float, warmup: float) -> None:
     from bench.common import load_busy_day
     from core.rollups import from_epoch_us, local_days
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-api-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    server: ApiServer | None = None
     rows: list[tuple[str, Result, Result, Result]] = []
-    try:
-        cluster.start()
-        url = cluster.url("smartby")
-        cluster.ensure_database("smartby")
-        _, end_s = load_month(url, 8)
-        end = datetime.fromtimestamp(end_s, UTC)
-        days = local_days(int((end_s - 7 * 86400) * 1e6), int(end_s * 1e6))
-        for day in days:
-            say(f"  a day of the busy building from {from_epoch_us(day).isoformat()}")
-            load_busy_day(url, "energy", from_epoch_us(day), 2 * 2 * 86_400, site=BUSY_SITE)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-            stored = conn.execute(
-                "SELECT resolution, count(*) FROM rollups GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        say(f"  rollup rows: {stored}")
-        server = ApiServer(url, root / "api.log")
-        # the SQL cells connect as the API does: without JIT (api.db.NO_JIT)
-        sql_url = f"{url}{'&' if '?' in url else '?'}options=-c%20jit%3Doff"
-        for name, path, served, option_b in minute_scenarios(url, end):
-            say(f"  {name}: API without its cache, SQL, option (b)'s SQL ({seconds:g} s each)")
-            api = asyncio.run(api_scenario(server.port, path, name, seconds, warmup, cached=False))
-            direct = asyncio.run(sql_scenario(sql_url, served, name, seconds, warmup))
-            other = asyncio.run(sql_scenario(sql_url, option_b, name, seconds, warmup))
-            rows.append((name, api, direct, other))
-    finally:
-        if server is not None:
-            server.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with scratch_database("api") as (root, url):
+        server: ApiServer | None = None
+        try:
+            _, end_s = load_month(url, 8)
+            end = datetime.fromtimestamp(end_s, UTC)
+            days = local_days(int((end_s - 7 * 86400) * 1e6), int(end_s * 1e6))
+            for day in days:
+                say(f"  a day of the busy building from {from_epoch_us(day).isoformat()}")
+                load_busy_day(url, "energy", from_epoch_us(day), 2 * 2 * 86_400, site=BUSY_SITE)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+                stored = conn.execute(
+                    "SELECT resolution, count(*) FROM rollups GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+            say(f"  rollup rows: {stored}")
+            server = ApiServer(url, root / "api.log")
+            # the SQL cells connect as the API does: without JIT (api.db.NO_JIT)
+            sql_url = f"{url}{'&' if '?' in url else '?'}options=-c%20jit%3Doff"
+            for name, path, served, option_b in minute_scenarios(url, end):
+                say(f"  {name}: API without its cache, SQL, option (b)'s SQL ({seconds:g} s each)")
+                api = asyncio.run(
+                    api_scenario(server.port, path, name, seconds, warmup, cached=False)
+                )
+                direct = asyncio.run(sql_scenario(sql_url, served, name, seconds, warmup))
+                other = asyncio.run(sql_scenario(sql_url, option_b, name, seconds, warmup))
+                rows.append((name, api, direct, other))
+        finally:
+            if server is not None:
+                server.stop()
     print(
         f"{'bucket=1m, 32 clients':52} {'API no-cache':>19} {'SQL as served':>19}"
         f" {'(b): from readings':>19}"
