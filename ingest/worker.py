@@ -639,13 +639,32 @@ class IngestWorker:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.receive_maximum
-        self.client.connect(
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            keepalive=30,
-            clean_start=False,
-            properties=props,
-        )
+        try:
+            self.client.connect(
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                keepalive=30,
+                clean_start=False,
+                properties=props,
+            )
+        except OSError as exc:
+            # The broker is down or restarting (under `smartby up` its restart may be
+            # seconds away, with a back-off).  Crashing here would only restart us into
+            # the same refusal, and count as failures against the whole platform; paho's
+            # loop retries the first connection too, 1 s doubling to 30 s.
+            log.warning(
+                "broker %s:%s not reachable (%s); retrying",
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                exc,
+            )
+            self.client.connect_async(
+                self.settings.mqtt_host,
+                self.settings.mqtt_port,
+                keepalive=30,
+                clean_start=False,
+                properties=props,
+            )
         self.client.loop_start()
 
     def wait_connected(self, timeout: float = 10) -> bool:

@@ -13,6 +13,7 @@ import orjson
 import psycopg
 import pytest
 
+from ingest.worker import IngestWorker
 from tests.fixtures.ingest import (
     count,
     register,
@@ -155,3 +156,42 @@ def test_two_workers_on_the_shared_subscription_split_the_stream(
     assert all(share > n * 0.1 for share in shares), f"uneven split: {shares}"
     assert sum(shares) == n
     assert_exactly_once(conn, n)
+
+
+def test_a_worker_started_while_the_broker_is_down_waits_for_it(
+    services: Services, conn: psycopg.Connection, devices: None, tmp_path: Path
+) -> None:
+    """Under `smartby up` the broker may be between restarts (with a back-off) when the
+    worker starts: refusing to run would only have it restarted into the same refusal,
+    counted as failures against the whole platform.  It waits, then consumes."""
+    from stack.mosquitto import MosquittoBroker
+    from stack.ports import free_port
+    from tests.fixtures.mqtt import publish_one
+
+    port = free_port()
+    prefix = unique_prefix()
+    settings = services.settings(mqtt_port=port, mqtt_topic_prefix=prefix, ingest_batch_ms=20)
+    worker = IngestWorker(settings, services.database_url, client_id=f"late-{uuid.uuid4().hex[:6]}")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.run()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    worker.start()  # no broker yet: this must not raise
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    broker = MosquittoBroker(tmp_path / "late-broker", port=port)
+    try:
+        assert not worker.wait_connected(1.5)
+        broker.start()
+        assert worker.wait_connected(60), "the worker never connected to the late broker"
+        publish_one(port, f"{prefix}/{DEVICES[0]}/telemetry", b'{"pm25": 3.5}')
+        wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="the reading")
+    finally:
+        worker.stop()
+        thread.join(30)
+        broker.stop()
+    assert not errors, errors
