@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 import psycopg
@@ -22,6 +22,8 @@ from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
 from core.errors import SmartbyError
+from core.profiles import Binding
+from core.profiles.binding import field_map_json
 
 #: the MQTT user name of the ingest workers; no device may take it
 INGEST_USER = "smartby-ingest"
@@ -90,6 +92,43 @@ class DeviceRecord:
     vendor: str | None = None
     model: str | None = None
     calibration: dict[str, Any] | None = None
+    #: how the device talks: its profile, key, field map and options (`core.profiles`),
+    #: checked already (`core.profiles.check_binding`)
+    binding: Binding = field(default_factory=Binding)
+
+
+def binding_columns(device: DeviceRecord) -> dict[str, Any]:
+    """The device's profile columns (migration 0008), as query parameters."""
+    binding = device.binding
+    return {
+        "profile": binding.profile,
+        "external_id": binding.key,
+        "field_map": Jsonb(field_map_json(binding.fields)),
+        "profile_options": Jsonb(binding.options_json()),
+    }
+
+
+def check_field_metrics(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
+    """Every metric the device's field map names exists in the catalogue."""
+    wanted = sorted({t.metric for t in device.binding.fields.values() if t.metric is not None})
+    if not wanted:
+        return
+    rows = conn.execute("SELECT key FROM metrics WHERE key = ANY(%s)", (wanted,)).fetchall()
+    missing = sorted(set(wanted) - {row[0] for row in rows})
+    if missing:
+        raise RegistryError(
+            f"device {device.id!r} maps fields to unknown metric(s) {', '.join(missing)} "
+            "(smartby metrics list; smartby metrics add)"
+        )
+
+
+def _taken_key(device: DeviceRecord, exc: psycopg.errors.UniqueViolation) -> RegistryError:
+    if exc.diag.constraint_name == "devices_external_idx":
+        binding = device.binding
+        return RegistryError(
+            f"another {binding.profile} device already has the key {binding.key!r}"
+        )
+    return RegistryError(f"device {device.id!r} already exists")
 
 
 def _check_device_id(device_id: str) -> None:
@@ -102,23 +141,28 @@ def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
     _check_device_id(device.id)
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
         raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
+    check_field_metrics(conn, device)
     secret = new_secret()
     try:
         conn.execute(
-            """INSERT INTO devices (id, site_id, kind, vendor, model, calibration, secret_hash)
-               VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-            (
-                device.id,
-                device.site_id,
-                device.kind,
-                device.vendor,
-                device.model,
-                Jsonb(device.calibration or {}),
-                hash_secret(secret),
-            ),
+            """INSERT INTO devices (id, site_id, kind, vendor, model, calibration, secret_hash,
+                                   profile, external_id, field_map, profile_options)
+               VALUES (%(id)s, %(site_id)s, %(kind)s, %(vendor)s, %(model)s, %(calibration)s,
+                       %(secret_hash)s, %(profile)s, %(external_id)s, %(field_map)s,
+                       %(profile_options)s)""",
+            {
+                "id": device.id,
+                "site_id": device.site_id,
+                "kind": device.kind,
+                "vendor": device.vendor,
+                "model": device.model,
+                "calibration": Jsonb(device.calibration or {}),
+                "secret_hash": hash_secret(secret),
+                **binding_columns(device),
+            },
         )
-    except psycopg.errors.UniqueViolation:
-        raise RegistryError(f"device {device.id!r} already exists") from None
+    except psycopg.errors.UniqueViolation as exc:
+        raise _taken_key(device, exc) from None
     except psycopg.errors.CheckViolation as exc:
         raise RegistryError(
             f"device {device.id!r} is not valid: {exc.diag.message_primary}"

@@ -64,7 +64,13 @@ def import_catalogue(conn: psycopg.Connection[TupleRow], catalogue: Catalogue) -
             secret = upsert_device(
                 conn,
                 DeviceRecord(
-                    spec.id, spec.site.id, spec.kind, spec.vendor, spec.model, calibration
+                    spec.id,
+                    spec.site.id,
+                    spec.kind,
+                    spec.vendor,
+                    spec.model,
+                    calibration,
+                    spec.binding,
                 ),
             )
             if secret is None:

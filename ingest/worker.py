@@ -53,6 +53,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
+from core.profiles import PROFILE_NAMES, Router, TopicFilter
 from core.settings import Settings
 from db.indicators import DayUpdate, update_pending
 from ingest.mqtt_client import FastClient
@@ -157,23 +158,32 @@ class IngestMetrics:
         )
 
 
-def topic_filters(prefix: str) -> list[str]:
-    """What a worker subscribes to: telemetry and status of every device, shared."""
-    return [f"$share/{SHARE_GROUP}/{prefix}/+/telemetry", f"$share/{SHARE_GROUP}/{prefix}/+/status"]
+def profile_topics(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list[TopicFilter]:
+    """The topics of the enabled device profiles (`core.profiles`): telemetry and status
+    of every device of each."""
+    return Router(profiles, prefix).filters()
 
 
-def subscriptions(prefix: str) -> list[tuple[str, SubscribeOptions]]:
+def topic_filters(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list[str]:
+    """What a worker subscribes to: the enabled profiles' topics, shared."""
+    return [f"$share/{SHARE_GROUP}/{t.filter}" for t in profile_topics(prefix, profiles)]
+
+
+def subscriptions(
+    prefix: str, profiles: Sequence[str] = PROFILE_NAMES
+) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
     no retained messages at subscribe): a retained reading was ingested when it was
     published, and the worker subscribes again at every connect.  Status keeps the
     retained ``online``/``offline``, which says what a device is now."""
-    telemetry, status = topic_filters(prefix)
     return [
         (
-            telemetry,
-            SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
-        ),
-        (status, SubscribeOptions(qos=1)),
+            f"$share/{SHARE_GROUP}/{topic.filter}",
+            SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            if topic.telemetry
+            else SubscribeOptions(qos=1),
+        )
+        for topic in profile_topics(prefix, profiles)
     ]
 
 
@@ -296,7 +306,7 @@ class IngestWorker:
             self._fresh_sessions += 1
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
-        client.subscribe(subscriptions(self.settings.mqtt_topic_prefix))
+        client.subscribe(self.subscriptions())
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -305,6 +315,10 @@ class IngestWorker:
             self.client_id,
             flags.session_present,
         )
+
+    def subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
+        """What this worker subscribes to at every connect."""
+        return subscriptions(self.settings.mqtt_topic_prefix, self.settings.ingest_profile_names)
 
     def _on_subscribe(
         self,
@@ -315,9 +329,21 @@ class IngestWorker:
         _props: Properties | None,
     ) -> None:
         failed = [str(r) for r in reasons if r.is_failure]
-        if failed:
+        if failed and len(failed) == len(reasons):
             log.error("broker refused the subscriptions: %s", ", ".join(failed))
             return
+        if failed:
+            # A broker whose ACL predates a profile refuses its topics: the other
+            # profiles' devices are still heard (MQTT v5 §3.9.3: one reason a filter).
+            refused = [
+                f"{topic} ({reason})"
+                for (topic, _options), reason in zip(self.subscriptions(), reasons, strict=False)
+                if reason.is_failure
+            ]
+            log.error(
+                "broker refused the subscriptions %s: those devices are not heard",
+                ", ".join(refused),
+            )
         self._connected.set()
 
     def _on_disconnect(
@@ -586,17 +612,20 @@ class IngestWorker:
                 registry=self.metrics.registry,
             )
         self.client = self._make_client()
+        self._connect(self.client)
+        self.client.loop_start()
+
+    def _connect(self, client: FastClient) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.receive_maximum
-        self.client.connect(
+        client.connect(
             self.settings.mqtt_host,
             self.settings.mqtt_port,
             keepalive=30,
             clean_start=False,
             properties=props,
         )
-        self.client.loop_start()
 
     def wait_connected(self, timeout: float = 10) -> bool:
         """True once connected and subscribed (SUBACK received)."""

@@ -365,6 +365,11 @@ def simulate(
     unknown = set(device_ids) - {d.id for d in specs}
     if unknown:
         raise SmartbyError(f"not in the catalogue: {', '.join(sorted(unknown))}")
+    # the simulator plays devices written for smartby; a Tasmota plug is not one
+    foreign = sorted(d.id for d in specs if d.profile != "smartby")
+    if foreign and device_ids:
+        raise SmartbyError(f"only smartby-profile devices are simulated, not {', '.join(foreign)}")
+    specs = [d for d in specs if d.profile == "smartby"]
     if direct:
         span = _duration(backfill)
         if span is None or history is not None:

@@ -30,7 +30,7 @@ from devices.simulation import (
     readings,
     simulated_messages,
 )
-from ingest.decode import decode, metric_key
+from core.decode import decode, metric_key
 from tests.fixtures.ingest import count, running_worker, unique_prefix, wait_for
 from tests.fixtures.mqtt import Collector
 from tests.fixtures.services import Services
