@@ -316,8 +316,9 @@ class IngestWorker:
             flags.session_present,
         )
 
-    def subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
-        """What this worker subscribes to at every connect."""
+    def subscriptions(self) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
+        """What this worker subscribes to at every connect (MQTT 3.1.1 takes a QoS where
+        v5 takes options)."""
         return subscriptions(self.settings.mqtt_topic_prefix, self.settings.ingest_profile_names)
 
     def _on_subscribe(

@@ -23,6 +23,7 @@ from core.settings import Settings, load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
 from smartby.locate import database_url, with_running_stack
+from smartby.metrics import metrics
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -66,14 +67,15 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
 @click.option("--client-id", help="MQTT client id (default: smartby-ingest-<claimed slot>).")
 @click.pass_context
 def ingest(ctx: click.Context, client_id: str | None) -> None:
-    """Run an ingest worker: MQTT telemetry into the database, ack after commit."""
+    """Run an ingest worker: MQTT telemetry into the database, ack after commit (and from
+    every external source in SMARTBY_INGEST_SOURCES, such as a LoRaWAN network server)."""
     import signal
     import threading
 
-    from ingest.worker import IngestWorker
+    from ingest.sources import IngestService
 
     settings = _settings(ctx)
-    worker = IngestWorker(settings, database_url(settings), client_id=client_id)
+    worker = IngestService(settings, database_url(settings), client_id=client_id)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()
@@ -85,9 +87,10 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     def announce() -> None:
         subscribed.append(worker.wait_connected(30))
         if subscribed[0]:
+            sources = "".join(f", {s.name} ({s.host})" for s in settings.ingest_sources)
             click.echo(
                 f"ingest worker {worker.client_id} consuming from "
-                f"{settings.mqtt_host}:{settings.mqtt_port}",
+                f"{settings.mqtt_host}:{settings.mqtt_port}{sources}",
                 err=True,
             )
         else:
@@ -132,6 +135,32 @@ def devices() -> None:
 @click.option("--kind", type=click.Choice(["air_quality", "energy", "traffic"]), required=True)
 @click.option("--vendor")
 @click.option("--model")
+@click.option(
+    "--profile",
+    default="smartby",
+    show_default=True,
+    help="How the device talks: smartby, tasmota, esphome, ttn-v3, chirpstack-v4.",
+)
+@click.option(
+    "--topic",
+    help="Its key in the profile's terms: the Tasmota topic, ESPHome node, TTS device id "
+    "or DevEUI.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=METRIC",
+    help="Map a payload field to a metric (METRIC[:UNIT], or - to ignore it); repeatable.",
+)
+@click.option(
+    "--timezone", help="Time zone of the device's clock (Tasmota; default SMARTBY_TIMEZONE)."
+)
+@click.option(
+    "--numeric-strings/--no-numeric-strings",
+    default=None,
+    help="Whether numbers written as text count (default: the profile's choice).",
+)
 @click.pass_context
 def devices_add(
     ctx: click.Context,
@@ -140,13 +169,27 @@ def devices_add(
     kind: str,
     vendor: str | None,
     model: str | None,
+    profile: str,
+    topic: str | None,
+    fields: tuple[str, ...],
+    timezone: str | None,
+    numeric_strings: bool | None,
 ) -> None:
     """Register a device and print its secret (shown this once only)."""
+    from core.profiles import BindingError, check_binding
     from devices.registry import DeviceRecord, add_device
+    from smartby.metrics import field_options
 
+    try:
+        binding = check_binding(profile, topic, field_options(fields), timezone, numeric_strings)
+    except BindingError as exc:
+        raise SmartbyError(f"device {device_id}: {exc}") from None
+    record = DeviceRecord(device_id, site_id, kind, vendor, model, binding=binding)
     with _database(ctx) as conn:
-        secret = add_device(conn, DeviceRecord(device_id, site_id, kind, vendor, model))
+        secret = add_device(conn, record)
     click.echo(f"registered {device_id}; its MQTT user name is {device_id!r}")
+    if binding.key is not None:
+        click.echo(f"ingest knows it by its {profile} topic {binding.key!r}")
     click.echo(f"secret (shown once, store it in the device now): {secret}")
 
 
@@ -650,6 +693,9 @@ def dashboards_publish(
             "show errors until it exists (rerun with --datasources, or create it)",
             err=True,
         )
+
+
+cli.add_command(metrics)
 
 
 def main() -> None:

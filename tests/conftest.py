@@ -1,3 +1,8 @@
 """Shared test setup: real services come from the `tests.fixtures.services` plugin."""
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.logs", "tests.fixtures.simulated"]
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.logs",
+    "tests.fixtures.simulated",
+    "tests.fixtures.profiles",
+]

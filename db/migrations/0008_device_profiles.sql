@@ -109,10 +109,12 @@ INSERT INTO field_aliases (field, metric, health, unit, note) VALUES
     ('batt', NULL, 'battery', NULL, ''),
     ('battery_v', NULL, 'battery', 'V', ''),
     ('battery_voltage', NULL, 'battery', 'V', ''),
+    ('batteryvoltage', NULL, 'battery', 'V', 'LoRaWAN codecs write batteryVoltage'),
     ('vbat', NULL, 'battery', 'V', ''),
     ('batv', NULL, 'battery', 'V', ''),
     ('battery_mv', NULL, 'battery', 'mV', ''),
     ('battery_level', NULL, 'battery', '%EL', ''),
+    ('batterylevel', NULL, 'battery', '%EL', 'LoRaWAN codecs write batteryLevel'),
     ('battery_percent', NULL, 'battery', '%EL', ''),
     ('battery_pct', NULL, 'battery', '%EL', '');
 
