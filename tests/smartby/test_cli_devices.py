@@ -117,3 +117,76 @@ def test_import_is_idempotent_and_keeps_secrets(db_url: str, conn: psycopg.Conne
     assert "secrets of the new devices" not in again.stdout
     after = conn.execute("SELECT id, secret_hash, updated_at FROM devices ORDER BY id").fetchall()
     assert after == before
+
+
+def test_add_devices_of_other_profiles_with_their_topic_and_field_map(
+    db_url: str, conn: psycopg.Connection, site: str
+) -> None:
+    """A Tasmota plug known by its topic, with a field mapped to a metric in another
+    unit and one ignored; `show` tells how ingest will know it."""
+    added = smartby(
+        db_url,
+        "devices",
+        "add",
+        "plug-1",
+        "--site",
+        site,
+        "--kind",
+        "energy",
+        "--profile",
+        "tasmota",
+        "--topic",
+        "plug_kitchen",
+        "--field",
+        "ENERGY/Total=energy:Wh",
+        "--field",
+        "Analog/A0=-",
+        "--timezone",
+        "Europe/Oslo",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "ingest knows it by its tasmota topic 'plug_kitchen'" in added.stdout
+    row = conn.execute(
+        "SELECT profile, external_id, field_map, profile_options FROM devices WHERE id = 'plug-1'"
+    ).fetchone()
+    assert row == (
+        "tasmota",
+        "plug_kitchen",
+        {"energy/total": {"metric": "energy", "unit": "Wh"}, "analog/a0": None},
+        {"timezone": "Europe/Oslo"},
+    )
+    shown = smartby(db_url, "devices", "show", "plug-1")
+    assert "profile      tasmota" in shown.stdout
+    assert "topic        plug_kitchen" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--profile", "tasmota"], "a tasmota device needs its Tasmota topic (topic)"),
+        (["--profile", "lorawan", "--topic", "x"], "unknown profile 'lorawan'"),
+        (["--profile", "chirpstack-v4", "--topic", "abc"], "16 hexadecimal digits"),
+        (["--topic", "x"], "a smartby device is known by its device id"),
+        (["--profile", "esphome", "--topic", "n", "--field", "pm"], "write NAME=METRIC"),
+        (
+            ["--profile", "esphome", "--topic", "n", "--field", "pm=radon"],
+            "unknown metric(s) radon",
+        ),
+        (["--profile", "esphome", "--topic", "taken"], "already has the key 'taken'"),
+    ],
+)
+def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
+    db_url: str, site: str, args: list[str], problem: str
+) -> None:
+    first = smartby(
+        db_url, "devices", "add", "esp-0", "--site", site, "--kind", "air_quality",
+        "--profile", "esphome", "--topic", "taken",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    result = smartby(
+        db_url, "devices", "add", "dev-x", "--site", site, "--kind", "air_quality", *args
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("smartby: error:")
+    assert problem in line
