@@ -205,6 +205,12 @@ def acl_text(prefix: str) -> str:
         "\n"
         f"pattern write {prefix}/%u/telemetry\n"
         f"pattern write {prefix}/%u/status\n"
+        # a Tasmota device whose Topic, or an ESPHome node whose name, is its device id
+        # (docs/onboarding.md) publishes its own topics only
+        "pattern write tele/%u/SENSOR\n"
+        "pattern write tele/%u/LWT\n"
+        "pattern write %u/sensor/+/state\n"
+        "pattern write %u/status\n"
     )
 
 

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.logs",
     "tests.fixtures.simulated",
     "tests.fixtures.profiles",
+    "tests.fixtures.network_server",
 ]

@@ -374,9 +374,7 @@ def test_a_metric_rows_qc_settings_override_the_defaults_and_are_checked() -> No
         None,
         3600.0,
     )
-    tuned = qc.default_config(
-        "noise_laeq", 0.0, 140.0, {"spike_suspect": 15, "max_gap_s": None}
-    )
+    tuned = qc.default_config("noise_laeq", 0.0, 140.0, {"spike_suspect": 15, "max_gap_s": None})
     assert (tuned.spike_suspect, tuned.max_gap_s) == (15.0, None)
     pm25 = qc.default_config("pm25", 0.0, 1000.0, {"flat_suspect_s": 600})
     assert pm25.flat_suspect_s == 600.0

@@ -6,24 +6,21 @@ a restart of the worker, quarantined with a reason when unusable."""
 
 from __future__ import annotations
 
-import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from core.settings import IngestSource, Settings
-from db.registry import hash_secret
 from ingest.sources import IngestService
 from stack.mosquitto import MosquittoBroker
-from stack.ports import free_port
 from tests.fixtures.ingest import count, wait_for
+from tests.fixtures.network_server import (
+    NetworkServer,
+    publish_as_network_server,
+    running_service,
+    source,
+)
 from tests.fixtures.profiles import health, quarantine, readings, register_device
 from tests.fixtures.services import Services
 from tests.fixtures.vendors import (
@@ -36,130 +33,6 @@ from tests.fixtures.vendors import (
 )
 
 EUI = "70b3d57ed0052f3a"
-NS_USER, NS_PASSWORD = "app1@ttn", "NNSXS.TESTKEY.0123456789"
-
-
-@dataclass
-class NetworkServer:
-    broker: MosquittoBroker
-    tls_port: int
-    ca_file: Path
-
-    @property
-    def port(self) -> int:
-        return self.broker.port
-
-
-def _certificates(folder: Path) -> Path:
-    """A CA of the test's own and a server certificate for 127.0.0.1 it signed."""
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
-
-    openssl(
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=smartby test network server CA",
-    )  # fmt: skip
-    openssl(
-        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-        "-out", "server.csr", "-subj", "/CN=127.0.0.1",
-    )  # fmt: skip
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl(
-        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.crt",
-    )  # fmt: skip
-    return folder / "ca.crt"
-
-
-@pytest.fixture
-def network_server(tmp_path: Path) -> Iterator[NetworkServer]:
-    """A Mosquitto playing a network server's MQTT integration: passwords required, a
-    plain listener (where the test publishes as the network server) and a TLS one."""
-    ca_file = _certificates(tmp_path / "tls")
-    passwd = tmp_path / "passwd"
-    passwd.write_text(f"{NS_USER}:{hash_secret(NS_PASSWORD)}\n")
-    passwd.chmod(0o600)
-    tls_port = free_port()
-    mosquitto = MosquittoBroker(
-        tmp_path / "ns",
-        port=free_port(),
-        password_file=passwd,
-        extra_config=[
-            f"listener {tls_port} 127.0.0.1",
-            f"certfile {tmp_path / 'tls' / 'server.crt'}",
-            f"keyfile {tmp_path / 'tls' / 'server.key'}",
-        ],
-    )
-    mosquitto.start()
-    try:
-        yield NetworkServer(mosquitto, tls_port, ca_file)
-    finally:
-        mosquitto.stop()
-
-
-@contextmanager
-def running_service(settings: Settings, client_id: str) -> Iterator[IngestService]:
-    url = settings.database_url.get_secret_value() if settings.database_url else ""
-    service = IngestService(settings, url, client_id=client_id)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            service.run()
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    service.start()
-    thread = threading.Thread(target=run, name="ingest-service", daemon=True)
-    thread.start()
-    try:
-        assert service.wait_connected(15), "ingest did not connect to every source"
-        yield service
-    finally:
-        service.stop()
-        thread.join(30)
-        assert not thread.is_alive(), "ingest service did not stop"
-        if errors:
-            raise errors[0]
-
-
-def publish_as_network_server(ns: NetworkServer, messages: list[tuple[str, bytes]]) -> None:
-    """Publish as the network server does, logged in at its broker."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"ns-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(NS_USER, NS_PASSWORD)
-    client.connect("127.0.0.1", ns.port)
-    client.loop_start()
-    try:
-        for topic, payload in messages:
-            info = client.publish(topic, payload, qos=1)
-            info.wait_for_publish(10)
-            assert info.is_published()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-
-
-def source(ns: NetworkServer, name: str, profile: str, **options: object) -> IngestSource:
-    """The network server as a source: its TLS listener, its CA, its credentials."""
-    values: dict[str, object] = {
-        "name": name,
-        "profile": profile,
-        "host": "127.0.0.1",
-        "port": ns.tls_port,
-        "username": NS_USER,
-        "password": NS_PASSWORD,
-        "tls": True,
-        "ca_file": ns.ca_file,
-        **options,
-    }
-    return IngestSource.model_validate(values)
 
 
 def test_uplinks_from_a_tts_integration_over_tls_are_stored_with_their_radio_health(
