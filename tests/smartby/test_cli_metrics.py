@@ -196,3 +196,36 @@ def test_a_new_metric_flows_through_ingest_the_api_sensorthings_and_the_dashboar
     )
     offered = conn.execute(sql).fetchall()
     assert ("noise_laeq", "Noise level (LAeq)") in offered
+
+
+def readme_metric_commands() -> list[list[str]]:
+    """The ``smartby metrics add`` examples of the README, as argument lists."""
+    import shlex
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    joined = text.replace("\\\n", " ")
+    return [
+        shlex.split(line.strip())[1:]
+        for line in joined.splitlines()
+        if line.strip().startswith("smartby metrics add ")
+    ]
+
+
+def test_the_readmes_new_metrics_are_accepted_as_written(
+    db_url: str, added_metrics: list[str]
+) -> None:
+    """Noise in dB(A), CO2 in ppm, snow depth in cm and water level in m."""
+    commands = readme_metric_commands()
+    assert [args[2] for args in commands] == ["noise_laeq", "co2", "snow_depth", "water_level"]
+    for args in commands:
+        added_metrics.append(args[2])
+        result = smartby(db_url, *args)
+        assert result.returncode == 0, result.stderr
+    with psycopg.connect(db_url) as conn:
+        units = dict(
+            conn.execute(
+                "SELECT key, unit FROM metrics WHERE key = ANY(%s)", (added_metrics,)
+            ).fetchall()
+        )
+    assert units == {"noise_laeq": "dB", "co2": "ppm", "snow_depth": "cm", "water_level": "m"}
