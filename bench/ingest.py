@@ -15,7 +15,11 @@ load generator is not the bottleneck).  Scenarios:
   d. publish → commit latency at half of (a)'s rate: each message carries its publish
      time, each row's commit time comes from PostgreSQL (track_commit_timestamp);
   e. a backlog of 1 M messages queued at the broker while the worker is down, then
-     drained: the worker's peak RSS (VmHWM) and the drain rate.
+     drained: the worker's peak RSS (VmHWM) and the drain rate;
+  f. the device-profile layer's cost to smartby messages: (a)'s and (b)'s streams
+     through the worker of the last commit before device profiles (extracted with git
+     archive, run against the same database and broker) and through this worker with
+     every profile enabled, alternating, best of two each; the ratio is the budget.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -35,9 +42,11 @@ from bench.common import (
     DEVICES,
     Stack,
     Worker,
+    code_of,
     last_commit,
     paced_publish,
     pack_messages,
+    prepare_seconds,
     publish_parallel,
     say,
     single_messages,
@@ -218,6 +227,101 @@ def run_backlog(stack: Stack, n: int) -> tuple[float, float]:
     return peak, n / elapsed
 
 
+def written(worker: Worker, n: int) -> bool:
+    return worker.metric("smartby_ingest_readings_written_total") >= n
+
+
+#: the last commit before device profiles (issue 14): scenario (f)'s baseline
+PRE_PROFILES = "574935848a1cf6c2b0eb4d330e2c22e95faeb1ad"
+
+
+def run_profile_layer(
+    stack: Stack,
+    make: Callable[[str, int, float], list[tuple[str, bytes]]],
+    n: int,
+    per_message: int,
+    publishers: int,
+    rounds: int,
+) -> tuple[float, float] | None:
+    """(readings/s before profiles, readings/s with every profile enabled) for ``n``
+    messages of ``make`` (``per_message`` readings each), the best of ``rounds``
+    alternating runs each; None when the old commit is not at hand."""
+    code = code_of(PRE_PROFILES, stack.root / "pre-profiles")
+    if code is None:
+        return None
+    best = {"before": 0.0, "profiles": 0.0}
+    order: list[tuple[str, Path | None]] = [("before", code), ("profiles", None)]
+    for round_ in range(rounds):
+        # ABBA: neither version always runs first after the truncation
+        for label, folder in order if round_ % 2 == 0 else order[::-1]:
+            with psycopg.connect(stack.url, autocommit=True) as conn:
+                conn.execute("TRUNCATE readings, rollups")
+            prefix = f"f{uuid.uuid4().hex[:6]}"
+            worker = Worker(stack, prefix, f"bench-{label}-{round_}", code=folder)
+            try:
+                say(f"profile layer ({label}, round {round_ + 1}): {n:,} messages")
+                messages = make(prefix, n, time.time() - 3600)
+                first = publish_parallel(stack.broker.port, messages, publishers)
+                wanted = n * per_message
+                wait_until(partial(written, worker, wanted), 600, f"{wanted:,} readings committed")
+                with psycopg.connect(stack.url) as conn:
+                    last = last_commit(conn, "d%")
+            finally:
+                worker.stop()
+            best[label] = max(best[label], n * per_message / (last - first))
+    return best["before"], best["profiles"]
+
+
+def profile_cpu(
+    stack: Stack, make: Callable[[str, int, float], list[tuple[str, bytes]]], n: int
+) -> tuple[float, float] | None:
+    """(µs before profiles, µs with every profile) of CPU per message in the preparer
+    alone: decoding, routing, field resolution, unit conversion and QC, no I/O."""
+    code = code_of(PRE_PROFILES, stack.root / "pre-profiles")
+    if code is None:
+        return None
+    prefix = f"c{uuid.uuid4().hex[:6]}"
+    messages = make(prefix, n, time.time() - 3600)
+    say(f"profile layer: preparer CPU for {n:,} messages, each version")
+    before = prepare_seconds(stack.url, messages, prefix, code, stack.root)
+    profiles = prepare_seconds(stack.url, messages, prefix, None, stack.root)
+    return before * 1e6, profiles * 1e6
+
+
+def cpu_rows(name: str, layer: tuple[float, float] | None) -> list[Result]:
+    if layer is None:
+        return []
+    before, profiles = layer
+    return [
+        Result(f"(f) {name} prepare CPU/message before profiles", before, "us"),
+        Result(f"(f) {name} prepare CPU/message with every profile", profiles, "us"),
+        Result(
+            "    throughput ratio with / before profiles",
+            before / profiles,
+            "x",
+            ">= 0.95x",
+            before / profiles >= 0.95,
+        ),
+    ]
+
+
+def profile_rows(name: str, unit: str, layer: tuple[float, float] | None) -> list[Result]:
+    if layer is None:
+        return [Result(f"(f) {name}", 0.0, "", "", None, "skipped: no git history")]
+    before, profiles = layer
+    return [
+        Result(f"(f) {name} before profiles ({PRE_PROFILES[:7]}), best of 2", before, unit),
+        Result(f"(f) {name} with every profile enabled, best of 2", profiles, unit),
+        Result(
+            "    ratio with / before profiles",
+            profiles / before,
+            "x",
+            ">= 0.95x",
+            profiles / before >= 0.95,
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -335,6 +439,12 @@ def main() -> None:
             )
         )
         results.append(Result("(e) backlog drain rate", drain, "m/s", ""))
+        singles = run_profile_layer(stack, single_messages, n_single, 1, args.publishers, 2)
+        results += profile_rows("(a) single JSON", "m/s", singles)
+        results += cpu_rows("(a) single JSON", profile_cpu(stack, single_messages, n_single))
+        packs = run_profile_layer(stack, pack_messages, n_packs, 10, args.publishers, 2)
+        results += profile_rows("(b) SenML packs", "r/s", packs)
+        results += cpu_rows("(b) SenML packs", profile_cpu(stack, pack_messages, n_packs))
     finally:
         stop_stack(stack)
     print(table(results))

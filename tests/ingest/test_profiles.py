@@ -310,3 +310,51 @@ def test_malformed_variants_of_each_profile_are_quarantined_with_their_reason(
     assert [(topic, reason) for topic, reason, _, _ in quarantine(conn)] == [
         (topic, reason) for topic, _, reason in bad
     ]
+
+
+def test_a_broker_whose_acl_predates_profiles_still_delivers_smartby_telemetry(
+    services: Services, db_url: str, conn: psycopg.Connection, tmp_path, caplog
+) -> None:
+    """A city's broker whose ACL lets the ingest account read only smartby topics
+    refuses the other profiles' subscriptions (Mosquitto answers SUBACK 0x87): the worker
+    says which, and goes on storing what it may read."""
+    import logging
+
+    from db.registry import hash_secret
+    from stack.ports import free_port
+
+    passwd = tmp_path / "passwd"
+    passwd.write_text(f"smartby-ingest:{hash_secret('ingest-pw')}\naq-1:{hash_secret('dev-pw')}\n")
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "user smartby-ingest\ntopic read smartby/+/telemetry\ntopic read smartby/+/status\n"
+        "\npattern write smartby/%u/#\n"
+    )
+    old = MosquittoBroker(tmp_path / "mq", port=free_port(), password_file=passwd, acl_file=acl)
+    old.start()
+    register_device(conn, "aq-1")
+    settings = services.settings(
+        mqtt_port=old.port,
+        mqtt_username="smartby-ingest",
+        mqtt_password="ingest-pw",
+        ingest_metrics_port=0,
+        ingest_batch_ms=20,
+    )
+    try:
+        with caplog.at_level(logging.ERROR, "ingest.worker"), running_worker(settings):
+            publish_one(
+                old.port,
+                "smartby/aq-1/telemetry",
+                b'{"pm25": 3.5}',
+                username="aq-1",
+                password="dev-pw",
+            )
+            wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="reading")
+    finally:
+        old.stop()
+    refused = [
+        r.getMessage() for r in caplog.records if "refused the subscriptions" in r.getMessage()
+    ]
+    assert refused, "the refusal was not reported"
+    assert "$share/smartby-ingest/tele/+/SENSOR" in refused[0]
+    assert "smartby/+/telemetry" not in refused[0]
