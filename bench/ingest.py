@@ -19,7 +19,10 @@ load generator is not the bottleneck).  Scenarios:
   f. the device-profile layer's cost to smartby messages: (a)'s and (b)'s streams
      through the worker of the last commit before device profiles (extracted with git
      archive, run against the same database and broker) and through this worker with
-     every profile enabled, alternating, best of two each; the ratio is the budget.
+     every profile enabled, alternating, best of three each; and, since end-to-end
+     rates on a shared machine swing by more than the budget, the CPU per message of
+     the preparer alone (where all of the layer's work is), each version interleaved
+     three times, the least of each.  The ratios are the budget (>= 0.95).
 """
 
 from __future__ import annotations
@@ -275,17 +278,20 @@ def run_profile_layer(
 def profile_cpu(
     stack: Stack, make: Callable[[str, int, float], list[tuple[str, bytes]]], n: int
 ) -> tuple[float, float] | None:
-    """(µs before profiles, µs with every profile) of CPU per message in the preparer
-    alone: decoding, routing, field resolution, unit conversion and QC, no I/O."""
+    """(ns before profiles, ns with every profile) of CPU per message in the preparer
+    alone: routing, decoding, field resolution, unit conversion and QC, no I/O — where
+    all the profile layer's work is."""
     code = code_of(PRE_PROFILES, stack.root / "pre-profiles")
     if code is None:
         return None
     prefix = f"c{uuid.uuid4().hex[:6]}"
     messages = make(prefix, n, time.time() - 3600)
-    say(f"profile layer: preparer CPU for {n:,} messages, each version")
-    before = prepare_seconds(stack.url, messages, prefix, code, stack.root)
-    profiles = prepare_seconds(stack.url, messages, prefix, None, stack.root)
-    return before * 1e6, profiles * 1e6
+    before = profiles = float("inf")
+    for round_ in range(3):  # interleaved, the least of each: others' load only adds
+        say(f"profile layer: preparer CPU for {n:,} messages, each version, round {round_ + 1}")
+        before = min(before, prepare_seconds(stack.url, messages, prefix, code, stack.root))
+        profiles = min(profiles, prepare_seconds(stack.url, messages, prefix, None, stack.root))
+    return before * 1e9, profiles * 1e9
 
 
 def cpu_rows(name: str, layer: tuple[float, float] | None) -> list[Result]:
@@ -293,14 +299,15 @@ def cpu_rows(name: str, layer: tuple[float, float] | None) -> list[Result]:
         return []
     before, profiles = layer
     return [
-        Result(f"(f) {name} prepare CPU/message before profiles", before, "us"),
-        Result(f"(f) {name} prepare CPU/message with every profile", profiles, "us"),
+        Result(f"(f) {name} prepare CPU/message before profiles", before, "ns"),
+        Result(f"(f) {name} prepare CPU/message with every profile", profiles, "ns"),
         Result(
             "    throughput ratio with / before profiles",
             before / profiles,
             "x",
             ">= 0.95x",
             before / profiles >= 0.95,
+            f"{before / profiles:.3f}",
         ),
     ]
 
@@ -310,14 +317,15 @@ def profile_rows(name: str, unit: str, layer: tuple[float, float] | None) -> lis
         return [Result(f"(f) {name}", 0.0, "", "", None, "skipped: no git history")]
     before, profiles = layer
     return [
-        Result(f"(f) {name} before profiles ({PRE_PROFILES[:7]}), best of 2", before, unit),
-        Result(f"(f) {name} with every profile enabled, best of 2", profiles, unit),
+        Result(f"(f) {name} before profiles ({PRE_PROFILES[:7]}), best of 3", before, unit),
+        Result(f"(f) {name} with every profile enabled, best of 3", profiles, unit),
         Result(
             "    ratio with / before profiles",
             profiles / before,
             "x",
             ">= 0.95x",
             profiles / before >= 0.95,
+            f"{profiles / before:.3f} (end to end: noisy on a shared machine)",
         ),
     ]
 
@@ -439,10 +447,10 @@ def main() -> None:
             )
         )
         results.append(Result("(e) backlog drain rate", drain, "m/s", ""))
-        singles = run_profile_layer(stack, single_messages, n_single, 1, args.publishers, 2)
+        singles = run_profile_layer(stack, single_messages, n_single, 1, args.publishers, 3)
         results += profile_rows("(a) single JSON", "m/s", singles)
         results += cpu_rows("(a) single JSON", profile_cpu(stack, single_messages, n_single))
-        packs = run_profile_layer(stack, pack_messages, n_packs, 10, args.publishers, 2)
+        packs = run_profile_layer(stack, pack_messages, n_packs, 10, args.publishers, 3)
         results += profile_rows("(b) SenML packs", "r/s", packs)
         results += cpu_rows("(b) SenML packs", profile_cpu(stack, pack_messages, n_packs))
     finally:

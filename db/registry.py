@@ -108,6 +108,34 @@ def binding_columns(device: DeviceRecord) -> dict[str, Any]:
     }
 
 
+#: profiles whose devices log in to the platform's own broker, where the ACL binds a
+#: topic level to the MQTT user name (= device id)
+_BROKER_NAMED = ("tasmota", "esphome")
+
+
+def check_key_owner(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
+    """No device's key may be another device's id, nor the other way round, for the
+    profiles whose topics the broker binds to user names (``tele/%u/…``, ``%u/status``):
+    otherwise the device of that id could publish readings in the other's name."""
+    binding = device.binding
+    if binding.profile in _BROKER_NAMED and binding.key != device.id:
+        row = conn.execute("SELECT 1 FROM devices WHERE id = %s", (binding.key,)).fetchone()
+        if row is not None:
+            raise RegistryError(
+                f"{binding.profile} topic {binding.key!r} is the MQTT user name of device "
+                f"{binding.key!r}, which could then publish as {device.id!r}"
+            )
+    row = conn.execute(
+        "SELECT id, profile FROM devices WHERE external_id = %s AND id <> %s AND profile = ANY(%s)",
+        (device.id, device.id, list(_BROKER_NAMED)),
+    ).fetchone()
+    if row is not None:
+        raise RegistryError(
+            f"device id {device.id!r} is the {row[1]} topic of device {row[0]!r}; as an MQTT "
+            "user name it could publish in that device's name"
+        )
+
+
 def check_field_metrics(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
     """Every metric the device's field map names exists in the catalogue."""
     wanted = sorted({t.metric for t in device.binding.fields.values() if t.metric is not None})
@@ -142,6 +170,7 @@ def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
         raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
     check_field_metrics(conn, device)
+    check_key_owner(conn, device)
     secret = new_secret()
     try:
         conn.execute(

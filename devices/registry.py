@@ -36,6 +36,7 @@ from db.registry import (
     add_device,
     binding_columns,
     check_field_metrics,
+    check_key_owner,
     disable_device,
     enable_device,
     hash_secret,
@@ -115,6 +116,7 @@ def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> s
     if exists is None:
         return add_device(conn, device)
     check_field_metrics(conn, device)
+    check_key_owner(conn, device)
     try:
         with conn.transaction():
             conn.execute(

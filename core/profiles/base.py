@@ -116,6 +116,11 @@ class Profile(ABC):
     def status(self, payload: bytes, now: float) -> StatusReport:
         """What one status payload says; ``DecodeError("bad_status", …)`` otherwise."""
 
+    def direct(self, device_id: str, detail: str = "") -> Route:
+        """The route of a payload whose device is known already (HTTP push with the
+        device's own secret): decode it as if it came on the device's topic."""
+        return Route(self, "telemetry", (device_id,), True, detail)
+
     def strings(self, options: DeviceOptions) -> bool:
         """Whether this device's numbers written as text are numbers."""
         chosen = options.numeric_strings

@@ -312,25 +312,71 @@ def test_malformed_variants_of_each_profile_are_quarantined_with_their_reason(
     ]
 
 
-def test_a_broker_whose_acl_predates_profiles_still_delivers_smartby_telemetry(
+def _dynsec_client(username: str, password: str, role: str) -> dict[str, object]:
+    """A client of Mosquitto's dynamic security plugin, its password as the registry
+    hashes it (PBKDF2-SHA512: the plugin's own scheme, in base64 pieces)."""
+    from db.registry import hash_secret
+
+    _, _, iterations, salt, digest = hash_secret(password).split("$")
+    return {
+        "username": username,
+        "password": digest,
+        "salt": salt,
+        "iterations": int(iterations),
+        "roles": [{"rolename": role}],
+    }
+
+
+@pytest.mark.allow_logged_errors
+def test_a_broker_whose_roles_predate_profiles_still_delivers_smartby_telemetry(
     services: Services, db_url: str, conn: psycopg.Connection, tmp_path, caplog
 ) -> None:
-    """A city's broker whose ACL lets the ingest account read only smartby topics
-    refuses the other profiles' subscriptions (Mosquitto answers SUBACK 0x87): the worker
-    says which, and goes on storing what it may read."""
+    """A broker with dynamic security whose ingest role may subscribe to smartby topics
+    only refuses the other profiles' subscriptions (SUBACK 0x87, MQTT v5 §3.9.3): the
+    worker says which, and goes on storing what it may read."""
     import logging
+    from pathlib import Path
 
-    from db.registry import hash_secret
     from stack.ports import free_port
 
-    passwd = tmp_path / "passwd"
-    passwd.write_text(f"smartby-ingest:{hash_secret('ingest-pw')}\naq-1:{hash_secret('dev-pw')}\n")
-    acl = tmp_path / "acl"
-    acl.write_text(
-        "user smartby-ingest\ntopic read smartby/+/telemetry\ntopic read smartby/+/status\n"
-        "\npattern write smartby/%u/#\n"
+    def acl(kind: str, topic: str) -> dict[str, object]:
+        return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
+
+    config = {
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": True,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+        "clients": [
+            _dynsec_client("smartby-ingest", "ingest-pw", "ingest"),
+            _dynsec_client("aq-1", "dev-pw", "device"),
+        ],
+        "groups": [],
+        "roles": [
+            {
+                "rolename": "ingest",
+                "acls": [
+                    acl("subscribePattern", "$share/smartby-ingest/smartby/+/telemetry"),
+                    acl("subscribePattern", "$share/smartby-ingest/smartby/+/status"),
+                ],
+            },
+            {"rolename": "device", "acls": [acl("publishClientSend", "smartby/aq-1/#")]},
+        ],
+    }
+    (tmp_path / "dynsec.json").write_text(json.dumps(config))
+    plugin = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
+    assert plugin.is_file(), "Mosquitto's dynamic security plugin is not installed"
+    old = MosquittoBroker(
+        tmp_path / "mq",
+        port=free_port(),
+        extra_config=[
+            "allow_anonymous false",
+            f"plugin {plugin}",
+            f"plugin_opt_config_file {tmp_path / 'dynsec.json'}",
+        ],
     )
-    old = MosquittoBroker(tmp_path / "mq", port=free_port(), password_file=passwd, acl_file=acl)
     old.start()
     register_device(conn, "aq-1")
     settings = services.settings(
@@ -352,9 +398,7 @@ def test_a_broker_whose_acl_predates_profiles_still_delivers_smartby_telemetry(
             wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="reading")
     finally:
         old.stop()
-    refused = [
-        r.getMessage() for r in caplog.records if "refused the subscriptions" in r.getMessage()
-    ]
-    assert refused, "the refusal was not reported"
-    assert "$share/smartby-ingest/tele/+/SENSOR" in refused[0]
-    assert "smartby/+/telemetry" not in refused[0]
+    messages = [record.getMessage() for record in caplog.records]
+    [refused] = [text for text in messages if "refused the subscriptions" in text]
+    assert "$share/smartby-ingest/tele/+/SENSOR (Not authorized)" in refused
+    assert "smartby/+/telemetry" not in refused

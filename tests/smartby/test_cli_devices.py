@@ -173,6 +173,7 @@ def test_add_devices_of_other_profiles_with_their_topic_and_field_map(
             "unknown metric(s) radon",
         ),
         (["--profile", "esphome", "--topic", "taken"], "already has the key 'taken'"),
+        (["--profile", "tasmota", "--topic", "esp-0"], "MQTT user name of device 'esp-0'"),
     ],
 )
 def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
@@ -190,3 +191,16 @@ def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
     [line] = result.stderr.splitlines()
     assert line.startswith("smartby: error:")
     assert problem in line
+
+
+def test_a_device_id_that_is_another_devices_topic_is_refused(db_url: str, site: str) -> None:
+    """The broker lets user X publish tele/X/… and X/status: a device called like an
+    ESPHome node's topic could publish as that node."""
+    node = smartby(
+        db_url, "devices", "add", "esp-1", "--site", site, "--kind", "air_quality",
+        "--profile", "esphome", "--topic", "balcony",
+    )  # fmt: skip
+    assert node.returncode == 0, node.stderr
+    twin = smartby(db_url, "devices", "add", "balcony", "--site", site, "--kind", "air_quality")
+    assert twin.returncode == 1
+    assert "'balcony' is the esphome topic of device 'esp-1'" in twin.stderr
