@@ -50,7 +50,8 @@ class SmartbyProfile(Profile):
     def decode(
         self, payload: bytes, now: float, route: Route, options: DeviceOptions
     ) -> DecodeResult:
-        return decode(payload, now, numeric_strings=self.strings(options))
+        # the profile's default is False: one comparison on the hot path, no call
+        return decode(payload, now, numeric_strings=options.numeric_strings is True)
 
     def status(self, payload: bytes, now: float) -> StatusReport:
         text = payload.strip()
