@@ -196,15 +196,15 @@ def code_of(commit: str, folder: Path) -> Path | None:
 
 
 #: Run in a child process with one version's packages first on the path: the seconds
-#: `BatchPreparer.prepare` takes per message (best of 3 passes, each with a fresh
-#: preparer and a warm registry) for the messages pickled at argv[2].  Only names both
+#: `BatchPreparer.prepare` takes per message (the least of argv[4] passes, each with a
+#: fresh preparer and a warm registry) for the messages pickled at argv[2].  Only names both
 #: versions have are used, so that the same probe measures either.
 PREPARE_PROBE = """
 import pickle, sys, time
 from core.settings import Settings
 from ingest.pipeline import BatchPreparer, Message
 from ingest.writer import DatabaseRegistry
-url, path, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+url, path, prefix, passes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 with open(path, "rb") as f:
     pairs = pickle.load(f)
 settings = Settings(env="test", database_url=url, mqtt_topic_prefix=prefix)
@@ -213,7 +213,7 @@ registry.load()
 now = time.time()
 messages = [Message(topic, payload, received=now) for topic, payload in pairs]
 best = float("inf")
-for _ in range(4):
+for _ in range(passes):
     preparer = BatchPreparer.from_settings(registry, settings)
     started = time.process_time()
     for i in range(0, len(messages), 5000):
@@ -224,7 +224,12 @@ print(best / len(messages))
 
 
 def prepare_seconds(
-    url: str, messages: list[tuple[str, bytes]], prefix: str, code: Path | None, folder: Path
+    url: str,
+    messages: list[tuple[str, bytes]],
+    prefix: str,
+    code: Path | None,
+    folder: Path,
+    passes: int = 8,
 ) -> float:
     """CPU seconds per message of the preparer of ``code`` (None: this version)."""
     import pickle
@@ -236,7 +241,7 @@ def prepare_seconds(
         env["PYTHONPATH"] = str(code)
     try:
         out = subprocess.run(
-            [sys.executable, "-c", PREPARE_PROBE, url, str(path), prefix],
+            [sys.executable, "-c", PREPARE_PROBE, url, str(path), prefix, str(passes)],
             env=env,
             cwd=code,
             capture_output=True,

@@ -19,11 +19,13 @@ load generator is not the bottleneck).  Scenarios:
   f. the device-profile layer's cost to smartby messages: (a)'s and (b)'s streams
      through the worker of the last commit before device profiles (extracted with git
      archive, run against the same database and broker) and through this worker with
-     every profile enabled, alternating, five rounds each.  Wall-clock rates on a
-     shared machine swing by more than the budget, so the budget (>= 0.95) is judged
-     on the worker's CPU per message (utime + stime, the least of the rounds): the
-     messages one worker can take per CPU second.  The preparer's CPU per message
-     alone (where all of the layer's work is) is shown beside it.
+     every profile enabled, alternating, five rounds each: wall-clock rates and the
+     worker's CPU per message (utime + stime, the least of the rounds).  On a
+     machine others share both swing by 10-15 % between identical runs, more than the
+     budget, so the budget (>= 0.95) is judged where all of the layer's work is: the
+     CPU per message of the preparer alone (routing, device look-up, decoding, field
+     resolution, conversion, QC; the writer and the MQTT client did not change), each
+     version in its own process, interleaved five times, the least of 8 passes each.
 """
 
 from __future__ import annotations
@@ -302,7 +304,7 @@ def profile_cpu(
     prefix = f"c{uuid.uuid4().hex[:6]}"
     messages = make(prefix, n, time.time() - 3600)
     before = profiles = float("inf")
-    for round_ in range(3):  # interleaved, the least of each: others' load only adds
+    for round_ in range(5):  # interleaved, the least of each: others' load only adds
         say(f"profile layer: preparer CPU for {n:,} messages, each version, round {round_ + 1}")
         before = min(before, prepare_seconds(stack.url, messages, prefix, code, stack.root))
         profiles = min(profiles, prepare_seconds(stack.url, messages, prefix, None, stack.root))
@@ -320,8 +322,8 @@ def cpu_rows(name: str, layer: tuple[float, float] | None) -> list[Result]:
             "    preparer throughput, with / before profiles",
             before / profiles,
             "x",
-            "",
-            None,
+            ">= 0.95x",
+            before / profiles >= 0.95,
             f"{before / profiles:.3f}",
         ),
     ]
@@ -346,9 +348,9 @@ def profile_rows(name: str, unit: str, layer: Layer | None) -> list[Result]:
             "    throughput per worker CPU, with / before profiles",
             ratio,
             "x",
-            ">= 0.95x",
-            ratio >= 0.95,
-            f"{ratio:.3f}",
+            "",
+            None,
+            f"{ratio:.3f} (also swings with others' load)",
         ),
     ]
 

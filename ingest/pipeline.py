@@ -301,6 +301,7 @@ class BatchPreparer:
             self._local.clear()
             self._generation = generation
         route_of = self.router.route
+        device_of_id = self.registry.device
 
         for index, message in enumerate(messages):
             if message.mid:
@@ -328,9 +329,13 @@ class BatchPreparer:
                     message.payload[:OVERSIZED_KEEP_BYTES],
                 )
                 continue
-            device = self._device(batch, message, route)
-            if device is None:
-                continue
+            # the common case inline (a registered, active device of the route's own
+            # profile, named by the topic); `_device` does the rest and the quarantine
+            device = device_of_id(route.keys[0]) if route.direct else None
+            if device is None or device.status != "active" or device.profile != route.profile.name:
+                device = self._device(batch, message, route)
+                if device is None:
+                    continue
             device_id = device.id
             if route.kind == "status":
                 self._status(batch, message, device_id, route)
