@@ -3,7 +3,7 @@
 #
 #   docker build -t smartby .
 #   docker run --rm smartby --help
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -15,6 +15,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 smartby \
  && useradd --system --uid 10001 --gid smartby --home-dir /home/smartby --create-home \
       --shell /usr/sbin/nologin smartby
+
+# pg_dump and pg_restore for `smartby db backup|restore`, of the server's major version
+# (compose runs PostgreSQL 17; python:3.11-slim is Debian 13, whose client is 17).  The
+# backups volume starts out owned by the service user.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-17 \
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o smartby -g smartby /backups
 
 WORKDIR /src
 
@@ -34,6 +42,11 @@ COPY web/ web/
 COPY smartby/ smartby/
 RUN pip install --no-cache-dir --no-deps . \
  && rm -rf /src
+
+# compose's broker-config service writes the broker's accounts file here as the
+# eclipse-mosquitto image's user (uid 1883): an empty named volume mounted on this
+# folder starts out with its owner and mode, so broker and smartby can both write it.
+RUN install -d -o 1883 -g 1883 -m 0700 /mosquitto/dynsec /mosquitto/bridge
 
 WORKDIR /home/smartby
 USER smartby

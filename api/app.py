@@ -2,7 +2,8 @@
 
 Read-only for the public under /v1 and in the SensorThings view at /sta/v1.1, with an
 API key for higher limits and for the admin routes.  Requests pass, outermost first:
-`api.forwarded` (the client a trusted proxy forwarded), CORS (open for reads),
+`api.root_path` (a path prefix, when published under one), `api.forwarded` (the
+client a trusted proxy forwarded), CORS (open for reads),
 `api.edge` (request limits, metrics, rate limit, licence headers, micro-cache), gzip
 (not for Parquet, compressed already), then the routes.  Every error leaves
 as RFC 9457 problem+json (`api.problems`); a bug or a database failure is logged
@@ -33,19 +34,26 @@ from starlette.responses import Response
 
 import api.routes.catalog
 import api.routes.export
+import api.routes.warnings
 import api.sensorthings
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
+from api.dcat import catalogue_example
+from api.device_metrics import DeviceCollector
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
 from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
 from api.forwarded import ForwardedFor, TrustedProxies
+from api.head import HeadAsGet
 from api.licence import NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
+from api.openapi import EXAMPLES, describe, operation_id
 from api.problems import PROBLEM_JSON, Problem, problem_response
+from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
 from api.website import mount_website
+from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
@@ -84,9 +92,14 @@ at fault and the limit that applies.
 """
 
 
-def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    database_url: str | None = None,
+    account_sync: DeviceAccountSync | None = None,
+) -> FastAPI:
     """The API on the configured database (or ``database_url``); the connection pool
-    opens with the app's lifespan."""
+    opens with the app's lifespan.  ``account_sync`` brings a device's broker account
+    in line after an admin route changed it (None: the broker is left alone)."""
     url = database_url if database_url is not None else configured_database_url(settings)
     api_keys = parse_api_keys(settings)
     limits = RateLimits.from_settings(settings)
@@ -134,10 +147,14 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
         contact={"name": settings.city, "url": f"mailto:{settings.api_contact_email}"},
         servers=[{"url": settings.api_public_url}] if settings.api_public_url else None,
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         # served from vendored files by `api.website`: FastAPI's own pages load a CDN
         docs_url=None,
         redoc_url=None,
         middleware=[
+            # outermost: a HEAD is a GET to everything inside, its body dropped
+            Middleware(HeadAsGet),
+            Middleware(RootPath, root_path=settings.api_root_path),
             Middleware(
                 ForwardedFor,
                 proxies=TrustedProxies(
@@ -174,6 +191,10 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database_url = url
+    # the admin routes write the registry as their own role (smartby_registrar)
+    admin_url = settings.admin_database_url
+    app.state.admin_database_url = admin_url.get_secret_value() if admin_url else url
+    app.state.account_sync = account_sync
     app.state.api_keys = api_keys
     app.state.meta = meta
     app.state.metrics = metrics
@@ -189,27 +210,36 @@ def create_app(settings: Settings, database_url: str | None = None) -> FastAPI:
     app.include_router(admin.router, prefix="/v1")
     app.include_router(api.routes.export.router, prefix="/v1")
     app.include_router(api.routes.catalog.router, prefix="/v1")
+    app.include_router(api.routes.warnings.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
 
+    devices = DeviceCollector()
+    metrics.registry.register(devices)
+
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        # the devices' freshness as of this scrape (`api.device_metrics`)
+        await devices.refresh(request.app.state.pool)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _document_problems(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    openapi_version=app.openapi_version,
-                    description=app.description,
-                    routes=app.routes,
-                    license_info=app.license_info,
-                    contact=app.contact,
-                    servers=app.servers,
-                )
+            app.openapi_schema = describe(
+                _document_problems(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        openapi_version=app.openapi_version,
+                        description=app.description,
+                        routes=app.routes,
+                        license_info=app.license_info,
+                        contact=app.contact,
+                        servers=app.servers,
+                    )
+                ),
+                {**EXAMPLES, "getCatalog": {"application/ld+json": catalogue_example(settings)}},
             )
         return app.openapi_schema
 
@@ -263,9 +293,14 @@ def _register_error_handlers(app: FastAPI, templates: RouteTemplates) -> None:
         assert isinstance(exc, StarletteHTTPException)
         title = HTTPStatus(exc.status_code).phrase
         detail = f"no resource at {request.url.path} (see /v1 for what there is)"
-        headers = dict(exc.headers or {})
+        # one spelling per header: Starlette's 405 says "Allow", and a second "allow"
+        # beside it made two Allow headers
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
         if exc.status_code == 405:
-            allowed = templates.allowed(request.app, request.url.path)
+            named = {m.strip() for m in headers.get("allow", "").split(",") if m.strip()}
+            allowed = templates.allowed(request.app, route_path(request.scope)) | named
+            if "GET" in allowed:
+                allowed = allowed | {"HEAD"}  # every GET route answers HEAD (api.head)
             if allowed:
                 headers["allow"] = ", ".join(sorted(allowed))
             detail = f"{request.method} is not allowed here; use {headers.get('allow', 'GET')}"

@@ -26,6 +26,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.licence import is_open_data
+from api.root_path import route_path
 
 #: longest a response is served from memory, whatever its max-age says
 MAX_TTL_S = 5.0
@@ -162,7 +163,7 @@ class CaptureForCache:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = self.cache.key(scope) if scope["type"] == "http" else None
-        path: str = scope.get("path", "")
+        path = route_path(scope) if key is not None else ""
         if key is None or not is_open_data(path) or path.startswith("/v1/admin"):
             await self.app(scope, receive, send)
             return

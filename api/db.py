@@ -15,7 +15,12 @@ Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Pool:
     """Autocommit connections (every route is one read, or one short write), opened
     by the app's lifespan.  A few connections are plenty: queries take a millisecond
-    or two, and PostgreSQL on the same cores gains nothing from more in parallel."""
+    or two, and PostgreSQL on the same cores gains nothing from more in parallel.
+
+    Each connection is checked (an empty query) before it is lent: after a restart of
+    PostgreSQL every pooled connection is dead, and without the check each would
+    fail one request with 503 before the pool noticed.  A failed check makes the pool
+    drop that connection and lend another, or open a new one."""
     return AsyncConnectionPool(
         database_url,
         min_size=min_size,
@@ -24,6 +29,7 @@ def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Poo
         timeout=10,
         name="smartby-api",
         kwargs={"autocommit": True, "application_name": "smartby-api"},
+        check=AsyncConnectionPool.check_connection,
     )
 
 
@@ -44,6 +50,7 @@ def make_export_pool(database_url: str, *, size: int) -> Pool:
         timeout=10,
         name=EXPORT_APPLICATION,
         kwargs={"autocommit": True, "application_name": EXPORT_APPLICATION},
+        check=AsyncConnectionPool.check_connection,  # as in make_pool
     )
 
 

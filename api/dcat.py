@@ -12,8 +12,11 @@ is tested without a database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, LiteralString
+
+from psycopg import sql
 
 from api.export_datasets import DATASETS
 from api.licence import NLOD_URL, attribution
@@ -23,7 +26,18 @@ DATA_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
 FILE_TYPE = "http://publications.europa.eu/resource/authority/file-type/"
 LANGUAGE = "http://publications.europa.eu/resource/authority/language/"
 FREQUENCY = "http://publications.europa.eu/resource/authority/frequency/"
+ACCESS_RIGHT = "http://publications.europa.eu/resource/authority/access-right/"
+LICENCE = "http://publications.europa.eu/resource/authority/licence/"
+#: NLOD 2.0 in the EU licence vocabulary, which DCAT-AP-NO's licence must come from
+#: (data.norge.no names it so); the licence text is linked from it
+NLOD_CONCEPT = LICENCE + "NLOD_2_0"
 IANA_MEDIA = "https://www.iana.org/assignments/media-types/"
+#: Enhetsregisteret's URI of an organisation, as DCAT-AP-NO names publishers
+BRREG_ENTITY = "https://data.brreg.no/enhetsregisteret/api/enheter/"
+#: Kartverket's URI of a municipality by its number (the reference data data.norge.no uses)
+KARTVERKET_MUNICIPALITY = "https://data.geonorge.no/administrativeEnheter/kommune/id/"
+PUBLISHER_TYPE = "http://purl.org/adms/publishertype/LocalAuthority"
+WKT = "http://www.opengis.net/ont/geosparql#wktLiteral"
 
 FILE_TYPES = {"csv": "CSV", "parquet": "PARQUET", "geojson": "GEOJSON", "json": "JSON"}
 MEDIA_TYPES = {
@@ -40,7 +54,66 @@ CONTEXT = {
     "foaf": "http://xmlns.com/foaf/0.1/",
     "vcard": "http://www.w3.org/2006/vcard/ns#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "locn": "http://www.w3.org/ns/locn#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueFacts:
+    """What the catalogue says that only the data knows: each time-series dataset's
+    real range (dct:temporal) and the bounding box of the sites (dct:spatial)."""
+
+    temporal: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    bbox: tuple[float, float, float, float] | None = None  # min lon, min lat, max lon, max lat
+
+
+def facts_query() -> sql.Composable:
+    """Rows (dataset, first, last) of every time-series dataset, and ('sites', min lon,
+    min lat, max lon, max lat) of the sites.  Each min/max is an index probe (every
+    time column is indexed); a readings' first time also looks at the daily rollups,
+    which outlive raw readings, one probe per series."""
+    parts: list[LiteralString] = [
+        "SELECT 'readings', least(min(t.time), (SELECT min(x.bucket) FROM series s"
+        " CROSS JOIN LATERAL (SELECT bucket FROM rollups r WHERE r.series_id = s.id"
+        " AND r.resolution = '1d' ORDER BY bucket LIMIT 1) x)), max(t.time),"
+        " NULL::float8, NULL::float8 FROM readings t",
+        "SELECT 'traffic-adt', min(t.first_day)::timestamptz, max(t.last_day)::timestamptz,"
+        " NULL::float8, NULL::float8 FROM traffic_adt t",
+        "SELECT 'sites', NULL, NULL, min(lon), min(lat) FROM sites"
+        " UNION ALL SELECT 'sites-max', NULL, NULL, max(lon), max(lat) FROM sites",
+    ]
+    for dataset in DATASETS.values():
+        if dataset.time_column is None or dataset.key == "readings":
+            continue
+        parts.append(
+            "SELECT '"
+            + dataset.key
+            + "', min("
+            + dataset.time_column
+            + "), max("
+            + dataset.time_column
+            + "), NULL::float8, NULL::float8 FROM "
+            + dataset.source
+        )
+    return sql.SQL(" UNION ALL ").join(sql.SQL(part) for part in parts)
+
+
+def facts_of(rows: list[tuple[Any, ...]]) -> CatalogueFacts:
+    """`CatalogueFacts` from the rows of `facts_query`."""
+    temporal: dict[str, tuple[datetime, datetime]] = {}
+    low: tuple[float, float] | None = None
+    high: tuple[float, float] | None = None
+    for key, first, last, lon, lat in rows:
+        if key == "sites" and lon is not None:
+            low = (lon, lat)
+        elif key == "sites-max" and lon is not None:
+            high = (lon, lat)
+        elif first is not None and last is not None:
+            temporal[key] = (first, last)
+    bbox = (*low, *high) if low is not None and high is not None else None
+    return CatalogueFacts(temporal, bbox)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +188,12 @@ DATASET_INFO: tuple[DatasetInfo, ...] = (
         "Time series of readings",
         "Målinger fra sensorene for luftkvalitet, vær, energi og trafikk, rå eller som"
         " minutt-, time- og døgnaggregater (døgn etter lokal tid). Trafikk publiseres bare"
-        " som aggregater på minst 15 minutter.",
+        " som aggregater på minst 15 minutter: rå- og minuttfilene utelater den"
+        " (bucket=1h eller 1d har den).",
         "Sensor readings of air quality, weather, energy and traffic, raw or as minute,"
         " hour and day aggregates (days in local time). Traffic is published only in"
-        " aggregates of at least 15 minutes.",
+        " aggregates of at least 15 minutes: the raw and 1-minute files leave it out"
+        " (bucket=1h or 1d has it).",
         ("ENVI", "ENER", "TRAN"),
         ("luftkvalitet", "vær", "energi", "trafikk", "tidsserie"),
         ("air quality", "weather", "energy", "traffic", "time series"),
@@ -215,8 +290,75 @@ def _ref(uri: str) -> dict[str, str]:
     return {"@id": uri}
 
 
+def _concept(vocabulary: str, code: str) -> dict[str, Any]:
+    """A value of an EU controlled vocabulary, saying which one it is in (skos:inScheme):
+    DCAT-AP-NO's shapes check that, and a harvester need not fetch the vocabulary to
+    see it."""
+    return {
+        "@id": vocabulary + code,
+        "@type": "skos:Concept",
+        "skos:inScheme": _ref(vocabulary.rstrip("/")),
+    }
+
+
+def licence() -> dict[str, Any]:
+    """NLOD 2.0 as a dct:LicenseDocument of the EU licence vocabulary, with its text."""
+    return {
+        **_concept(LICENCE, "NLOD_2_0"),
+        "@type": "dct:LicenseDocument",
+        "rdfs:seeAlso": _ref(NLOD_URL),
+    }
+
+
+def _languages() -> list[dict[str, Any]]:
+    return [_concept(LANGUAGE, "NOB"), _concept(LANGUAGE, "ENG")]
+
+
 def publisher(settings: Settings) -> dict[str, Any]:
-    return {"@type": "foaf:Agent", "foaf:name": _lang(f"{settings.city} kommune", settings.city)}
+    """The publishing organisation by its Enhetsregisteret URI, with its organisation
+    number (DCAT-AP-NO: dct:publisher is an Aktør with an identifier)."""
+    return {
+        "@id": BRREG_ENTITY + settings.publisher_orgnr,
+        "@type": "foaf:Agent",
+        "foaf:name": _lang(f"{settings.city} kommune", f"{settings.city} municipality"),
+        "dct:identifier": settings.publisher_orgnr,
+        "dct:type": _ref(PUBLISHER_TYPE),
+    }
+
+
+def municipality(settings: Settings) -> dict[str, Any]:
+    """The municipality as a place: Kartverket's URI of it."""
+    return {
+        "@id": KARTVERKET_MUNICIPALITY + settings.municipality_number,
+        "@type": "dct:Location",
+        "skos:prefLabel": settings.city,
+    }
+
+
+def extent(base: str, bbox: tuple[float, float, float, float]) -> dict[str, Any]:
+    """Where the sites stand, as a box (WKT in WGS 84 lon/lat, GeoSPARQL's default CRS)
+    and its centre: a place of our own, since the box is the sites', not the
+    municipality's."""
+    w, s, e, n = bbox
+    ring = f"{w} {s}, {e} {s}, {e} {n}, {w} {n}, {w} {s}"
+    return {
+        "@id": f"{base}/v1/catalog#extent",
+        "@type": "dct:Location",
+        "dcat:bbox": {"@value": f"POLYGON(({ring}))", "@type": WKT},
+        "dcat:centroid": {"@value": f"POINT({(w + e) / 2} {(s + n) / 2})", "@type": WKT},
+    }
+
+
+def period(first: datetime, last: datetime) -> dict[str, Any]:
+    return {
+        "@type": "dct:PeriodOfTime",
+        "dcat:startDate": {"@value": _instant(first), "@type": "xsd:dateTime"},
+        "dcat:endDate": {"@value": _instant(last), "@type": "xsd:dateTime"},
+    }
+
+
+def _instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def contact_point(settings: Settings) -> dict[str, Any]:
@@ -239,8 +381,8 @@ def _distribution(base: str, info: DatasetInfo, fmt: str, settings: Settings) ->
         ),
         "dcat:accessURL": _ref(f"{base}/v1/export/{info.key}"),
         "dcat:downloadURL": _ref(url),
-        "dct:license": _ref(NLOD_URL),
-        "dct:format": _ref(FILE_TYPE + FILE_TYPES[fmt]),
+        "dct:license": licence(),
+        "dct:format": _concept(FILE_TYPE, FILE_TYPES[fmt]),
         "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES[fmt]),
     }
 
@@ -255,18 +397,27 @@ def _api_distribution(base: str, info: DatasetInfo) -> dict[str, Any]:
             "JSON from the open API (OpenAPI description at /openapi.json).",
         ),
         "dcat:accessURL": _ref(base + info.api_path),
-        "dct:license": _ref(NLOD_URL),
-        "dct:format": _ref(FILE_TYPE + FILE_TYPES["json"]),
+        "dct:license": licence(),
+        "dct:format": _concept(FILE_TYPE, FILE_TYPES["json"]),
         "dcat:mediaType": _ref(IANA_MEDIA + MEDIA_TYPES["json"]),
         "dcat:accessService": _ref(f"{base}/v1/catalog#api"),
     }
 
 
-def dataset_entry(base: str, info: DatasetInfo, settings: Settings) -> dict[str, Any]:
+def dataset_entry(
+    base: str, info: DatasetInfo, settings: Settings, facts: CatalogueFacts | None = None
+) -> dict[str, Any]:
     uri = f"{base}/v1/catalog#{info.key}"
+    facts = facts or CatalogueFacts()
     distributions = [_api_distribution(base, info)] + [
         _distribution(base, info, fmt, settings) for fmt in DATASETS[info.key].formats
     ]
+    optional: dict[str, Any] = {}
+    if info.key in facts.temporal:
+        optional["dct:temporal"] = period(*facts.temporal[info.key])
+    spatial = [municipality(settings)]
+    if facts.bbox is not None:
+        spatial.append(extent(base, facts.bbox))
     return {
         "@id": uri,
         "@type": "dcat:Dataset",
@@ -275,25 +426,28 @@ def dataset_entry(base: str, info: DatasetInfo, settings: Settings) -> dict[str,
             f"{info.title_nb}, {settings.city}", f"{info.title_en}, {settings.city}"
         ),
         "dct:description": _lang(info.description_nb, info.description_en),
-        "dcat:theme": [_ref(DATA_THEME + code) for code in info.themes],
+        "dcat:theme": [_concept(DATA_THEME, code) for code in info.themes],
         "dcat:keyword": [{"@value": k, "@language": "nb"} for k in info.keywords_nb]
         + [{"@value": k, "@language": "en"} for k in info.keywords_en],
         "dct:publisher": publisher(settings),
         "dcat:contactPoint": contact_point(settings),
-        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
-        "dct:accrualPeriodicity": _ref(FREQUENCY + info.frequency),
-        "dct:accessRights": _ref(
-            "http://publications.europa.eu/resource/authority/access-right/PUBLIC"
-        ),
+        "dct:language": _languages(),
+        "dct:accrualPeriodicity": _concept(FREQUENCY, info.frequency),
+        "dct:accessRights": _concept(ACCESS_RIGHT, "PUBLIC"),
         "dcat:landingPage": _ref(base + info.api_path),
-        "dct:license": _ref(NLOD_URL),
+        "dct:license": licence(),
+        "dct:spatial": spatial,
+        **optional,
         "dcat:distribution": distributions,
     }
 
 
-def catalogue(settings: Settings, base_url: str) -> dict[str, Any]:
+def catalogue(
+    settings: Settings, base_url: str, facts: CatalogueFacts | None = None
+) -> dict[str, Any]:
     """The DCAT-AP-NO catalogue as a JSON-LD document; ``base_url`` is the API's
-    public root (``settings.api_public_url`` or the request's), without ``/v1``."""
+    public root (``settings.api_public_url`` or the request's), without ``/v1``;
+    ``facts`` what the data says of its range and place (`facts_query`)."""
     base = base_url.rstrip("/")
     city = settings.city
     return {
@@ -314,22 +468,36 @@ def catalogue(settings: Settings, base_url: str) -> dict[str, Any]:
         ),
         "dct:publisher": publisher(settings),
         "dcat:contactPoint": contact_point(settings),
-        "dct:language": [_ref(LANGUAGE + "NOB"), _ref(LANGUAGE + "ENG")],
-        "dct:license": _ref(NLOD_URL),
-        "dct:rights": attribution(city),
+        "dct:language": _languages(),
+        "dct:license": licence(),
+        "dct:rights": {
+            "@type": "dct:RightsStatement",
+            "rdfs:label": attribution(city),
+        },
         "foaf:homepage": _ref(f"{base}/v1"),
         "dcat:service": [
             {
                 "@id": f"{base}/v1/catalog#api",
                 "@type": "dcat:DataService",
+                "dct:identifier": f"{base}/v1/catalog#api",
                 "dct:title": _lang(f"Åpent data-API for {city}", f"Open data API of {city}"),
                 "dcat:endpointURL": _ref(f"{base}/v1"),
                 "dcat:endpointDescription": _ref(f"{base}/openapi.json"),
-                "dct:license": _ref(NLOD_URL),
+                "dct:license": licence(),
                 "dct:publisher": publisher(settings),
                 "dcat:contactPoint": contact_point(settings),
                 "dcat:servesDataset": [_ref(f"{base}/v1/catalog#{i.key}") for i in DATASET_INFO],
             }
         ],
-        "dcat:dataset": [dataset_entry(base, info, settings) for info in DATASET_INFO],
+        "dct:spatial": [municipality(settings)],
+        "dcat:dataset": [dataset_entry(base, info, settings, facts) for info in DATASET_INFO],
     }
+
+
+def catalogue_example(settings: Settings) -> dict[str, Any]:
+    """The catalogue as the OpenAPI document shows it: built as the route builds it,
+    with a week of data at the municipality's sites."""
+    first = datetime(2026, 11, 1, tzinfo=UTC)
+    last = datetime(2026, 11, 8, tzinfo=UTC)
+    facts = CatalogueFacts({key: (first, last) for key, d in DATASETS.items() if d.time_column})
+    return catalogue(settings, settings.api_public_url or "https://data.example.no", facts)

@@ -2,7 +2,9 @@
 (`api.request_limits`), request metrics, a deadline on every piece of the response
 a client must accept and, for the open data (/v1 and the SensorThings view at
 /sta/v1.1), the per-client rate limit, the licence headers and answers from the
-micro-cache.
+micro-cache (the licence headers also on the documents that describe the data,
+`api.licence.carries_licence`).  Paths are read as the routes see them, without a
+root path (`api.root_path`).
 
 One plain ASGI middleware rather than three `BaseHTTPMiddleware`s: those cost a task
 and a stream per request each, and the latency budget is tight (DESIGN.md).
@@ -44,9 +46,10 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.cache import ResponseCache
-from api.licence import is_open_data, licence_headers
+from api.licence import carries_licence, is_open_data, licence_headers
 from api.problems import Problem, problem_response
 from api.request_limits import refusal
+from api.root_path import route_path
 from api.security import API_KEY_HEADER, invalid_key, key_name
 from core.settings import Settings, SettingsError
 
@@ -239,7 +242,7 @@ class RouteTemplates:
     def of(self, scope: Scope) -> str:
         if scope.get("route") is None or "app" not in scope:
             return UNMATCHED
-        template = self.match(scope["app"], scope["path"])
+        template = self.match(scope["app"], route_path(scope))
         return template or str(getattr(scope["route"], "path", UNMATCHED))
 
     def allowed(self, app: Any, path: str) -> set[str]:
@@ -280,8 +283,9 @@ class Edge:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        path: str = scope["path"]
+        path = route_path(scope)
         public = is_open_data(path)
+        licensed = carries_licence(path)
         status = 500
         started_response = False
 
@@ -290,7 +294,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started_response = True
-                if public:
+                if licensed:
                     message["headers"] = [*message.get("headers", ()), *self.licence]
             await self._send(send, message)
 
@@ -303,7 +307,7 @@ class Edge:
             entry = self.cache.lookup(key) if key is not None else None
             if problem is not None:
                 template = REFUSED
-                await problem_response(problem, path)(scope, receive, send_with_headers)
+                await problem_response(problem, scope["path"])(scope, receive, send_with_headers)
             elif entry is not None:
                 template = entry.route
                 await self.cache.send(entry, scope, send_with_headers)
@@ -319,7 +323,7 @@ class Edge:
             # its traceback and give the client a generic 500 (never the exception text).
             log.error("unhandled error in %s %s", scope["method"], path, exc_info=bounded(exc))
             status = 500
-            await problem_response(server_error(), path)(scope, receive, send_with_headers)
+            await problem_response(server_error(), scope["path"])(scope, receive, send_with_headers)
         finally:
             if template is None:
                 template = self.templates.of(scope)

@@ -3,7 +3,10 @@
 Query builders are plain functions returning ``(sql, params)`` so they are tested
 without a database; identifiers are composed with `psycopg.sql`, values are always
 parameters.  The columns of every dataset are those of the matching JSON route, in
-the same order, so an export reads back equal to what the API serves.
+the same order, plus what makes a file readable alone (issue 16): a readings row's
+series, site, device, metric and unit, the QC flag's name, and the AQI's means named
+with their unit (`api.export_shape` shapes the rows; numbers are rounded to the
+metric's resolution there).
 
 A query built with ``geo=True`` adds the site's lon and lat after the columns, for
 the GeoJSON encoder to turn into a Point geometry.
@@ -23,9 +26,22 @@ from api.export_formats import FORMATS, Column
 from api.params import Bucket
 from core.indicators import AQI_LEVEL_NAMES
 
+#: the pollutants of the AQI table, in its column order
+AQI_POLLUTANTS = ("pm25", "pm10", "no2", "o3", "so2")
 
-def _c(name: str, kind: Any, description: str = "") -> Column:
-    return Column(name, kind, description)
+
+def _c(
+    name: str,
+    kind: Any,
+    description: str = "",
+    unit: str | None = None,
+    rounding: str | float | None = None,
+) -> Column:
+    return Column(name, kind, description, unit, rounding)
+
+
+#: rounding of shares and coverages (a fraction of one)
+SHARE = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,54 +112,74 @@ METRIC_COLUMNS = (
     _c("max_value", "float"),
     _c("value_type", "text", "gauge (averaged), count (summed) or cumulative (a register)"),
     _c("molar_mass", "float", "g/mol"),
+    _c("resolution", "float", "how finely the metric is resolved: exports round to it"),
     _c("description", "text"),
 )
 _QUALITY = "QARTOD flag: 1 good, 2 not evaluated, 3 suspect, 4 fail, 9 missing"
+_QUALITY_NAME = "the QARTOD flag's name: good, not_evaluated, suspect, fail or missing"
+_IN_UNIT = "in the unit of the row's unit column, rounded to the metric's resolution"
+#: which columns of a row say what it is: the series, where, what and in which unit
+_SERIES_IDS = (
+    _c("series_id", "int", "the time series (one device × one metric), as in /v1/series"),
+    _c("site_id", "text", "where: the site's id, as in /v1/sites"),
+    _c("device_id", "text", "the sensor's id, as in /v1/devices"),
+    _c("metric", "text", "what is measured: the metric's key, as in /v1/metrics"),
+    _c("unit", "text", "the unit of the values, SenML spelling (RFC 8428)"),
+)
 LATEST_COLUMNS = (
     _c("series_id", "int"),
     _c("device_id", "text"),
     _c("site_id", "text"),
     _c("kind", "text"),
     _c("metric", "text"),
-    _c("unit", "text"),
+    _c("unit", "text", "the unit of the value, SenML spelling (RFC 8428)"),
     _c("time", "timestamp", "time of the reading; of an hourly aggregate, its start"),
-    _c("value", "float"),
+    _c("value", "float", _IN_UNIT),
     _c("quality", "int", _QUALITY + "; empty for an aggregate"),
+    _c("quality_name", "text", _QUALITY_NAME + "; empty for an aggregate"),
     _c("aggregate", "text", "raw, or 1h for traffic (published only in aggregates)"),
 )
 RAW_COLUMNS = (
     _c("time", "timestamp"),
-    _c("series_id", "int"),
-    _c("value", "float"),
+    *_SERIES_IDS,
+    _c("value", "float", _IN_UNIT),
     _c("quality", "int", _QUALITY),
+    _c("quality_name", "text", _QUALITY_NAME),
 )
 BUCKET_COLUMNS = (
-    _c("series_id", "int"),
+    *_SERIES_IDS,
     _c("time", "timestamp", "start of the bucket (days start at local midnight)"),
     _c("end", "timestamp", "end of the bucket, exclusive"),
     _c("count", "int", "usable readings (QC good, not evaluated or suspect)"),
     _c("good_count", "int", "of which good or not evaluated"),
     _c("suspect_count", "int", "of which suspect"),
-    _c("sum", "float"),
-    _c("mean", "float"),
-    _c("std", "float", "population standard deviation"),
-    _c("min", "float"),
-    _c("max", "float"),
-    _c("first", "float"),
-    _c("last", "float"),
-    _c("coverage", "float", "readings / expected readings at the usual reporting interval"),
+    _c("sum", "float", _IN_UNIT),
+    _c("mean", "float", _IN_UNIT),
+    _c("std", "float", "population standard deviation, " + _IN_UNIT),
+    _c("min", "float", _IN_UNIT),
+    _c("max", "float", _IN_UNIT),
+    _c("first", "float", _IN_UNIT),
+    _c("last", "float", _IN_UNIT),
+    _c(
+        "coverage",
+        "float",
+        "readings / expected readings at the usual reporting interval",
+        rounding=SHARE,
+    ),
 )
+#: the columns of bucket rows that hold values of the metric (rounded to its resolution)
+BUCKET_VALUE_COLUMNS = frozenset({"sum", "mean", "std", "min", "max", "first", "last"})
 _ENERGY = (
-    _c("kwh", "float"),
-    _c("co2e_kg", "float"),
-    _c("coverage", "float", "share of the bucket the meter readings covered"),
+    _c("kwh", "float", "electricity used", "kWh", "energy"),
+    _c("co2e_kg", "float", "CO2 equivalents of that electricity", "kg", 0.001),
+    _c("coverage", "float", "share of the bucket the meter readings covered", rounding=SHARE),
 )
 _TRAFFIC = (
-    _c("volume", "float", "vehicles"),
-    _c("heavy_volume", "float", "vehicles longer than 5.6 m"),
-    _c("mean_speed_kmh", "float"),
-    _c("heavy_share", "float"),
-    _c("coverage", "float", "share of the bucket the counter reported"),
+    _c("volume", "float", "vehicles counted", "vehicles", "vehicle_count"),
+    _c("heavy_volume", "float", "vehicles longer than 5.6 m", "vehicles", "heavy_vehicle_count"),
+    _c("mean_speed_kmh", "float", "mean speed of the vehicles", "km/h", "speed"),
+    _c("heavy_share", "float", "heavy_volume / volume", rounding=SHARE),
+    _c("coverage", "float", "share of the bucket the counter reported", rounding=SHARE),
 )
 
 _SITE_OF_T: LiteralString = " LEFT JOIN sites st ON st.id = t.site_id"
@@ -205,7 +241,7 @@ DATASETS: dict[str, Dataset] = {
             METRIC_COLUMNS,
             "metrics t",
             "t.key, t.name, t.domain, t.unit, t.unit_symbol, t.definition_uri, t.min_value,"
-            " t.max_value, t.value_type, t.molar_mass, t.description",
+            " t.max_value, t.value_type, t.molar_mass, t.resolution, t.description",
             "t.key",
             geometry=None,
         ),
@@ -228,11 +264,12 @@ DATASETS: dict[str, Dataset] = {
                 _c("level", "int", "EEA index: 1 good … 6 extremely poor"),
                 _c("label", "text", "the level's name"),
                 _c("dominant", "text", "the pollutant that set the level"),
-                _c("pm25", "float", "hourly mean, µg/m³"),
-                _c("pm10", "float", "hourly mean, µg/m³"),
-                _c("no2", "float", "hourly mean, µg/m³"),
-                _c("o3", "float", "hourly mean, µg/m³"),
-                _c("so2", "float", "hourly mean, µg/m³"),
+                # the JSON route's pm25 ... so2, named with their unit: the file alone
+                # says what the numbers are
+                *(
+                    _c(f"{key}_ug_m3", "float", f"hourly mean of {key}, µg/m³", "ug/m3", key)
+                    for key in AQI_POLLUTANTS
+                ),
             ),
             # the JSON route labels each level: so does the export, in SQL
             select="t.site_id, t.hour, t.level, (%s::text[])[t.level], t.dominant, t.pm25,"
@@ -252,7 +289,7 @@ DATASETS: dict[str, Dataset] = {
                 _c("day", "date", "local date"),
                 _c("day_start", "timestamp", "local midnight"),
                 *_ENERGY,
-                _c("grid_factor_g_per_kwh", "float"),
+                _c("grid_factor_g_per_kwh", "float", "grid emission factor", "g/kWh"),
             ),
         ),
         _indicator(
@@ -276,11 +313,17 @@ DATASETS: dict[str, Dataset] = {
             (
                 _c("device_id", "text"),
                 _c("site_id", "text"),
-                _c("vehicles_per_day", "float", "mean volume of fully reported days"),
+                _c(
+                    "vehicles_per_day",
+                    "float",
+                    "mean volume of fully reported days",
+                    "vehicles/d",
+                    "vehicle_count",
+                ),
                 _c("full_days", "int"),
                 _c("first_day", "date"),
                 _c("last_day", "date"),
-                _c("heavy_share", "float"),
+                _c("heavy_share", "float", "share of vehicles longer than 5.6 m", rounding=SHARE),
             ),
             "traffic_adt t",
             "t.device_id, t.site_id, t.vehicles_per_day, t.full_days, t.first_day,"
@@ -399,7 +442,10 @@ def latest_export_query(
     if filters.series:
         conditions.append(sql.SQL("q.series_id = ANY(%(export_series)s)"))
         named["export_series"] = list(filters.series)
-    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in LATEST_COLUMNS)
+    # the route's query's columns: the flag's name is added on the way out
+    names = sql.SQL(", ").join(
+        sql.Identifier(c.name) for c in LATEST_COLUMNS if c.name != "quality_name"
+    )
     geometry = sql.SQL(", st.lon, st.lat") if geo else sql.SQL("")
     join = sql.SQL(" LEFT JOIN sites st ON st.id = q.site_id") if geo else sql.SQL("")
     query = sql.SQL("SELECT q.*{} FROM ({}) q ({}){}{} ORDER BY q.series_id").format(
@@ -412,8 +458,9 @@ def latest_export_query(
 
 
 def series_query(filters: Filters) -> Query:
-    """The series a readings export covers: id, metric, metric domain, and the
-    position of the site (for GeoJSON)."""
+    """The series a readings export covers, with what the file says of each (`SERIES_INFO`
+    order): id, site, device, metric, its domain, unit, unit symbol, resolution and
+    value type, and the site's position (for GeoJSON)."""
     conditions: list[sql.Composable] = []
     params: list[Any] = []
     if filters.series:
@@ -430,7 +477,8 @@ def series_query(filters: Filters) -> Query:
         params.append(list(filters.metrics))
     query = (
         sql.SQL(
-            "SELECT s.id, s.metric, m.domain, st.lon, st.lat FROM series s"
+            "SELECT s.id, d.site_id, s.device_id, s.metric, m.domain, m.unit, m.unit_symbol,"
+            " m.resolution, m.value_type, st.lon, st.lat FROM series s"
             " JOIN devices d ON d.id = s.device_id JOIN metrics m ON m.key = s.metric"
             " LEFT JOIN sites st ON st.id = d.site_id"
         )
@@ -441,6 +489,7 @@ def series_query(filters: Filters) -> Query:
 
 
 def readings_columns(bucket: Bucket) -> tuple[Column, ...]:
+    """The columns of the long readings export: one row per reading or bucket."""
     return RAW_COLUMNS if bucket == "raw" else BUCKET_COLUMNS
 
 
@@ -482,7 +531,8 @@ def bucket_query(
 
 
 def bucket_row(series_id: int, row: Sequence[Any]) -> tuple[Any, ...]:
-    """A bucket query row as `BUCKET_COLUMNS`: the series first, suspect readings
-    (count − good_count) after the good ones."""
+    """A bucket query row as the /v1 route's data row with its series: the series
+    first, suspect readings (count − good_count) after the good ones (the export adds
+    what it says of the series, `api.export_shape`)."""
     time, end, count, good_count, *rest = row
     return (series_id, time, end, count, good_count, count - good_count, *rest)

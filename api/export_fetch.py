@@ -41,6 +41,7 @@ existed throughout is missed (keyset order is strict).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +54,8 @@ from api.export_formats import Row
 
 #: rows per page, per chunk handed to the encoder, and per Parquet row group
 CHUNK_ROWS = 10_000
+#: rows shaped between two turns of the event loop
+SHAPE_ROWS = 1_000
 #: the first time window of raw readings, and how far the window may grow or shrink
 FIRST_WINDOW = timedelta(hours=1)
 MIN_WINDOW = timedelta(seconds=1)
@@ -111,7 +114,45 @@ class RawReadingsStep:
                     window = min(window * 2, MAX_WINDOW)
 
 
-Step = KeysetStep | RawReadingsStep
+@dataclass(frozen=True, slots=True)
+class MergedStep:
+    """The rows of several keyset steps merged into one order (``order(row)``, ties by
+    step), each step still paged on its own key: at most a page of each is held.  The
+    wide export of a device's buckets reads its series this way, by time, so that a
+    bucket's values of every metric come together (`api.export_shape.pivot`)."""
+
+    steps: Sequence[KeysetStep]
+    order: Callable[[Row], Any]
+    row: Callable[[Row], Row] | None = None
+
+    async def pages(self, run: RunQuery) -> AsyncIterator[list[Row]]:
+        sources = [step.pages(run) for step in self.steps]
+        buffers: list[deque[Row]] = [deque() for _ in self.steps]
+        live = [True] * len(self.steps)
+        out: list[Row] = []
+        while True:
+            for i, step in enumerate(self.steps):
+                if live[i] and not buffers[i]:
+                    page = await anext(sources[i], None)
+                    if page is None:
+                        live[i] = False
+                    else:
+                        buffers[i].extend(page if step.row is None else map(step.row, page))
+            heads = [(self.order(buffer[0]), i) for i, buffer in enumerate(buffers) if buffer]
+            if not heads:
+                break
+            least = min(key for key, _ in heads)
+            for key, i in heads:
+                if key == least:
+                    out.append(buffers[i].popleft())
+            if len(out) >= CHUNK_ROWS:
+                yield out
+                out = []
+        if out:
+            yield out
+
+
+Step = KeysetStep | RawReadingsStep | MergedStep
 
 
 def _forget(task: asyncio.Future[list[Row]]) -> None:
@@ -152,7 +193,15 @@ async def fetch_chunks(
             if buffer and len(buffer) + len(rows) > CHUNK_ROWS:
                 yield buffer
                 buffer = []
-            buffer.extend(rows if step.row is None else map(step.row, rows))
+            if step.row is None:
+                buffer.extend(rows)
+            else:
+                # shaping (`api.export_shape`) costs about 1 µs a row: a page's worth
+                # at once would hold the shared event loop for 10 ms, so it goes in
+                # slices, as the encoders do, letting other requests run in between
+                for start in range(0, len(rows), SHAPE_ROWS):
+                    buffer.extend(map(step.row, rows[start : start + SHAPE_ROWS]))
+                    await asyncio.sleep(0)
             if len(buffer) >= CHUNK_ROWS:
                 yield buffer
                 buffer = []

@@ -58,18 +58,37 @@ FORMATS: dict[Format, tuple[str, str]] = {
 
 @dataclass(frozen=True, slots=True)
 class Column:
+    """One column of an export.  ``unit`` is what its numbers are in (SenML spelling
+    where a metric's canonical unit, RFC 8428); ``rounding`` is what they are rounded
+    to: a metric key (that metric's resolution in the catalogue), a fixed step, or
+    None (as they are)."""
+
     name: str
     kind: ColumnKind
     description: str = ""
+    unit: str | None = None
+    rounding: str | float | None = None
+
+    def described(self) -> dict[str, Any]:
+        """What a file says of the column (Parquet field metadata, GeoJSON member)."""
+        about: dict[str, Any] = {"name": self.name, "type": self.kind}
+        if self.unit:
+            about["unit"] = self.unit
+        if self.description:
+            about["description"] = self.description
+        return about
 
 
 def arrow_schema(columns: Sequence[Column], metadata: dict[str, str] | None = None) -> pa.Schema:
-    """The Parquet schema of an export; ``metadata`` lands in the file's key-value
-    metadata (licence and attribution travel with the file)."""
-    return pa.schema(
-        [pa.field(c.name, _ARROW_TYPES[c.kind]) for c in columns],
-        metadata={k.encode(): v.encode() for k, v in (metadata or {}).items()},
-    )
+    """The Parquet schema of an export: each field carries its unit and description in
+    its own metadata (Parquet key-value metadata of the column), so the file alone
+    says what its numbers are; ``metadata`` lands in the file's key-value metadata
+    (licence and attribution travel with the file)."""
+    fields = []
+    for c in columns:
+        about = {k: str(v) for k, v in c.described().items() if k in ("unit", "description")}
+        fields.append(pa.field(c.name, _ARROW_TYPES[c.kind], metadata=about or None))
+    return pa.schema(fields, metadata={k.encode(): v.encode() for k, v in (metadata or {}).items()})
 
 
 def _utc(moment: datetime) -> datetime:
@@ -221,9 +240,14 @@ async def geojson_stream(
     metadata: dict[str, str] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """A GeoJSON FeatureCollection written incrementally; each row must carry the
-    site's lon and lat after its columns.  ``metadata`` (licence, attribution) goes
-    in foreign members of the collection (RFC 7946 §6.1)."""
-    head = {"type": "FeatureCollection", **(metadata or {})}
+    site's lon and lat after its columns.  ``metadata`` (licence, attribution) and
+    the columns with their units go in foreign members of the collection (RFC 7946
+    §6.1)."""
+    head = {
+        "type": "FeatureCollection",
+        **(metadata or {}),
+        "columns": [c.described() for c in columns],
+    }
     opening = orjson.dumps(head)[:-1] + b',"features":['
     yield opening
     first = True

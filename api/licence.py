@@ -2,8 +2,9 @@
 the open data is served.
 
 NLOD 2.0 §4 asks the user to name the licensor and the licence; every open-data
-response (`is_open_data`: the REST API under /v1 and its SensorThings view) says
-both, in headers (`licence_headers`) and, for JSON documents of /v1, in a ``meta``
+response (`is_open_data`: the REST API under /v1 and its SensorThings view), and the
+documents describing it (`LICENSED_DOCUMENTS`), say both in headers
+(`licence_headers`) and, for JSON documents of /v1, in a ``meta``
 member (GeoJSON: foreign members, RFC 7946 §6.1).
 """
 
@@ -18,6 +19,17 @@ LICENSE_NAME = "Norwegian Licence for Open Government Data (NLOD) 2.0"
 #: roots of the open data: the REST API and the OGC SensorThings view of the same data,
 #: under one edge policy (rate limit, licence headers, micro-cache; `api.edge`)
 OPEN_DATA_ROOTS = ("/v1", "/sta/v1.1")
+
+
+#: the documents that describe the open data (the API's description, its two
+#: readers, and the platform's metrics): they carry the licence headers too, so that
+#: whoever reads only the documentation still learns the terms
+LICENSED_DOCUMENTS = frozenset({"/openapi.json", "/docs", "/redoc", "/metrics"})
+
+
+def carries_licence(path: str) -> bool:
+    """Whether a response to this request path gets the licence headers."""
+    return is_open_data(path) or path in LICENSED_DOCUMENTS
 
 
 def is_open_data(path: str) -> bool:

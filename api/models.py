@@ -149,7 +149,12 @@ class Metric(BaseModel):
         examples=["gauge"],
     )
     molar_mass: float | None = Field(description="g/mol, for gases given in ppm or ppb.")
-    description: str
+    resolution: float | None = Field(
+        description="How finely the metric is resolved, in its unit: bulk exports round "
+        "values to it (the API serves them as stored). Null: not declared.",
+        examples=[0.1],
+    )
+    description: str = Field(description="What the metric is, in a sentence or two.")
 
 
 class MetricList(BaseModel):
@@ -406,6 +411,13 @@ class NewDevice(BaseModel):
     vendor: str | None = Field(default=None, max_length=200)
     model: str | None = Field(default=None, max_length=200)
     calibration: dict[str, Any] | None = None
+    client_id: str | None = Field(
+        default=None,
+        pattern=r"^[!-~]{1,128}$",
+        description="The MQTT client id the device's firmware uses (default: its id); "
+        "the broker lets its account in under this id only.",
+        examples=["DVES_4F2A1C"],
+    )
 
 
 class AdminDevice(BaseModel):
@@ -434,6 +446,11 @@ class AdminDeviceList(BaseModel):
 
 class AdminDeviceDocument(BaseModel):
     data: AdminDevice
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 class DeviceSecret(BaseModel):
@@ -441,15 +458,28 @@ class DeviceSecret(BaseModel):
 
     data: AdminDevice
     secret: str
+    broker: str | None = Field(
+        default=None,
+        description="Present when the MQTT broker could not be updated: why, and what "
+        "to do. The registry has the change either way.",
+    )
 
 
 # ---------------------------------------------------------------------- exports
 
 
 class ExportColumn(BaseModel):
-    name: str = Field(examples=["hour"])
-    type: Literal["text", "int", "float", "timestamp", "date", "json", "list", "bool"]
-    description: str
+    name: str = Field(description="The column's name in the file.", examples=["hour"])
+    type: Literal["text", "int", "float", "timestamp", "date", "json", "list", "bool"] = Field(
+        description="Its type: timestamps are RFC 3339 in UTC in CSV and GeoJSON."
+    )
+    unit: str | None = Field(
+        default=None,
+        description="The unit of its numbers (SenML spelling), when it has one; long "
+        "readings exports carry theirs in the `unit` column.",
+        examples=["ug/m3"],
+    )
+    description: str = Field(description="What it holds.")
 
 
 class ExportDataset(BaseModel):
@@ -472,10 +502,20 @@ class ExportFeatureCollection(BaseModel):
     columns as properties; licence and attribution are foreign members."""
 
     type: Literal["FeatureCollection"]
-    features: list[dict[str, Any]]
-    license: str = Field(examples=[LICENSE_ID])
-    license_url: str = Field(examples=[NLOD_URL])
-    attribution: str = Field(examples=[_ATTRIBUTION_EXAMPLE])
+    features: list[dict[str, Any]] = Field(
+        description="One Feature per row: the site's Point, the columns as properties."
+    )
+    columns: list[ExportColumn] = Field(
+        description="The properties of every Feature, in order, with their units."
+    )
+    license: str = Field(description="The licence's short id.", examples=[LICENSE_ID])
+    license_url: str = Field(description="The licence text.", examples=[NLOD_URL])
+    attribution: str = Field(
+        description="The credit NLOD asks for.", examples=[_ATTRIBUTION_EXAMPLE]
+    )
+    note: str | None = Field(
+        default=None, description="What the privacy rule left out of this export, if anything."
+    )
 
 
 # ---------------------------------------------------------------------- DCAT-AP-NO

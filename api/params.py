@@ -9,11 +9,12 @@ import binascii
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal, get_args
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Query
-from pydantic import AwareDatetime, BeforeValidator
+from pydantic import AfterValidator
 
 from api.problems import Problem, bad_parameter, not_found
 from core.indicators import MIN_PUBLISHED_BUCKET_S
@@ -27,23 +28,152 @@ _SITE_ID = re.compile(SITE_ID_PATTERN)
 _DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 _METRIC_KEY = re.compile(METRIC_KEY_PATTERN)
 
-#: RFC 3339 date-time (what OpenAPI's format date-time means); pydantic alone would
-#: also take epoch numbers and other spellings
-_RFC3339 = re.compile(
-    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+# ------------------------------------------------------------------------- times
+#
+# Times as people write them (issue 16).  A query's ``from`` and ``to`` may be:
+#   - an RFC 3339 date-time with its offset: 2026-11-01T00:00:00+01:00, ...Z;
+#     a ``+`` typed into a browser's address bar arrives as a space (a query string
+#     is form-encoded, WHATWG URL §5.1), so "2026-11-01T00:00:00 01:00" is +01:00;
+#   - a date: 2026-11-01, the local midnight that starts it (SMARTBY_TIMEZONE);
+#   - a span back: -7d, -24h, -30m, -2w, or an ISO 8601 duration (P7D, PT24H, P1W,
+#     P1DT12H): for ``from``, back from ``to``; for ``to``, back from now;
+#   - ``now``.
+# A date-time without an offset is refused: at the autumn clock change one local
+# hour happens twice, and the API will not guess which one was meant.
+
+_DATE_TIME = re.compile(
+    r"^(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]"
+    r"(?P<time>[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?)"
+    r"(?P<offset>[Zz]|[+\- ][0-9]{2}(:?[0-9]{2})?)?$"
+)
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_SHORT_SPAN = re.compile(r"^-(?P<n>[0-9]{1,6})(?P<unit>[smhdw])$")
+_ISO_DURATION = re.compile(
+    r"^-?P(?:(?P<w>[0-9]{1,6})W)?(?:(?P<d>[0-9]{1,6})D)?"
+    r"(?:T(?:(?P<h>[0-9]{1,6})H)?(?:(?P<m>[0-9]{1,6})M)?(?:(?P<s>[0-9]{1,9})S)?)?$"
+)
+_SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+#: what every refusal of a time shows: forms that work, so the fix is a copy away
+TIME_EXAMPLES = (
+    "write e.g. 2026-11-01 (local midnight), 2026-11-01T08:00:00+01:00, "
+    "2026-11-01T07:00:00Z, -7d, -24h or P7D (back from 'to', or from now)"
 )
 
 
-def rfc3339(value: object) -> object:
-    """Refuse anything but an RFC 3339 date-time with offset before pydantic parses it."""
-    if isinstance(value, str) and not _RFC3339.match(value):
-        raise ValueError(
-            "must be an RFC 3339 date-time with a UTC offset, e.g. 2026-01-05T00:00:00+01:00"
+class TimeError(ValueError):
+    """A time parameter that cannot be read; the message shows forms that work."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSpec:
+    """A time as given in a query, before the time zone and the other end of the
+    range are known: exactly one of an instant, a local date, or a span back."""
+
+    text: str
+    instant: datetime | None = None  # aware
+    day: date | None = None  # local midnight that starts it
+    back: timedelta | None = None  # a span back (zero: now)
+
+    def resolve(self, tz: ZoneInfo, anchor: datetime) -> datetime:
+        """The moment meant: ``anchor`` is what a span counts back from."""
+        if self.instant is not None:
+            return self.instant
+        if self.day is not None:
+            # midnight exists on every day in the zones smartby serves (the clocks
+            # change at 02:00/03:00); fold=0 takes the first should one repeat it.
+            # In UTC: arithmetic on a ZoneInfo datetime is wall-clock arithmetic, and
+            # a range's length must count the 25-hour day as 25 hours.
+            return datetime.combine(self.day, time(0), tz).astimezone(UTC)
+        assert self.back is not None
+        return anchor - self.back
+
+
+def _span(text: str) -> timedelta | None:
+    short = _SHORT_SPAN.match(text)
+    if short is not None:
+        return timedelta(**{_SPAN_UNITS[short["unit"]]: int(short["n"])})
+    iso = _ISO_DURATION.match(text)
+    if iso is None or text.rstrip("T").endswith(("P", "-P")) or text.endswith("T"):
+        return None
+    parts = {k: int(v) for k, v in iso.groupdict().items() if v is not None}
+    return timedelta(
+        weeks=parts.get("w", 0),
+        days=parts.get("d", 0),
+        hours=parts.get("h", 0),
+        minutes=parts.get("m", 0),
+        seconds=parts.get("s", 0),
+    )
+
+
+def parse_time(value: object) -> TimeSpec:
+    """Read one ``from``/``to`` value (see the forms above); `TimeError` otherwise."""
+    if isinstance(value, TimeSpec):
+        return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TimeError(f"{value.isoformat()} has no UTC offset; {TIME_EXAMPLES}")
+        return TimeSpec(value.isoformat(), instant=value)
+    if not isinstance(value, str):
+        raise TimeError(f"not a time; {TIME_EXAMPLES}")
+    text = value.strip()
+    shown = text[:40] + ("…" if len(text) > 40 else "")
+    if text.lower() == "now":
+        return TimeSpec(text, back=timedelta(0))
+    if text.startswith(("-", "P", "p")):
+        try:
+            span = _span(text.upper() if text[:1] in "Pp" else text)
+        except OverflowError:
+            span = None
+        if span is None:
+            calendar = re.match(r"^-?P[0-9]*[YM]", text.upper()) or text[-1:] in ("y", "M")
+            why = " (months and years vary in length: count days, e.g. P30D)" if calendar else ""
+            raise TimeError(f"{shown!r} is not a span back{why}; {TIME_EXAMPLES}")
+        if span > timedelta(days=MAX_SPAN_BACK_DAYS):
+            raise TimeError(f"{shown!r} reaches back more than {MAX_SPAN_BACK_DAYS} days")
+        return TimeSpec(text, back=span)
+    if _DATE.match(text):
+        try:
+            return TimeSpec(text, day=date.fromisoformat(text))
+        except ValueError:
+            raise TimeError(f"{shown!r} is not a date of the calendar; {TIME_EXAMPLES}") from None
+    match = _DATE_TIME.match(text)
+    if match is None:
+        raise TimeError(f"{shown!r} is not a time; {TIME_EXAMPLES}")
+    offset = match["offset"]
+    if offset is None:
+        raise TimeError(
+            f"{shown!r} has no UTC offset: add one (…+01:00 or …Z), or give only the "
+            f"date for local midnight; {TIME_EXAMPLES}"
         )
-    return value
+    if offset[0] == " ":  # a '+' that the query string turned into a space
+        offset = "+" + offset[1:]
+    if offset in ("z", "Z"):
+        offset = "+00:00"
+    elif ":" not in offset and len(offset) == 5:
+        offset = offset[:3] + ":" + offset[3:]
+    elif len(offset) == 3:
+        offset += ":00"
+    try:
+        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}{offset}")
+        moment.astimezone(UTC)  # an offset that pushes it past year 1 or 9999
+    except (ValueError, OverflowError):
+        raise TimeError(f"{shown!r} is not a time of the calendar; {TIME_EXAMPLES}") from None
+    return TimeSpec(text, instant=moment)
 
 
-Instant = Annotated[AwareDatetime, BeforeValidator(rfc3339)]
+def _check_time(text: str) -> str:
+    """Refuse a ``from``/``to`` that `parse_time` cannot read (a 400 naming it), and
+    keep the text: `time_range` resolves it once the zone and the other end are known."""
+    parse_time(text)
+    return text
+
+
+#: the longest span back a relative time may name (far beyond any range served)
+MAX_SPAN_BACK_DAYS = 100 * 366
+
+#: a ``from``/``to`` query parameter: checked by `parse_time`, resolved by `time_range`
+TimeParam = Annotated[str, AfterValidator(_check_time)]
 
 #: largest series id (the column is a PostgreSQL integer)
 MAX_SERIES_ID = 2**31 - 1
@@ -112,20 +242,22 @@ class PageQuery:
     ``limit``, ``cursor``); each route says its default range."""
 
     start: Annotated[
-        Instant | None,
+        TimeParam | None,
         Query(
             alias="from",
-            description="Start, inclusive (ISO 8601 with offset). Default: the route's "
-            "default range before `to`.",
-            examples=["2026-01-05T00:00:00+01:00"],
+            description="Start, inclusive: an RFC 3339 date-time with offset, a date (its "
+            "local midnight), or a span back from `to` (-7d, -24h, P7D). Default: the "
+            "route's default range before `to`.",
+            examples=["2026-01-05", "2026-01-05T00:00:00+01:00", "-7d"],
         ),
     ] = None
     end: Annotated[
-        Instant | None,
+        TimeParam | None,
         Query(
             alias="to",
-            description="End, exclusive (ISO 8601 with offset). Default: now.",
-            examples=["2026-02-04T00:00:00+01:00"],
+            description="End, exclusive: an RFC 3339 date-time with offset, a date (its "
+            "local midnight), a span back from now (-1h), or `now`. Default: now.",
+            examples=["2026-02-04", "2026-02-04T00:00:00+01:00"],
         ),
     ] = None
     limit: Annotated[
@@ -139,8 +271,8 @@ class PageQuery:
         ),
     ] = None
 
-    def span(self, default_span: timedelta, max_days: int) -> TimeRange:
-        return time_range(self.start, self.end, default_span=default_span, max_days=max_days)
+    def span(self, default_span: timedelta, max_days: int, tz: str) -> TimeRange:
+        return time_range(self.start, self.end, default_span=default_span, max_days=max_days, tz=tz)
 
     def after(self) -> Cursor | None:
         return decode_cursor(self.cursor) if self.cursor is not None else None
@@ -182,23 +314,33 @@ def _next_minute(moment: datetime) -> datetime:
 
 
 def time_range(
-    start: datetime | None,
-    end: datetime | None,
+    start: TimeSpec | datetime | str | None,
+    end: TimeSpec | datetime | str | None,
     *,
     default_span: timedelta,
     max_days: int,
+    tz: str = "UTC",
     now: datetime | None = None,
 ) -> TimeRange:
     """``[from, to)``: ``to`` defaults to now (next whole minute), ``from`` to
-    ``default_span`` before ``to``; at most ``max_days`` long."""
+    ``default_span`` before ``to``; at most ``max_days`` long.  Dates are local
+    midnights in ``tz``; a span back counts from ``to`` (for ``from``) or from now
+    (for ``to``)."""
+    zone = ZoneInfo(tz)
     try:
-        stop = end if end is not None else _next_minute(now or datetime.now(UTC))
-        first = start if start is not None else stop - min(default_span, timedelta(max_days))
+        current = _next_minute(now or datetime.now(UTC))
+        stop = current if end is None else parse_time(end).resolve(zone, current)
+        if start is None:
+            first = stop - min(default_span, timedelta(max_days))
+        else:
+            first = parse_time(start).resolve(zone, stop)
     except OverflowError:
         raise bad_parameter("from", "the time range reaches beyond the year 1") from None
     if first >= stop:
         raise bad_parameter(
-            "from", f"'from' ({first.isoformat()}) must be before 'to' ({stop.isoformat()})"
+            "from",
+            f"'from' ({first.isoformat()}) must be before 'to' ({stop.isoformat()}); "
+            "e.g. from=-7d (the 7 days before 'to') or from=2026-11-01&to=2026-11-08",
         )
     if stop - first > timedelta(days=max_days):
         days = (stop - first) / timedelta(days=1)
@@ -206,7 +348,8 @@ def time_range(
             400,
             "Time range too long",
             f"the range from 'from' to 'to' spans {days:,.1f} days; one request may span at "
-            f"most {max_days} days (api_max_range_days): split it into shorter ranges",
+            f"most {max_days} days (api_max_range_days): split it into shorter ranges, "
+            f"e.g. from=-{max_days}d",
             parameter="from",
             limit_days=max_days,
         )

@@ -121,6 +121,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "max_value",
     "value_type",
     "molar_mass",
+    "resolution",
     "description",
 )
 

@@ -23,6 +23,7 @@ from api.request_limits import (
     headers_too_large,
     url_too_long,
 )
+from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
 from core.settings import Settings
 from db.connect import connect, database_url
@@ -30,13 +31,20 @@ from db.connect import connect, database_url
 log = logging.getLogger(__name__)
 
 
-def serve(settings: Settings, *, host: str, port: int) -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    account_sync: DeviceAccountSync | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM.  What a user can fix fails first, in one line:
     no database, an unreachable one (``smartby api`` checks the port before)."""
     url = database_url(settings)
     with connect(url, application_name="smartby-api") as conn:
         conn.execute("SELECT 1")
-    server = uvicorn.Server(server_config(create_app(settings, url), host=host, port=port))
+    app = create_app(settings, url, account_sync)
+    server = uvicorn.Server(server_config(app, host=host, port=port))
     server.run()
     if not server.started:
         raise SmartbyError(f"the API did not start on {host}:{port} (see the log above)")

@@ -35,6 +35,7 @@ class InProcessReader:
     async def get(self, path: str, params: Params | None = None) -> Any:
         query = urlencode(_pairs(params or {})).encode()
         outer = self.request.scope
+        root: str = outer.get("root_path", "")
         scope = {
             "type": "http",
             "asgi": outer.get("asgi", {"version": "3.0"}),
@@ -43,9 +44,11 @@ class InProcessReader:
             "scheme": outer.get("scheme", "http"),
             "server": outer.get("server"),
             "client": outer.get("client"),
-            "root_path": outer.get("root_path", ""),
-            "path": path,
-            "raw_path": path.encode(),
+            # the full path, as `api.root_path` makes it: links in the documents are
+            # built from it and from the root path
+            "root_path": root,
+            "path": root + path,
+            "raw_path": (root + path).encode(),
             "query_string": query,
             # the host makes the documents' absolute links the site's own
             "headers": [(k, v) for k, v in outer.get("headers", []) if k == b"host"],
@@ -119,33 +122,44 @@ def mount_website(app: FastAPI, settings: Settings) -> None:
     app.mount("/static", site.static, name="static")
     favicon = asset_url("favicon.svg")
 
+    # Under a path prefix (`api.root_path`) every URL these pages load carries it:
+    # the browser resolves "/openapi.json" against the host, not the prefix.
+
     @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> HTMLResponse:
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = root_of(request)
         return _same_site_only(
             get_swagger_ui_html(
-                openapi_url="/openapi.json",
+                openapi_url=root + "/openapi.json",
                 title=f"{app.title} – Swagger UI",
-                swagger_js_url=vendor_url("swagger-ui-dist", "swagger-ui-bundle.js"),
-                swagger_css_url=vendor_url("swagger-ui-dist", "swagger-ui.css"),
-                swagger_favicon_url=favicon,
+                swagger_js_url=root + vendor_url("swagger-ui-dist", "swagger-ui-bundle.js"),
+                swagger_css_url=root + vendor_url("swagger-ui-dist", "swagger-ui.css"),
+                swagger_favicon_url=root + favicon,
                 # no badge from the public validator service: nothing leaves the site
                 swagger_ui_parameters={"validatorUrl": None},
             )
         )
 
     @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
+    async def redoc(request: Request) -> HTMLResponse:
+        root = root_of(request)
         return _same_site_only(
             get_redoc_html(
-                openapi_url="/openapi.json",
+                openapi_url=root + "/openapi.json",
                 title=f"{app.title} – ReDoc",
-                redoc_js_url=vendor_url("redoc", "redoc.standalone.js"),
-                redoc_favicon_url=favicon,
+                redoc_js_url=root + vendor_url("redoc", "redoc.standalone.js"),
+                redoc_favicon_url=root + favicon,
                 with_google_fonts=False,
             )
         )
 
     @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon_ico() -> Response:
+    async def favicon_ico(request: Request) -> Response:
         # browsers ask for it whatever the page says; the SVG is the site's icon
-        return Response(status_code=308, headers={"location": favicon})
+        return Response(status_code=308, headers={"location": root_of(request) + favicon})
+
+
+def root_of(request: Request) -> str:
+    """The path prefix the site is published under ("" at the host's root)."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")

@@ -42,9 +42,12 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 import psycopg
 
@@ -518,6 +521,58 @@ def tree_cpu(parent: int) -> float:
     return total + process_cpu(parent, reaped_children=True)
 
 
+# A small launcher between the caller and the measured child.  Linux records the
+# high-water mark of the memory a process leaves at exec(2) in the maxrss that
+# wait4(2) reports (fs/exec.c: exec_mmap), and Python spawns by vfork, whose child
+# leaves the *parent's* memory at exec: a child of a large process reports at least
+# the parent's peak.  The launcher is small, so its child's ru_maxrss is the child's.
+_LAUNCHER = """
+import os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:])
+_, status, usage = os.wait4(child.pid, 0)
+seconds = time.perf_counter() - started
+print(f"child-peak-rss-kib={usage.ru_maxrss} seconds={seconds}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass
+class Measured:
+    """A finished child process: how it ended, what it said, its peak resident set."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss_mb: float
+    seconds: float
+
+
+def measure_process(argv: Sequence[str], env: dict[str, str], timeout: float = 600) -> Measured:
+    """Run ``argv`` to its end and measure its own peak RSS (``ru_maxrss`` from
+    wait4(2), in a small launcher: see `_LAUNCHER`) and wall time."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    lines = done.stderr.rstrip("\n").split("\n")
+    last = lines[-1] if lines else ""
+    if not last.startswith("child-peak-rss-kib="):
+        raise RuntimeError(f"the launcher did not report: {done.stderr[-2000:]}")
+    fields = dict(part.split("=", 1) for part in last.split())
+    return Measured(
+        returncode=done.returncode,
+        stdout=done.stdout,
+        stderr="\n".join(lines[:-1]),
+        peak_rss_mb=int(fields["child-peak-rss-kib"]) / 1024,
+        seconds=float(fields["seconds"]),
+    )
+
+
 def cpu_snapshot(stack: Stack, worker: Worker) -> tuple[float, float, float]:
     """CPU seconds so far of the worker, PostgreSQL (all its processes) and Mosquitto."""
     assert stack.cluster.proc is not None
@@ -580,3 +635,132 @@ def load_month(url: str, days: float) -> tuple[float, float]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
     return start, end
+
+
+# ---------------------------------------------------------------------- a busy day
+
+#: what a busy site's devices measure, by device kind
+BUSY_METRICS: dict[str, tuple[str, ...]] = {
+    "air_quality": ("pm25", "pm10", "no2", "o3"),
+    "energy": ("energy", "power"),
+    "traffic": ("vehicle_count", "heavy_vehicle_count", "speed"),
+}
+#: how often each of their devices reports, in seconds; air quality is set by the
+#: reading count instead (two instruments reporting as fast as it takes)
+BUSY_INTERVAL_S: dict[str, float] = {"energy": 1.0, "traffic": 60.0}
+_BUSY_BLOCK = 250_000
+
+
+def _busy_layout(kind: str, readings: int, day_s: float) -> tuple[int, float]:
+    """How many devices, each reporting every how many seconds, make ``readings`` in a
+    day of ``day_s`` seconds at one site."""
+    per_time = len(BUSY_METRICS[kind])
+    if kind == "air_quality":
+        devices = 2
+        return devices, day_s * devices * per_time / readings
+    interval = BUSY_INTERVAL_S[kind]
+    return max(1, round(readings / (per_time * day_s / interval))), interval
+
+
+def load_busy_day(
+    url: str, kind: str, day_start: datetime, readings: int, *, site: str | None = None
+) -> int:
+    """One site whose devices of ``kind`` write about ``readings`` readings in the local
+    day from ``day_start`` (a local midnight), COPYed in binary with their rollups
+    merged, as ingest would leave them; the day is queued for the indicator job.
+    Returns the number of readings written.
+
+    Air quality: two instruments, each reporting PM2.5, PM10, NO2 and O3 as often as
+    the count asks.  Energy: meters at 1 s, each with a cumulative register and power,
+    as many as the count asks.  Traffic: counters at 60 s (vehicles, heavy vehicles,
+    speed), as many as the count asks (lanes and directions of one big junction).
+    """
+    from core.rollups import epoch_us, next_bucket_starts
+    from db.pgcopy import Column, encode_rows
+    from db.rollups import create_staging, merge_partials
+
+    site = site or f"busy-{kind.replace('_', '-')}"
+    lo = epoch_us(day_start)
+    hi = int(next_bucket_starts(np.array([lo], np.int64), "1d")[0])
+    devices, interval_s = _busy_layout(kind, readings, (hi - lo) / 1e6)
+    metrics = BUSY_METRICS[kind]
+    step_us = round(interval_s * 1e6)
+    rng = np.random.default_rng(11)
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO sites (id, name, kind, municipality, lon, lat) VALUES (%s, %s, %s,"
+            " 'Narvik', 17.43, 68.44) ON CONFLICT DO NOTHING",
+            (site, f"Busy {kind}", "building" if kind == "energy" else "roadside"),
+        )
+        series: list[int] = []
+        for d in range(devices):
+            device = f"{site}-{d}"
+            conn.execute(
+                "INSERT INTO devices (id, site_id, kind) VALUES (%s, %s, %s)"
+                " ON CONFLICT DO NOTHING",
+                (device, site, kind),
+            )
+            for metric in metrics:
+                row = conn.execute(
+                    "INSERT INTO series (device_id, metric) VALUES (%s, %s)"
+                    " ON CONFLICT (device_id, metric) DO UPDATE SET metric = EXCLUDED.metric"
+                    " RETURNING id",
+                    (device, metric),
+                ).fetchone()
+                assert row is not None
+                series.append(int(row[0]))
+        create_staging(conn)
+        conn.commit()  # each block below is then a transaction of its own
+        ids = np.array(series, dtype=np.int32).reshape(devices, len(metrics))
+        # devices start a little apart, so that not every reading shares one instant
+        offsets = (np.arange(devices, dtype=np.int64) * step_us) // devices
+        ticks = (hi - lo - int(offsets.max())) // step_us
+        written = 0
+        columns = (
+            Column("time", "timestamptz"),
+            Column("series_id", "int4"),
+            Column("value", "float8"),
+            Column("quality", "int2"),
+        )
+        for first in range(0, ticks, max(1, _BUSY_BLOCK // ids.size)):
+            tick = np.arange(first, min(ticks, first + max(1, _BUSY_BLOCK // ids.size)))
+            t = lo + offsets[:, None, None] + tick[None, None, :] * step_us  # device, _, tick
+            t = np.broadcast_to(t, (devices, len(metrics), len(tick))).reshape(-1)
+            s = np.broadcast_to(ids[:, :, None], (devices, len(metrics), len(tick))).reshape(-1)
+            v = _busy_values(kind, metrics, devices, tick, interval_s, rng).reshape(-1)
+            q = np.full(len(s), 1, dtype=np.int16)
+            with conn.transaction(), conn.cursor() as cur:
+                with cur.copy(
+                    "COPY readings (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.write(encode_rows(columns, [t, s, v, q]))
+                merge_partials(conn, s, t, v, q)
+            written += len(s)
+        conn.execute("ANALYZE readings")
+        conn.commit()
+    return written
+
+
+def _busy_values(
+    kind: str,
+    metrics: tuple[str, ...],
+    devices: int,
+    tick: npt.NDArray[np.int64],
+    interval_s: float,
+    rng: np.random.Generator,
+) -> npt.NDArray[np.float64]:
+    """Plausible values (device, metric, tick) for `load_busy_day`."""
+    shape = (devices, len(metrics), len(tick))
+    if kind == "energy":
+        # 3-5 kW per meter; the register is its integral (W·s → kWh), so never falls
+        seconds = tick * interval_s + np.zeros((devices, 1))
+        period = 5000.0
+        power = 4000.0 + 1000.0 * np.sin(seconds / period)
+        joules = 4000.0 * seconds + 1000.0 * period * (1.0 - np.cos(seconds / period))
+        return np.stack([1000.0 + joules / 3.6e6, power], axis=1)
+    if kind == "traffic":
+        vehicles = rng.poisson(12, (devices, len(tick))).astype(np.float64)
+        heavy = np.minimum(vehicles, rng.poisson(1.5, (devices, len(tick))))
+        speed = rng.normal(62.0, 6.0, (devices, len(tick)))
+        return np.stack([vehicles, heavy, speed], axis=1)
+    return rng.gamma(4.0, 5.0, shape)

@@ -273,6 +273,25 @@ def energy_totals(
     )
 
 
+def merge_energy_totals(parts: Sequence[EnergyTotals]) -> EnergyTotals:
+    """Totals of disjoint sets of intervals as one: kWh and covered seconds add up per
+    group and bucket, so a day's meters can be totalled a chunk of readings at a time
+    (the interval between two chunks belongs to one of them) and merged here."""
+    group = np.concatenate([np.empty(0, np.int64), *(p.group_id for p in parts)])
+    bucket = np.concatenate([np.empty(0, np.int64), *(p.bucket for p in parts)])
+    kwh = np.concatenate([np.empty(0), *(p.kwh for p in parts)])
+    covered_s = np.concatenate([np.empty(0), *(p.covered_s for p in parts)])
+    order, starts = _groups(group, bucket)
+    if len(order) == 0:
+        return EnergyTotals(group, bucket, kwh, covered_s)
+    return EnergyTotals(
+        group_id=group[order][starts],
+        bucket=bucket[order][starts],
+        kwh=np.add.reduceat(kwh[order], starts),
+        covered_s=np.add.reduceat(covered_s[order], starts),
+    )
+
+
 def co2e_kg(kwh: Values | float, grid_factor_g_per_kwh: float) -> Values:
     """Greenhouse-gas emissions of electricity use, in kg CO2-equivalent.
 
@@ -329,6 +348,125 @@ class TrafficBuckets:
     heavy_base: Values  # all vehicles, over those same intervals
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficSums:
+    """What `TrafficBuckets` are made of, per counter and bucket (sorted by counter
+    then bucket): sums only, so sums of disjoint sets of intervals merge by addition
+    (`merge_traffic_sums`), and a day read a chunk at a time is finished once, when
+    its counters' reporting intervals are known (`finish_traffic`)."""
+
+    counter_id: npt.NDArray[np.int64]
+    bucket: Times
+    volume: Values  # vehicles
+    reported: Values  # intervals that reported a vehicle count
+    speed_volume: Values  # vehicles counted in intervals that reported a speed
+    speed_sum: Values  # Σ vehicles × speed over those intervals
+    heavy_volume: Values  # heavy vehicles, over intervals reporting both counts
+    heavy_base: Values  # all vehicles, over those same intervals
+
+    def __len__(self) -> int:
+        return len(self.counter_id)
+
+
+def _check_bucket(bucket_s: float) -> None:
+    if bucket_s < MIN_PUBLISHED_BUCKET_S:
+        raise ValueError(
+            f"traffic aggregates must be at least {MIN_PUBLISHED_BUCKET_S} s (15 min) "
+            f"wide for privacy, not {bucket_s} s"
+        )
+    if HOUR_US % (bucket_s * US_PER_S) != 0:
+        raise ValueError(f"bucket_s must divide an hour (900, 1200, 1800, 3600), not {bucket_s}")
+
+
+def traffic_sums(
+    counter_ids: Ids,
+    starts_us: Times,
+    vehicles: Values,
+    heavy: Values,
+    speed_kmh: Values,
+    *,
+    bucket_s: int = 3600,
+) -> TrafficSums:
+    """The sums behind `traffic_buckets` of counts whose intervals start at
+    ``starts_us`` (shift counts stamped at their interval's end first): a count
+    belongs to the bucket its interval starts in.  NaN where a metric was not
+    reported, as in `traffic_buckets`."""
+    _check_bucket(bucket_s)
+    c = np.asarray(counter_ids, dtype=np.int64)
+    t = np.asarray(starts_us, dtype=np.int64)
+    n = np.asarray(vehicles, dtype=np.float64)
+    h = np.asarray(heavy, dtype=np.float64)
+    sp = np.asarray(speed_kmh, dtype=np.float64)
+    if not len(c) == len(t) == len(n) == len(h) == len(sp):
+        raise ValueError("counter_ids, times_us, vehicles, heavy and speed_kmh differ in length")
+    width = bucket_s * US_PER_S
+    bucket = t - t % width
+    order, starts = _groups(c, bucket)
+    counted = ~np.isnan(n)
+    with_speed = counted & ~np.isnan(sp) & (n > 0)
+    with_heavy = counted & ~np.isnan(h)
+
+    def total(x: Values) -> Values:
+        if len(order) == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.add.reduceat(x[order], starts)
+
+    return TrafficSums(
+        counter_id=c[order][starts],
+        bucket=bucket[order][starts],
+        volume=total(np.where(counted, n, 0.0)),
+        reported=total(counted.astype(np.float64)),
+        speed_volume=total(np.where(with_speed, n, 0.0)),
+        speed_sum=total(np.where(with_speed, n * sp, 0.0)),
+        heavy_volume=total(np.where(with_heavy, h, 0.0)),
+        heavy_base=total(np.where(with_heavy, n, 0.0)),
+    )
+
+
+def merge_traffic_sums(parts: Sequence[TrafficSums]) -> TrafficSums:
+    """Sums of disjoint sets of intervals (chunks of a day, say) as one."""
+    names = TrafficSums.__slots__
+    empty = {"counter_id": np.empty(0, np.int64), "bucket": np.empty(0, np.int64)}
+    columns = {
+        name: np.concatenate([empty.get(name, np.empty(0)), *(getattr(p, name) for p in parts)])
+        for name in names
+    }
+    order, starts = _groups(columns["counter_id"], columns["bucket"])
+    if len(order) == 0:
+        return TrafficSums(**columns)
+    return TrafficSums(
+        **{
+            name: (x[order][starts] if name in empty else np.add.reduceat(x[order], starts))
+            for name, x in columns.items()
+        }
+    )
+
+
+def finish_traffic(sums: TrafficSums, *, interval_s: float, bucket_s: int = 3600) -> TrafficBuckets:
+    """Volume, mean speed, heavy share and coverage from the sums of a counter whose
+    reporting interval is ``interval_s``."""
+    _check_bucket(bucket_s)
+    if interval_s <= 0 or interval_s > bucket_s or (bucket_s % interval_s) != 0:
+        raise ValueError(
+            f"a counter's {interval_s} s interval must divide the {bucket_s} s buckets: "
+            "a count cannot be split between buckets"
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_speed = np.where(sums.speed_volume > 0, sums.speed_sum / sums.speed_volume, np.nan)
+        heavy_share = np.where(sums.heavy_base > 0, sums.heavy_volume / sums.heavy_base, np.nan)
+    return TrafficBuckets(
+        counter_id=sums.counter_id,
+        bucket=sums.bucket,
+        volume=sums.volume,
+        mean_speed_kmh=mean_speed,
+        heavy_share=heavy_share,
+        coverage=sums.reported * interval_s / bucket_s,
+        speed_volume=sums.speed_volume,
+        heavy_volume=sums.heavy_volume,
+        heavy_base=sums.heavy_base,
+    )
+
+
 def traffic_buckets(
     counter_ids: Ids,
     times_us: Times,
@@ -352,44 +490,8 @@ def traffic_buckets(
     starts_us = _interval_starts(times_us, interval_s, bucket_s, stamped)
     if HOUR_US % (bucket_s * US_PER_S) != 0:
         raise ValueError(f"bucket_s must divide an hour (900, 1200, 1800, 3600), not {bucket_s}")
-    c = np.asarray(counter_ids, dtype=np.int64)
-    n = np.asarray(vehicles, dtype=np.float64)
-    h = np.asarray(heavy, dtype=np.float64)
-    sp = np.asarray(speed_kmh, dtype=np.float64)
-    if not len(c) == len(starts_us) == len(n) == len(h) == len(sp):
-        raise ValueError("counter_ids, times_us, vehicles, heavy and speed_kmh differ in length")
-    width = bucket_s * US_PER_S
-    bucket = starts_us - starts_us % width
-    order, starts = _groups(c, bucket)
-    counted = ~np.isnan(n)
-    with_speed = counted & ~np.isnan(sp) & (n > 0)
-    with_heavy = counted & ~np.isnan(h)
-
-    def total(x: Values) -> Values:
-        if len(order) == 0:
-            return np.empty(0, dtype=np.float64)
-        return np.add.reduceat(x[order], starts)
-
-    volume = total(np.where(counted, n, 0.0))
-    speed_weight = total(np.where(with_speed, n, 0.0))
-    speed_sum = total(np.where(with_speed, n * sp, 0.0))
-    heavy_sum = total(np.where(with_heavy, h, 0.0))
-    heavy_base = total(np.where(with_heavy, n, 0.0))
-    reported = total(counted.astype(np.float64))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean_speed = np.where(speed_weight > 0, speed_sum / speed_weight, np.nan)
-        heavy_share = np.where(heavy_base > 0, heavy_sum / heavy_base, np.nan)
-    return TrafficBuckets(
-        counter_id=c[order][starts],
-        bucket=bucket[order][starts],
-        volume=volume,
-        mean_speed_kmh=mean_speed,
-        heavy_share=heavy_share,
-        coverage=reported * interval_s / bucket_s,
-        speed_volume=speed_weight,
-        heavy_volume=heavy_sum,
-        heavy_base=heavy_base,
-    )
+    sums = traffic_sums(counter_ids, starts_us, vehicles, heavy, speed_kmh, bucket_s=bucket_s)
+    return finish_traffic(sums, interval_s=interval_s, bucket_s=bucket_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,14 @@ NOT_EVALUATED = 2
 SUSPECT = 3
 FAIL = 4
 MISSING = 9
+#: each flag's name, as exports write it beside the number (QARTOD's words)
+FLAG_NAMES: dict[int, str] = {
+    GOOD: "good",
+    NOT_EVALUATED: "not_evaluated",
+    SUSPECT: "suspect",
+    FAIL: "fail",
+    MISSING: "missing",
+}
 
 Flags = npt.NDArray[np.int16]
 #: a bound for every reading (an array aligned with the values) or one for all

@@ -8,6 +8,8 @@ developer's laptop: an anonymous broker, default passwords, the embedded databas
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
@@ -16,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.broker import ADMIN_USER, SubscriptionMode
 from core.errors import SmartbyError
 from core.profiles import PROFILE_NAMES, make_profile
 
@@ -133,12 +136,51 @@ class Settings(BaseSettings):
     mosquitto_binary: Path | None = Field(
         default=None, description="Mosquitto broker binary; default: found on PATH or /usr/sbin."
     )
+    mosquitto_dynsec_plugin: Path | None = Field(
+        default=None,
+        description="Mosquitto's dynamic security plugin (mosquitto_dynamic_security.so); "
+        "default: found beside the broker binary's installation.",
+    )
 
     # --- MQTT -----------------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = Field(default=1883, ge=1, le=65535)
-    mqtt_username: str | None = None
-    mqtt_password: SecretStr | None = None
+    mqtt_public_port: int = Field(
+        default=1884,
+        ge=1,
+        le=65535,
+        description="Port of the embedded stack's public broker: anonymous readers of the "
+        "SensorThings MQTT stream (v1.1/#), and nothing else.",
+    )
+    mqtt_username: str | None = Field(
+        default=None,
+        description="The ingest worker's MQTT user name; default: its client id (the "
+        "broker has one account per worker client id, each bound to that id).",
+    )
+    mqtt_password: SecretStr | None = Field(
+        default=None, description="The ingest accounts' MQTT password."
+    )
+    sta_publisher_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the broker account smartby-sta-publisher, which may "
+        "publish the SensorThings MQTT stream (v1.1/#) and nothing else; unset: no such "
+        "account (the embedded stack keeps its own).",
+    )
+    public_bridge_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the account the public broker's bridge reads the "
+        "SensorThings stream with (compose's mosquitto-public); unset: no bridge.",
+    )
+    broker_admin_username: str = Field(
+        default=ADMIN_USER,
+        description="The broker account that drives Mosquitto's dynamic security plugin "
+        "over $CONTROL/dynamic-security/v1.",
+    )
+    broker_admin_password: SecretStr | None = Field(
+        default=None,
+        description="Its password; unset: registry changes are not pushed to the broker "
+        "(the embedded stack keeps its own in the data folder).",
+    )
     mqtt_tls: bool = False
     mqtt_topic_prefix: str = "smartby"
 
@@ -155,6 +197,19 @@ class Settings(BaseSettings):
         default=None,
         description="MQTT client id; default smartby-ingest-<n> with a slot n claimed in the "
         "database, so a restarted worker resumes its persistent session.",
+    )
+    ingest_subscription: SubscriptionMode = Field(
+        default="plain",
+        description="plain: one worker per broker and topic prefix, on a persistent "
+        "subscription that survives broker restarts; shared: any number of workers on "
+        "$share/smartby-ingest/..., which Mosquitto loses at a broker restart.",
+    )
+    ingest_max_workers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Worker slots (and broker accounts smartby-ingest-1..N) for workers "
+        "without SMARTBY_INGEST_CLIENT_ID.",
     )
     ingest_qc: bool = Field(
         default=True,
@@ -230,6 +285,12 @@ class Settings(BaseSettings):
         description="The header the trusted proxies write the client address into: "
         "X-Forwarded-For (nginx, Caddy, Traefik) or Forwarded (RFC 7239).",
     )
+    api_root_path: str = Field(
+        default="",
+        description="The path prefix under which a reverse proxy publishes the API and "
+        "website (e.g. /smartby, the proxy stripping it or not); links, /docs and "
+        "/openapi.json then point under it. Empty: served at the root.",
+    )
     api_export_pool_size: int = Field(
         default=4,
         ge=1,
@@ -274,7 +335,91 @@ class Settings(BaseSettings):
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
-    @field_validator("api_public_url", "api_keys", "database_url", "grafana_url", mode="before")
+    # --- running it for years: warnings, storage lifecycle, backups, roles ------------
+    warnings_clear_after_h: float = Field(
+        default=3,
+        gt=0,
+        le=48,
+        description="Hours without a valid hourly index after which a station's air-quality "
+        "warning is withdrawn; an hour older than this never starts a warning.",
+    )
+    retention_raw: timedelta | None = Field(
+        default=None,
+        description="How long raw readings are kept (e.g. 3y, 400d); unset or 'forever': "
+        "for ever. Rollups and indicators are always kept.",
+    )
+    retention_quarantine: timedelta | None = Field(
+        default=timedelta(days=90), description="How long quarantined messages are kept."
+    )
+    compress_after: timedelta = Field(
+        default=timedelta(days=7),
+        description="Age after which readings chunks are compressed (TimescaleDB community "
+        "edition only).",
+    )
+    backup_dir: Path | None = Field(
+        default=None, description="Where `smartby db backup` writes; default <data_dir>/backups."
+    )
+    admin_database_url: SecretStr | None = Field(
+        default=None,
+        description="libpq URL the API's admin routes write the device registry with (the "
+        "smartby_registry login); default: SMARTBY_DATABASE_URL.",
+    )
+    db_writer_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_ingest login."
+    )
+    db_reader_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_read login."
+    )
+    db_admin_password: SecretStr | None = Field(
+        default=None, description="Password `smartby db roles` gives the smartby_registry login."
+    )
+
+    @field_validator("retention_raw", "retention_quarantine", "compress_after", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator(
+        "admin_database_url",
+        "db_writer_password",
+        "db_reader_password",
+        "db_admin_password",
+        mode="before",
+    )
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _lifecycle_is_consistent(self) -> Settings:
+        # Ingest accepts readings up to ingest_max_past_days old: raw data kept for less
+        # would let a late reading land in a chunk retention is about to drop, after its
+        # day's rollups and indicators were called complete.
+        if self.retention_raw is not None:
+            window = timedelta(days=self.ingest_max_past_days)
+            if self.retention_raw <= window + timedelta(days=1):
+                raise ValueError(
+                    f"SMARTBY_RETENTION_RAW ({self.retention_raw.days} days) must be longer "
+                    f"than SMARTBY_INGEST_MAX_PAST_DAYS ({self.ingest_max_past_days:g}) plus "
+                    "a day: late readings may still arrive that far back"
+                )
+        if self.env == "production":
+            for name in ("db_writer_password", "db_reader_password", "db_admin_password"):
+                secret: SecretStr | None = getattr(self, name)
+                if secret is not None and secret.get_secret_value().lower() in WEAK_PASSWORDS:
+                    raise ValueError(f"SMARTBY_{name.upper()} is empty or a default password")
+        return self
+
+    @field_validator(
+        "api_public_url",
+        "api_keys",
+        "database_url",
+        "grafana_url",
+        "broker_admin_password",
+        "sta_publisher_password",
+        "public_bridge_password",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes optional variables through as "" when .env leaves them out
@@ -324,6 +469,15 @@ class Settings(BaseSettings):
             raise ValueError(f"two sources are called {', '.join(twice)}")
         return sources
 
+    @field_validator("api_root_path")
+    @classmethod
+    def _root_path_is_a_path(cls, value: str) -> str:
+        # it is prefixed to every link the API and the website write
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or any(c in value for c in "?#% \\")):
+            raise ValueError("SMARTBY_API_ROOT_PATH must be a path like /smartby, or empty")
+        return value
+
     @field_validator("api_trusted_proxies")
     @classmethod
     def _trusted_proxies_are_networks(cls, value: str) -> str:
@@ -341,10 +495,8 @@ class Settings(BaseSettings):
             password = urlsplit(self.database_url.get_secret_value()).password or ""
             if password.lower() in WEAK_PASSWORDS:
                 problems.append("SMARTBY_DATABASE_URL uses an empty or default password")
-        if not self.mqtt_username or self.mqtt_password is None:
-            problems.append(
-                "SMARTBY_MQTT_USERNAME and SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)"
-            )
+        if self.mqtt_password is None:
+            problems.append("SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)")
         elif self.mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_MQTT_PASSWORD is empty or a default password")
         for source in self.ingest_sources:
@@ -353,6 +505,9 @@ class Settings(BaseSettings):
                     f"SMARTBY_INGEST_SOURCES: source {source.name} would send its password "
                     f"to {source.host} in the clear: set tls"
                 )
+        admin = self.broker_admin_password
+        if admin is not None and admin.get_secret_value().lower() in WEAK_PASSWORDS:
+            problems.append("SMARTBY_BROKER_ADMIN_PASSWORD is empty or a default password")
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
@@ -371,6 +526,39 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
         return self.database_url is None
+
+    # --- the publisher in the DCAT-AP-NO catalogue (issue 16) ---------------------------
+    publisher_orgnr: str = Field(
+        default="959469059",
+        description="The publishing organisation's number in Enhetsregisteret (Narvik "
+        "kommune's by default): the catalogue's dct:publisher is its URI.",
+    )
+    municipality_number: str = Field(
+        default="1806",
+        description="The municipality's number (kommunenummer, Narvik's by default): the "
+        "catalogue's dct:spatial is Kartverket's URI of it.",
+    )
+
+    @field_validator("publisher_orgnr")
+    @classmethod
+    def _orgnr_has_its_check_digit(cls, value: str) -> str:
+        # Enhetsregisteret's numbers end in a modulus-11 check digit (weights 3 2 7 6 5 4
+        # 3 2): a typo is caught here, not by a harvester rejecting the catalogue
+        digits = value.replace(" ", "")
+        if len(digits) != 9 or not digits.isdigit():
+            raise ValueError("SMARTBY_PUBLISHER_ORGNR must be 9 digits (organisasjonsnummer)")
+        weighted = sum(int(d) * w for d, w in zip(digits, (3, 2, 7, 6, 5, 4, 3, 2), strict=False))
+        check = (11 - weighted % 11) % 11
+        if check == 10 or check != int(digits[8]):
+            raise ValueError(f"SMARTBY_PUBLISHER_ORGNR {value} fails its check digit (modulus 11)")
+        return digits
+
+    @field_validator("municipality_number")
+    @classmethod
+    def _municipality_number_is_four_digits(cls, value: str) -> str:
+        if len(value) != 4 or not value.isdigit():
+            raise ValueError("SMARTBY_MUNICIPALITY_NUMBER must be 4 digits (kommunenummer)")
+        return value
 
 
 def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
@@ -399,3 +587,18 @@ def load_settings(**overrides: object) -> Settings:
         name = f"SMARTBY_{where.upper()}" if where else "settings"
         message = first["msg"].removeprefix("Value error, ")
         raise SettingsError(f"{name}: {message}") from exc
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdwy])\s*$")
+#: seconds per unit; a year is 365 days (retention is a policy, not a calendar)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """``3y``, ``400d``, ``12h``, ``30m`` (a year is 365 days); ``forever`` or empty: None."""
+    if text.strip().lower() in ("", "forever", "none", "never"):
+        return None
+    match = _DURATION.match(text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 3y, 90d, 12h or 'forever'")
+    return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])

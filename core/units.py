@@ -339,3 +339,43 @@ def convert(
     """``value`` expressed in ``from_unit``, converted to ``to_unit`` (see ``conversion``)."""
     scale, offset = conversion(from_unit, to_unit, molar_mass_g_per_mol)
     return value * scale + offset
+
+
+# ------------------------------------------------------------------- resolution
+#
+# What leaves the platform in files is rounded to the metric's resolution (issue 16):
+# 12.3 rather than 12.299999999999999, and no digits the instrument never had.  One
+# function does it, so every export format holds the very same number.
+
+
+def resolution_decimals(resolution: float) -> int:
+    """Decimal places that write every multiple of ``resolution`` exactly: 0.1 -> 1,
+    0.25 -> 2, 5 -> 0 (at most 12)."""
+    if not (math.isfinite(resolution) and resolution > 0):
+        raise ValueError(f"a resolution is a positive number, not {resolution!r}")
+    for decimals in range(13):
+        if math.isclose(round(resolution, decimals), resolution, rel_tol=1e-9, abs_tol=0):
+            return decimals
+    return 12
+
+
+@lru_cache(maxsize=256)
+def rounder(resolution: float | None) -> Callable[[float], float]:
+    """A function rounding a value to the nearest multiple of ``resolution`` (ties to
+    even, as `round` does), written with the decimals the resolution needs.  None: the
+    value as it is.
+
+    Dividing by the resolution first makes 0.5-steps and the like come out right, and
+    rounding the product to the decimals removes the binary noise a multiplication
+    leaves (3 * 0.1 = 0.30000000000000004)."""
+    if resolution is None:
+        return float
+    decimals = resolution_decimals(resolution)
+
+    def to_resolution(value: float) -> float:
+        if not math.isfinite(value):
+            return value
+        # + 0.0: a negative value rounded to zero is 0.0, not "-0.0" in a file
+        return round(round(value / resolution) * resolution, decimals) + 0.0
+
+    return to_resolution

@@ -310,6 +310,7 @@ def exceedances(timezone: str) -> table.Panel:
     }
     panel = (
         table.Panel()
+        .show_header(True)
         .title("Legal limits this year (forurensningsforskriften § 7-6)")
         .description(
             "From 1 January of the year the time range ends in, to its end. PM10: days with a "
@@ -375,6 +376,7 @@ def coverage() -> table.Panel:
     columns = ["Station", *POLLUTANT_NAMES.values(), "Not suspect"]
     panel = (
         table.Panel()
+        .show_header(True)
         .title("Data coverage per station")
         .description(
             "Share of the hours in the time range with an hourly mean, per pollutant (empty: "

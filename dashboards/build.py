@@ -1,10 +1,12 @@
-"""Generate the dashboards' JSON and the data-source provisioning file, deterministically.
+"""Generate the dashboards' JSON, the data-source provisioning file and the alert rules,
+deterministically.
 
 `smartby dashboards build` writes them where docker-compose.yml mounts them:
-``dashboards/generated/<uid>.json`` (Grafana's file provider loads the folder) and
-``deploy/grafana/provisioning/datasources/datasources.yaml``.  The same code always
-writes the same bytes (sorted keys, fixed panel ids, no timestamps), so the committed
-files are checked against the generator by a test.
+``dashboards/generated/<uid>.json`` (Grafana's file provider loads the folder),
+``deploy/grafana/provisioning/datasources/datasources.yaml`` and, beside it,
+``deploy/grafana/provisioning/alerting/smartby-alerts.yaml`` (`dashboards.alerting`).
+The same code always writes the same bytes (sorted keys, fixed panel ids, no
+timestamps), so the committed files are checked against the generator by a test.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from dashboards import air_quality, energy, operations, traffic
+from dashboards.alerting import provisioning_yaml as alerting_yaml
 from dashboards.common import DEFAULT_TIMEZONE
 from dashboards.datasources import provisioning_yaml
 
@@ -26,6 +29,9 @@ GENERATED = PACKAGE / "generated"
 DATASOURCES_YAML = (
     PACKAGE.parent / "deploy" / "grafana" / "provisioning" / "datasources" / "datasources.yaml"
 )
+#: the alert rules' file, relative to the provisioning folder that holds datasources/
+ALERTING = Path("alerting") / "smartby-alerts.yaml"
+ALERTING_YAML = DATASOURCES_YAML.parent.parent / ALERTING
 
 #: every dashboard, in the order of the dashboards' link menu
 BUILDERS: tuple[Callable[[str], dbm.Dashboard], ...] = (
@@ -36,13 +42,44 @@ BUILDERS: tuple[Callable[[str], dbm.Dashboard], ...] = (
 )
 
 
+def panel_datasource(panel: dbm.Panel) -> dbm.DataSourceRef:
+    """The one data source of a panel's targets.  Grafana takes a panel's data source
+    from the panel first: without it, a Prometheus panel falls back to the default data
+    source (TimescaleDB) in the query editor and in some code paths of the renderer."""
+    sources = {
+        (source.type_val, source.uid)
+        for target in panel.targets or []
+        if (source := getattr(target, "datasource", None)) is not None
+    }
+    if len(sources) != 1:
+        raise ValueError(f"panel {panel.title!r}: targets name {len(sources)} data sources")
+    ((kind, uid),) = sources
+    return dbm.DataSourceRef(type_val=kind, uid=uid)
+
+
+def _finish(dashboard: dbm.Dashboard) -> None:
+    """What every panel and variable needs and no builder should forget: panel ids in
+    order, each panel's own data source, and no interval-only fields on variables
+    that are not interval variables (the SDK writes ``auto*`` on every variable;
+    Grafana 12's dashboard schema has them on none)."""
+    for number, panel in enumerate(dashboard.panels or [], start=1):
+        panel.id_val = number
+        inner = panel.panels if isinstance(panel, dbm.RowPanel) else [panel]
+        for each in inner:
+            if isinstance(each, dbm.Panel):
+                each.datasource = panel_datasource(each)
+    templating = dashboard.templating
+    for variable in (templating.list_val or []) if templating else []:
+        if variable.type_val != "interval":
+            variable.auto = variable.auto_min = variable.auto_count = None
+
+
 def all_dashboards(timezone: str = DEFAULT_TIMEZONE) -> list[dbm.Dashboard]:
-    """The dashboards as SDK models, with panel ids numbered in order."""
+    """The dashboards as SDK models, finished (`_finish`)."""
     dashboards = []
     for build in BUILDERS:
         dashboard = build(timezone)
-        for number, panel in enumerate(dashboard.panels or [], start=1):
-            panel.id_val = number
+        _finish(dashboard)
         dashboards.append(dashboard)
     return dashboards
 
@@ -66,6 +103,7 @@ class GeneratedFiles:
 
     dashboards: dict[str, str]
     datasources_yaml: str
+    alerting_yaml: str
 
 
 def generate(timezone: str = DEFAULT_TIMEZONE) -> GeneratedFiles:
@@ -73,7 +111,7 @@ def generate(timezone: str = DEFAULT_TIMEZONE) -> GeneratedFiles:
     for dashboard in all_dashboards(timezone):
         assert dashboard.uid, "every dashboard needs a fixed uid"
         files[f"{dashboard.uid}.json"] = dashboard_json(dashboard)
-    return GeneratedFiles(files, provisioning_yaml())
+    return GeneratedFiles(files, provisioning_yaml(), alerting_yaml())
 
 
 def write(
@@ -82,7 +120,9 @@ def write(
     timezone: str = DEFAULT_TIMEZONE,
 ) -> list[Path]:
     """Write the generated files; dashboard JSON in `out` that is no longer generated is
-    removed, so the folder holds exactly what the code defines.  Returns what changed."""
+    removed, so the folder holds exactly what the code defines.  The alert rules go to
+    the provisioning folder of `datasources_path` (its parent's ``alerting/``).
+    Returns what changed."""
     generated = generate(timezone)
     out.mkdir(parents=True, exist_ok=True)
     changed = []
@@ -96,11 +136,14 @@ def write(
             stale.unlink()
             changed.append(stale)
     if datasources_path is not None:
-        current = (
-            datasources_path.read_text(encoding="utf-8") if datasources_path.exists() else None
-        )
-        if current != generated.datasources_yaml:
-            datasources_path.parent.mkdir(parents=True, exist_ok=True)
-            datasources_path.write_text(generated.datasources_yaml, encoding="utf-8")
-            changed.append(datasources_path)
+        provisioning = datasources_path.parent.parent
+        for path, text in (
+            (datasources_path, generated.datasources_yaml),
+            (provisioning / ALERTING, generated.alerting_yaml),
+        ):
+            current = path.read_text(encoding="utf-8") if path.exists() else None
+            if current != text:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                changed.append(path)
     return changed

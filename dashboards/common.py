@@ -233,6 +233,13 @@ def day_bars(
         .decimals(0)
         .draw_style(cm.GraphDrawStyle.BARS)
         .bar_alignment(cm.BarAlignment.AFTER)
+        .legend(
+            cb.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(tooltip_all_series())
     )
 
 
@@ -254,7 +261,7 @@ def tooltip_all_series() -> cb.VizTooltipOptions:
 
 def dashed_threshold_lines() -> cb.GraphThresholdsStyleConfig:
     """The panel's thresholds drawn across the graph as dashed lines."""
-    return cb.GraphThresholdsStyleConfig().mode(cm.GraphTresholdsStyleMode.DASHED)
+    return cb.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.DASHED)
 
 
 def stacked() -> cb.StackingConfig:

@@ -241,6 +241,7 @@ def heating_seasons(timezone: str) -> table.Panel:
     ]
     return (
         table.Panel()
+        .show_header(True)
         .title("Heating season: this season against the same days last season")
         .description(
             "From 1 September to the end of the time range (at most to 31 May), and the "
@@ -277,6 +278,7 @@ def energy_signature() -> table.Panel:
     """
     return (
         table.Panel()
+        .show_header(True)
         .title("Energy signature per building")
         .description(
             "A straight line through each building's daily kWh against heating degree days "

@@ -3,8 +3,10 @@ operations staff on duty.
 
 From Prometheus (the ingest workers' and the API's /metrics): ingest rate, commit
 latency, queue depth, quarantined messages, broker connection, database errors, API
-requests and latency.  From the database: quarantined messages by reason, devices
-offline or silent, QC flags by device, readings stored.
+requests and latency, and the alerts its rules raise.  The rows Grafana's own alert
+rules (`dashboards.alerting`) fire for, with their own queries.  From the database:
+quarantined messages by reason, devices offline or silent, QC flags by device,
+readings stored.
 
 A device is *silent* when nothing was heard from it for longer than three reporting
 intervals before the end of the time range: traffic counters report every 15 minutes
@@ -24,6 +26,7 @@ from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dbm
 
 from core.health import SILENT_AFTER as SILENT
+from dashboards.alerting import AIR_QUALITY_POOR, DEVICE_SILENT, SqlAlert
 from dashboards.common import (
     SERIES_COLUMNS,
     base_dashboard,
@@ -31,6 +34,7 @@ from dashboards.common import (
     column_thresholds,
     dashed_threshold_lines,
     decimals,
+    display,
     fixed_colour,
     graph,
     multi_with_all,
@@ -307,6 +311,7 @@ def latest_quarantined() -> table.Panel:
     """
     return (
         table.Panel()
+        .show_header(True)
         .title("Latest quarantined messages")
         .description("The 200 most recent rejections in the time range, newest first.")
         .span(12)
@@ -349,6 +354,7 @@ def devices_table() -> table.Panel:
     mapping = value_texts({name: (name, colour) for name, colour in states.items()})
     return (
         table.Panel()
+        .show_header(True)
         .title("Devices: offline or silent first")
         .description(
             "Every device of the selected kinds, problems first. Silent: nothing heard for "
@@ -400,6 +406,7 @@ def qc_by_device() -> table.Panel:
     columns = ["Device", "Kind", *(n.capitalize() for n in QC_FLAGS.values()), "Suspect or failed"]
     return (
         table.Panel()
+        .show_header(True)
         .title("QC flags by device")
         .description(
             "Readings in the time range by QARTOD flag (1 good, 2 not evaluated, 3 suspect, "
@@ -493,6 +500,66 @@ def _metric_variable() -> db.QueryVariable:
     )
 
 
+def firing_alerts() -> table.Panel:
+    """What Prometheus's alert rules (deploy/prometheus/rules/) raise now: its own
+    ``ALERTS`` series, one row per firing alert."""
+    hidden = {"Time": True, "__name__": True, "alertstate": True, "Value": True}
+    return (
+        table.Panel()
+        .show_header(True)
+        .title("Firing alerts (Prometheus)")
+        .description(
+            "The alerts Prometheus's rules raise now (sent to Alertmanager, which notifies "
+            "the operations team). Empty is good. Each alert's runbook: README, "
+            '"Operations: when an alert fires".'
+        )
+        .span(12)
+        .height(6)
+        .with_target(prom_target('ALERTS{alertstate="firing"}', "{{alertname}}", instant=True))
+        .with_transformation(
+            dbm.DataTransformerConfig(
+                id_val="organize", options={"excludeByName": hidden, "indexByName": {}}
+            )
+        )
+    )
+
+
+def _alert_rule_table(alert: SqlAlert, title: str, description: str, value: str) -> table.Panel:
+    """The rows a Grafana alert rule (`dashboards.alerting`) fires for now: its own query,
+    less the rows under its threshold."""
+    query = (
+        f"SELECT * FROM (\n{alert.sql}\n) rule\nWHERE rule.{alert.columns[-1]} > {alert.above:g}"
+    )
+    return (
+        table.Panel()
+        .show_header(True)
+        .title(title)
+        .description(f"{description} The same query as Grafana's alert rule {alert.title}.")
+        .span(6)
+        .height(6)
+        .with_target(sql_target(query, alert.columns, SqlFormat.TABLE))
+        .override_by_name(alert.columns[-1], [display(value), decimals(1)])
+    )
+
+
+def alert_rule_tables() -> list[table.Panel]:
+    return [
+        _alert_rule_table(
+            DEVICE_SILENT,
+            "Alert: devices silent (database)",
+            "Active devices quiet for longer than three reporting intervals, now.",
+            "Times the allowed silence",
+        ),
+        _alert_rule_table(
+            AIR_QUALITY_POOR,
+            "Alert: stations with poor air",
+            "Stations whose latest hourly air quality index (within two hours) is Poor "
+            "(4) or worse, now.",
+            "Index level",
+        ),
+    ]
+
+
 def build(timezone: str) -> dbm.Dashboard:
     dashboard = (
         base_dashboard(
@@ -509,6 +576,10 @@ def build(timezone: str) -> dbm.Dashboard:
     )
     for panel in health_stats():
         dashboard.with_panel(panel)
+    dashboard.with_row(db.Row("Alerts"))
+    dashboard.with_panel(firing_alerts())
+    for rule_panel in alert_rule_tables():
+        dashboard.with_panel(rule_panel)
     dashboard.with_row(db.Row("Ingest workers (Prometheus)"))
     for series_panel in (ingest_rate(), commit_latency(), queue_depth(), quarantine_rate()):
         dashboard.with_panel(series_panel)

@@ -134,6 +134,7 @@ def average_daily_traffic() -> table.Panel:
     columns = ["Counter", "ADT", "Heavy share", "Full days", "First day", "Last day"]
     return (
         table.Panel()
+        .show_header(True)
         .title("Average daily traffic (ADT)")
         .description(
             "Mean vehicles per day over the fully reported days of the last 365 days (not "

@@ -33,6 +33,9 @@ class Metric:
     max_value: float
     value_type: ValueType
     molar_mass: float | None  # g/mol, to convert ppm/ppb of a gas to ug/m3
+    #: how finely the metric is resolved, in its unit: exports round to it (never the
+    #: stored value); None when not declared
+    resolution: float | None = None
     #: QC thresholds of this metric (`core.qc.QcConfig` fields) over the defaults
     qc: Mapping[str, float] = field(
         default_factory=lambda: MappingProxyType({}), hash=False, compare=True
@@ -52,7 +55,8 @@ def metric_of(row: tuple[Any, ...]) -> Metric:
         row[7],
         row[8],
         row[9],
-        MappingProxyType(dict(row[10] or {})),
+        row[10],
+        MappingProxyType(dict(row[11] or {})),
     )
 
 
@@ -60,7 +64,7 @@ def load_catalogue(conn: psycopg.Connection[TupleRow]) -> dict[str, Metric]:
     """Every metric, by key."""
     rows = conn.execute(
         """SELECT key, name, domain, unit, unit_symbol, definition_uri, min_value, max_value,
-                  value_type, molar_mass, qc
+                  value_type, molar_mass, resolution, qc
            FROM metrics ORDER BY key"""
     ).fetchall()
     return {row[0]: metric_of(row) for row in rows}

@@ -7,20 +7,30 @@ transaction per day, so readers see a day switch from old to new at once and a d
 marked again meanwhile is simply done again.  ``FOR UPDATE SKIP LOCKED`` lets
 several workers run the job side by side on different days.
 
-A whole day is recomputed rather than patched: its inputs are small (for Narvik, a
-few tens of thousands of readings), the day is the unit of the daily tables, and
-recomputing cannot drift the way incremental arithmetic on ratios would.
+A whole day is recomputed rather than patched: the day is the unit of the daily
+tables, and recomputing cannot drift the way incremental arithmetic on ratios would.
+A day need not fit in memory, though: one busy site can write 1.5 M readings a day,
+and reading them whole took the worker to 963 MB (issue 11).  The air quality index
+reads the hourly rollups (a row per series and hour, with the exact sums and counts
+of its readings).  Energy and traffic need the readings themselves (the interval
+between consecutive readings of a meter; per interval, the product of two series of
+a counter), so each meter and counter is streamed through a server-side cursor,
+`CHUNK_ROWS` at a time, into sums that add up across chunks
+(`core.indicators.merge_energy_totals`, `merge_traffic_sums`): the job's memory is
+bounded by the chunk, not by the day (bench/indicators.py).
 
 The arithmetic is `core.indicators`; this module only moves arrays in and rows out.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import LiteralString, TypeVar
+from typing import LiteralString
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -91,12 +101,13 @@ def _nan_to_none(values: npt.NDArray[np.float64]) -> list[float | None]:
     return [None if np.isnan(x) else float(x) for x in values.tolist()]
 
 
-_Columns = TypeVar("_Columns", ind.Intervals, ind.TrafficBuckets)
+_BUCKET_COLUMNS: tuple[str, ...] = ind.TrafficBuckets.__slots__
 
 
-def _concatenate(kind: type[_Columns], parts: list[_Columns]) -> _Columns:
-    """Several results of one indicator function (dataclasses of aligned arrays) as one."""
-    return kind(*(np.concatenate([getattr(p, name) for p in parts]) for name in kind.__slots__))
+def _concatenate(parts: list[ind.TrafficBuckets]) -> ind.TrafficBuckets:
+    """Several counters' buckets (dataclasses of aligned arrays) as one."""
+    columns = (np.concatenate([getattr(p, name) for p in parts]) for name in _BUCKET_COLUMNS)
+    return ind.TrafficBuckets(*columns)
 
 
 # -- air quality -------------------------------------------------------------------------
@@ -187,36 +198,69 @@ def _update_aqi(conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime) 
     return len(keep)
 
 
+# -- streaming a day --------------------------------------------------------------------
+
+#: Rows fetched per round trip when a day's readings are streamed.  The job holds one
+#: chunk (as Python rows, then NumPy arrays) and per-hour sums, never the whole day:
+#: 100,000 rows are ~15 MB of Python objects at their peak, and a day of 1.5 M
+#: readings at one site then stays within the 300 MB the worker may use (issue 11;
+#: bench/indicators.py), where fetching it whole took ~950 MB.
+CHUNK_ROWS = 100_000
+
+#: the columns of a streamed series: time (µs since the epoch) and value
+_TIME_VALUE = np.dtype([("time", np.int64), ("value", np.float64)])
+
+
+def _chunks(
+    conn: psycopg.Connection[TupleRow],
+    query: LiteralString,
+    params: Mapping[str, object],
+    dtype: np.dtype[np.void],
+    chunk_rows: int,
+) -> Iterator[npt.NDArray[np.void]]:
+    """A query's rows as structured arrays of at most ``chunk_rows`` rows, through a
+    server-side cursor (PostgreSQL docs, DECLARE: rows are produced as FETCH asks for
+    them), so neither the client nor libpq ever holds more than one chunk.  Needs the
+    day's transaction; every column must be non-NULL (NaN stands for no value)."""
+    with conn.cursor("indicator_stream", binary=True) as cur:
+        cur.execute(query, params)
+        while rows := cur.fetchmany(chunk_rows):
+            yield np.array(rows, dtype=dtype)
+            del rows  # before the next FETCH, so two chunks never coexist
+
+
 # -- energy ------------------------------------------------------------------------------
 
-# The readings of each building's meters in the day, plus each series' last reading
-# before and first after it, so the intervals across midnight are shared out by time.
-_ENERGY_READINGS: LiteralString = """
-    WITH meters AS (
-        SELECT s.id, s.metric, d.site_id
-        FROM series s JOIN devices d ON d.id = s.device_id
-        WHERE d.kind = 'energy' AND d.site_id IS NOT NULL AND d.status = 'active'
-          AND s.metric IN ('energy', 'power')
-    ), picked AS (
-        SELECT r.series_id, r.time, r.value
-        FROM meters m JOIN readings r ON r.series_id = m.id
-        WHERE r.time >= %(lo)s AND r.time < %(hi)s AND r.quality <> %(fail)s
-        UNION ALL
-        SELECT b.* FROM meters m, LATERAL (
-            SELECT series_id, time, value FROM readings
-            WHERE series_id = m.id AND time < %(lo)s AND time >= %(lo)s - %(reach)s
-              AND quality <> %(fail)s
-            ORDER BY time DESC LIMIT 1) b
-        UNION ALL
-        SELECT a.* FROM meters m, LATERAL (
-            SELECT series_id, time, value FROM readings
-            WHERE series_id = m.id AND time >= %(hi)s AND time < %(hi)s + %(reach)s
-              AND quality <> %(fail)s
-            ORDER BY time LIMIT 1) a
-    )
-    SELECT m.site_id, m.metric, p.series_id, (extract(epoch FROM p.time) * 1000000)::int8,
-           p.value
-    FROM picked p JOIN meters m ON m.id = p.series_id
+# The meters of each building: the series of active energy devices at a site.
+_ENERGY_METERS: LiteralString = """
+    SELECT s.id, s.metric, d.site_id
+    FROM series s JOIN devices d ON d.id = s.device_id
+    WHERE d.kind = 'energy' AND d.site_id IS NOT NULL AND d.status = 'active'
+      AND s.metric IN ('energy', 'power')
+    ORDER BY s.id
+"""
+
+# One meter's readings in the day, in time order (the primary key's order: an index
+# range scan, no sort) ...
+_METER_DAY: LiteralString = """
+    SELECT (extract(epoch FROM time) * 1000000)::int8, value FROM readings
+    WHERE series_id = %(series)s AND time >= %(lo)s AND time < %(hi)s
+      AND quality <> %(fail)s
+    ORDER BY time
+"""
+# ... and its last reading before the day and first after it, so the intervals across
+# midnight are shared out by time.
+_METER_BEFORE: LiteralString = """
+    SELECT (extract(epoch FROM time) * 1000000)::int8, value FROM readings
+    WHERE series_id = %(series)s AND time < %(lo)s AND time >= %(lo)s - %(reach)s
+      AND quality <> %(fail)s
+    ORDER BY time DESC LIMIT 1
+"""
+_METER_AFTER: LiteralString = """
+    SELECT (extract(epoch FROM time) * 1000000)::int8, value FROM readings
+    WHERE series_id = %(series)s AND time >= %(hi)s AND time < %(hi)s + %(reach)s
+      AND quality <> %(fail)s
+    ORDER BY time LIMIT 1
 """
 
 _ENERGY_HOURLY_INSERT: LiteralString = """
@@ -238,51 +282,116 @@ _ENERGY_REACH = timedelta(hours=6)
 _POWER_MAX_GAP_S = 900.0
 
 
+_NO_TOTALS = ind.merge_energy_totals([])
+
+
+@dataclass(slots=True)
+class _EnergyTotals:
+    """A day's energy totals so far, hourly and daily, merged chunk by chunk (a few
+    rows per building and hour, whatever the size of the day)."""
+
+    hourly: ind.EnergyTotals = _NO_TOTALS
+    daily: ind.EnergyTotals = _NO_TOTALS
+
+    def add(self, intervals: ind.Intervals, tz: str) -> None:
+        hourly = ind.energy_totals(intervals, "1h", tz)
+        daily = ind.energy_totals(intervals, "1d", tz)
+        self.hourly = ind.merge_energy_totals([self.hourly, hourly])
+        self.daily = ind.merge_energy_totals([self.daily, daily])
+
+
+def _stream_meter(
+    conn: psycopg.Connection[TupleRow],
+    series_id: int,
+    site: int,
+    is_register: bool,
+    params: dict[str, object],
+    tz: str,
+    chunk_rows: int,
+    totals: _EnergyTotals,
+) -> bool:
+    """Add one meter's consumption in the day to ``totals``, reading it a chunk at a
+    time; whether it had any reading to use.
+
+    Consumption is per interval between consecutive readings, so each chunk starts
+    with the last reading of the one before (the last with a value: `ind._steps`
+    drops NaN, and the interval spans it).  An interval belongs to exactly one chunk,
+    and energy totals are sums over intervals, so the chunks' totals add up to the
+    day's (`ind.merge_energy_totals`).
+    """
+    params = params | {"series": series_id}
+
+    def bound(query: LiteralString) -> npt.NDArray[np.void]:
+        found = conn.execute(query, params).fetchall()
+        return np.array([tuple(r) for r in found], dtype=_TIME_VALUE)
+
+    chunks = itertools.chain(
+        [bound(_METER_BEFORE)],
+        _chunks(conn, _METER_DAY, params, _TIME_VALUE, chunk_rows),
+        [bound(_METER_AFTER)],
+    )
+    carry = np.empty(0, dtype=_TIME_VALUE)
+    found = False
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        found = True
+        window = np.concatenate([carry, chunk])
+        times, values = window["time"], window["value"]
+        series = np.full(len(window), series_id, dtype=np.int64)
+        sites = np.full(len(window), site, dtype=np.int64)
+        if is_register:
+            intervals = ind.consumption_from_register(series, times, values, sites)
+        else:
+            intervals = ind.consumption_from_power(
+                series, times, values, sites, max_gap_s=_POWER_MAX_GAP_S
+            )
+        totals.add(intervals, tz)
+        with_value = np.flatnonzero(~np.isnan(values))
+        carry = window[with_value[-1:]]
+    return found
+
+
 def _update_energy(
     conn: psycopg.Connection[TupleRow],
     lo: datetime,
     hi: datetime,
     tz: str,
     grid_factor: float,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[int, int]:
     """kWh per building and hour / day: from the cumulative register where a building
-    has one with readings that day, else from power.  Returns rows written."""
+    has one with readings that day (or just before or after it), else from power.
+    Returns rows written.  Each meter is streamed in chunks (`_stream_meter`)."""
     conn.execute("DELETE FROM energy_hourly WHERE hour >= %s AND hour < %s", (lo, hi))
     conn.execute("DELETE FROM energy_daily WHERE day_start >= %s AND day_start < %s", (lo, hi))
-    sites, metrics, series, times, values = _arrays(
-        conn,
-        _ENERGY_READINGS,
-        {"lo": lo, "hi": hi, "fail": FAIL, "reach": _ENERGY_REACH},
-    )
-    if not len(sites):
+    meter_ids, metrics, sites = _arrays(conn, _ENERGY_METERS, ())
+    if not len(meter_ids):
         return 0, 0
     site_names, site_ids = _codes(sites)
-    series = series.astype(np.int64)
-    times = times.astype(np.int64)
-    values = values.astype(np.float64)
     is_register = metrics.astype(str) == "energy"
-    register_sites = np.unique(site_ids[is_register])
-    from_power = ~is_register & ~np.isin(site_ids, register_sites)
-    parts = [
-        ind.consumption_from_register(
-            series[is_register], times[is_register], values[is_register], site_ids[is_register]
-        ),
-        ind.consumption_from_power(
-            series[from_power],
-            times[from_power],
-            values[from_power],
-            site_ids[from_power],
-            max_gap_s=_POWER_MAX_GAP_S,
-        ),
-    ]
-    intervals = _concatenate(ind.Intervals, parts)
+    params: dict[str, object] = {"lo": lo, "hi": hi, "fail": FAIL, "reach": _ENERGY_REACH}
+    totals = _EnergyTotals()
     # meters per building, to turn covered seconds into a share of the bucket
-    used = is_register | from_power
     meters = np.zeros(len(site_names))
-    for site in np.unique(site_ids[used]):
-        meters[site] = len(np.unique(series[used & (site_ids == site)]))
+    # registers first: a building whose registers have readings uses only them
+    for i in np.concatenate([np.flatnonzero(is_register), np.flatnonzero(~is_register)]):
+        site = int(site_ids[i])
+        if not is_register[i] and meters[site] > 0:
+            continue  # the building's register covers it
+        used = _stream_meter(
+            conn,
+            int(meter_ids[i]),
+            site,
+            bool(is_register[i]),
+            params,
+            tz,
+            chunk_rows,
+            totals,
+        )
+        meters[site] += int(used)
     lo_us, hi_us = epoch_us(lo), epoch_us(hi)
-    hourly = ind.energy_totals(intervals, "1h", tz)
+    hourly = totals.hourly
     in_day = (hourly.bucket >= lo_us) & (hourly.bucket < hi_us)
     h_sites = hourly.group_id[in_day]
     h_kwh = hourly.kwh[in_day]
@@ -296,7 +405,7 @@ def _update_energy(
             (hourly.covered_s[in_day] / 3600.0 / meters[h_sites]).tolist(),
         ),
     )
-    daily = ind.energy_totals(intervals, "1d", tz)
+    daily = totals.daily
     in_day = daily.bucket == lo_us
     d_sites = daily.group_id[in_day]
     d_kwh = daily.kwh[in_day]
@@ -319,20 +428,30 @@ def _update_energy(
 
 # -- traffic -----------------------------------------------------------------------------
 
-# One row per counter and interval, the three metrics side by side.
-_TRAFFIC_READINGS: LiteralString = """
-    SELECT d.id, (extract(epoch FROM r.time) * 1000000)::int8,
-           max(r.value) FILTER (WHERE s.metric = 'vehicle_count'),
-           max(r.value) FILTER (WHERE s.metric = 'heavy_vehicle_count'),
-           max(r.value) FILTER (WHERE s.metric = 'speed')
-    FROM readings r
-    JOIN series s ON s.id = r.series_id
-    JOIN devices d ON d.id = s.device_id
+# The active counters (a device's series are its metrics).
+_TRAFFIC_COUNTERS: LiteralString = """
+    SELECT d.id, array_agg(s.id ORDER BY s.id)
+    FROM devices d JOIN series s ON s.device_id = d.id
     WHERE d.kind = 'traffic' AND d.status = 'active'
       AND s.metric IN ('vehicle_count', 'heavy_vehicle_count', 'speed')
-      AND r.time >= %s AND r.time < %s AND r.quality <> %s
-    GROUP BY d.id, r.time
+    GROUP BY d.id ORDER BY d.id
 """
+
+# One row per interval of one counter, in time order, the three metrics side by side
+# (NaN for one not reported, so every column has a value).
+_COUNTER_DAY: LiteralString = """
+    SELECT (extract(epoch FROM r.time) * 1000000)::int8,
+           coalesce(max(r.value) FILTER (WHERE s.metric = 'vehicle_count'), 'NaN'),
+           coalesce(max(r.value) FILTER (WHERE s.metric = 'heavy_vehicle_count'), 'NaN'),
+           coalesce(max(r.value) FILTER (WHERE s.metric = 'speed'), 'NaN')
+    FROM readings r JOIN series s ON s.id = r.series_id
+    WHERE r.series_id = ANY(%(series)s)
+      AND r.time >= %(lo)s AND r.time < %(hi)s AND r.quality <> %(fail)s
+    GROUP BY r.time ORDER BY r.time
+"""
+_COUNTS = np.dtype(
+    [("time", np.int64), ("vehicles", np.float64), ("heavy", np.float64), ("speed", np.float64)]
+)
 
 _TRAFFIC_HOURLY_INSERT: LiteralString = """
     INSERT INTO traffic_hourly (device_id, site_id, hour, volume, heavy_volume,
@@ -358,59 +477,86 @@ _TRAFFIC_DAILY_INSERT: LiteralString = """
 """
 
 
-def _interval_s(times_us: npt.NDArray[np.int64]) -> int | None:
-    """A counter's reporting interval: the commonest spacing of its readings, snapped
-    to a divisor of the hour; None when it cannot be told."""
-    steps = np.diff(np.unique(times_us)) // US_PER_S
-    if not len(steps):
+def _interval_s(steps: Mapping[int, int]) -> int | None:
+    """A counter's reporting interval: the commonest spacing of its readings (whole
+    seconds, the shorter on a tie), snapped to a divisor of the hour; None when it
+    cannot be told."""
+    if not steps:
         return None
-    values, counts = np.unique(steps, return_counts=True)
-    common = int(values[np.argmax(counts)])
+    common = min(steps, key=lambda step: (-steps[step], step))
     return common if common in _INTERVALS_S else None
 
 
+def _stream_counter(
+    conn: psycopg.Connection[TupleRow],
+    counter: int,
+    series: list[int],
+    params: dict[str, object],
+    chunk_rows: int,
+) -> tuple[ind.TrafficSums, int | None]:
+    """One counter's hourly sums of the day, read a chunk at a time, and its reporting
+    interval (None when no interval that divides the hour can be told).
+
+    The interval is only known at the end of the day (the commonest spacing of all its
+    readings), so each chunk adds to interval-free sums (`ind.traffic_sums`; the
+    spacing across each chunk boundary is counted too), and the caller finishes the
+    day once (`ind.finish_traffic`).
+    """
+    sums = ind.merge_traffic_sums([])
+    # spacings in whole seconds and how often each occurs: at most one key per second
+    # of the day, however many readings
+    steps: Counter[int] = Counter()
+    last: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+    for chunk in _chunks(conn, _COUNTER_DAY, params | {"series": series}, _COUNTS, chunk_rows):
+        times = chunk["time"]
+        # rows are distinct times in order (GROUP BY r.time ORDER BY r.time)
+        spacing = np.diff(np.concatenate([last, times])) // US_PER_S
+        values, counts = np.unique(spacing, return_counts=True)
+        steps.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+        last = times[-1:]
+        part = ind.traffic_sums(
+            np.full(len(chunk), counter, dtype=np.int64),
+            times,  # counts are stamped at the start of their interval
+            chunk["vehicles"],
+            chunk["heavy"],
+            chunk["speed"],
+            bucket_s=3600,
+        )
+        sums = ind.merge_traffic_sums([sums, part])
+    return sums, _interval_s(steps)
+
+
 def _update_traffic(
-    conn: psycopg.Connection[TupleRow], lo: datetime, hi: datetime, tz: str
+    conn: psycopg.Connection[TupleRow],
+    lo: datetime,
+    hi: datetime,
+    tz: str,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[int, int, list[str]]:
     """Hourly and daily volume, mean speed and heavy share per counter.  Counts are
     stamped at the start of their interval (as the simulated and most real counters'
     aggregate records are); only aggregates of an hour and a day are written, above
-    the 15-minute privacy floor."""
+    the 15-minute privacy floor.  Each counter is streamed in chunks
+    (`_stream_counter`)."""
     conn.execute("DELETE FROM traffic_hourly WHERE hour >= %s AND hour < %s", (lo, hi))
     conn.execute("DELETE FROM traffic_daily WHERE day_start >= %s AND day_start < %s", (lo, hi))
-    devices, times, vehicles, heavy, speed = _arrays(conn, _TRAFFIC_READINGS, (lo, hi, FAIL))
-    if not len(devices):
-        return 0, 0, []
-    names, ids = _codes(devices)
-    times = times.astype(np.int64)
-
-    def floats(column: npt.NDArray[np.generic]) -> npt.NDArray[np.float64]:
-        return np.array([np.nan if x is None else x for x in column.tolist()], dtype=np.float64)
-
-    n, h, sp = floats(vehicles), floats(heavy), floats(speed)
+    counters = conn.execute(_TRAFFIC_COUNTERS).fetchall()
+    params: dict[str, object] = {"lo": lo, "hi": hi, "fail": FAIL}
+    names: list[str] = []
     skipped: list[str] = []
     hourly_parts: list[ind.TrafficBuckets] = []
-    for device in range(len(names)):
-        mine = ids == device
-        interval = _interval_s(times[mine])
+    for device, series in counters:
+        sums, interval = _stream_counter(conn, len(names), list(series), params, chunk_rows)
+        if not len(sums):
+            continue  # no readings that day
         if interval is None:
-            skipped.append(str(names[device]))
+            skipped.append(str(device))
             continue
-        hourly_parts.append(
-            ind.traffic_buckets(
-                ids[mine],
-                times[mine],
-                n[mine],
-                h[mine],
-                sp[mine],
-                interval_s=interval,
-                bucket_s=3600,
-                stamped="start",
-            )
-        )
+        names.append(str(device))
+        hourly_parts.append(ind.finish_traffic(sums, interval_s=interval, bucket_s=3600))
     if not hourly_parts:
         return 0, 0, skipped
-    hourly = _concatenate(ind.TrafficBuckets, hourly_parts)
+    hourly = _concatenate(hourly_parts)
     with np.errstate(invalid="ignore"):
         heavy_volume = np.where(hourly.heavy_base > 0, hourly.heavy_volume, np.nan)
     conn.execute(
@@ -462,9 +608,18 @@ def _update_traffic(
 # -- the job -----------------------------------------------------------------------------
 
 
-def update_day(conn: psycopg.Connection[TupleRow], day: datetime, settings: Settings) -> DayUpdate:
+def update_day(
+    conn: psycopg.Connection[TupleRow],
+    day: datetime,
+    settings: Settings,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> DayUpdate:
     """Recompute every indicator of the local day starting at ``day`` (a local
-    midnight); call inside a transaction."""
+    midnight); call inside a transaction.  Readings are streamed ``chunk_rows`` at a
+    time (`CHUNK_ROWS`); the result does not depend on it."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
     tz = settings.timezone
     lo_us = epoch_us(day)
     hi_us = int(next_bucket_starts(np.array([lo_us], np.int64), "1d", tz)[0])
@@ -472,13 +627,15 @@ def update_day(conn: psycopg.Connection[TupleRow], day: datetime, settings: Sett
     update = DayUpdate(day)
     update.aqi_rows = _update_aqi(conn, lo, hi)
     update.energy_days, update.energy_hours = _update_energy(
-        conn, lo, hi, tz, settings.grid_factor_g_per_kwh
+        conn, lo, hi, tz, settings.grid_factor_g_per_kwh, chunk_rows
     )
-    update.traffic_hours, update.traffic_days, update.skipped = _update_traffic(conn, lo, hi, tz)
+    update.traffic_hours, update.traffic_days, update.skipped = _update_traffic(
+        conn, lo, hi, tz, chunk_rows
+    )
     if update.skipped:
         log.warning(
             "traffic counters with no interval that divides the hour, left out on %s: %s",
-            lo.date(),
+            _local_dates(np.array([lo_us]), tz)[0],
             ", ".join(update.skipped),
         )
     return update
@@ -498,6 +655,7 @@ def update_pending(
     *,
     max_days: int | None = None,
     progress: Callable[[DayUpdate], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> list[DayUpdate]:
     """Recompute the indicators of every day waiting in ``indicator_days_pending``
     (oldest first; at most ``max_days``), one transaction per day."""
@@ -512,7 +670,7 @@ def update_pending(
                 row = conn.execute(_TAKE_DAY).fetchone()
                 if row is None:
                     break
-                update = update_day(conn, row[0], settings)
+                update = update_day(conn, row[0], settings, chunk_rows=chunk_rows)
             done.append(update)
             if progress is not None:
                 progress(update)

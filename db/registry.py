@@ -14,6 +14,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
@@ -21,12 +23,11 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg.types.json import Jsonb
 
+from core.broker import SYSTEM_PREFIX, is_system_name
 from core.errors import SmartbyError
 from core.profiles import Binding
 from core.profiles.binding import field_map_json
 
-#: the MQTT user name of the ingest workers; no device may take it
-INGEST_USER = "smartby-ingest"
 #: what mosquitto_passwd uses (mosquitto's src/password_mosq.h)
 PBKDF2_ITERATIONS = 101
 _SALT_BYTES = 12
@@ -92,13 +93,15 @@ class DeviceRecord:
     vendor: str | None = None
     model: str | None = None
     calibration: dict[str, Any] | None = None
+    #: the MQTT client id its firmware uses; None: the device id
+    client_id: str | None = None
     #: how the device talks: its profile, key, field map and options (`core.profiles`),
     #: checked already (`core.profiles.check_binding`)
     binding: Binding = field(default_factory=Binding)
 
 
 def binding_columns(device: DeviceRecord) -> dict[str, Any]:
-    """The device's profile columns (migration 0008), as query parameters."""
+    """The device's profile columns (migration 0013), as query parameters."""
     binding = device.binding
     return {
         "profile": binding.profile,
@@ -106,34 +109,6 @@ def binding_columns(device: DeviceRecord) -> dict[str, Any]:
         "field_map": Jsonb(field_map_json(binding.fields)),
         "profile_options": Jsonb(binding.options_json()),
     }
-
-
-#: profiles whose devices log in to the platform's own broker, where the ACL binds a
-#: topic level to the MQTT user name (= device id)
-_BROKER_NAMED = ("tasmota", "esphome")
-
-
-def check_key_owner(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
-    """No device's key may be another device's id, nor the other way round, for the
-    profiles whose topics the broker binds to user names (``tele/%u/…``, ``%u/status``):
-    otherwise the device of that id could publish readings in the other's name."""
-    binding = device.binding
-    if binding.profile in _BROKER_NAMED and binding.key != device.id:
-        row = conn.execute("SELECT 1 FROM devices WHERE id = %s", (binding.key,)).fetchone()
-        if row is not None:
-            raise RegistryError(
-                f"{binding.profile} topic {binding.key!r} is the MQTT user name of device "
-                f"{binding.key!r}, which could then publish as {device.id!r}"
-            )
-    row = conn.execute(
-        "SELECT id, profile FROM devices WHERE external_id = %s AND id <> %s AND profile = ANY(%s)",
-        (device.id, device.id, list(_BROKER_NAMED)),
-    ).fetchone()
-    if row is not None:
-        raise RegistryError(
-            f"device id {device.id!r} is the {row[1]} topic of device {row[0]!r}; as an MQTT "
-            "user name it could publish in that device's name"
-        )
 
 
 def check_field_metrics(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
@@ -150,7 +125,36 @@ def check_field_metrics(conn: psycopg.Connection[TupleRow], device: DeviceRecord
         )
 
 
-def _taken_key(device: DeviceRecord, exc: psycopg.errors.UniqueViolation) -> RegistryError:
+def _check_device_id(device_id: str) -> None:
+    if is_system_name(device_id):
+        raise RegistryError(
+            f"device id {device_id!r} is reserved: names starting with {SYSTEM_PREFIX!r}"
+            " belong to the platform's own broker accounts"
+        )
+
+
+def _check_client_id(client_id: str | None) -> None:
+    if client_id is not None and is_system_name(client_id):
+        raise RegistryError(
+            f"client id {client_id!r} is reserved: client ids starting with {SYSTEM_PREFIX!r}"
+            " belong to the platform's own broker accounts (the ingest worker's session)"
+        )
+
+
+def _client_id_owner(conn: psycopg.Connection[TupleRow], client_id: str) -> str | None:
+    row = conn.execute(
+        "SELECT id FROM devices WHERE coalesce(client_id, id) = %s", (client_id,)
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _unique_violation(exc: psycopg.errors.UniqueViolation, device: DeviceRecord) -> RegistryError:
+    if exc.diag.constraint_name == "devices_client_id_key":
+        client_id = device.client_id or device.id
+        return RegistryError(
+            f"client id {client_id!r} is already used by another device; each device needs"
+            " its own (set one with --client-id)"
+        )
     if exc.diag.constraint_name == "devices_external_idx":
         binding = device.binding
         return RegistryError(
@@ -159,44 +163,124 @@ def _taken_key(device: DeviceRecord, exc: psycopg.errors.UniqueViolation) -> Reg
     return RegistryError(f"device {device.id!r} already exists")
 
 
-def _check_device_id(device_id: str) -> None:
-    if device_id == INGEST_USER:
-        raise RegistryError(f"device id {INGEST_USER!r} is reserved for the ingest account")
-
-
 def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
     """Register a new device; return its secret (the only time it is shown)."""
     _check_device_id(device.id)
+    _check_client_id(device.client_id)
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
         raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
     check_field_metrics(conn, device)
-    check_key_owner(conn, device)
     secret = new_secret()
     try:
-        conn.execute(
-            """INSERT INTO devices (id, site_id, kind, vendor, model, calibration, secret_hash,
-                                   profile, external_id, field_map, profile_options)
-               VALUES (%(id)s, %(site_id)s, %(kind)s, %(vendor)s, %(model)s, %(calibration)s,
-                       %(secret_hash)s, %(profile)s, %(external_id)s, %(field_map)s,
-                       %(profile_options)s)""",
-            {
-                "id": device.id,
-                "site_id": device.site_id,
-                "kind": device.kind,
-                "vendor": device.vendor,
-                "model": device.model,
-                "calibration": Jsonb(device.calibration or {}),
-                "secret_hash": hash_secret(secret),
-                **binding_columns(device),
-            },
-        )
+        with conn.transaction():
+            conn.execute(
+                """INSERT INTO devices (id, site_id, kind, vendor, model, calibration,
+                                        secret_hash, client_id, profile, external_id,
+                                        field_map, profile_options)
+                   VALUES (%(id)s, %(site_id)s, %(kind)s, %(vendor)s, %(model)s,
+                           %(calibration)s, %(secret_hash)s, %(client_id)s, %(profile)s,
+                           %(external_id)s, %(field_map)s, %(profile_options)s)""",
+                {
+                    "id": device.id,
+                    "site_id": device.site_id,
+                    "kind": device.kind,
+                    "vendor": device.vendor,
+                    "model": device.model,
+                    "calibration": Jsonb(device.calibration or {}),
+                    "secret_hash": hash_secret(secret),
+                    "client_id": device.client_id,
+                    **binding_columns(device),
+                },
+            )
     except psycopg.errors.UniqueViolation as exc:
-        raise _taken_key(device, exc) from None
+        raise _unique_violation(exc, device) from None
     except psycopg.errors.CheckViolation as exc:
         raise RegistryError(
             f"device {device.id!r} is not valid: {exc.diag.message_primary}"
         ) from None
     return secret
+
+
+def set_client_id(
+    conn: psycopg.Connection[TupleRow], device_id: str, client_id: str | None
+) -> None:
+    """Bind the device's broker account to another client id (None: its device id)."""
+    _check_client_id(client_id)
+    owner = _client_id_owner(conn, client_id or device_id)
+    if owner is not None and owner != device_id:
+        raise RegistryError(
+            f"client id {client_id or device_id!r} is already used by device {owner!r}"
+        )
+    try:
+        with conn.transaction():
+            _one_device(
+                conn,
+                device_id,
+                "UPDATE devices SET client_id = %s, updated_at = now() WHERE id = %s",
+                (None if client_id == device_id else client_id, device_id),
+            )
+    except psycopg.errors.CheckViolation as exc:
+        raise RegistryError(
+            f"client id {client_id!r} is not valid: {exc.diag.message_primary}"
+        ) from None
+
+
+def delete_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
+    """Remove a device that has no stored data (its broker account goes with it);
+    a device with readings is disabled instead, so its data keeps its sensor."""
+    try:
+        with conn.transaction():
+            _one_device(conn, device_id, "DELETE FROM devices WHERE id = %s", (device_id,))
+    except psycopg.errors.ForeignKeyViolation:
+        raise RegistryError(
+            f"device {device_id!r} has stored data and cannot be deleted; disable it instead"
+        ) from None
+
+
+#: advisory lock of whoever brings the broker in line with the registry
+_BROKER_LOCK_KEY = 0x736D_6272_6F6B_6572  # "smbroker"
+
+
+@contextmanager
+def broker_lock(conn: psycopg.Connection[TupleRow]) -> Iterator[None]:
+    """One reconciliation of the broker at a time, across processes (the CLI beside
+    `smartby up`'s registry watcher, the API): two that interleave trip over each
+    other's half-made changes and retry in lockstep."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (_BROKER_LOCK_KEY,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_BROKER_LOCK_KEY,))
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerDevice:
+    """What the broker needs to know of a device: its account and whether it may log in."""
+
+    id: str
+    client_id: str
+    active: bool
+    #: Mosquitto's ``$7$`` hash, or None for a device without a secret
+    secret_hash: str | None
+    #: how it talks (`core.profiles`), which says which topics it publishes
+    profile: str = "smartby"
+    #: its key in the profile's terms (the Tasmota topic, the ESPHome node); None: its id
+    key: str | None = None
+
+
+def broker_devices(
+    conn: psycopg.Connection[TupleRow], device_ids: list[str] | None = None
+) -> list[BrokerDevice]:
+    """Every device's broker account (or those of ``device_ids`` that exist)."""
+    query: LiteralString = (
+        "SELECT id, coalesce(client_id, id), status = 'active', secret_hash, profile,"
+        " external_id FROM devices"
+    )
+    if device_ids is None:
+        rows = conn.execute(query + " ORDER BY id").fetchall()
+    else:
+        rows = conn.execute(query + " WHERE id = ANY(%s) ORDER BY id", (device_ids,)).fetchall()
+    return [BrokerDevice(str(i), str(c), bool(a), h, str(p), k) for i, c, a, h, p, k in rows]
 
 
 def _one_device(
@@ -211,8 +295,8 @@ def _one_device(
 
 
 def disable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
-    """The device can no longer connect (it leaves the broker's password file) and
-    anything that still arrives from it is quarantined."""
+    """The device can no longer connect (its broker account is disabled) and anything
+    that still arrives from it is quarantined."""
     _one_device(
         conn,
         device_id,
@@ -231,7 +315,8 @@ def enable_device(conn: psycopg.Connection[TupleRow], device_id: str) -> None:
 
 
 def rotate_secret(conn: psycopg.Connection[TupleRow], device_id: str) -> str:
-    """A new secret for the device; the old one stops working at the broker's reload."""
+    """A new secret for the device; the old one stops working once the broker has the
+    new one (`devices.broker_sync.push_device`)."""
     secret = new_secret()
     _one_device(
         conn,

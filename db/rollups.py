@@ -32,6 +32,7 @@ from core.rollups import (
     next_bucket_starts,
     partials,
 )
+from db.lifecycle import refuse_expired
 from db.pgcopy import Column, encode_rows
 
 #: staged partials: a resolution code (index into RESOLUTIONS) and the table's columns
@@ -340,6 +341,7 @@ def rebuild(
         raise ValueError(f"--to ({end.isoformat()}) must be after --from ({start.isoformat()})")
     days = local_days(epoch_us(start), epoch_us(end), tz)
     ends = next_bucket_starts(days, "1d", tz)
+    refuse_expired(conn, from_epoch_us(days[0]), "a rollup rebuild")
     create_staging(conn)
     conn.commit()
     total = 0

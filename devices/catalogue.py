@@ -92,7 +92,7 @@ _DEFAULT_PAYLOAD: Final[dict[str, str]] = {
     "traffic": "json",
 }
 
-_TOP_KEYS: Final = frozenset({"municipality", "sites", "devices"})
+_TOP_KEYS: Final = frozenset({"municipality", "metrics", "sites", "devices"})
 _SITE_KEYS: Final = frozenset({"id", "name", "kind", "lon", "lat", "properties"})
 _DEVICE_KEYS: Final = frozenset(
     {
@@ -252,6 +252,11 @@ class Catalogue:
     sites: tuple[Site, ...]
     devices: tuple[DeviceSpec, ...]
     source: str = "<catalogue>"
+    #: metric key -> resolution declared by the municipality (``metrics:``), which
+    #: `devices.provision.import_catalogue` writes into the metric catalogue
+    resolutions: Mapping[str, float] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False, compare=True
+    )
 
     def site(self, site_id: str) -> Site:
         for site in self.sites:
@@ -333,7 +338,8 @@ def parse_catalogue(
         raise CatalogueError(
             source,
             None,
-            f"unknown top-level key(s) {', '.join(unknown)}; expected municipality, sites, devices",
+            f"unknown top-level key(s) {', '.join(unknown)}; expected municipality, metrics, "
+            "sites, devices",
         )
     municipality = document.get("municipality")
     if not isinstance(municipality, str) or not municipality.strip():
@@ -345,6 +351,7 @@ def parse_catalogue(
 
     raw_sites = _sequence(document.get("sites", []), source, "sites")
     raw_devices = _sequence(document.get("devices", []), source, "devices")
+    resolutions = _resolutions(document.get("metrics", {}), source)
 
     sites: dict[str, Site] = {}
     for index, raw in enumerate(raw_sites):
@@ -388,7 +395,35 @@ def parse_catalogue(
         sites=tuple(sites.values()),
         devices=tuple(devices.values()),
         source=source,
+        resolutions=MappingProxyType(resolutions),
     )
+
+
+def _resolutions(raw: object, source: str) -> dict[str, float]:
+    """``metrics: {pm25: {resolution: 0.1}, ...}``: how finely this municipality's
+    instruments resolve each metric, in the metric's canonical unit."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise CatalogueError(source, "metrics", "must map metric keys to {resolution: number}")
+    found: dict[str, float] = {}
+    for key, entry in raw.items():
+        if not isinstance(key, str) or not _METRIC_KEY.fullmatch(key):
+            raise CatalogueError(source, "metrics", f"bad metric key {key!r}")
+        if not isinstance(entry, Mapping) or set(entry) != {"resolution"}:
+            raise CatalogueError(source, f"metrics.{key}", "must be {resolution: number}")
+        value = entry["resolution"]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise CatalogueError(
+                source, f"metrics.{key}", f"resolution must be a positive number, not {value!r}"
+            )
+        found[key] = float(value)
+    return found
 
 
 _CSV_REQUIRED: Final = (

@@ -19,6 +19,7 @@ from pathlib import Path
 import psycopg
 from psycopg.rows import TupleRow
 
+from core.errors import SmartbyError
 from devices.catalogue import Catalogue
 from devices.registry import (
     DeviceRecord,
@@ -36,12 +37,24 @@ class ImportResult:
     #: device id -> secret, for the devices this import created (shown once)
     devices_created: dict[str, str] = field(default_factory=dict)
     devices_existing: int = 0
+    #: metrics whose resolution the catalogue declared
+    resolutions: int = 0
 
 
 def import_catalogue(conn: psycopg.Connection[TupleRow], catalogue: Catalogue) -> ImportResult:
     """Create or update every site and device of the catalogue, in one transaction."""
     result = ImportResult()
     with conn.transaction():
+        for key, resolution in catalogue.resolutions.items():
+            updated = conn.execute(
+                "UPDATE metrics SET resolution = %s WHERE key = %s", (resolution, key)
+            ).rowcount
+            if not updated:
+                raise SmartbyError(
+                    f"{catalogue.source}: metrics.{key}: no metric {key!r} in the metric "
+                    "catalogue (add it first)"
+                )
+            result.resolutions += 1
         for site in catalogue.sites:
             created = upsert_site(
                 conn,
@@ -70,7 +83,7 @@ def import_catalogue(conn: psycopg.Connection[TupleRow], catalogue: Catalogue) -
                     spec.vendor,
                     spec.model,
                     calibration,
-                    spec.binding,
+                    binding=spec.binding,
                 ),
             )
             if secret is None:

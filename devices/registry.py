@@ -2,17 +2,18 @@
 
 A device's secret is random, shown once (when created or rotated) and stored only as
 a hash.  The hash is Mosquitto's own PBKDF2-SHA512 format (``$7$``, what
-``mosquitto_passwd`` writes), so the broker's password file is the registry's hashes
-written out — no second copy of any credential, and nothing to convert.
+``mosquitto_passwd`` writes), the same material Mosquitto's dynamic security plugin
+keeps, so a stopped broker's accounts are written straight from the registry
+(`devices.broker_plan`) — no second copy of any credential, and nothing to convert.
 
-The broker binds topic to credentials: a device logs in with its id as user name
-and may publish only under ``<prefix>/<its id>/``; the ingest account may only read.
+The broker binds topic to credentials: a device logs in with its id as user name,
+under its own client id, and may publish only its own topics; the ingest accounts
+may only subscribe (`devices.broker_plan` builds the roles).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,53 +21,53 @@ from psycopg import sql
 from psycopg.rows import TupleRow, dict_row
 from psycopg.types.json import Jsonb
 
-from core.profiles import PROFILE_NAMES, Router
-
 # The secrets and the single-device operations live in db (the API's admin routes
 # use them too, and api/ may only share core and db); they are re-exported here so
 # that the registry reads as one module.
 from db.registry import (
-    INGEST_USER,
     PBKDF2_ITERATIONS,
     PUBLIC_DEVICE_COLUMNS,
+    BrokerDevice,
     DeviceRecord,
     RegistryError,
     _check_device_id,
-    _taken_key,
+    _unique_violation,
     add_device,
     binding_columns,
+    broker_devices,
     check_field_metrics,
-    check_key_owner,
+    delete_device,
     disable_device,
     enable_device,
     hash_secret,
     new_secret,
     rotate_secret,
+    set_client_id,
     verify_secret,
 )
 
 __all__ = [
-    "INGEST_USER",
     "PBKDF2_ITERATIONS",
     "PUBLIC_DEVICE_COLUMNS",
     "REGISTRY_CHANNEL",
+    "BrokerDevice",
     "DeviceRecord",
     "RegistryError",
     "SiteRecord",
-    "acl_text",
     "add_device",
+    "broker_devices",
+    "delete_device",
     "disable_device",
     "enable_device",
     "hash_secret",
     "list_devices",
     "new_secret",
-    "passwd_lines",
     "rotate_secret",
+    "set_client_id",
     "show_device",
     "upsert_device",
     "upsert_site",
     "verify_secret",
-    "write_broker_files",
 ]
 
 # ----------------------------------------------------------------------- registry ops
@@ -116,7 +117,6 @@ def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> s
     if exists is None:
         return add_device(conn, device)
     check_field_metrics(conn, device)
-    check_key_owner(conn, device)
     try:
         with conn.transaction():
             conn.execute(
@@ -142,7 +142,7 @@ def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> s
                 },
             )
     except psycopg.errors.UniqueViolation as exc:
-        raise _taken_key(device, exc) from None
+        raise _unique_violation(exc, device) from None
     return None
 
 
@@ -161,8 +161,9 @@ def list_devices(conn: psycopg.Connection[TupleRow]) -> list[dict[str, Any]]:
 
 def show_device(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str, Any]:
     query = sql.SQL(
-        """SELECT {}, d.profile, d.external_id AS topic, d.field_map AS fields,
-                  d.profile_options AS options, s.name AS site_name, s.lon, s.lat,
+        """SELECT {}, coalesce(d.client_id, d.id) AS client_id, d.profile,
+                  d.external_id AS topic, d.field_map AS fields, d.profile_options AS options,
+                  s.name AS site_name, s.lon, s.lat,
                   (SELECT array_agg(metric ORDER BY metric) FROM series
                    WHERE device_id = d.id) AS metrics
            FROM devices d LEFT JOIN sites s ON s.id = d.site_id
@@ -173,66 +174,6 @@ def show_device(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str,
     if row is None:
         raise RegistryError(f"device {device_id!r} does not exist")
     return row
-
-
-# --------------------------------------------------------------------- broker files
-
-
-def passwd_lines(conn: psycopg.Connection[TupleRow], ingest_password_hash: str | None) -> list[str]:
-    """Mosquitto password file lines: the ingest account and every active device."""
-    lines = [f"{INGEST_USER}:{ingest_password_hash}"] if ingest_password_hash else []
-    rows = conn.execute(
-        "SELECT id, secret_hash FROM devices WHERE status = 'active'"
-        " AND secret_hash IS NOT NULL ORDER BY id"
-    ).fetchall()
-    lines += [f"{device_id}:{hashed}" for device_id, hashed in rows]
-    return lines
-
-
-def acl_text(prefix: str) -> str:
-    """The ACL: devices write only under their own id, the ingest account only reads.
-
-    A ``pattern`` (``%u`` = user name) rather than a line per device, so the ACL does
-    not change when devices come and go; the password file decides who gets in.
-    Mosquitto checks a ``$share/<group>/`` subscription against the filter after it.
-    The ingest account reads every device profile's topics (`core.profiles`).
-    """
-    reads = "".join(
-        f"topic read {topic.filter}\n" for topic in Router(PROFILE_NAMES, prefix).filters()
-    )
-    return (
-        "# generated by smartby: do not edit (smartby devices broker-files)\n"
-        f"user {INGEST_USER}\n"
-        f"{reads}"
-        "\n"
-        f"pattern write {prefix}/%u/telemetry\n"
-        f"pattern write {prefix}/%u/status\n"
-        # a Tasmota device whose Topic, or an ESPHome node whose name, is its device id
-        # (docs/onboarding.md) publishes its own topics only
-        "pattern write tele/%u/SENSOR\n"
-        "pattern write tele/%u/LWT\n"
-        "pattern write %u/sensor/+/state\n"
-        "pattern write %u/status\n"
-    )
-
-
-def write_broker_files(
-    conn: psycopg.Connection[TupleRow], folder: Path, prefix: str, ingest_password_hash: str | None
-) -> tuple[Path, Path]:
-    """Write ``passwd`` and ``acl`` atomically (the broker may reload at any moment)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    passwd = folder / "passwd"
-    acl = folder / "acl"
-    _atomic_write(passwd, "\n".join(passwd_lines(conn, ingest_password_hash)) + "\n", 0o600)
-    _atomic_write(acl, acl_text(prefix), 0o644)
-    return passwd, acl
-
-
-def _atomic_write(path: Path, text: str, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.chmod(mode)
-    tmp.replace(path)
 
 
 #: the NOTIFY channel of migration 0004: a device was added, removed, disabled or re-keyed

@@ -20,7 +20,7 @@ broker restart), so a message's id comes back only after 65,535 more messages we
 given ids in that session.  A member of a shared subscription that was killed gets
 its own unacknowledged messages back when it returns (DUP=1, same ids); they are not
 handed to another member.  The worker's client id is stable across restarts
-(`ingest.worker.SlotClaim` or ``--client-id``), which is what makes the session, and
+(`ingest.worker.WorkerClaim` or ``--client-id``), which is what makes the session, and
 so its packet ids, carry over.
 
 So, in the transaction that commits a time-less message, the writer remembers, under

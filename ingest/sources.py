@@ -34,10 +34,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import Gauge
 
+from core.broker import SHARE_GROUP
 from core.profiles import make_profile
 from core.settings import IngestSource, Settings
+from core.warnings import WarningTexts
+from ingest.claim import WorkerClaim
 from ingest.mqtt_client import FastClient
-from ingest.worker import SESSION_EXPIRY_S, SHARE_GROUP, IngestMetrics, IngestWorker
+from ingest.worker import SESSION_EXPIRY_S, IngestMetrics, IngestWorker
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,24 @@ class SourceWorker(IngestWorker):
         self._telemetry = {
             f.filter for f in make_profile(source.profile).filters() if f.telemetry
         } | ({*source.topics} if source.topics else set())
+
+    def claim(self) -> WorkerClaim:
+        """The source's own claim, never the platform prefix's (which the platform's
+        worker holds): exclusive unless the source is shared, so two plain workers
+        never both take every uplink of one network server."""
+        if self._claim is None:
+            self._claim = WorkerClaim(
+                self.database_url,
+                f"{self.settings.mqtt_topic_prefix} source {self.source.name}",
+                "shared" if self.source.shared else "plain",
+                slots=None,
+            )
+        return self._claim
+
+    def stale_filters(self) -> list[str]:
+        # the platform's modes say nothing about a network server's broker (and TTS's
+        # MQTT 3.1.1 server knows no $share to unsubscribe from)
+        return []
 
     @property
     def v5(self) -> bool:
@@ -174,8 +195,15 @@ class IngestService:
         *,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        warning_texts: WarningTexts | None = None,
     ) -> None:
-        self.primary = IngestWorker(settings, database_url, client_id=client_id, metrics=metrics)
+        self.primary = IngestWorker(
+            settings,
+            database_url,
+            client_id=client_id,
+            metrics=metrics,
+            warning_texts=warning_texts,
+        )
         names = [source.name for source in settings.ingest_sources]
         views = _source_metrics(self.primary.metrics, names)
         self.sources = [

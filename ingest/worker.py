@@ -13,6 +13,16 @@ Receive Maximum, so the broker never has more unacknowledged messages out to it
 than that; while the database is down nothing is acknowledged, the window fills,
 the broker stops sending and keeps the rest.
 
+Subscription modes (`core.broker.ingest_filters`, ``SMARTBY_INGEST_SUBSCRIPTION``):
+``plain``, the default, holds an ordinary persistent subscription, which Mosquitto
+restores after a restart; since every plain subscriber gets every message, only one
+plain worker may run per topic prefix, and a PostgreSQL advisory lock on the prefix
+makes sure of it (`WorkerClaim`).  ``shared`` joins ``$share/smartby-ingest/...`` to
+split the stream between workers; Mosquitto 2.0 does not restore that subscription
+after a restart, so it drops what arrives before the workers subscribe again.  The
+two modes exclude each other on one prefix (plain takes the lock exclusively, shared
+workers share it).
+
 A message is acknowledged only on the connection that delivered it.  After a
 reconnect the broker redelivers what was unacknowledged (MQTT-4.4.0-1), and packet
 ids of the old connection may by then name other messages, so acknowledging an old
@@ -53,24 +63,23 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from psycopg.rows import TupleRow
 
+from core.broker import SubscriptionMode, ingest_filters
 from core.profiles import PROFILE_NAMES, Router, TopicFilter
 from core.settings import Settings
+from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
+from ingest.claim import CLAIM_CHECK_S, ClaimError, WorkerClaim
 from ingest.mqtt_client import FastClient
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
+from ingest.upkeep import Upkeep
 from ingest.writer import BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: the shared-subscription group every ingest worker joins (MQTT v5 §4.8.2)
-SHARE_GROUP = "smartby-ingest"
 #: persistent session lifetime: a worker restarted within a week resumes its queue
 SESSION_EXPIRY_S = 7 * 24 * 3600
-#: advisory-lock class for claiming a worker slot (and so a stable client id)
-_SLOT_LOCK_CLASS = 0x534D  # "SM"
-_MAX_SLOTS = 256
 
 
 @dataclass
@@ -164,13 +173,15 @@ def profile_topics(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list
     return Router(profiles, prefix).filters()
 
 
-def topic_filters(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list[str]:
-    """What a worker subscribes to: the enabled profiles' topics, shared."""
-    return [f"$share/{SHARE_GROUP}/{t.filter}" for t in profile_topics(prefix, profiles)]
+def topic_filters(
+    prefix: str, mode: SubscriptionMode = "plain", profiles: Sequence[str] = PROFILE_NAMES
+) -> list[str]:
+    """What a worker subscribes to: the enabled profiles' telemetry and status."""
+    return ingest_filters(prefix, mode, profiles)
 
 
 def subscriptions(
-    prefix: str, profiles: Sequence[str] = PROFILE_NAMES
+    prefix: str, mode: SubscriptionMode = "plain", profiles: Sequence[str] = PROFILE_NAMES
 ) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
     no retained messages at subscribe): a retained reading was ingested when it was
@@ -178,38 +189,15 @@ def subscriptions(
     retained ``online``/``offline``, which says what a device is now."""
     return [
         (
-            f"$share/{SHARE_GROUP}/{topic.filter}",
+            topic,
             SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
-            if topic.telemetry
+            if kind.telemetry
             else SubscribeOptions(qos=1),
         )
-        for topic in profile_topics(prefix, profiles)
+        for topic, kind in zip(
+            topic_filters(prefix, mode, profiles), profile_topics(prefix, profiles), strict=True
+        )
     ]
-
-
-class SlotClaim:
-    """A worker number held by a PostgreSQL advisory lock for the life of a connection.
-
-    Compose replicas have no stable identity, but a persistent MQTT session needs a
-    stable client id: a worker that came back under a new id would strand the
-    messages the broker queued for the old session.  Claiming the lowest free slot
-    gives restarted workers back the ids (and sessions) of the ones that died.
-    """
-
-    def __init__(self, url: str) -> None:
-        self.conn = psycopg.connect(url, autocommit=True, application_name="smartby-ingest-slot")
-        for slot in range(1, _MAX_SLOTS + 1):
-            row = self.conn.execute(
-                "SELECT pg_try_advisory_lock(%s, %s)", (_SLOT_LOCK_CLASS, slot)
-            ).fetchone()
-            if row and row[0]:
-                self.slot = slot
-                return
-        self.conn.close()
-        raise RuntimeError(f"all {_MAX_SLOTS} ingest worker slots are taken")
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 class IngestWorker:
@@ -222,6 +210,7 @@ class IngestWorker:
         *,
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
+        warning_texts: WarningTexts | None = None,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -231,7 +220,8 @@ class IngestWorker:
         self.batch_size = min(settings.ingest_batch_size, self.receive_maximum)
         self.batch_seconds = settings.ingest_batch_ms / 1000
         self._client_id = client_id or settings.ingest_client_id
-        self._slot: SlotClaim | None = None
+        self._claim: WorkerClaim | None = None
+        self._claim_error: ClaimError | None = None
         self._pending: deque[Message] = deque()
         self._wake = threading.Event()
         # A plain flag, not an Event: stop() is called from signal handlers, and an
@@ -258,14 +248,35 @@ class IngestWorker:
         self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None
+        # public warnings and retention, after each indicator pass (ingest/upkeep.py)
+        self._pubacks: dict[int, ReasonCode] = {}
+        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
 
     # ------------------------------------------------------------------ MQTT side
 
     @property
+    def mode(self) -> SubscriptionMode:
+        return self.settings.ingest_subscription
+
+    def claim(self) -> WorkerClaim:
+        """Take the subscription mode's lock (and a slot, without a client id); a
+        `ClaimError` says why this worker may not run."""
+        if self._claim is None:
+            self._claim = WorkerClaim(
+                self.database_url,
+                self.settings.mqtt_topic_prefix,
+                self.mode,
+                slots=None if self._client_id else self.settings.ingest_max_workers,
+            )
+            if self._client_id is None:
+                self._client_id = f"smartby-ingest-{self._claim.slot}"
+        return self._claim
+
+    @property
     def client_id(self) -> str:
         if self._client_id is None:
-            self._slot = SlotClaim(self.database_url)
-            self._client_id = f"smartby-ingest-{self._slot.slot}"
+            self.claim()
+        assert self._client_id is not None
         return self._client_id
 
     def _make_client(self) -> FastClient:
@@ -275,10 +286,12 @@ class IngestWorker:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        if self.settings.mqtt_username:
-            password = self.settings.mqtt_password
+        password = self.settings.mqtt_password
+        if password is not None or self.settings.mqtt_username:
+            # one broker account per worker client id, each bound to it
             client.username_pw_set(
-                self.settings.mqtt_username, password.get_secret_value() if password else None
+                self.settings.mqtt_username or self.client_id,
+                password.get_secret_value() if password else None,
             )
         if self.settings.mqtt_tls:
             client.tls_set()
@@ -286,6 +299,7 @@ class IngestWorker:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client
 
@@ -307,6 +321,10 @@ class IngestWorker:
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
         client.subscribe(self.subscriptions())
+        stale = self.stale_filters() if flags.session_present else []
+        if stale:
+            # a session of the other mode would get every message a second time
+            client.unsubscribe(stale)
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -319,7 +337,17 @@ class IngestWorker:
     def subscriptions(self) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
         """What this worker subscribes to at every connect (MQTT 3.1.1 takes a QoS where
         v5 takes options)."""
-        return subscriptions(self.settings.mqtt_topic_prefix, self.settings.ingest_profile_names)
+        return subscriptions(
+            self.settings.mqtt_topic_prefix, self.mode, self.settings.ingest_profile_names
+        )
+
+    def stale_filters(self) -> list[str]:
+        """What a session found at the broker may hold that this worker must drop: the
+        other subscription mode's filters."""
+        other: SubscriptionMode = "shared" if self.mode == "plain" else "plain"
+        return topic_filters(
+            self.settings.mqtt_topic_prefix, other, self.settings.ingest_profile_names
+        )
 
     def _on_subscribe(
         self,
@@ -388,6 +416,35 @@ class IngestWorker:
         # a batch within milliseconds, far inside the keepalive.
         while len(pending) > self.receive_maximum and not self._stop_requested:
             time.sleep(0.002)
+
+    def _publish(self, topic: str, payload: bytes) -> bool:
+        """Publish retained at QoS 1 and wait for the broker's PUBACK (the public
+        warnings, `ingest.warnings`); False when it did not come or refused the message
+        (MQTT v5 §3.4.2.1: a reason code of 0x80 or more, e.g. 0x87 not authorized)."""
+        client = self.client
+        if client is None or not client.is_connected():
+            return False
+        try:
+            info = client.publish(topic, payload, qos=1, retain=True)
+            info.wait_for_publish(timeout=5)
+        except (RuntimeError, ValueError) as exc:
+            log.warning("publishing to %s failed: %s", topic, exc)
+            return False
+        reason = self._pubacks.pop(info.mid, None)
+        if reason is not None and reason.is_failure:
+            log.warning("the broker refused the message to %s: %s", topic, reason)
+            return False
+        return info.is_published()
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        _props: Properties | None,
+    ) -> None:
+        self._pubacks[mid] = reason
 
     def _ack(self, messages: Sequence[Message]) -> None:
         client = self.client
@@ -587,6 +644,7 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
+                    self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
@@ -603,6 +661,7 @@ class IngestWorker:
 
     def start(self) -> None:
         """Connect (database first: no point taking messages we cannot store)."""
+        self.claim()
         self.registry.load()
         if self.settings.ingest_qc:
             self.preparer.seed_history(self.registry.recent_readings())
@@ -638,6 +697,8 @@ class IngestWorker:
             self.start()
         committer = threading.Thread(target=self._committer, name="ingest-committer", daemon=True)
         committer.start()
+        keeper = threading.Thread(target=self._keep_claim, name="ingest-claim", daemon=True)
+        keeper.start()
         indicators = None
         if self.settings.indicators_interval_s > 0:
             indicators = threading.Thread(
@@ -674,12 +735,34 @@ class IngestWorker:
         finally:
             self._handoff.put(None)
             committer.join()
+            self._stop_requested = True  # the claim's keeper too
+            keeper.join()
             if indicators is not None:
                 self._stop_requested = True
                 indicators.join()
             self.close()
         if self._committer_error is not None:
             raise self._committer_error
+        if self._claim_error is not None:
+            raise self._claim_error
+
+    def _keep_claim(self) -> None:
+        """Every few seconds: the claim still holds (`WorkerClaim.keep`); if another
+        worker took it while the database was away, stop (the batch in hand is
+        finished, nothing more is taken)."""
+        while not self._sleep_unless_stopped(CLAIM_CHECK_S):
+            claim = self._claim
+            if claim is None:
+                return
+            try:
+                claim.keep()
+            except ClaimError as exc:
+                log.error("%s; stopping", exc)
+                self._claim_error = exc
+                self._stop_requested = True
+            except psycopg.Error as exc:
+                first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
+                log.warning("cannot check the worker's claim (%s); retrying", first_line)
 
     def stop(self) -> None:
         """Ask `run` to finish its batch, drain, and return (safe in a signal handler)."""
@@ -692,9 +775,9 @@ class IngestWorker:
             self.client = None
         self.writer.close()
         self.registry.close()
-        if self._slot is not None:
-            self._slot.close()
-            self._slot = None
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         if self._http is not None:
             server = self._http[0] if isinstance(self._http, tuple) else None
             if server is not None:

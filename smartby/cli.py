@@ -16,30 +16,21 @@ from typing import TYPE_CHECKING
 
 import click
 import psycopg
-from psycopg.rows import TupleRow
 
 from core.errors import SmartbyError
-from core.settings import Settings, load_settings
+from core.settings import load_settings
 from db.connect import connect, server_versions
 from db.migrate import applied, discover, migrate
-from smartby.locate import database_url, with_running_stack
+from smartby.broker_commands import broker
+from smartby.db_commands import register as register_db_commands
+from smartby.imports import import_group
+from smartby.locate import command_database, command_settings, database_url, with_running_stack
 from smartby.metrics import metrics
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from devices.catalogue import Catalogue, DeviceSpec
-
-
-def _settings(ctx: click.Context) -> Settings:
-    settings = ctx.obj
-    assert isinstance(settings, Settings)
-    return settings
-
-
-def _database(ctx: click.Context) -> psycopg.Connection[TupleRow]:
-    """An autocommit connection to the configured (or running embedded) database."""
-    return connect(database_url(_settings(ctx)), autocommit=True)
 
 
 @click.group()
@@ -59,7 +50,7 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
     """Run the whole platform locally: PostgreSQL, Mosquitto and the services."""
     from smartby.up import UpOptions, run_up
 
-    code = run_up(_settings(ctx), UpOptions(simulate=not no_simulate))
+    code = run_up(command_settings(ctx), UpOptions(simulate=not no_simulate))
     ctx.exit(code)
 
 
@@ -73,9 +64,16 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     import threading
 
     from ingest.sources import IngestService
+    from web.warnings import CatalogueTexts
 
-    settings = _settings(ctx)
-    worker = IngestService(settings, database_url(settings), client_id=client_id)
+    settings = command_settings(ctx)
+    # the public warnings speak the website's words (ingest may not import web)
+    worker = IngestService(
+        settings,
+        database_url(settings),
+        client_id=client_id,
+        warning_texts=CatalogueTexts(settings.city),
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: worker.stop())
     worker.start()
@@ -111,9 +109,10 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
 def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
+    from smartby.broker import account_sync
     from stack.ports import port_is_free
 
-    settings = with_running_stack(_settings(ctx))
+    settings = with_running_stack(command_settings(ctx))
     host = host or settings.api_host
     port = settings.api_port if port is None else port
     if port and not port_is_free(port, host):
@@ -121,12 +120,34 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
             f"cannot serve the API on {host}:{port}: the port is in use "
             "(choose another with --port or SMARTBY_API_PORT)"
         )
-    serve(settings, host=host, port=port)
+    serve(
+        settings,
+        host=host,
+        port=port,
+        account_sync=account_sync(settings, database_url(settings)),
+    )
 
 
 @cli.group()
 def devices() -> None:
-    """The device registry: sites, devices and their broker credentials."""
+    """The device registry: sites, devices and their broker accounts.
+
+    Every change is pushed to the broker as soon as it has committed (with the new
+    secret, which the broker can only take in clear): the running `smartby up`'s, or
+    the one SMARTBY_BROKER_ADMIN_PASSWORD (with SMARTBY_MQTT_HOST/PORT) opens."""
+
+
+def _push(ctx: click.Context, device_ids: list[str], secrets: dict[str, str] | None = None) -> None:
+    """After a registry commit: the broker's accounts of these devices, in line."""
+    from smartby.broker import NO_BROKER, push_after_commit
+
+    outcome = push_after_commit(command_settings(ctx), device_ids, secrets)
+    if outcome.problem == NO_BROKER:
+        click.echo(f"note: {NO_BROKER}", err=True)
+    elif outcome.problem is not None:
+        raise SmartbyError(f"the registry has the change, but {outcome.problem}")
+    elif outcome.report is not None and outcome.report.changes:
+        click.echo(f"broker updated ({outcome.report.summary()})", err=True)
 
 
 @devices.command("add")
@@ -135,6 +156,11 @@ def devices() -> None:
 @click.option("--kind", type=click.Choice(["air_quality", "energy", "traffic"]), required=True)
 @click.option("--vendor")
 @click.option("--model")
+@click.option(
+    "--client-id",
+    help="The MQTT client id the device's firmware uses (default: the device id); the "
+    "broker lets its account in under this id only.",
+)
 @click.option(
     "--profile",
     default="smartby",
@@ -174,6 +200,7 @@ def devices_add(
     fields: tuple[str, ...],
     timezone: str | None,
     numeric_strings: bool | None,
+    client_id: str | None,
 ) -> None:
     """Register a device and print its secret (shown this once only)."""
     from core.profiles import BindingError, check_binding
@@ -184,13 +211,19 @@ def devices_add(
         binding = check_binding(profile, topic, field_options(fields), timezone, numeric_strings)
     except BindingError as exc:
         raise SmartbyError(f"device {device_id}: {exc}") from None
-    record = DeviceRecord(device_id, site_id, kind, vendor, model, binding=binding)
-    with _database(ctx) as conn:
+    record = DeviceRecord(
+        device_id, site_id, kind, vendor, model, client_id=client_id, binding=binding
+    )
+    with command_database(ctx) as conn:
         secret = add_device(conn, record)
-    click.echo(f"registered {device_id}; its MQTT user name is {device_id!r}")
+    click.echo(
+        f"registered {device_id}; its MQTT user name is {device_id!r}, client id"
+        f" {client_id or device_id!r}"
+    )
     if binding.key is not None:
         click.echo(f"ingest knows it by its {profile} topic {binding.key!r}")
     click.echo(f"secret (shown once, store it in the device now): {secret}")
+    _push(ctx, [device_id], {device_id: secret})
 
 
 @devices.command("list")
@@ -199,7 +232,7 @@ def devices_list(ctx: click.Context) -> None:
     """Every device with its site, kind, status and when it was last heard from."""
     from devices.registry import list_devices
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         rows = list_devices(conn)
     click.echo(f"{'id':24} {'site':24} {'kind':12} {'status':9} {'online':7} last seen")
     for r in rows:
@@ -218,7 +251,7 @@ def devices_show(ctx: click.Context, device_id: str) -> None:
     """One device's public fields."""
     from devices.registry import show_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         row = show_device(conn, device_id)
     for key, value in row.items():
         click.echo(f"{key:12} {value if value is not None else '-'}")
@@ -231,9 +264,10 @@ def devices_disable(ctx: click.Context, device_id: str) -> None:
     """Lock a device out of the broker; what still arrives from it is quarantined."""
     from devices.registry import disable_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         disable_device(conn, device_id)
     click.echo(f"disabled {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("enable")
@@ -243,21 +277,53 @@ def devices_enable(ctx: click.Context, device_id: str) -> None:
     """Let a disabled device in again (with its current secret)."""
     from devices.registry import enable_device
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         enable_device(conn, device_id)
     click.echo(f"enabled {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("rotate-secret")
 @click.argument("device_id")
 @click.pass_context
 def devices_rotate(ctx: click.Context, device_id: str) -> None:
-    """Give a device a new secret; the old one stops working when the broker reloads."""
+    """Give a device a new secret; the old one stops working at once (the broker
+    disconnects a device still logged in with it)."""
     from devices.registry import rotate_secret
 
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         secret = rotate_secret(conn, device_id)
     click.echo(f"new secret for {device_id} (shown once): {secret}")
+    _push(ctx, [device_id], {device_id: secret})
+
+
+@devices.command("set-client-id")
+@click.argument("device_id")
+@click.argument("client_id", required=False)
+@click.pass_context
+def devices_set_client_id(ctx: click.Context, device_id: str, client_id: str | None) -> None:
+    """Bind the device's account to the MQTT client id its firmware uses (without
+    CLIENT_ID: its device id).  The session under the old id is ended."""
+    from devices.registry import set_client_id
+
+    with command_database(ctx) as conn:
+        set_client_id(conn, device_id, client_id)
+    click.echo(f"{device_id} now connects as client id {client_id or device_id!r}")
+    _push(ctx, [device_id])
+
+
+@devices.command("delete")
+@click.argument("device_id")
+@click.pass_context
+def devices_delete(ctx: click.Context, device_id: str) -> None:
+    """Remove a device that has stored no data (else disable it); its broker account
+    and session go with it."""
+    from devices.registry import delete_device
+
+    with command_database(ctx) as conn:
+        delete_device(conn, device_id)
+    click.echo(f"deleted {device_id}")
+    _push(ctx, [device_id])
 
 
 @devices.command("import")
@@ -272,7 +338,7 @@ def devices_import(ctx: click.Context, path: Path) -> None:
     from devices.provision import import_catalogue
 
     catalogue = load_catalogue(path)
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         result = import_catalogue(conn, catalogue)
     click.echo(
         f"{path}: sites {result.sites_created} new, {result.sites_updated} updated; "
@@ -282,37 +348,7 @@ def devices_import(ctx: click.Context, path: Path) -> None:
         click.echo("secrets of the new devices (shown once, give each to its device now):")
         for device_id, secret in sorted(result.devices_created.items()):
             click.echo(f"  {device_id:32} {secret}")
-
-
-@devices.command("broker-files")
-@click.option(
-    "--out",
-    "folder",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Folder for passwd and acl (deploy/mosquitto in compose).",
-)
-@click.pass_context
-def devices_broker_files(ctx: click.Context, folder: Path) -> None:
-    """Write Mosquitto's password file and ACL from the registry.
-
-    The ingest account is SMARTBY_MQTT_USERNAME / SMARTBY_MQTT_PASSWORD.  Reload the
-    broker afterwards (SIGHUP; `docker compose kill -s HUP mosquitto`)."""
-    from devices.registry import INGEST_USER, hash_secret, write_broker_files
-
-    settings = _settings(ctx)
-    if settings.mqtt_username not in (None, INGEST_USER):
-        raise SmartbyError(f"SMARTBY_MQTT_USERNAME must be {INGEST_USER!r} for the ACL")
-    if settings.mqtt_password is None:
-        raise SmartbyError("SMARTBY_MQTT_PASSWORD must be set: it is the ingest account's")
-    with connect(database_url(settings), autocommit=True) as conn:
-        passwd, acl = write_broker_files(
-            conn,
-            folder,
-            settings.mqtt_topic_prefix,
-            hash_secret(settings.mqtt_password.get_secret_value()),
-        )
-    click.echo(f"wrote {passwd} and {acl}")
+        _push(ctx, sorted(result.devices_created), dict(result.devices_created))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -402,7 +438,7 @@ def simulate(
     from devices.simulation import Simulator
     from stack.running import read_running_stack
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     catalogue = load_catalogue(catalogue_path or narvik_catalogue_path())
     specs = [d for d in catalogue.devices if not device_ids or d.id in device_ids]
     unknown = set(device_ids) - {d.id for d in specs}
@@ -462,7 +498,7 @@ def _load_direct(
     from devices.provision import import_catalogue
     from smartby.load import LoadReport, load_simulation
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     url = database_url(settings)
     with connect(url) as conn:
         import_catalogue(conn, catalogue)
@@ -526,7 +562,7 @@ def rollup_rebuild(ctx: click.Context, start_text: str, end_text: str) -> None:
 
     from db.rollups import rebuild
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     start, end = _time_range(start_text, end_text)
 
     def show(lo: datetime, hi: datetime) -> None:
@@ -554,14 +590,18 @@ def indicators_update(ctx: click.Context, start_text: str | None, end_text: str 
     every day in [--from, --to) if given (e.g. after changing the grid factor)."""
     from zoneinfo import ZoneInfo
 
+    from core.rollups import epoch_us, from_epoch_us, local_days
     from db.indicators import DayUpdate, mark_days, update_pending
+    from db.lifecycle import refuse_expired
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     if end_text is not None and start_text is None:
         raise SmartbyError("--to needs --from")
     span = _time_range(start_text, end_text) if start_text is not None else None
     with connect(database_url(settings)) as conn:
         if span is not None:
+            first_day = local_days(epoch_us(span[0]), epoch_us(span[1]), settings.timezone)[0]
+            refuse_expired(conn, from_epoch_us(first_day), "recomputing indicators")
             with conn.transaction():
                 mark_days(conn, *span, settings.timezone)
 
@@ -583,23 +623,36 @@ def db() -> None:
 
 
 @db.command("migrate")
+@click.option(
+    "--roles", is_flag=True, help="Also create the services' logins (as `smartby db roles`)."
+)
 @click.pass_context
-def db_migrate(ctx: click.Context) -> None:
-    """Apply the migrations that have not run yet (safe to repeat)."""
-    with _database(ctx) as conn:
+def db_migrate(ctx: click.Context, roles: bool) -> None:
+    """Apply the migrations that have not run yet, and the storage lifecycle settings
+    (SMARTBY_RETENTION_*, SMARTBY_COMPRESS_AFTER); safe to repeat."""
+    from db.lifecycle import apply_settings
+    from smartby.db_commands import ensure_logins
+
+    with command_database(ctx) as conn:
         done = migrate(conn)
+        lifecycle = apply_settings(conn, command_settings(ctx))
     if done:
         for m in done:
             click.echo(f"applied {m.filename}")
     else:
         click.echo("database is up to date")
+    for line in lifecycle.lines:
+        click.echo(f"storage: {line}")
+    if roles:
+        for line in ensure_logins(command_settings(ctx), database_url(command_settings(ctx))):
+            click.echo(f"role: {line}")
 
 
 @db.command("status")
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show server versions and which migrations have run."""
-    with _database(ctx) as conn:
+    with command_database(ctx) as conn:
         versions = server_versions(conn)
         recorded = applied(conn)
     click.echo(f"PostgreSQL   {versions['postgresql']}")
@@ -612,6 +665,9 @@ def db_status(ctx: click.Context) -> None:
     for m in discover():
         state = "applied" if m.version in recorded else "pending"
         click.echo(f"{m.filename:40s} {state}")
+
+
+register_db_commands(db)
 
 
 @cli.group()
@@ -637,7 +693,9 @@ def dashboards_build(ctx: click.Context, out: Path | None, datasources_out: Path
     from dashboards.build import DATASOURCES_YAML, GENERATED, write
 
     changed = write(
-        out or GENERATED, datasources_out or DATASOURCES_YAML, timezone=_settings(ctx).timezone
+        out or GENERATED,
+        datasources_out or DATASOURCES_YAML,
+        timezone=command_settings(ctx).timezone,
     )
     for path in changed:
         click.echo(f"wrote {path}")
@@ -679,7 +737,7 @@ def dashboards_publish(
     from dashboards.datasources import api_payloads
     from dashboards.publish import publish
 
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     payloads = api_payloads(database_url(settings), prometheus_url) if datasources else None
     report = publish(url, token, folder, payloads, timezone=settings.timezone)
     click.echo(f"folder {report.folder!r}: {'created' if report.folder_created else 'exists'}")
@@ -695,6 +753,8 @@ def dashboards_publish(
         )
 
 
+cli.add_command(import_group)
+cli.add_command(broker)
 cli.add_command(metrics)
 
 

@@ -9,9 +9,13 @@ for a running stack themselves.
 
 from __future__ import annotations
 
+import click
+import psycopg
+from psycopg.rows import TupleRow
 from pydantic import SecretStr
 
 from core.settings import Settings
+from db.connect import connect
 from db.connect import database_url as configured_database_url
 from stack.running import read_running_stack
 
@@ -30,3 +34,15 @@ def with_running_stack(settings: Settings) -> Settings:
 def database_url(settings: Settings) -> str:
     """The libpq URL to use, or a `SettingsError` that says how to get one."""
     return configured_database_url(with_running_stack(settings))
+
+
+def command_settings(ctx: click.Context) -> Settings:
+    """The settings the ``smartby`` group loaded once for every subcommand."""
+    settings = ctx.find_root().obj
+    assert isinstance(settings, Settings)
+    return settings
+
+
+def command_database(ctx: click.Context) -> psycopg.Connection[TupleRow]:
+    """An autocommit connection to the configured (or running embedded) database."""
+    return connect(database_url(command_settings(ctx)), autocommit=True)

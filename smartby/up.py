@@ -34,20 +34,26 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from core.broker import LOCAL_INGEST_CLIENT_ID, PUBLIC_BRIDGE_USER, public_topics
 from core.settings import Settings
 from db.connect import connect
 from db.migrate import migrate
+from devices.broker_access import BrokerAccessError, BrokerAdmin
+from devices.broker_plan import PlatformAccounts
+from devices.broker_sync import sync_platform, write_platform_file
 from devices.catalogue import load_catalogue, narvik_catalogue_path
 from devices.provision import CredentialStore, provision_simulated
-from devices.registry import (
-    INGEST_USER,
-    REGISTRY_CHANNEL,
-    hash_secret,
-    new_secret,
-    write_broker_files,
-)
+from devices.registry import REGISTRY_CHANNEL
+from smartby.broker import embedded_accounts
+from smartby.db_commands import prepare_local
 from smartby.supervise import Leftover, RestartPolicy, Service, Supervision, reap_leftovers
-from stack.mosquitto import MosquittoBroker, find_mosquitto
+from stack.mosquitto import (
+    DynamicSecurity,
+    MosquittoBroker,
+    find_dynsec_plugin,
+    find_mosquitto,
+    public_stream_config,
+)
 from stack.ports import free_port
 from stack.postgres import PostgresCluster, find_postgres_bindir
 from stack.process import ProcessRef, StackError, spawn
@@ -62,7 +68,16 @@ from stack.running import (
 )
 
 #: the services in start order; they stop in the reverse order (`Supervisor.shutdown`)
-POSTGRES, BROKER = "PostgreSQL", "Mosquitto"
+POSTGRES, BROKER, PUBLIC_BROKER = "PostgreSQL", "Mosquitto", "Mosquitto public"
+#: broker accounts the children get from us alone, not from our environment
+_ACCOUNT_VARIABLES = frozenset(
+    {
+        "SMARTBY_MQTT_USERNAME",
+        "SMARTBY_MQTT_PASSWORD",
+        "SMARTBY_BROKER_ADMIN_USERNAME",
+        "SMARTBY_BROKER_ADMIN_PASSWORD",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -95,7 +110,7 @@ def platform_children(
     children = [
         Child(
             "ingest",
-            _smartby_argv("ingest", "--client-id", "smartby-ingest-local"),
+            _smartby_argv("ingest", "--client-id", LOCAL_INGEST_CLIENT_ID),
             ready_text="consuming from",
         )
     ]
@@ -147,11 +162,13 @@ class Supervisor:
         self.supervision = Supervision(say, policy, on_launch=self._record)
         self.children: list[Child] = []
         self.ports: dict[str, int] = {}
-        self.ingest_password = ""
+        self.accounts: PlatformAccounts | None = None
+        self.database_url = ""
         self.credentials_file = self.data_dir / "credentials" / "devices.json"
         self._listener: psycopg.Connection[TupleRow] | None = None
         self._watcher: threading.Thread | None = None
         self._closing = False
+        self._last_watch_problem = ""
         self._pid_start = 0
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -166,6 +183,7 @@ class Supervisor:
         # Find both binaries before touching anything, so a missing one costs nothing.
         bindir = find_postgres_bindir(self.settings.pg_bindir)
         mosquitto = find_mosquitto(self.settings.mosquitto_binary)
+        plugin = find_dynsec_plugin(mosquitto, self.settings.mosquitto_dynsec_plugin)
         record = read_stack_record(self.data_dir)
         if record is not None and record.supervisor_alive():
             raise StackError(f"smartby is already running from {self.data_dir} (pid {record.pid})")
@@ -179,7 +197,7 @@ class Supervisor:
         try:
             self._make_data_dir()
             reap_leftovers(self._leftovers(record), self.say, self._cancelled)
-            return self._run(bindir, mosquitto)
+            return self._run(bindir, mosquitto, plugin)
         finally:
             self.shutdown()
             for s, handler in previous.items():
@@ -220,6 +238,7 @@ class Supervisor:
         for key, setting, label, who in (
             ("postgresql", "pg_port", "PostgreSQL", "tools connecting to it"),
             ("mqtt", "mqtt_port", "MQTT", "devices"),
+            ("mqtt_public", "mqtt_public_port", "the public MQTT stream", "readers"),
             ("api", "api_port", "the API", "clients"),
             ("ingest_metrics", "ingest_metrics_port", "the ingest metrics", "scrapers"),
         ):
@@ -238,7 +257,7 @@ class Supervisor:
             self.ports[key] = port
         write_ports(self.data_dir, self.ports)
 
-    def _run(self, bindir: Path, mosquitto: Path) -> int:
+    def _run(self, bindir: Path, mosquitto: Path, plugin: Path) -> int:
         if self.stop_requested:
             return 0
         self._choose_ports()
@@ -273,21 +292,24 @@ class Supervisor:
         if self.stop_requested:
             return 0
 
-        # The broker requires passwords even on a laptop: the ACL that binds each
-        # device to its own topics is what makes the topic a trustworthy identity.
+        # The broker requires passwords even on a laptop: the roles that bind each
+        # device to its own topics make the topic a trustworthy identity.
         broker_dir = self.data_dir / "mosquitto"
-        self.ingest_password = _local_secret(self.data_dir / "credentials" / "ingest.password")
+        self.database_url = database_url
+        self.accounts = embedded_accounts(self.settings, self.data_dir)
         with connect(database_url, autocommit=True) as conn:
             self._provision(conn)
-            passwd, acl = self._write_broker_files(conn, broker_dir)
         self.broker = MosquittoBroker(
             broker_dir,
             port=self.ports["mqtt"],
             binary=mosquitto,
-            password_file=passwd,
-            acl_file=acl,
+            dynsec=DynamicSecurity(plugin, broker_dir / "dynamic-security.json"),
+            before_launch=self._write_broker_accounts,
         )
         broker = self.broker
+        # Listen before the broker's file is written: a change after that is then
+        # reconciled over $CONTROL once the broker is up.
+        self._listener = _listen(database_url)
         self.say(f"starting Mosquitto on 127.0.0.1:{broker.port}")
         self.supervision.start(
             self.supervision.add(
@@ -303,22 +325,35 @@ class Supervisor:
         )
         if self.stop_requested:
             return 0
-        self._watch_registry(database_url, broker_dir)
+        self._watch_registry(database_url)
+        self._start_public_broker(mosquitto)
+        if self.stop_requested:
+            return 0
 
+        # each service logs in as its own role (migration 0011): least privilege
+        logins = prepare_local(self.settings, database_url, self.data_dir / "credentials")
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in _ACCOUNT_VARIABLES},
             "SMARTBY_DATABASE_URL": database_url,
             "SMARTBY_MQTT_HOST": "127.0.0.1",
             "SMARTBY_MQTT_PORT": str(broker.port),
             "SMARTBY_DATA_DIR": str(self.data_dir),
             "SMARTBY_INGEST_METRICS_PORT": str(self.ports["ingest_metrics"]),
         }
-        # only the ingest worker gets the ingest account
+        # only the ingest worker gets the ingest account (its user name is its client
+        # id), and only the API, whose admin routes change devices, the broker's admin
+        accounts = self.accounts
         child_env = {
             "ingest": {
-                "SMARTBY_MQTT_USERNAME": INGEST_USER,
-                "SMARTBY_MQTT_PASSWORD": self.ingest_password,
-            }
+                "SMARTBY_MQTT_PASSWORD": accounts.ingest_password or "",
+                "SMARTBY_DATABASE_URL": logins["writer"],
+            },
+            "api": {
+                "SMARTBY_DATABASE_URL": logins["reader"],
+                "SMARTBY_ADMIN_DATABASE_URL": logins["admin"],
+                "SMARTBY_BROKER_ADMIN_USERNAME": accounts.admin_username,
+                "SMARTBY_BROKER_ADMIN_PASSWORD": accounts.admin_password or "",
+            },
         }
         api_port = self.ports["api"]
         self.children = platform_children(self.settings, self.options, api_port=api_port)
@@ -350,6 +385,11 @@ class Supervisor:
             f"{cluster.port}/smartby (password in {cluster.root}/superuser.password)"
         )
         self.say(f"  MQTT        mqtt://127.0.0.1:{broker.port}")
+        self.say(
+            f"  MQTT open   mqtt://127.0.0.1:{self.ports['mqtt_public']}"
+            " (anonymous, read-only: the SensorThings stream v1.1/#"
+            f" and the warnings {self.settings.mqtt_topic_prefix}/public/warnings/#)"
+        )
         self.say(f"  ingest      http://127.0.0.1:{self.ports['ingest_metrics']}/metrics")
         self.say(f"  API         http://127.0.0.1:{api_port}/v1 (docs /docs, metrics /metrics)")
         self.say(f"  data        {self.data_dir}")
@@ -382,6 +422,7 @@ class Supervisor:
                 mqtt_port=self.ports["mqtt"],
                 api_url=f"http://127.0.0.1:{self.ports['api']}/v1",
                 web_url=f"http://127.0.0.1:{self.ports['api']}/",
+                mqtt_public_port=self.ports["mqtt_public"],
                 metrics_url=f"http://127.0.0.1:{self.ports['ingest_metrics']}/metrics",
                 processes=processes,
             ),
@@ -396,36 +437,99 @@ class Supervisor:
         secrets = provision_simulated(conn, catalogue, CredentialStore(self.credentials_file))
         self.say(f"registered {len(secrets)} simulated devices from {catalogue.source}")
 
-    def _write_broker_files(
-        self, conn: psycopg.Connection[TupleRow], broker_dir: Path
-    ) -> tuple[Path, Path]:
-        """The broker's password file and ACL from the registry, with the ingest account."""
-        passwd, acl = write_broker_files(
-            conn, broker_dir, self.settings.mqtt_topic_prefix, hash_secret(self.ingest_password)
+    def _start_public_broker(self, mosquitto: Path) -> None:
+        """The public broker for anonymous readers of the SensorThings stream, bridged
+        from ours (`stack.mosquitto.public_stream_config`: anonymous clients on our
+        broker could take its sessions over)."""
+        assert self.broker is not None
+        assert self.accounts is not None
+        root = self.data_dir / "mosquitto-public"
+        public = MosquittoBroker(
+            root,
+            port=self.ports["mqtt_public"],
+            binary=mosquitto,
+            persistence=False,
+            max_queued=1000,
+            extra_config=public_stream_config(
+                root,
+                main_port=self.broker.port,
+                bridge_user=PUBLIC_BRIDGE_USER,
+                bridge_password=self.accounts.public_bridge_password or "",
+                topics=public_topics(self.settings.mqtt_topic_prefix),
+            ),
         )
-        acl.chmod(0o600)  # the data folder's files are private (the broker runs as us)
-        return passwd, acl
+        self.say(f"starting the public Mosquitto on 127.0.0.1:{public.port}")
+        self.supervision.start(
+            self.supervision.add(
+                Service(
+                    PUBLIC_BROKER,
+                    public.launch,
+                    public.log_path,
+                    ready_check=public.accepts_connections,
+                    stop_timeout=20,
+                )
+            ),
+            self._cancelled,
+        )
 
-    def _watch_registry(self, database_url: str, broker_dir: Path) -> None:
-        """Rewrite the broker's password file and SIGHUP it whenever the registry
-        changes (migration 0004 NOTIFYs), so `smartby devices ...` takes effect at once
-        and connected clients stay connected.  It rides out a restart of the database:
-        it listens again, and rewrites the files once for what it may have missed."""
-        self._listener = _listen(database_url)
+    def _write_broker_accounts(self) -> None:
+        """Before every broker start (the broker is stopped): its dynamic security
+        file from the registry, every password from the registry's hashes.  If the
+        database cannot be reached, the broker starts with the file it last wrote."""
+        assert self.broker is not None
+        assert self.broker.dynsec is not None
+        assert self.accounts is not None
+        try:
+            with connect(self.database_url, autocommit=True, application_name="smartby-up") as conn:
+                without = write_platform_file(self.broker.dynsec.config_file, conn, self.accounts)
+        except psycopg.Error as exc:
+            first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
+            self.say(f"registry unreachable ({first_line}): the broker keeps its last accounts")
+            return
+        for device in without:
+            self.say(f"WARNING: {device} has no usable secret hash and cannot log in")
+
+    def _admin(self) -> BrokerAdmin:
+        assert self.broker is not None
+        assert self.accounts is not None
+        return BrokerAdmin(
+            "127.0.0.1",
+            self.broker.port,
+            self.accounts.admin_username,
+            self.accounts.admin_password or "",
+        )
+
+    def _reconcile(self) -> None:
+        """Broker and registry agree again (over $CONTROL: the broker runs)."""
+        assert self.accounts is not None
+        with connect(self.database_url, autocommit=True, application_name="smartby-up") as conn:
+            report = sync_platform(self._admin(), conn, self.accounts)
+        if report.changes:
+            self.say(f"device registry changed: broker accounts reconciled ({report.summary()})")
+        for problem in report.problems():
+            self.say(f"WARNING: {problem}")
+
+    def _watch_registry(self, database_url: str) -> None:
+        """Reconcile the broker's accounts with the registry whenever it changes
+        (migration 0004 NOTIFYs), so `smartby devices ...` takes effect at once (the
+        command itself also pushes its change and the new secret; this catches what
+        changed by other ways, and rides out a broker that was restarting).  It rides
+        out a restart of the database too: it listens again, and reconciles once for
+        what it may have missed."""
+        pending = True  # whatever changed between the file and the broker's start
 
         def watch() -> None:
+            nonlocal pending
             while not self._closing:
                 try:
                     if self._listener is None:
                         self._listener = _listen(database_url)
-                        changed = True
-                    else:
-                        changed = any(True for _ in self._listener.notifies(timeout=0.5))
-                    if changed and self.broker is not None:
-                        with connect(database_url, autocommit=True) as conn:
-                            self._write_broker_files(conn, broker_dir)
-                        self.broker.reload()
-                        self.say("device registry changed: broker credentials reloaded")
+                        pending = True
+                    elif any(True for _ in self._listener.notifies(timeout=0.5)):
+                        pending = True
+                    if pending and self.broker is not None:
+                        self._reconcile()
+                        pending = False
                 except psycopg.Error as exc:
                     if self._closing:
                         return
@@ -434,19 +538,30 @@ class Supervisor:
                         self.say(f"registry watcher lost the database ({first_line}); retrying")
                         self._listener.close()
                         self._listener = None
-                    deadline = time.monotonic() + 1.0
-                    while not self._closing and time.monotonic() < deadline:
-                        time.sleep(0.1)
+                    self._pause(1.0)
+                except BrokerAccessError as exc:
+                    if self._closing:
+                        return
+                    log_line = f"broker not reconciled yet ({exc}); retrying"
+                    if log_line != self._last_watch_problem:
+                        self.say(log_line)
+                        self._last_watch_problem = log_line
+                    self._pause(1.0)
 
         self._watcher = threading.Thread(target=watch, name="registry-watcher", daemon=True)
         self._watcher.start()
 
+    def _pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._closing and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def shutdown(self) -> None:
         """Stop in the reverse order of start, each service once the one before it is
         gone: the simulated devices, the API, the worker (it finishes or abandons its
-        batch; nothing uncommitted is acknowledged), the broker (after the worker, so
-        the worker's last acknowledgements reach it), and PostgreSQL last (fast
-        shutdown)."""
+        batch; nothing uncommitted is acknowledged), the public broker, the broker
+        (after the worker, so the worker's last acknowledgements reach it), and
+        PostgreSQL last (fast shutdown)."""
         self._closing = True
         if self.stop_signal:
             self.say(f"received {self.stop_signal}, stopping")
@@ -455,7 +570,7 @@ class Supervisor:
             self._watcher.join(5)
         if self._listener is not None:
             self._listener.close()
-        self.supervision.stop([BROKER, POSTGRES])
+        self.supervision.stop([PUBLIC_BROKER, BROKER, POSTGRES])
         if self.cluster is not None:
             clear_running_stack(self.data_dir)
         self.say("stopped")
@@ -498,19 +613,6 @@ def _answers(url: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def _local_secret(path: Path) -> str:
-    """A secret kept (0600) in the data folder, made on first use: the local stack's
-    ingest account password, stable across runs."""
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.parent.chmod(0o700)
-    secret = new_secret()
-    path.write_text(secret + "\n")
-    path.chmod(0o600)
-    return secret
 
 
 def run_up(

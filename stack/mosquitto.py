@@ -1,15 +1,34 @@
 """The embedded Mosquitto: a private broker on loopback for ``smartby up``, the tests
-and the benchmarks, with its own config and persistence folder."""
+and the benchmarks, with its own config and persistence folder.
+
+Access is Mosquitto's dynamic security plugin (`DynamicSecurity`): the broker reads
+its accounts and roles from a JSON file at start and rewrites it after every change
+made over ``$CONTROL``.  Whoever starts the broker may write that file first
+(``before_launch``), while the broker is stopped: ``smartby up`` writes it from the
+device registry before every start.  Without the plugin the broker is anonymous,
+which only the tests of other things and the benchmarks use.
+
+Persistence: Mosquitto acknowledges a QoS 1 message before it writes anything to
+disk, and saves its whole state every ``autosave_interval`` + 1 seconds (``src/loop.c``:
+a save when ``last_backup + interval < now``).  ``autosave_interval 1`` bounds what a
+``kill -9`` of the broker loses to about 2 s of traffic (README, "The one bounded
+exception"); ``autosave_on_changes`` with a small count bounds it in messages
+instead, but rewrites the whole file that often and was measured to stall the
+broker under a backlog.
+"""
 
 from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Sequence
+import sysconfig
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from stack.process import MissingBinaryError, await_ready, spawn, stop_process
@@ -32,6 +51,114 @@ def find_mosquitto(configured: Path | None = None) -> Path:
     return Path(found)
 
 
+PLUGIN = "mosquitto_dynamic_security.so"
+
+
+def find_dynsec_plugin(binary: Path, configured: Path | None = None) -> Path:
+    """The dynamic security plugin that belongs to ``binary``: in the ``lib`` folder of
+    its installation (``/opt/mosquitto-2.0.21/lib``; Debian: ``/usr/lib/<multiarch>``)."""
+    if configured is not None:
+        if configured.is_file():
+            return configured
+        raise MissingBinaryError(f"Mosquitto's dynamic security plugin not found at {configured}")
+    prefix = binary.resolve().parent.parent
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    candidates = [
+        prefix / "lib" / PLUGIN,
+        prefix / "lib" / multiarch / PLUGIN,
+        prefix / "lib" / "mosquitto" / PLUGIN,
+        Path("/usr/lib") / multiarch / PLUGIN,
+        Path("/usr/lib") / PLUGIN,
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise MissingBinaryError(
+        f"Mosquitto's dynamic security plugin ({PLUGIN}) not found beside {binary}:"
+        " it ships with Debian's mosquitto package (2.0); or set SMARTBY_MOSQUITTO_DYNSEC_PLUGIN"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicSecurity:
+    """Mosquitto's dynamic security plugin and its file of accounts and roles."""
+
+    plugin: Path
+    config_file: Path
+    #: anonymous clients in the plugin's anonymous group: never on the platform's
+    #: broker, where they could take sessions over (see `public_stream_config`)
+    allow_anonymous: bool = False
+
+    def config_lines(self) -> list[str]:
+        return [
+            # the plugin decides who may log in and what each account may do
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
+            f"plugin {self.plugin}",
+            f"plugin_opt_config_file {self.config_file}",
+        ]
+
+
+def public_stream_config(
+    root: Path,
+    *,
+    main_port: int,
+    bridge_user: str,
+    bridge_password: str,
+    topics: Sequence[str],
+) -> list[str]:
+    """Lines of a public broker for anonymous readers of a few topic trees (the
+    SensorThings MQTT stream ``v1.1/#`` and the warnings, `core.broker.public_topics`),
+    fed by a bridge from the platform's broker.
+
+    Anonymous readers may not share a broker with the platform's sessions: Mosquitto
+    binds a client id to an account only for that account, so an anonymous client
+    could connect with the ingest worker's client id and take its session over (tested
+    in tests/devices/test_public_stream.py).  This broker holds no session of value:
+    anonymous clients may only read ``topics``; its only feed is a bridge, an outgoing
+    connection no client here can take over (its local client id is random, written
+    only into this private config), that reads ``topics`` on the platform's broker
+    with an account allowed nothing else.  Nothing is persisted, and sessions of
+    readers who left expire after an hour.
+    """
+    acl = root / "acl"
+    root.mkdir(parents=True, exist_ok=True)
+    acl.write_text(
+        "# written by smartby: anonymous readers may read these and nothing else\n"
+        + "".join(f"topic read {topic}\n" for topic in topics)
+    )
+    acl.chmod(0o600)
+    return [
+        f"acl_file {acl}",
+        "persistent_client_expiration 1h",
+        "max_connections 1000",
+        *bridge_config("127.0.0.1", main_port, bridge_user, bridge_password, topics),
+    ]
+
+
+def bridge_config(
+    host: str, port: int, user: str, password: str, topics: Sequence[str]
+) -> list[str]:
+    """The public broker's bridge: it reads ``topics`` from the platform's broker at
+    ``host:port`` with the bridge account; its own client id is random.  MQTT 5, for
+    its subscriptions keep the retain flag as published (a 3.1.1 bridge that is not
+    in "private" mode loses it on every live message, so the public broker would keep
+    no station's latest warning for readers who connect later)."""
+    return [
+        "connection smartby-stream",
+        f"address {host}:{port}",
+        "bridge_protocol_version mqttv50",
+        f"remote_clientid {user}",
+        f"local_clientid smartby-stream-{secrets.token_hex(12)}",
+        f"remote_username {user}",
+        f"remote_password {password}",
+        *(f"topic {topic} in 1" for topic in topics),
+        "cleansession true",
+        "notifications false",
+        "try_private false",
+        "restart_timeout 1 10",
+    ]
+
+
 class MosquittoBroker:
     """A private Mosquitto on loopback with its own config and persistence folder.
 
@@ -39,6 +166,10 @@ class MosquittoBroker:
     persistent session are queued (up to a large bound, so a worker restart loses
     nothing), and the per-client inflight window is large enough for a whole ingest
     batch, because the worker acknowledges only after the batch commits.
+
+    ``dynsec``: the dynamic security plugin (None: anonymous, for tests of other
+    things and benchmarks).  ``before_launch``: called before every start, while the
+    broker is stopped (`smartby.up` writes the plugin's file there).
     """
 
     def __init__(
@@ -50,15 +181,15 @@ class MosquittoBroker:
         max_queued: int = 2_000_000,
         binary: Path | None = None,
         extra_config: Sequence[str] = (),
-        password_file: Path | None = None,
-        acl_file: Path | None = None,
+        dynsec: DynamicSecurity | None = None,
+        before_launch: Callable[[], None] | None = None,
+        persistence: bool = True,
     ) -> None:
         self.root = root
         self.port = port
-        # With a password file the broker refuses anonymous clients, and the ACL binds
-        # each device to its own topics (the registry writes both files).
-        self.password_file = password_file
-        self.acl_file = acl_file
+        self.dynsec = dynsec
+        self.before_launch = before_launch
+        self.persistence = persistence
         self.max_inflight = max_inflight
         self.max_queued = max_queued
         self.binary = binary or find_mosquitto()
@@ -71,19 +202,15 @@ class MosquittoBroker:
         self.root.mkdir(parents=True, exist_ok=True)
         lines = [
             "# written by smartby; changes are overwritten at start",
+            # one set of access rules for every listener (the plugin is global)
+            "per_listener_settings false",
             f"listener {self.port} 127.0.0.1",
-            *(
-                [
-                    "allow_anonymous false",
-                    f"password_file {self.password_file}",
-                    *([f"acl_file {self.acl_file}"] if self.acl_file else []),
-                ]
-                if self.password_file
-                else ["allow_anonymous true"]
-            ),
-            "persistence true",
+            *(self.dynsec.config_lines() if self.dynsec else ["allow_anonymous true"]),
+            f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.root}/",
-            "autosave_interval 60",
+            # a save every 2 s bounds a kill -9's loss (see the module docstring)
+            "autosave_interval 1",
+            "autosave_on_changes false",
             f"max_inflight_messages {self.max_inflight}",
             f"max_queued_messages {self.max_queued}",
             "max_queued_bytes 0",
@@ -118,8 +245,14 @@ class MosquittoBroker:
     def launch(self) -> subprocess.Popen[bytes]:
         """Write the config and start the broker without waiting for it: a supervisor
         polls `accepts_connections` between its other duties."""
+        if self.before_launch is not None:
+            self.before_launch()
         self.write_config()
-        self.proc = spawn([str(self.binary), "-c", str(self.config_path)], log_path=self.log_path)
+        # umask 077: what the broker writes (persistence, the plugin's file, which
+        # 2.0.11 would otherwise leave world-readable) is its user's alone
+        self.proc = spawn(
+            [str(self.binary), "-c", str(self.config_path)], log_path=self.log_path, umask=0o077
+        )
         return self.proc
 
     def accepts_connections(self) -> bool:
@@ -137,13 +270,8 @@ class MosquittoBroker:
         except OSError:
             return False
         # Any CONNACK (0x20, remaining length 2) means the broker is serving MQTT; with
-        # passwords required it refuses this anonymous probe (return code 5, §3.2.2.3).
+        # the plugin it refuses this anonymous probe (return code 5, §3.2.2.3).
         return len(ack) == 4 and ack[0] == 0x20 and ack[1] == 2
-
-    def reload(self) -> None:
-        """SIGHUP: Mosquitto rereads password and ACL files without dropping clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         if self.proc is not None:

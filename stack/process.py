@@ -59,9 +59,11 @@ def spawn(
     user: str | None = None,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    umask: int = -1,
 ) -> subprocess.Popen[bytes]:
     """Start a child in its own session (so Ctrl-C reaches only the supervisor, which
-    then stops children in order), writing its output to ``log_path`` (0600)."""
+    then stops children in order), writing its output to ``log_path`` (0600); with
+    ``umask``, the child creates its files with it (-1: ours)."""
     log_file: IO[bytes] = open_private_log(log_path)
     try:
         return subprocess.Popen(
@@ -74,6 +76,7 @@ def spawn(
             user=user,
             env=env,
             cwd=cwd,
+            umask=umask,
         )
     finally:
         log_file.close()

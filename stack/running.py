@@ -39,6 +39,8 @@ class RunningStack:
     metrics_url: str | None = None
     #: the website, which the API process serves
     web_url: str | None = None
+    #: the public broker: anonymous readers of the SensorThings stream (v1.1/#)
+    mqtt_public_port: int | None = None
     #: the supervisor's start time (clock ticks after boot): once it is gone, another
     #: process that gets its pid does not pass for it
     pid_start: int | None = None

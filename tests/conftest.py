@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.services",
+    "tests.fixtures.secure",
     "tests.fixtures.logs",
     "tests.fixtures.simulated",
     "tests.fixtures.profiles",

@@ -151,12 +151,16 @@ class Website:
         other: Language = "en" if context.language == "nb" else "nb"
         query = {k: v for k, v in request.query_params.items() if k != "lang"}
         query["lang"] = other
+        # the path prefix the site is published under, before every link
+        # (SMARTBY_API_ROOT_PATH, `api.root_path`): the full path carries it too
+        root: str = request.scope.get("root_path", "").rstrip("/")
         path = request.url.path
+        here = path[len(root) :] if root and path.startswith(root) else path
         nav = [
             {
-                "href": href,
+                "href": root + href,
                 "label": context.gettext(label),
-                "current": path == href or path.startswith(prefixes),
+                "current": here == href or here.startswith(prefixes),
             }
             for href, label, prefixes in NAV
         ]
@@ -173,6 +177,9 @@ class Website:
                 other_language_name=LANGUAGE_NAMES[other],
                 switch_url=f"{path}?{urlencode(query)}",
                 settings=self.settings,
+                root=root,
+                asset=lambda name: root + asset_url(name),
+                vendor=lambda package, file: root + vendor_url(package, file),
                 **values,
             )
         )

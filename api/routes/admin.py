@@ -3,6 +3,12 @@
 The operations are db's (`db.registry`, shared with ``smartby devices``);
 they are synchronous, so each request runs them on a worker thread with a
 connection of its own.  Admin calls are rare; the open reads keep the async pool.
+
+Once a change has committed, the device's broker account is brought in line, with
+the new secret when there is one (the broker takes passwords only in clear, and
+only now is it known): `core.broker.DeviceAccountSync`, supplied by ``smartby api``.
+If the broker cannot be updated the change stands, and the response's ``broker``
+says why and what to do.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api import models, queries
-from api.db import fetch_dicts
 from api.params import device_path_id
 from api.problems import Problem, not_found
 from api.responses import JSONBytes, dumps
 from api.security import require_api_key
+from core.broker import DeviceAccountSync
 from db.connect import connect
 from db.registry import (
     DeviceRecord,
@@ -53,7 +59,7 @@ def _device_view(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str
 
 async def _in_thread(request: Request, work: Callable[[psycopg.Connection[TupleRow]], _T]) -> _T:
     """Run a registry operation on its own connection, off the event loop."""
-    url: str = request.app.state.database_url
+    url: str = request.app.state.admin_database_url
 
     def run() -> _T:
         with connect(url, autocommit=True, application_name="smartby-api-admin") as conn:
@@ -69,13 +75,19 @@ async def _in_thread(request: Request, work: Callable[[psycopg.Connection[TupleR
 
 async def _write(
     request: Request,
+    device_id: str,
     work: Callable[[psycopg.Connection[TupleRow]], dict[str, Any]],
     status: int = 200,
 ) -> Response:
     """Run a registry write and answer with its document, never cached; the open reads'
-    micro-cache is emptied, since they show devices too."""
+    micro-cache is emptied, since they show devices too.  Then the broker."""
     document = await _in_thread(request, work)
     request.app.state.cache.clear()
+    sync: DeviceAccountSync | None = request.app.state.account_sync
+    if sync is not None:
+        problem = await run_in_threadpool(sync, device_id, document.get("secret"))
+        if problem is not None:
+            document["broker"] = problem
     return _no_store(document, status)
 
 
@@ -85,8 +97,17 @@ async def _write(
     summary="The full device registry (never secrets or their hashes)",
 )
 async def registry(request: Request) -> Response:
-    rows = await fetch_dicts(request, queries.devices_query(admin=True))
-    return _no_store({"data": rows})
+    """Every device with its calibration and whether it has a broker secret (the
+    secret itself is never shown again). Needs the admin API key."""
+    # on the admin connection: it tells whether a secret is set, which the open
+    # reads' role (smartby_reader) may not look at
+    query, params = queries.devices_query(admin=True)
+
+    def work(conn: psycopg.Connection[TupleRow]) -> list[dict[str, Any]]:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(query, params).fetchall()
+
+    return _no_store({"data": await _in_thread(request, work)})
 
 
 @router.post(
@@ -96,8 +117,16 @@ async def registry(request: Request) -> Response:
     summary="Register a device; its secret is in the response, once",
 )
 async def add(request: Request, device: models.NewDevice) -> Response:
+    """Register a device at a site; the answer holds its broker secret, shown this
+    once only. Needs the admin API key; 409 when the id is taken."""
     record = DeviceRecord(
-        device.id, device.site_id, device.kind, device.vendor, device.model, device.calibration
+        device.id,
+        device.site_id,
+        device.kind,
+        device.vendor,
+        device.model,
+        device.calibration,
+        client_id=device.client_id,
     )
 
     def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:
@@ -118,7 +147,7 @@ async def add(request: Request, device: models.NewDevice) -> Response:
             raise Problem(422, "Device not registered", str(exc)) from None
         return {"data": _device_view(conn, device.id), "secret": secret}
 
-    return await _write(request, work, status=201)
+    return await _write(request, device.id, work, status=201)
 
 
 async def _change_device(
@@ -138,7 +167,7 @@ async def _change_device(
         document = {"data": _device_view(conn, device_id)}
         return document if secret is None else {**document, "secret": secret}
 
-    return await _write(request, work)
+    return await _write(request, device_id, work)
 
 
 @router.post(
@@ -147,6 +176,8 @@ async def _change_device(
     summary="Lock a device out of the broker",
 )
 async def disable(request: Request, device_id: DeviceId) -> Response:
+    """Lock the device out of the broker; what still arrives from it is quarantined.
+    Needs the admin API key."""
     return await _change_device(request, device_id, disable_device)
 
 
@@ -156,6 +187,8 @@ async def disable(request: Request, device_id: DeviceId) -> Response:
     summary="Let a disabled device in again",
 )
 async def enable(request: Request, device_id: DeviceId) -> Response:
+    """Let a disabled device in again, with its current secret. Needs the admin API
+    key."""
     return await _change_device(request, device_id, enable_device)
 
 
@@ -165,4 +198,6 @@ async def enable(request: Request, device_id: DeviceId) -> Response:
     summary="Give a device a new secret (shown once)",
 )
 async def rotate(request: Request, device_id: DeviceId) -> Response:
+    """Give the device a new broker secret (shown this once only); the old one stops
+    working when the broker reloads. Needs the admin API key."""
     return await _change_device(request, device_id, rotate_secret)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from api import models
-from api.dcat import catalogue
+from api.dcat import catalogue, facts_of, facts_query
 from api.responses import MAX_AGE_CATALOGUE, JSONLDBytes, public_base_url, read_response
 from core.settings import Settings
 
@@ -25,5 +25,8 @@ async def dcat_catalogue(request: Request) -> Response:
     theme, publisher, contact point, distributions with access URL, format and the
     NLOD 2.0 licence), and the API as a dcat:DataService."""
     settings: Settings = request.app.state.settings
-    document = catalogue(settings, public_base_url(request))
+    async with request.app.state.pool.connection() as conn:
+        cursor = await conn.execute(facts_query())
+        facts = facts_of(await cursor.fetchall())
+    document = catalogue(settings, public_base_url(request), facts)
     return read_response(request, document, max_age=MAX_AGE_CATALOGUE, response_class=JSONLDBytes)

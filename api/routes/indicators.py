@@ -33,7 +33,7 @@ async def indicator_page(
     """One page of the table's rows in the requested range (default: the table's
     default span), filtered by equality on the named columns."""
     settings = request.app.state.settings
-    span = page.span(table.default_span, settings.api_max_range_days)
+    span = page.span(table.default_span, settings.api_max_range_days, settings.timezone)
     limit = page.limit
     rows = await fetch_dicts(
         request,

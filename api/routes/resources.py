@@ -147,6 +147,8 @@ async def site(
     request: Request,
     site_id: Annotated[str, Path(description="The site's id.", examples=["narvik-sentrum"])],
 ) -> Response:
+    """One site as a GeoJSON Feature (RFC 7946): its position as a Point, its name,
+    kind, municipality and the ids of the devices there."""
     rows = await fetch_tuples(request, queries.sites_query(site_id=site_path_id(site_id)))
     if not rows:
         raise not_found("site", site_id)
@@ -182,6 +184,8 @@ async def device(
     request: Request,
     device_id: Annotated[str, Path(description="The device's id.", examples=["aq-sentrum"])],
 ) -> Response:
+    """One device's public fields: site, kind, maker and model, status, when it was
+    last heard from and the metrics it measures (never its secret)."""
     query = queries.devices_query(device_id=device_path_id(device_id))
     rows = await fetch_dicts(request, query)
     if not rows:
@@ -215,6 +219,9 @@ async def metric(
     request: Request,
     key: Annotated[str, Path(description="The metric's key.", examples=["pm25"])],
 ) -> Response:
+    """One metric of the catalogue: its canonical unit, definition URI, physical bounds
+    (outside them a reading fails QC), how values combine and the resolution exports
+    round to."""
     rows = await fetch_dicts(request, queries.metrics_query(metric_path_key(key)))
     if not rows:
         raise not_found("metric", key)

@@ -118,7 +118,9 @@ async def device_health(
     request: Request,
     device_id: Annotated[str, Path(description="The device's id.", examples=["aq-sentrum"])],
 ) -> Response:
-    """As /v1/status/devices, for one device."""
+    """As /v1/status/devices, for one device: its state, when it was last heard
+    from, its readings of the last 24 hours by QC flag, and its quarantined messages
+    by reason (counts only)."""
     devices = await fetch_dicts(request, queries.devices_query(device_id=device_path_id(device_id)))
     if not devices:
         raise not_found("device", device_id)

@@ -68,7 +68,7 @@ async def data_page(
     if domain in queries.AGGREGATE_ONLY_DOMAINS and not published_for_every_domain(bucket):
         raise too_fine(metric, bucket)
     settings = request.app.state.settings
-    span = page.span(DEFAULT_SPAN[bucket], settings.api_max_range_days)
+    span = page.span(DEFAULT_SPAN[bucket], settings.api_max_range_days, settings.timezone)
     limit = page.limit
     after = page.after()
     data: list[dict[str, Any]]

@@ -116,6 +116,14 @@ class Profile(ABC):
     def status(self, payload: bytes, now: float) -> StatusReport:
         """What one status payload says; ``DecodeError("bad_status", …)`` otherwise."""
 
+    def device_topics(self, key: str) -> tuple[str, ...]:
+        """What a device of this profile with registry key ``key`` publishes on the
+        platform's broker: its dynamic-security role allows exactly these (each may be
+        a filter) and nothing else (`devices.broker_plan`).  None by default: a LoRaWAN
+        device never logs in to the platform's broker; its network server's
+        integration is an ingest source (`ingest.sources`)."""
+        return ()
+
     def direct(self, device_id: str, detail: str = "") -> Route:
         """The route of a payload whose device is known already (HTTP push with the
         device's own secret): decode it as if it came on the device's topic."""

@@ -25,6 +25,9 @@ from core.profiles.base import (
 )
 from core.readings import DecodeError, DecodeResult, Reading, RejectedRecord, numeric_text, show
 
+#: first topic levels an ESPHome node may not take (`ESPHomeProfile.key`)
+_RESERVED_FIRST_LEVELS = frozenset({"v1.1"})
+
 
 class ESPHomeProfile(Profile):
     name: ClassVar[str] = "esphome"
@@ -37,6 +40,22 @@ class ESPHomeProfile(Profile):
             TopicFilter("+/sensor/+/state", telemetry=True),
             TopicFilter("+/status", telemetry=False),
         )
+
+    def device_topics(self, key: str) -> tuple[str, ...]:
+        return (f"{key}/sensor/+/state", f"{key}/status")
+
+    def key(self, text: str) -> str:
+        """A node name is a topic's first level, so it may not be one the platform or
+        the broker owns: ``$...`` (``$SYS``, ``$CONTROL``, ``$share``: MQTT v5 §4.7.2)
+        or ``v1.1`` (the SensorThings stream, `core.broker.STA_TOPICS`, which the public
+        broker carries to anybody): the node's role would let it publish there."""
+        key = super().key(text)
+        if key.startswith("$") or key in _RESERVED_FIRST_LEVELS:
+            raise ValueError(
+                f"{self.key_label} {key!r} is a topic level the platform owns; rename the "
+                "node (or set its topic_prefix)"
+            )
+        return key
 
     def route(self, levels: list[str]) -> Route | None:
         node = levels[0]

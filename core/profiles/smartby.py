@@ -41,6 +41,11 @@ class SmartbyProfile(Profile):
             TopicFilter(f"{self.prefix}/+/status", telemetry=False),
         )
 
+    def device_topics(self, key: str) -> tuple[str, ...]:
+        # the same two as `core.broker.device_topics` (which cannot be imported here:
+        # core.broker builds on this package); tests/core/test_profiles.py holds them equal
+        return (f"{self.prefix}/{key}/telemetry", f"{self.prefix}/{key}/status")
+
     def route(self, levels: list[str]) -> Route | None:
         if len(levels) != 3 or levels[0] != self.prefix or not levels[1]:
             return None

@@ -55,6 +55,9 @@ class TasmotaProfile(Profile):
             TopicFilter("tele/+/LWT", telemetry=False),
         )
 
+    def device_topics(self, key: str) -> tuple[str, ...]:
+        return (f"tele/{key}/SENSOR", f"tele/{key}/LWT")
+
     def route(self, levels: list[str]) -> Route | None:
         if len(levels) != 3 or levels[0] != "tele" or not levels[1]:
             return None

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import select
 import time as _time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -219,9 +218,10 @@ class Simulator:
     def _open(self, spec: DeviceSpec) -> _Link:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            # Unique, so that a second simulator (or the real device) does not take over
-            # this session; the device id first, so the broker's log says whose it is.
-            client_id=f"{spec.id}-sim-{uuid.uuid4().hex[:8]}",
+            # The device id, as a real device of the catalogue would: the broker binds
+            # each device's account to its client id (the registry's default is the
+            # device id), so a second simulator of the same device takes this one over.
+            client_id=spec.id,
             protocol=mqtt.MQTTv311,
             clean_session=True,
         )

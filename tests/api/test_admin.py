@@ -3,12 +3,22 @@ once and stored only as a hash, errors are problem+json."""
 
 from __future__ import annotations
 
+import warnings
+
 import psycopg
 import pytest
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from api.app import create_app
 from db.registry import verify_secret
 from devices.registry import SiteRecord, upsert_site
+from smartby.broker import account_sync
+from stack.ports import free_port
 from tests.api.conftest import ADMIN_KEY, ClientFactory
+from tests.fixtures.secure import SecureBroker, close, login
 
 KEY = {"X-API-Key": ADMIN_KEY}
 
@@ -88,7 +98,7 @@ def test_register_disable_enable_rotate(
     ("body", "status", "says"),
     [
         ({"id": "aq-x", "site_id": "nowhere", "kind": "air_quality"}, 422, "nowhere"),
-        ({"id": "smartby-ingest", "site_id": "torget", "kind": "air_quality"}, 422, "reserved"),
+        ({"id": "smartby-ingest-1", "site_id": "torget", "kind": "air_quality"}, 422, "reserved"),
         ({"id": "bad id", "site_id": "torget", "kind": "air_quality"}, 422, "'id'"),
         ({"id": "aq-x", "site_id": "torget", "kind": "weather"}, 422, "'kind'"),
         ({"id": "aq-x", "site_id": "torget"}, 422, "'kind'"),
@@ -109,3 +119,66 @@ def test_unknown_devices_are_404(admin) -> None:
         for device in ("ghost", "not a valid id"):
             response = admin.post(f"/v1/admin/devices/{device}/{operation}", headers=KEY)
             assert response.status_code == 404, (operation, device)
+
+
+def test_the_admin_routes_give_the_broker_each_change(
+    services, db_url: str, conn: psycopg.Connection[tuple[object, ...]], secure: SecureBroker
+) -> None:
+    """With the broker link `smartby api` gives the app: a device registered over HTTP
+    can log in with the secret in the response under the client id it was given, a
+    rotated secret replaces the old one at once, a disabled device is refused."""
+    upsert_site(
+        conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
+    )
+    settings = services.settings(
+        database_url=db_url,
+        api_keys=f"ops:{ADMIN_KEY}",
+        mqtt_port=secure.port,
+        broker_admin_password=secure.accounts.admin_password,
+    )
+    with TestClient(create_app(settings, db_url, account_sync(settings, db_url))) as client:
+        body = {
+            "id": "aq-http",
+            "site_id": "torget",
+            "kind": "air_quality",
+            "client_id": "DVES_00AA11",
+        }
+        created = client.post("/v1/admin/devices", json=body, headers=KEY)
+        assert created.status_code == 201
+        assert "broker" not in created.json()
+        secret = created.json()["secret"]
+        first = login(secure.port, "aq-http", secret, client_id="DVES_00AA11")
+        assert first.client is not None
+        close(first.client)
+
+        rotated = client.post("/v1/admin/devices/aq-http/rotate-secret", headers=KEY).json()
+        assert login(secure.port, "aq-http", secret, client_id="DVES_00AA11").client is None
+        session = login(secure.port, "aq-http", rotated["secret"], client_id="DVES_00AA11")
+        assert session.client is not None
+        close(session.client)
+        client.post("/v1/admin/devices/aq-http/disable", headers=KEY)
+        assert (
+            login(secure.port, "aq-http", rotated["secret"], client_id="DVES_00AA11").client is None
+        )
+
+
+def test_a_broker_that_cannot_be_updated_is_named_in_the_response(
+    services, db_url: str, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    upsert_site(
+        conn, SiteRecord("torget", "Torget", "urban_background", "Narvik", 17.43, 68.44, {})
+    )
+    settings = services.settings(
+        database_url=db_url,
+        api_keys=f"ops:{ADMIN_KEY}",
+        mqtt_port=free_port(),
+        broker_admin_password="x" * 24,
+    )
+    with TestClient(create_app(settings, db_url, account_sync(settings, db_url))) as client:
+        body = {"id": "aq-http", "site_id": "torget", "kind": "air_quality"}
+        created = client.post("/v1/admin/devices", json=body, headers=KEY)
+    assert created.status_code == 201  # the registry has it; the secret is shown once
+    assert created.json()["secret"]
+    assert created.json()["broker"].startswith(
+        "the broker was not updated: cannot reach the broker at 127.0.0.1:"
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from api.dcat import DATASET_INFO, catalogue
+from api.dcat import DATASET_INFO, NLOD_CONCEPT, CatalogueFacts, catalogue
 from api.export_datasets import DATASETS
 from api.licence import NLOD_URL, attribution
 from api.models import DcatCatalog
@@ -33,8 +34,9 @@ def test_catalogue_has_the_mandatory_catalogue_properties(document: dict[str, An
     assert set(languages(document["dct:title"])) == {"nb", "en"}
     assert "Narvik" in languages(document["dct:description"])["en"]
     assert document["dct:publisher"]["foaf:name"]
-    assert document["dct:license"] == {"@id": NLOD_URL}
-    assert document["dct:rights"] == attribution("Narvik")
+    assert document["dct:license"]["@id"] == NLOD_CONCEPT
+    assert document["dct:license"]["rdfs:seeAlso"] == {"@id": NLOD_URL}
+    assert document["dct:rights"]["rdfs:label"] == attribution("Narvik")
 
 
 def test_every_export_dataset_is_described(document: dict[str, Any]) -> None:
@@ -57,12 +59,12 @@ def test_each_dataset_has_the_mandatory_dcat_ap_no_properties(document: dict[str
         contact = dataset["dcat:contactPoint"]
         assert contact["@type"] == "vcard:Organization"
         assert contact["vcard:hasEmail"] == {"@id": "mailto:data@narvik.example"}
-        assert dataset["dct:license"] == {"@id": NLOD_URL}
+        assert dataset["dct:license"]["@id"] == NLOD_CONCEPT
         assert dataset["dcat:distribution"]
         for distribution in dataset["dcat:distribution"]:
             assert distribution["@type"] == "dcat:Distribution"
             assert distribution["dcat:accessURL"]["@id"].startswith(BASE + "v1/")
-            assert distribution["dct:license"] == {"@id": NLOD_URL}
+            assert distribution["dct:license"]["@id"] == NLOD_CONCEPT
             assert distribution["dct:format"]["@id"].startswith(
                 "http://publications.europa.eu/resource/authority/file-type/"
             )
@@ -98,3 +100,43 @@ def test_the_document_is_what_the_openapi_model_describes(document: dict[str, An
     catalog = DcatCatalog.model_validate(document)
     assert len(catalog.dataset) == len(DATASET_INFO)
     assert all(d.distribution for d in catalog.dataset)
+
+
+def test_publisher_place_and_time_come_from_settings_and_the_data() -> None:
+    """DCAT-AP-NO: the publisher is an organisation URI with its organisation number,
+    the dataset's place the municipality (Kartverket's URI) and the sites' box, its
+    time the data's real range."""
+    settings = Settings(env="test", publisher_orgnr="959469059", municipality_number="1806")
+    first = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    last = datetime(2026, 2, 1, 12, tzinfo=UTC)
+    facts = CatalogueFacts({"readings": (first, last)}, (17.38, 68.41, 17.52, 68.46))
+    document = catalogue(settings, BASE, facts)
+    by_key = {d["@id"].rsplit("#", 1)[1]: d for d in document["dcat:dataset"]}
+    publisher = by_key["readings"]["dct:publisher"]
+    assert publisher["@id"] == "https://data.brreg.no/enhetsregisteret/api/enheter/959469059"
+    assert publisher["dct:identifier"] == "959469059"
+    place, extent = by_key["readings"]["dct:spatial"]
+    assert place["@id"] == "https://data.geonorge.no/administrativeEnheter/kommune/id/1806"
+    assert extent["dcat:bbox"]["@value"].startswith("POLYGON((17.38 68.41, 17.52 68.41")
+    period = by_key["readings"]["dct:temporal"]
+    assert period["dcat:startDate"]["@value"] == "2026-01-01T00:30:00Z"
+    assert period["dcat:endDate"]["@value"] == "2026-02-01T12:00:00Z"
+    assert "dct:temporal" not in by_key["sites"]  # not a time series
+    for dataset in document["dcat:dataset"]:
+        assert dataset["dcat:keyword"]
+        assert dataset["dct:accrualPeriodicity"]["skos:inScheme"]["@id"].endswith("/frequency")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("publisher_orgnr", "959469058", "check digit"),
+        ("publisher_orgnr", "95946905", "9 digits"),
+        ("municipality_number", "18O6", "4 digits"),
+    ],
+)
+def test_a_mistyped_publisher_or_municipality_is_refused(
+    setting: str, value: str, says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        Settings(env="test", **{setting: value})

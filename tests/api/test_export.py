@@ -22,9 +22,11 @@ from fastapi.testclient import TestClient
 
 import api.export_fetch
 from api.app import create_app
-from api.export_datasets import DATASETS, readings_columns
+from api.export_datasets import AQI_POLLUTANTS, DATASETS, readings_columns
 from api.export_formats import Column
 from api.licence import NLOD_URL
+from core.qc import FLAG_NAMES
+from core.units import rounder
 from tests.fixtures.services import Services
 from tests.fixtures.simulated import SimulatedData
 
@@ -104,6 +106,82 @@ def json_rows(document: list[dict[str, Any]], columns: tuple[Column, ...]) -> li
     return [{c.name: from_json(row.get(c.name), c) for c in columns} for row in document]
 
 
+# ------------------------------------------------- what the JSON says the file holds
+#
+# The files describe themselves (the series' site, device, metric and unit, the QC
+# flag's name) and round values to the metric's resolution; the JSON routes serve
+# values as stored.  These build, from a JSON document, the rows a file must hold.
+
+
+def resolutions(client: TestClient) -> dict[str, float | None]:
+    return {m["key"]: m["resolution"] for m in client.get("/v1/metrics").json()["data"]}
+
+
+def rounded(value: Any, resolution: float | None) -> Any:
+    return None if value is None else rounder(resolution)(value)
+
+
+def described_series(client: TestClient, series_id: int) -> dict[str, Any]:
+    """What a readings file says of a series, from /v1/series."""
+    found = [s for s in client.get("/v1/series").json()["data"] if s["id"] == series_id]
+    assert found, series_id
+    s = found[0]
+    return {
+        "series_id": series_id,
+        "site_id": s["site_id"],
+        "device_id": s["device_id"],
+        "metric": s["metric"],
+        "unit": s["unit"],
+    }
+
+
+VALUES = ("sum", "mean", "std", "min", "max", "first", "last", "value")
+
+
+def readings_expected(
+    client: TestClient, series_id: int, data: list[dict[str, Any]], columns: tuple[Column, ...]
+) -> list[dict[str, Any]]:
+    about = described_series(client, series_id)
+    resolution = resolutions(client)[about["metric"]]
+    rows = []
+    for point in data:
+        row = {**about, **point}
+        for name in VALUES:
+            if name in row:
+                row[name] = rounded(row[name], resolution)
+        if "coverage" in row:
+            row["coverage"] = rounded(row["coverage"], 0.001)
+        if "quality" in row:
+            row["quality_name"] = FLAG_NAMES[row["quality"]]
+        rows.append(row)
+    return json_rows(rows, columns)
+
+
+def dataset_expected(
+    client: TestClient, dataset: str, document: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """A JSON route's rows as the dataset's export holds them: AQI means named with
+    their unit, latest values with their flag's name, numbers rounded by column."""
+    steps = resolutions(client)
+    rows = []
+    for source in document:
+        row = dict(source)
+        if dataset == "aqi":
+            for key in AQI_POLLUTANTS:
+                row[f"{key}_ug_m3"] = row.pop(key)
+        if dataset == "latest":
+            row["value"] = rounded(row["value"], steps[row["metric"]])
+            quality = row["quality"]
+            row["quality_name"] = None if quality is None else FLAG_NAMES[quality]
+        for column in DATASETS[dataset].columns:
+            if isinstance(column.rounding, str):
+                row[column.name] = rounded(row[column.name], steps[column.rounding])
+            elif isinstance(column.rounding, float):
+                row[column.name] = rounded(row[column.name], column.rounding)
+        rows.append(row)
+    return json_rows(rows, DATASETS[dataset].columns)
+
+
 def exported(client: TestClient, path: str, fmt: str, columns: tuple[Column, ...]) -> list[Any]:
     separator = "&" if "?" in path else "?"
     response = client.get(f"{path}{separator}format={fmt}")
@@ -144,7 +222,7 @@ def test_hourly_series_export_reads_back_equal_to_the_json(
     )
     assert len(rows) > 24
     assert {r["series_id"] for r in rows} == {series_id}
-    assert rows == json_rows([{"series_id": series_id, **p} for p in page["data"]], columns)
+    assert rows == readings_expected(client, series_id, page["data"], columns)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -165,7 +243,7 @@ def test_raw_readings_export_reads_back_equal_to_the_json(
         client, f"/v1/export/readings?series={series_id}&from={start}&to={stop}", fmt, columns
     )
     assert len(rows) > 100
-    assert rows == json_rows(page["data"], columns)
+    assert rows == readings_expected(client, series_id, page["data"], columns)
 
 
 ROUND_TRIPS = [
@@ -203,7 +281,7 @@ def test_export_reads_back_equal_to_the_json_route(
     assert response.status_code == 200, response.text
     document = response.json()
     assert document.get("next") is None
-    expected = json_rows(document[member], columns)
+    expected = dataset_expected(client, dataset, document[member])
     assert expected, f"{route} is empty: nothing to compare"
     rows = exported(client, f"/v1/export/{dataset}?{query}", fmt, columns)
     key = [c.name for c in columns[:3]]
@@ -350,6 +428,31 @@ def test_traffic_is_exported_only_in_aggregates_of_15_minutes_or_more(
         assert "15 minutes" in body["detail"]
     # hourly aggregates are published
     assert client.get("/v1/export/readings?metric=vehicle_count&bucket=1h").status_code == 200
+    # a whole road-section site holds nothing else: nothing to export raw
+    site = problem(client.get(f"/v1/export/readings?site=e6-ornes-nord&bucket={bucket}"), 400)
+    assert "15 minutes" in site["detail"]
+
+
+@pytest.mark.parametrize("bucket", ["raw", "1m"])
+def test_the_default_readings_export_leaves_traffic_out_and_says_so(
+    client: TestClient, bucket: str
+) -> None:
+    """The catalogue's download link is the export without parameters: it must answer,
+    so what the privacy rule forbids is left out (and said to be), not refused."""
+    response = client.get(f"/v1/export/readings?bucket={bucket}&format=parquet")
+    assert response.status_code == 200, response.text
+    note = response.headers["x-export-note"]
+    assert "vehicle_count" in note
+    assert "bucket=1h" in note
+    table = pq.read_table(pa.BufferReader(response.content))
+    assert table.num_rows > 0
+    assert table.schema.metadata[b"note"].decode() == note
+    assert not {"vehicle_count", "heavy_vehicle_count", "speed"} & set(
+        table.column("metric").to_pylist()
+    )
+    # aggregates of an hour do carry traffic, and say nothing was left out
+    hourly = client.get("/v1/export/readings?bucket=1h&metric=vehicle_count")
+    assert "x-export-note" not in hourly.headers
 
 
 def test_range_beyond_the_limit_is_refused_naming_it(client: TestClient) -> None:
@@ -437,4 +540,6 @@ def test_export_index_lists_datasets_formats_and_columns(client: TestClient) -> 
     assert index["metrics"]["formats"] == ["csv", "parquet"]
     assert index["aqi"]["links"]["parquet"] == "http://testserver/v1/export/aqi?format=parquet"
     names = [c["name"] for c in index["readings"]["columns"]["1h"]]
-    assert names[:3] == ["series_id", "time", "end"]
+    assert names[:7] == ["series_id", "site_id", "device_id", "metric", "unit", "time", "end"]
+    aqi = {c["name"]: c for c in index["aqi"]["columns"][""]}
+    assert aqi["pm25_ug_m3"]["unit"] == "ug/m3"

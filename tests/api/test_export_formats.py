@@ -28,6 +28,7 @@ from api.export_datasets import (
     series_query,
 )
 from api.export_formats import Column, csv_stream, geojson_stream, parquet_stream
+from api.export_shape import SeriesInfo, bucket_shaper
 from core.indicators import AQI_LEVEL_NAMES
 
 COLUMNS = (
@@ -136,7 +137,10 @@ def test_geojson_is_a_feature_collection_with_points_and_licence_members() -> No
 
 def test_geojson_of_no_rows_is_an_empty_collection() -> None:
     document = json.loads(b"".join(collect(geojson_stream(COLUMNS, chunked([])))))
-    assert document == {"type": "FeatureCollection", "features": []}
+    assert document["type"] == "FeatureCollection"
+    assert document["features"] == []
+    # the columns are described even so: the file alone says what it would hold
+    assert [c["name"] for c in document["columns"]] == [c.name for c in COLUMNS]
 
 
 def test_dataset_query_filters_by_range_and_site_as_parameters() -> None:
@@ -178,12 +182,32 @@ def test_readings_queries_are_the_json_routes_without_a_page_limit() -> None:
     assert "FROM rollups" in hourly.as_string()
     assert hourly_params["series"] == [7]
     assert hourly_params["resolution"] == "1h"
-    assert [c.name for c in readings_columns("1h")][:4] == ["series_id", "time", "end", "count"]
-    # a bucket row gains its series and the number of suspect readings
-    row = (T0, end, 10, 7, 55.0, 5.5, 1.0, 4.0, 7.0, 5.0, 6.0, 1.0)
+    names = [c.name for c in readings_columns("1h")]
+    assert names[:8] == [
+        "series_id",
+        "site_id",
+        "device_id",
+        "metric",
+        "unit",
+        "time",
+        "end",
+        "count",
+    ]
+    # a bucket row gains its series and the number of suspect readings ...
+    row = (T0, end, 10, 7, 55.04, 5.504, 1.0, 4.0, 7.0, 5.0, 6.0, 1.0)
     shaped = bucket_row(7, row)
     assert shaped[:6] == (7, T0, end, 10, 7, 3)
-    assert len(shaped) == len(readings_columns("1h"))
+    # ... and, on the way out, what it is: site, device, metric, unit; values rounded
+    info = SeriesInfo(7, "s", "d", "pm25", "air_quality", "ug/m3", "µg/m³", 0.1, "gauge", 1, 2)
+    described = bucket_shaper(info, geo=False)(row)
+    assert len(described) == len(names)
+    assert dict(zip(names, described, strict=True)) | {"time": T0} == {
+        "series_id": 7, "site_id": "s", "device_id": "d", "metric": "pm25", "unit": "ug/m3",
+        "time": T0, "end": end, "count": 10, "good_count": 7, "suspect_count": 3,
+        "sum": 55.0, "mean": 5.5, "std": 1.0, "min": 4.0, "max": 7.0, "first": 5.0,
+        "last": 6.0, "coverage": 1.0,
+    }  # fmt: skip
+    assert bucket_shaper(info, geo=True)(row)[-2:] == (1, 2)
 
 
 def test_latest_export_wraps_the_latest_route_query() -> None:
@@ -204,5 +228,6 @@ def test_indicator_exports_have_the_json_routes_columns() -> None:
     }
     for key, table in tables.items():
         names = [c.name for c in DATASETS[key].columns if c.name != "label"]  # aqi's computed
-        assert names == list(table.columns), key
+        # the AQI's means are named with their unit in the files (pm25 -> pm25_ug_m3)
+        assert [n.removesuffix("_ug_m3") for n in names] == list(table.columns), key
         assert DATASETS[key].default_span == table.default_span

@@ -233,7 +233,7 @@ def test_traffic_is_only_served_in_aggregates_of_15_minutes_or_more(
             "before",
         ),
         ({"from": "2020-01-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "from", "400 days"),
-        ({"from": "yesterday"}, "from", "RFC 3339"),
+        ({"from": "yesterday"}, "from", "e.g. 2026-11-01 (local midnight)"),
         ({"from": "2026-01-01T00:00:00"}, "from", "UTC offset"),
         ({"cursor": "not-a-cursor"}, "cursor", "cursor"),
         ({"to": "0001-01-01T00:00:00Z"}, "from", "year"),

@@ -165,6 +165,30 @@ def test_buildings_sum_their_meters() -> None:
     assert totals.kwh.tolist() == [7.0]
 
 
+def test_energy_totals_of_the_parts_of_a_day_merge_into_the_days() -> None:
+    """Intervals split anywhere (as streaming a day in chunks splits them) give totals
+    that merge into those of all the intervals at once."""
+    rng = np.random.default_rng(5)
+    t = H + np.cumsum(rng.integers(1, 20 * 60, 400)) * 1_000_000
+    series = np.repeat(_i(1, 2), 200)
+    out = ind.consumption_from_power(series, t, rng.uniform(0, 5000, 400), group_ids=series % 2)
+    for resolution in ("1h", "1d"):
+        whole = ind.energy_totals(out, resolution)  # type: ignore[arg-type]
+        parts = [
+            ind.energy_totals(
+                ind.Intervals(*(getattr(out, name)[piece] for name in ind.Intervals.__slots__)),
+                resolution,  # type: ignore[arg-type]
+            )
+            for piece in np.array_split(np.arange(len(out)), [1, 50, 51, 300])
+        ]
+        merged = ind.merge_energy_totals(parts)
+        assert merged.group_id.tolist() == whole.group_id.tolist()
+        assert merged.bucket.tolist() == whole.bucket.tolist()
+        assert merged.kwh == pytest.approx(whole.kwh, rel=1e-12)
+        assert merged.covered_s == pytest.approx(whole.covered_s, rel=1e-12)
+    assert len(ind.merge_energy_totals([]).kwh) == 0
+
+
 def test_energy_of_nothing_is_empty() -> None:
     out = ind.consumption_from_register(EMPTY_I, EMPTY_I, EMPTY_F)
     assert len(out) == 0
@@ -247,6 +271,32 @@ def test_average_daily_traffic_is_the_mean_of_full_days() -> None:
     assert adt.vehicles_per_day.tolist() == [350.0]
     assert adt.full_days.tolist() == [2]
     assert ind.average_daily_traffic(daily, min_coverage=0.5).full_days.tolist() == [3]
+
+
+def test_traffic_sums_of_the_parts_of_a_day_merge_and_finish_into_its_buckets() -> None:
+    """A counter's day summed in parts (the reporting interval still unknown) and
+    finished once equals `traffic_buckets` over the whole day."""
+    rng = np.random.default_rng(9)
+    starts = H + np.arange(0, 24 * 60, 5) * MINUTE_US
+    n = len(starts)
+    vehicles = rng.poisson(20, n).astype(float)
+    heavy = np.where(rng.random(n) < 0.1, np.nan, rng.poisson(2, n))
+    speed = np.where(rng.random(n) < 0.1, np.nan, rng.normal(50, 5, n))
+    counters = np.full(n, 3, np.int64)
+    whole = ind.traffic_buckets(
+        counters, starts, vehicles, heavy, speed, interval_s=300, stamped="start"
+    )
+    parts = [
+        ind.traffic_sums(counters[p], starts[p], vehicles[p], heavy[p], speed[p])
+        for p in np.array_split(np.arange(n), [5, 6, 100, 101, 200])
+    ]
+    out = ind.finish_traffic(ind.merge_traffic_sums(parts), interval_s=300)
+    assert out.bucket.tolist() == whole.bucket.tolist()
+    assert out.counter_id.tolist() == [3] * 24
+    for name in ind.TrafficBuckets.__slots__:
+        assert getattr(out, name) == pytest.approx(getattr(whole, name), rel=1e-12, nan_ok=True)
+    with pytest.raises(ValueError, match="divide"):
+        ind.finish_traffic(ind.merge_traffic_sums(parts), interval_s=420)
 
 
 def test_traffic_of_nothing_is_empty() -> None:

@@ -9,8 +9,8 @@ from core.settings import Settings, SettingsError, load_settings
 SAFE_PRODUCTION = {
     "SMARTBY_ENV": "production",
     "SMARTBY_DATABASE_URL": "postgresql://smartby:k8s-Long-Random-1@db:5432/smartby",
-    "SMARTBY_MQTT_USERNAME": "smartby-ingest",
     "SMARTBY_MQTT_PASSWORD": "another-Long-Random-2",
+    "SMARTBY_BROKER_ADMIN_PASSWORD": "a-third-Long-Random-3",
 }
 
 
@@ -55,8 +55,8 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("change", "complaint"),
     [
-        ({"SMARTBY_MQTT_USERNAME": None}, "no anonymous broker"),
         ({"SMARTBY_MQTT_PASSWORD": None}, "no anonymous broker"),
+        ({"SMARTBY_BROKER_ADMIN_PASSWORD": "admin"}, "SMARTBY_BROKER_ADMIN_PASSWORD is empty"),
         ({"SMARTBY_MQTT_PASSWORD": "changeme"}, "SMARTBY_MQTT_PASSWORD is empty or a default"),
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby:postgres@db/smartby"}, "default password"),
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby@db/smartby"}, "default password"),
@@ -91,6 +91,15 @@ def test_topic_prefix_must_be_one_plain_level(monkeypatch: pytest.MonkeyPatch, p
 def test_a_bad_number_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMARTBY_MQTT_PORT", "not-a-port")
     with pytest.raises(SettingsError, match=r"^SMARTBY_MQTT_PORT: "):
+        load_settings()
+
+
+def test_the_subscription_mode_is_plain_or_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().ingest_subscription == "plain"
+    monkeypatch.setenv("SMARTBY_INGEST_SUBSCRIPTION", "shared")
+    assert load_settings().ingest_subscription == "shared"
+    monkeypatch.setenv("SMARTBY_INGEST_SUBSCRIPTION", "both")
+    with pytest.raises(SettingsError, match=r"^SMARTBY_INGEST_SUBSCRIPTION: "):
         load_settings()
 
 

@@ -26,7 +26,10 @@ QUERIES = prom_queries()
 #: labels Prometheus adds to every scraped series
 SCRAPE_LABELS = {"job", "instance"}
 
-_METRIC = re.compile(r"\b(smartby_[a-zA-Z0-9_]+|up)\b\s*(\{[^}]*\})?")
+_METRIC = re.compile(r"\b(smartby_[a-zA-Z0-9_]+|up|ALERTS)\b\s*(\{[^}]*\})?")
+#: the labels of Prometheus's own ALERTS series: the rule's name and state, and the
+#: labels of the rules (deploy/prometheus/rules/)
+ALERTS_LABELS = {"alertname", "alertstate", "severity", "device", "kind", "site", "mountpoint"}
 _MATCHER = re.compile(r"([a-zA-Z_]\w*)\s*(?:=~|!~|!=|=)\s*\"([^\"]*)\"")
 _GROUPING = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
 
@@ -104,6 +107,10 @@ def test_prometheus_panel_names_exported_metrics(
     labels_available = set(SCRAPE_LABELS)
     for name, selector in uses:
         matchers = dict(_MATCHER.findall(selector))
+        if name == "ALERTS":
+            labels_available |= ALERTS_LABELS
+            assert set(matchers) <= ALERTS_LABELS, f"{item.id}: ALERTS has no label {matchers}"
+            continue
         if name == "up":
             # Prometheus's own per-target series: the job must be one it scrapes
             assert matchers.get("job") in scrape_jobs(), f"{item.id}: up of an unknown job"

@@ -20,6 +20,7 @@ from devices.catalogue import (
     parse_catalogue_csv,
     parse_catalogue_yaml,
 )
+from devices.provision import import_catalogue
 
 MIGRATIONS = Path(db.__file__).with_name("migrations")
 
@@ -384,3 +385,42 @@ def test_importing_a_catalogue_registers_profiles_and_updates_them_on_reimport(
         {"health": "battery", "unit": "mV"},
         {"timezone": "Europe/Oslo"},
     )
+
+
+def test_a_catalogue_declares_how_finely_its_instruments_resolve_metrics(
+    narvik: Catalogue,
+) -> None:
+    """``metrics: {key: {resolution: step}}``: exports round to it (issue 16)."""
+    assert narvik.resolutions["pm25"] == 0.1
+    assert narvik.resolutions["energy"] == 0.001
+    declared = parse_catalogue_yaml("metrics:\n  pm10: {resolution: 1}\n" + GOOD, "small.yaml")
+    assert dict(declared.resolutions) == {"pm10": 1.0}
+    assert parse_catalogue_yaml(GOOD, "small.yaml").resolutions == {}
+    for text, problem in (
+        ("metrics:\n  pm10: {resolution: 0}\n", "positive number"),
+        ("metrics:\n  pm10: {resolution: fine}\n", "positive number"),
+        ("metrics:\n  pm10: 0.1\n", "must be {resolution: number}"),
+        ("metrics:\n  PM10: {resolution: 1}\n", "bad metric key"),
+    ):
+        with pytest.raises(CatalogueError, match=re.escape(problem)):
+            parse_catalogue_yaml(text + GOOD, "small.yaml")
+
+
+def test_importing_a_catalogue_writes_its_resolutions_into_the_metric_catalogue(
+    conn: psycopg.Connection,
+) -> None:
+    declared = parse_catalogue_yaml("metrics:\n  pm10: {resolution: 1}\n" + GOOD, "small.yaml")
+    try:
+        result = import_catalogue(conn, declared)
+        assert result.resolutions == 1
+        assert conn.execute("SELECT resolution FROM metrics WHERE key = 'pm10'").fetchone() == (
+            1.0,
+        )
+    finally:  # the metric catalogue is shared by the tests: put migration 0008's back
+        conn.execute("UPDATE metrics SET resolution = 0.1 WHERE key = 'pm10'")
+    unknown = parse_catalogue_yaml("metrics:\n  benzene: {resolution: 0.1}\n" + GOOD, "x.yaml")
+    conn.execute("DELETE FROM devices")
+    conn.execute("DELETE FROM sites")
+    with pytest.raises(SmartbyError, match="no metric 'benzene'"):
+        import_catalogue(conn, unknown)
+    assert conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)  # all or nothing

@@ -135,7 +135,9 @@ def test_two_workers_on_the_shared_subscription_split_the_stream(
     """Two workers in the same share group: each gets part, together all, none twice."""
     n = 20_000
     prefix = unique_prefix()
-    settings = services.settings(mqtt_topic_prefix=prefix, ingest_metrics_port=0)
+    settings = services.settings(
+        mqtt_topic_prefix=prefix, ingest_metrics_port=0, ingest_subscription="shared"
+    )
     with running_worker(settings) as first, running_worker(settings) as second:
         publish_many(services.mqtt_port, stream(prefix, n, time.time() - 60))
         wait_for(

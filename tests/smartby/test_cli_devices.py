@@ -3,22 +3,32 @@ never listed, and every failure one clear line with a non-zero exit."""
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from devices.registry import SiteRecord, upsert_site, verify_secret
+from stack.ports import free_port
+from tests.fixtures.secure import SecureBroker, close, login
 
 
-def smartby(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-    env["SMARTBY_DATABASE_URL"] = db_url
+def smartby(
+    db_url: str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    environment["SMARTBY_DATABASE_URL"] = db_url
+    # no running `smartby up` in the checkout's data folder may be found
+    environment["SMARTBY_DATA_DIR"] = "/nonexistent/smartby"
+    environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "smartby", *args],
-        env=env,
+        env=environment,
         capture_output=True,
         text=True,
         timeout=60,
@@ -173,7 +183,6 @@ def test_add_devices_of_other_profiles_with_their_topic_and_field_map(
             "unknown metric(s) radon",
         ),
         (["--profile", "esphome", "--topic", "taken"], "already has the key 'taken'"),
-        (["--profile", "tasmota", "--topic", "esp-0"], "MQTT user name of device 'esp-0'"),
     ],
 )
 def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
@@ -193,14 +202,155 @@ def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
     assert problem in line
 
 
-def test_a_device_id_that_is_another_devices_topic_is_refused(db_url: str, site: str) -> None:
-    """The broker lets user X publish tele/X/… and X/status: a device called like an
-    ESPHome node's topic could publish as that node."""
-    node = smartby(
-        db_url, "devices", "add", "esp-1", "--site", site, "--kind", "air_quality",
-        "--profile", "esphome", "--topic", "balcony",
+# ------------------------------------------------------------------------ the broker
+
+
+def with_broker(secure: SecureBroker, **more: str) -> dict[str, str]:
+    """Settings that point the CLI at the secure test broker and its admin."""
+    return {
+        "SMARTBY_MQTT_PORT": str(secure.port),
+        "SMARTBY_BROKER_ADMIN_PASSWORD": secure.accounts.admin_password or "",
+        **more,
+    }
+
+
+def test_every_change_reaches_the_broker_at_once(
+    db_url: str, site: str, secure: SecureBroker
+) -> None:
+    env = with_broker(secure)
+    added = smartby(
+        db_url, "devices", "add", "aq-1", "--site", site, "--kind", "air_quality",
+        "--client-id", "DVES_4F2A1C", env=env,
     )  # fmt: skip
-    assert node.returncode == 0, node.stderr
-    twin = smartby(db_url, "devices", "add", "balcony", "--site", site, "--kind", "air_quality")
-    assert twin.returncode == 1
-    assert "'balcony' is the esphome topic of device 'esp-1'" in twin.stderr
+    assert added.returncode == 0, added.stderr
+    assert "client id 'DVES_4F2A1C'" in added.stdout
+    assert "broker updated" in added.stderr
+    secret = added.stdout.rsplit(": ", 1)[1].strip()
+    assert connects(secure, "aq-1", secret, "DVES_4F2A1C")
+    assert not connects(secure, "aq-1", secret, "aq-1")
+
+    rotated = smartby(db_url, "devices", "rotate-secret", "aq-1", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    new = rotated.stdout.rsplit(": ", 1)[1].strip()
+    assert not connects(secure, "aq-1", secret, "DVES_4F2A1C")
+    assert connects(secure, "aq-1", new, "DVES_4F2A1C")
+
+    assert smartby(db_url, "devices", "disable", "aq-1", env=env).returncode == 0
+    assert not connects(secure, "aq-1", new, "DVES_4F2A1C")
+    assert smartby(db_url, "devices", "enable", "aq-1", env=env).returncode == 0
+    assert connects(secure, "aq-1", new, "DVES_4F2A1C")
+
+    rebound = smartby(db_url, "devices", "set-client-id", "aq-1", env=env)
+    assert rebound.returncode == 0, rebound.stderr
+    assert connects(secure, "aq-1", new, "aq-1")
+    assert not connects(secure, "aq-1", new, "DVES_4F2A1C")
+
+    deleted = smartby(db_url, "devices", "delete", "aq-1", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert not connects(secure, "aq-1", new, "aq-1")
+
+
+def connects(secure: SecureBroker, username: str, password: str, client_id: str) -> bool:
+    session = login(secure.port, username, password, client_id=client_id)
+    if session.client is None:
+        return False
+    close(session.client)
+    return True
+
+
+def test_an_unreachable_broker_is_one_line_after_the_commit(db_url: str, site: str) -> None:
+    """The registry change stands (the secret is printed); the failure names the broker
+    and the fix."""
+    env = {"SMARTBY_MQTT_PORT": str(free_port()), "SMARTBY_BROKER_ADMIN_PASSWORD": "x" * 24}
+    added = smartby(
+        db_url, "devices", "add", "aq-1", "--site", site, "--kind", "air_quality", env=env
+    )
+    assert added.returncode == 1
+    assert "secret (shown once" in added.stdout
+    assert added.stderr.count("\n") == 1, added.stderr
+    assert added.stderr.startswith(
+        "smartby: error: the registry has the change, but the broker was not updated:"
+        " cannot reach the broker at 127.0.0.1:"
+    )
+    assert smartby(db_url, "devices", "show", "aq-1").returncode == 0
+
+
+def test_without_a_broker_the_change_waits_for_the_next_start(db_url: str, site: str) -> None:
+    added = smartby(db_url, "devices", "add", "aq-1", "--site", site, "--kind", "air_quality")
+    assert added.returncode == 0
+    assert added.stderr.startswith("note: no broker to update")
+
+
+def test_a_device_with_data_is_disabled_not_deleted(
+    db_url: str, conn: psycopg.Connection, site: str
+) -> None:
+    assert (
+        smartby(
+            db_url, "devices", "add", "aq-1", "--site", site, "--kind", "air_quality"
+        ).returncode
+        == 0
+    )
+    conn.execute("INSERT INTO series (device_id, metric) VALUES ('aq-1', 'pm25')")
+    refused = smartby(db_url, "devices", "delete", "aq-1")
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "smartby: error: device 'aq-1' has stored data and cannot be deleted; disable it instead\n"
+    )
+
+
+def test_broker_sync_reconciles_a_running_broker_and_writes_a_stopped_ones_file(
+    db_url: str, conn: psycopg.Connection, site: str, secure: SecureBroker, tmp_path: Path
+) -> None:
+    """`smartby broker sync`: over $CONTROL when the broker answers (a device whose
+    secret it never got is reported with its fix, on stderr, exit 0); into the
+    plugin's file when it does not (compose's broker-config before the first start)."""
+    conn.execute("DELETE FROM devices")
+    assert (
+        smartby(
+            db_url, "devices", "add", "aq-9", "--site", site, "--kind", "air_quality"
+        ).returncode
+        == 0
+    )
+    env = with_broker(secure, SMARTBY_MQTT_PASSWORD=secure.ingest_password)
+    synced = smartby(db_url, "broker", "sync", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "account aq-9 created" in synced.stdout
+    assert f"broker at 127.0.0.1:{secure.port} agrees with the registry" in synced.stdout
+    assert "`smartby devices rotate-secret aq-9`" in synced.stderr
+
+    config = tmp_path / "dynamic-security.json"
+    bridge = tmp_path / "bridge" / "bridge.conf"
+    stopped = {
+        **env,
+        "SMARTBY_MQTT_PORT": str(free_port()),
+        "SMARTBY_PUBLIC_BRIDGE_PASSWORD": "bridge-pw-0123456789",
+        "SMARTBY_STA_PUBLISHER_PASSWORD": "publisher-pw-0123456789",
+    }
+    written = smartby(
+        db_url, "broker", "sync", "--config-file", str(config), "--bridge-file", str(bridge),
+        env=stopped,
+    )  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert stat.S_IMODE(bridge.stat().st_mode) == 0o600
+    lines = bridge.read_text().splitlines()
+    assert "remote_username smartby-public-bridge" in lines
+    assert "remote_password bridge-pw-0123456789" in lines
+    assert "topic v1.1/# in 1" in lines
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    document = json.loads(config.read_text())
+    clients = {c["username"]: c for c in document["clients"]}
+    assert {"aq-9", "smartby-admin", "smartby-ingest-1", "smartby-ingest-4"} <= set(clients)
+    assert {"smartby-sta-publisher", "smartby-public-bridge"} <= set(clients)
+    assert clients["aq-9"]["clientid"] == "aq-9"
+    assert clients["aq-9"]["roles"] == [{"rolename": "smartby-device-aq-9"}]
+    assert clients["smartby-ingest-1"]["clientid"] == "smartby-ingest-1"
+    assert "clientid" not in clients["smartby-admin"]
+
+
+def test_broker_sync_needs_the_admin_password(db_url: str) -> None:
+    result = smartby(db_url, "broker", "sync")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "smartby: error: SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic"
+        " security admin\n"
+    )

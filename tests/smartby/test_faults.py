@@ -25,7 +25,6 @@ from stack.ports import free_port
 from tests.fixtures.faults import (
     Mix,
     NumberedStream,
-    SharedSubscriptionLoss,
     StreamCount,
     assert_nothing_lost_nor_doubled,
     register_devices,
@@ -43,15 +42,6 @@ BEFORE_S, AFTER_S = 2.0, 2.0
 
 MIXES = [pytest.param(Mix.TIMED, id="timed"), pytest.param(Mix.MIXED, id="mixed")]
 
-#: Mosquitto 2.0.11 restores a persistent session but not its *shared* subscription
-#: (DESIGN.md, "MQTT contract"): after a broker restart it acknowledges telemetry with
-#: "no matching subscribers" until the worker has subscribed again.
-SHARED_SUBSCRIPTION_NOT_RESTORED = (
-    "Mosquitto 2.0.11 does not restore the worker's shared subscription from its"
-    " persistence file: devices that reconnect before the worker get PUBACK 0x10 (no"
-    " matching subscribers) and the broker drops their messages (issue 11, item 2)"
-)
-
 
 def stack_env() -> dict[str, str]:
     """Ports of its own for each run (explicit, so a second `up` asks for the same),
@@ -67,9 +57,7 @@ def stack_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def platform() -> Iterator[UpProcess]:
-    """One `smartby up` for the faults of its parts: each test has devices of its own."""
+def running_platform() -> Iterator[UpProcess]:
     root = make_service_root("smartby-faults-")
     up = UpProcess(root / "data", stack_env())
     try:
@@ -81,9 +69,28 @@ def platform() -> Iterator[UpProcess]:
     assert code == 0, "\n".join(up.output)
 
 
-def new_devices(database_url: str, label: str) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def platform() -> Iterator[UpProcess]:
+    """One `smartby up` for the faults of its parts: each test has devices of its own."""
+    yield from running_platform()
+
+
+@pytest.fixture(scope="module")
+def killed_broker_platform() -> Iterator[UpProcess]:
+    """Another `smartby up`, for the kill -9s of the broker: with the graceful restarts
+    they would make the 5 failures within 60 s after which `up` stops trying."""
+    yield from running_platform()
+
+
+def new_devices(up: UpProcess, label: str) -> dict[str, str]:
+    """Two devices of their own, registered and given to the broker with their secrets
+    (as `smartby devices add` does)."""
     tag = uuid.uuid4().hex[:6]
-    return register_devices(database_url, [f"{label}-{tag}-{n}" for n in range(2)])
+    return register_devices(
+        str(up.stack["database_url"]),
+        [f"{label}-{tag}-{n}" for n in range(2)],
+        admin=up.broker_admin(),
+    )
 
 
 def run_until_acknowledged(stream: NumberedStream, seconds: float) -> None:
@@ -101,7 +108,7 @@ Fault = Callable[[NumberedStream], None]
 
 def stream_across(up: UpProcess, label: str, mix: Mix, fault: Fault) -> StreamCount:
     database_url = str(up.stack["database_url"])
-    credentials = new_devices(database_url, label)
+    credentials = new_devices(up, label)
     with NumberedStream(int(str(up.stack["mqtt_port"])), credentials, rate=RATE, mix=mix) as stream:
         stream.start()
         run_until_acknowledged(stream, BEFORE_S)
@@ -109,7 +116,13 @@ def stream_across(up: UpProcess, label: str, mix: Mix, fault: Fault) -> StreamCo
         run_until_acknowledged(stream, AFTER_S)
         stream.stop()
         assert stream.wait_acknowledged(60), "the broker never answered some messages"
-        return verify(database_url, stream, stalled_after=5)
+        count = verify(database_url, stream, stalled_after=5)
+    RUNS.append((label, mix.value, count.total("acknowledged"), count.lost, count.duplicates))
+    return count
+
+
+#: (fault, mix, acknowledged, lost, duplicates) of every run, for the report
+RUNS: list[tuple[str, str, int, int, int]] = []
 
 
 def kill_and_await_restart(up: UpProcess, service: str, sig: int) -> Fault:
@@ -178,23 +191,87 @@ def test_postgresql_killed_or_stopped(platform: UpProcess, sig: int, mix: Mix) -
     assert {name: platform.pid_of(name) for name in dependants} == dependants
 
 
-#: the broker starts again from its persistence file: only the fix of the subscription
-#: (issue 11, item 2) can let these pass; they fail with that loss and nothing else
-#: (`SharedSubscriptionLoss`: every lost message was acknowledged with 0x10), so that
-#: the fix flips them.
-broker_restarted = pytest.mark.xfail(
-    strict=True, raises=SharedSubscriptionLoss, reason=SHARED_SUBSCRIPTION_NOT_RESTORED
-)
-
-
 @pytest.mark.parametrize("mix", MIXES)
-@broker_restarted
 def test_graceful_restart_of_the_broker(platform: UpProcess, mix: Mix) -> None:
     """SIGTERM to Mosquitto: it saves its sessions and exits; the supervisor starts it
-    again on the same port, and devices and worker reconnect."""
+    again on the same port, and devices and worker reconnect.  The worker's plain
+    subscription is in the saved sessions (a shared one would not be: Mosquitto 2.0
+    drops what arrives before the worker subscribes again), so the worst order of
+    reconnecting loses nothing."""
     fault = restart_broker_while_the_worker_is_held(platform)
     count = stream_across(platform, "broker", mix, fault)
     assert_nothing_lost_nor_doubled(count)
+
+
+#: the one bounded exception (README): Mosquitto acknowledges a message before it is
+#: on disk, and saves every 2 s (``autosave_interval 1``); what it acknowledged after
+#: its last save and had not yet handed to the worker is gone with a kill -9.  The
+#: bound checked: every lost message was acknowledged at most this long before it.
+KILL_9_WINDOW_S = 2.5
+#: (mix, acknowledged, lost, duplicates, oldest lost acknowledged s before the kill)
+KILL_9_RUNS: list[tuple[str, int, int, int, float | None]] = []
+
+
+@pytest.mark.parametrize("mix", MIXES)
+@pytest.mark.parametrize("worker", ["live", "down"])
+def test_kill_9_of_the_broker_loses_at_most_the_last_2_seconds(
+    killed_broker_platform: UpProcess, mix: Mix, worker: str
+) -> None:
+    """kill -9 of Mosquitto mid-stream: the supervisor starts it again from its last
+    save.  Lost may only be what the broker acknowledged within `KILL_9_WINDOW_S` of
+    the kill; a message it had saved unacknowledged is delivered again (absorbed as a
+    duplicate when it has a time).
+
+    ``live``: the worker is connected; the broker writes each message to the worker's
+    socket at once, and what sits in the worker's socket buffer survives the broker
+    (a worker held with SIGSTOP behaves the same, up to megabytes of buffer).
+    ``down``: the worker was killed a second before, so the broker holds that second
+    for its offline session, in memory until the next save: the case the window
+    bounds."""
+    platform = killed_broker_platform
+    killed_at: list[float] = []
+    restart = kill_and_await_restart(platform, "Mosquitto", signal.SIGKILL)
+
+    def fault(stream: NumberedStream) -> None:
+        mark = platform.mark()
+        if worker == "down":
+            os.kill(platform.pid_of("ingest"), signal.SIGKILL)
+            run_until_acknowledged(stream, 1.0)
+        killed_at.append(time.monotonic())
+        restart(stream)
+        if worker == "down":
+            platform.wait_for("ingest is back", timeout=60, since=mark)
+
+    count = stream_across(platform, "broker-kill", mix, fault)
+    window = count.lost_window(killed_at[0])
+    KILL_9_RUNS.append(
+        (
+            f"{worker}, {mix.value}",
+            count.total("acknowledged"),
+            count.lost,
+            count.duplicates,
+            window and round(window[0], 2),
+        )
+    )
+    if window is not None:
+        oldest, newest = window
+        assert oldest <= KILL_9_WINDOW_S, count.table()
+        # PUBACKs on their way at the kill are booked a moment after it
+        assert newest >= -0.1, count.table()
+    assert count.lost <= KILL_9_WINDOW_S * RATE * len(count.devices), count.table()
+
+
+def pytest_terminal_summary_lines() -> list[str]:
+    """Every run's figures and the measured window, for the report (printed by
+    tests/smartby/conftest.py)."""
+    return [
+        f"under up, {label} ({mix}): {acked} acknowledged, {lost} lost, {dups} duplicates"
+        for label, mix, acked, lost, dups in RUNS
+    ] + [
+        f"kill -9 of the broker under up ({run}): {acked} acknowledged, {lost} lost,"
+        f" {dups} duplicates, oldest lost acknowledged {oldest} s before the kill"
+        for run, acked, lost, dups, oldest in KILL_9_RUNS
+    ]
 
 
 @pytest.fixture
@@ -208,7 +285,6 @@ def own_data_dir() -> Iterator[Path]:
 @pytest.mark.parametrize(
     "sig", [pytest.param(signal.SIGTERM, id="sigterm"), pytest.param(signal.SIGKILL, id="sigkill")]
 )
-@broker_restarted
 def test_supervisor_stopped_or_killed_then_up_again(own_data_dir: Path, sig: int, mix: Mix) -> None:
     """SIGTERM stops every part in order; SIGKILL leaves the parts to stop on their own
     (parent-death signal) and the next `up` waits for any still finishing.  The

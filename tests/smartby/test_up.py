@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import socket
@@ -19,10 +20,10 @@ import httpx
 import psycopg
 import pytest
 
-from devices.registry import INGEST_USER, DeviceRecord, add_device
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
-from tests.fixtures.mqtt import Collector, publish_one
+from tests.fixtures.mqtt import publish_one
+from tests.fixtures.secure import close, login, publish, subscribe
 from tests.fixtures.up import READY_LINE, UpProcess, alive
 
 
@@ -61,6 +62,51 @@ def service_pids(data_dir: Path, supervisor: int) -> dict[str, int]:
     return pids
 
 
+def add_with_the_cli(data_dir: Path, device_id: str) -> str:
+    """`smartby devices add` beside a running `up`: it finds the stack's database and
+    broker, and returns the secret it printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    env["SMARTBY_DATA_DIR"] = str(data_dir)
+    added = subprocess.run(
+        [
+            *(sys.executable, "-m", "smartby", "devices", "add", device_id),
+            *("--site", "torget", "--kind", "air_quality"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "broker updated" in added.stderr, added.stderr
+    return added.stdout.rsplit(": ", 1)[1].strip()
+
+
+def assert_public_stream(data_dir: Path, port: int, public_port: int) -> None:
+    password = (data_dir / "credentials" / "sta-publisher.password").read_text().strip()
+    reader = login(public_port, None, None)
+    assert reader.client is not None
+    got: queue.Queue[bytes] = queue.Queue()
+    reader.client.on_message = lambda _c, _u, message: got.put(message.payload)
+    assert subscribe(reader.client, "v1.1/#") == [1]
+    publisher = login(port, "smartby-sta-publisher", password, client_id="smartby-sta-publisher")
+    assert publisher.client is not None
+    try:
+
+        def delivered() -> bool:
+            publish(publisher.client, "v1.1/Datastreams(1)/Observations", b'{"result": 1}')
+            try:
+                return got.get(timeout=0.2) == b'{"result": 1}'
+            except queue.Empty:
+                return False
+
+        wait_for(delivered, timeout=10, what="the stream at the public broker")
+    finally:
+        close(publisher.client)
+        close(reader.client)
+
+
 @pytest.mark.slow
 def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Path) -> None:
     with listening_socket() as taken_mqtt_port:
@@ -93,40 +139,43 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
                 )
 
-            # A device registered while the stack runs can connect at once (the broker
-            # reloads its password file), and the stack's ingest worker stores what it
-            # publishes; a subscriber with the ingest account sees the same message.
+            # A device registered while the stack runs can connect at once (the command
+            # gives the broker its account and secret), and the stack's ingest worker
+            # stores what it publishes.
             port = int(str(stack["mqtt_port"]))
-            ingest_password = (data_dir / "credentials" / "ingest.password").read_text().strip()
-            with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
-                secret = add_device(conn, DeviceRecord("aq-torget", "torget", "air_quality"))
-            collector = Collector(
-                port, "smartby/+/telemetry", username=INGEST_USER, password=ingest_password
+            secret = add_with_the_cli(data_dir, "aq-torget")
+            publish_one(
+                port,
+                "smartby/aq-torget/telemetry",
+                b'{"pm25": 7.5}',
+                username="aq-torget",
+                password=secret,
+                client_id="aq-torget",
             )
-            try:
-                wait_for(
-                    lambda: "broker credentials reloaded" in "\n".join(up.drain()),
-                    what="the broker reload",
-                )
-                publish_one(
-                    port,
-                    "smartby/aq-torget/telemetry",
-                    b'{"pm25": 7.5}',
-                    username="aq-torget",
-                    password=secret,
-                )
-                message = collector.get()
-                assert (message.topic, message.payload) == (
-                    "smartby/aq-torget/telemetry",
-                    b'{"pm25": 7.5}',
-                )
-            finally:
-                collector.close()
             with psycopg.connect(str(stack["database_url"]), autocommit=True) as conn:
                 wait_for(
                     lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
                     what="the reading stored by the stack's ingest worker",
                 )
+
+            # the public broker streams what the SensorThings publisher publishes to
+            # anonymous readers (the publisher's password is in the data folder)
+            assert_public_stream(data_dir, port, int(str(stack["mqtt_public_port"])))
+
+            # `smartby broker sync` beside it finds it agreeing: nothing to change
+            synced = subprocess.run(
+                [sys.executable, "-m", "smartby", "broker", "sync"],
+                env={
+                    **{k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")},
+                    "SMARTBY_DATA_DIR": str(data_dir),
+                },
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert synced.returncode == 0, synced.stderr
+            assert synced.stdout.splitlines()[-1].endswith("(0 change(s))"), synced.stdout
 
             # a second `up` on the same data folder is refused, in one line
             second = subprocess.run(
@@ -314,29 +363,24 @@ def test_a_restart_listens_on_the_same_ports_through_time_wait(data_dir: Path) -
                 "INSERT INTO sites (id, name, kind, municipality, lon, lat)"
                 " VALUES ('torget', 'Torget', 'urban_background', 'Narvik', 17.43, 68.44)"
             )
-            secret = add_device(conn, DeviceRecord("aq-torget", "torget", "air_quality"))
-        wait_for(
-            lambda: "broker credentials reloaded" in "\n".join(first.drain()),
-            what="the broker reload",
-        )
+        secret = add_with_the_cli(data_dir, "aq-torget")
         publish_one(
             ports["mqtt"],
             "smartby/aq-torget/telemetry",
             b'{"pm25": 7.5}',
             username="aq-torget",
             password=secret,
+            client_id="aq-torget",
         )
         # connections the servers will close when they stop: theirs go to TIME_WAIT
-        ingest_password = (data_dir / "credentials" / "ingest.password").read_text().strip()
-        subscriber = Collector(
-            ports["mqtt"], "smartby/+/status", username=INGEST_USER, password=ingest_password
-        )
+        device = login(ports["mqtt"], "aq-torget", secret, client_id="aq-torget").client
+        assert device is not None
         database = psycopg.connect(url, autocommit=True)
         api = httpx.Client(base_url=f"http://127.0.0.1:{ports['api']}")
         assert api.get("/v1").status_code == 200
     finally:
         assert first.stop(signal.SIGTERM) == 0, "\n".join(first.output)
-    subscriber.client.loop_stop()
+    device.loop_stop()
     database.close()
     api.close()
     lingering = time_wait_ports() & {ports["mqtt"], ports["postgresql"], ports["api"]}

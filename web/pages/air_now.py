@@ -16,6 +16,7 @@ from starlette.responses import Response
 from web.air import LEVELS, POLLUTANTS, Level, Pollutant, bands, level
 from web.formatting import parse_time
 from web.site import PageContext
+from web.warnings import page_warnings
 
 #: an index older than this is not "now": the station says it has no valid hour
 STALE_AFTER = timedelta(hours=3)
@@ -77,6 +78,7 @@ async def air_now(context: PageContext) -> Response:
     stations = await air_stations(context)
     return context.render(
         "air_now.html",
+        warnings=await page_warnings(context),
         levels=LEVELS,
         band_table=[(p, bands(p.key)) for p in POLLUTANTS.values()],
         **_values(context, stations),

@@ -26,6 +26,7 @@ from web.formatting import parse_time
 from web.i18n import N_
 from web.site import PageContext
 from web.source import DocumentNotFound, all_rows, api_time
+from web.warnings import page_warnings
 
 #: the ranges a reader can pick, and how they are named
 RANGES: dict[str, tuple[timedelta, str]] = {
@@ -142,6 +143,7 @@ async def station(context: PageContext) -> Response:
             limits.extend(_limits(context, pollutant, daily, hourly))
     return context.render(
         "station.html",
+        warnings=await page_warnings(context, site_id),
         site=site,
         site_id=site_id,
         now_row=now_row,

@@ -145,3 +145,25 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The broker's role of a device follows its profile and key (devices/broker_plan.py
+-- gives a Tasmota device tele/<topic>/SENSOR and .../LWT, an ESPHome node its own
+-- topics): a change of either is a change the broker must hear of (migrations 0004,
+-- 0012).
+DROP TRIGGER devices_registry_changed ON devices;
+CREATE TRIGGER devices_registry_changed
+AFTER INSERT OR DELETE OR UPDATE OF id, status, secret_hash, client_id, profile, external_id
+ON devices
+FOR EACH ROW EXECUTE FUNCTION smartby_registry_changed();
+
+-- The services' roles (migration 0011).  A device's profile columns are no secret: the
+-- open reads and ingest (which maps topics and fields through them) read them; the
+-- registrar writes them with the INSERT it has.  Field aliases are catalogue, read by
+-- everyone and written by the owner (`smartby metrics alias`).  Radio health is
+-- written by ingest (ON CONFLICT DO NOTHING needs INSERT only) and is open data about
+-- the device (issue 14 item 7), so the API reads it.
+GRANT SELECT (profile, external_id, field_map, profile_options) ON devices
+    TO smartby_reader, smartby_writer;
+GRANT SELECT ON field_aliases TO smartby_reader, smartby_writer, smartby_registrar;
+GRANT SELECT ON device_health TO smartby_reader;
+GRANT INSERT ON device_health TO smartby_writer;
