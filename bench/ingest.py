@@ -239,8 +239,9 @@ def written(worker: Worker, n: int) -> bool:
     return worker.metric("smartby_ingest_readings_written_total") >= n
 
 
-#: the last commit before device profiles (issue 14): scenario (f)'s baseline
-PRE_PROFILES = "574935848a1cf6c2b0eb4d330e2c22e95faeb1ad"
+#: scenario (f)'s baseline: main as the profiles branch last merged it (dynamic
+#: security, redelivery, warnings and the rest, without device profiles: issue 14)
+PRE_PROFILES = "f9b6a54a0295c87028f2584c11edc8c0b62973d2"
 
 
 @dataclass
@@ -379,7 +380,15 @@ def main() -> None:
         default=0.0,
         help="run only the latency scenario, at this rate (msg/s)",
     )
+    parser.add_argument(
+        "--profiles-only",
+        action="store_true",
+        help="run only scenario (f), the device-profile layer's cost",
+    )
     args = parser.parse_args()
+    if args.profiles_only:
+        run_profiles_only(0.1 if args.quick else 1.0, args.publishers)
+        return
     if args.latency_rate:
         stack = start_stack()
         try:
@@ -486,6 +495,23 @@ def main() -> None:
         f"PostgreSQL durable (fsync on), TimescaleDB "
         f"{'on' if stack.cluster.with_timescaledb else 'off'}"
     )
+
+
+def run_profiles_only(scale: float, publishers: int) -> None:
+    """Scenario (f) alone: the profile layer's cost to smartby messages."""
+    n_single, n_packs = int(200_000 * scale), int(30_000 * scale)
+    stack = start_stack()
+    results: list[Result] = []
+    try:
+        singles = run_profile_layer(stack, single_messages, n_single, 1, publishers, 5)
+        results += profile_rows("(a) single JSON", "m/s", singles)
+        results += cpu_rows("(a) single JSON", profile_cpu(stack, single_messages, n_single))
+        packs = run_profile_layer(stack, pack_messages, n_packs, 10, publishers, 5)
+        results += profile_rows("(b) SenML packs", "r/s", packs)
+        results += cpu_rows("(b) SenML packs", profile_cpu(stack, pack_messages, n_packs))
+    finally:
+        stop_stack(stack)
+    print(table(results))
 
 
 if __name__ == "__main__":

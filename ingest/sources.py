@@ -69,7 +69,7 @@ class SourceWorker(IngestWorker):
                 "indicators_interval_s": 0,  # and keeps the indicators
             }
         )
-        super().__init__(own, database_url, client_id=client_id, metrics=metrics)
+        super().__init__(own, database_url, client_id=client_id, metrics=metrics, upkeep=False)
         self.source = source
         self._telemetry = {
             f.filter for f in make_profile(source.profile).filters() if f.telemetry

@@ -211,6 +211,7 @@ class IngestWorker:
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
         warning_texts: WarningTexts | None = None,
+        upkeep: bool = True,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -250,7 +251,12 @@ class IngestWorker:
         self._http: object | None = None
         # public warnings and retention, after each indicator pass (ingest/upkeep.py)
         self._pubacks: dict[int, ReasonCode] = {}
-        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
+        # (not for a source's worker, `ingest.sources`: the platform's worker keeps them)
+        self.upkeep = (
+            Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
+            if upkeep
+            else None
+        )
 
     # ------------------------------------------------------------------ MQTT side
 
@@ -644,7 +650,8 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
-                    self.upkeep.run(conn)
+                    if self.upkeep is not None:
+                        self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 import yaml
 
+from core.broker import LOCAL_INGEST_CLIENT_ID
 from core.profiles import resolve_field
 from core.settings import IngestSource
 from db.catalogue import load_aliases
@@ -36,6 +37,7 @@ from tests.fixtures.network_server import (
     running_service,
 )
 from tests.fixtures.profiles import health, quarantine, readings
+from tests.fixtures.secure import SecureBroker
 from tests.fixtures.services import Services
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "onboarding.md"
@@ -79,6 +81,15 @@ def smartby_command(db_url: str, line: str) -> subprocess.CompletedProcess[str]:
 
 def register(db_url: str, conn: psycopg.Connection, example: str) -> tuple[str, str]:
     """Register the guide's device (at site torget); its (device id, topic key)."""
+    device, key, _ = register_with_secret(db_url, conn, example)
+    return device, key
+
+
+def register_with_secret(
+    db_url: str, conn: psycopg.Connection, example: str
+) -> tuple[str, str, str]:
+    """Register the guide's device (at site torget); its device id, topic key and the
+    secret the command printed."""
     conn.execute(
         "INSERT INTO sites (id, name, kind, municipality, lon, lat) VALUES ('torget', 'Torget',"
         " 'urban_background', 'Narvik', 17.4254, 68.4379) ON CONFLICT DO NOTHING"
@@ -87,7 +98,8 @@ def register(db_url: str, conn: psycopg.Connection, example: str) -> tuple[str, 
     result = smartby_command(db_url, line)
     assert result.returncode == 0, result.stderr
     words = shlex.split(line)
-    return words[3], words[words.index("--topic") + 1]
+    secret = result.stdout.rsplit(": ", 1)[1].strip()
+    return words[3], words[words.index("--topic") + 1], secret
 
 
 def mosquitto_pub(line: str) -> tuple[str, bytes, int]:
@@ -105,16 +117,6 @@ def source_of(example: str) -> IngestSource:
     assert name == "SMARTBY_INGEST_SOURCES"
     [source] = json.loads(value)
     return IngestSource.model_validate(source)
-
-
-@pytest.fixture
-def worker_settings(services: Services, db_url: str, broker: MosquittoBroker):
-    return services.settings(
-        mqtt_port=broker.port,
-        ingest_metrics_port=0,
-        ingest_batch_ms=20,
-        ingest_max_past_days=DECADES,
-    )
 
 
 def test_every_example_is_tested() -> None:
@@ -136,14 +138,18 @@ def test_every_example_is_tested() -> None:
 
 
 def test_tasmota_as_the_guide_sets_it_up(
-    db_url: str, conn: psycopg.Connection, broker: MosquittoBroker, worker_settings
+    db_url: str, conn: psycopg.Connection, secure: SecureBroker, services: Services
 ) -> None:
-    device, topic = register(db_url, conn, "tasmota-register")
+    """On the broker as the platform runs it (dynamic security): the device logs in
+    with the console's MqttUser, MqttPassword and MqttClient and publishes its topic."""
+    device, topic, secret = register_with_secret(db_url, conn, "tasmota-register")
+    secure.push(conn, [device], {device: secret})
     backlog = EXAMPLES["tasmota-console"].strip()
     assert backlog.startswith("Backlog ")
     commands = dict(c.strip().split(" ", 1) for c in backlog.removeprefix("Backlog ").split(";"))
     assert commands["Topic"] == topic  # the key the registry knows
     assert commands["MqttUser"] == device  # the broker account is the device
+    assert commands["MqttClient"] == device  # ... bound to its client id
     assert commands["FullTopic"] == "%prefix%/%topic%/"  # tele/<topic>/SENSOR
     assert (commands["SetOption52"], commands["SetOption8"], commands["SetOption24"]) == (
         "1",
@@ -152,8 +158,17 @@ def test_tasmota_as_the_guide_sets_it_up(
     )
     published_topic, message, qos = mosquitto_pub(EXAMPLES["tasmota-publish"])
     assert published_topic == f"tele/{topic}/SENSOR"
-    with running_worker(worker_settings):
-        publish_one(broker.port, published_topic, message, qos=qos)
+    settings = secure.worker_settings(services, ingest_max_past_days=DECADES)
+    with running_worker(settings, LOCAL_INGEST_CLIENT_ID):
+        publish_one(
+            secure.port,
+            published_topic,
+            message,
+            qos=qos,
+            username=commands["MqttUser"],
+            password=secret,
+            client_id=commands["MqttClient"],
+        )
         wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 5, what="5 readings")
     seven = utc("2024-01-15T07:00:00")
     assert readings(conn, device) == {
@@ -171,15 +186,19 @@ def _secret(loader: yaml.SafeLoader, node: yaml.Node) -> str:
 
 
 def test_esphome_as_the_guide_sets_it_up(
-    db_url: str, conn: psycopg.Connection, broker: MosquittoBroker, worker_settings
+    db_url: str, conn: psycopg.Connection, secure: SecureBroker, services: Services
 ) -> None:
-    device, node = register(db_url, conn, "esphome-register")
+    """On the broker as the platform runs it: the node logs in with its ``mqtt:``
+    block's username, password and client_id."""
+    device, node, secret = register_with_secret(db_url, conn, "esphome-register")
+    secure.push(conn, [device], {device: secret})
     loader = type("ESPHomeLoader", (yaml.SafeLoader,), {})
     loader.add_constructor("!secret", _secret)
     config: dict[str, Any] = yaml.load(EXAMPLES["esphome-yaml"], Loader=loader)  # noqa: S506
     assert config["esphome"]["name"] == node
     assert config["mqtt"].get("topic_prefix", node) == node
     assert config["mqtt"]["username"] == device
+    assert config["mqtt"]["client_id"] == device
     assert "api" not in config
     names = [
         entry["name"]
@@ -197,8 +216,16 @@ def test_esphome_as_the_guide_sets_it_up(
     assert metrics == ["pm25", "pm10", "temperature", "humidity", "pressure"]
     published_topic, message, qos = mosquitto_pub(EXAMPLES["esphome-publish"])
     assert published_topic == f"{node}/sensor/{object_ids[0]}/state"
-    with running_worker(worker_settings):
-        publish_one(broker.port, published_topic, message, qos=qos)
+    with running_worker(secure.worker_settings(services), LOCAL_INGEST_CLIENT_ID):
+        publish_one(
+            secure.port,
+            published_topic,
+            message,
+            qos=qos,
+            username=config["mqtt"]["username"],
+            password=secret,
+            client_id=config["mqtt"]["client_id"],
+        )
         wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="the reading")
     [(when, value)] = readings(conn, device)["pm25"]
     assert value == 8.4

@@ -400,3 +400,34 @@ def test_every_profile_has_a_name_and_its_own_topics() -> None:
     assert [p.name for p in profiles] == list(PROFILE_NAMES)
     filters = [f.filter for p in profiles for f in p.filters()]
     assert len(filters) == len(set(filters))
+
+
+def test_each_profile_says_what_its_device_publishes_on_the_platforms_broker() -> None:
+    """The topics a device's broker role allows (`devices.broker_plan`): the smartby
+    profile's are `core.broker.device_topics`; a LoRaWAN device publishes none."""
+    from core.broker import STA_TOPICS, device_topics
+
+    assert list(make_profile("smartby", "city").device_topics("aq-1")) == device_topics(
+        "city", "aq-1"
+    )
+    assert make_profile("tasmota").device_topics("tasmota_A1B2C3") == (
+        "tele/tasmota_A1B2C3/SENSOR",
+        "tele/tasmota_A1B2C3/LWT",
+    )
+    assert make_profile("esphome").device_topics("balcony") == (
+        "balcony/sensor/+/state",
+        "balcony/status",
+    )
+    assert make_profile("ttn-v3").device_topics("dev1") == ()
+    assert make_profile("chirpstack-v4").device_topics("0101010101010101") == ()
+    # every topic a device may publish is one its profile routes back to that key
+    for name, key in (("smartby", "aq-1"), ("tasmota", "t1"), ("esphome", "n1")):
+        profile = make_profile(name)
+        for topic in profile.device_topics(key):
+            route = profile.route(topic.replace("+", "pm25").split("/"))
+            assert route is not None, topic
+            assert route.keys[0] == key, topic
+    esphome = make_profile("esphome")
+    for reserved in (STA_TOPICS.split("/")[0], "$SYS", "$CONTROL", "$share"):
+        with pytest.raises(ValueError, match="a topic level the platform owns"):
+            esphome.key(reserved)

@@ -11,10 +11,13 @@ import orjson
 import psycopg
 import pytest
 
+from core.broker import LOCAL_INGEST_CLIENT_ID
+from devices.broker_sync import sync_platform
 from stack.mosquitto import MosquittoBroker
 from tests.fixtures.ingest import count, running_worker, wait_for
 from tests.fixtures.mqtt import publish_many, publish_one
 from tests.fixtures.profiles import health, quarantine, readings, register_device
+from tests.fixtures.secure import SecureBroker
 from tests.fixtures.services import Services
 from tests.fixtures.vendors import (
     CHIRPSTACK_OBJECT,
@@ -312,93 +315,42 @@ def test_malformed_variants_of_each_profile_are_quarantined_with_their_reason(
     ]
 
 
-def _dynsec_client(username: str, password: str, role: str) -> dict[str, object]:
-    """A client of Mosquitto's dynamic security plugin, its password as the registry
-    hashes it (PBKDF2-SHA512: the plugin's own scheme, in base64 pieces)."""
-    from db.registry import hash_secret
-
-    _, _, iterations, salt, digest = hash_secret(password).split("$")
-    return {
-        "username": username,
-        "password": digest,
-        "salt": salt,
-        "iterations": int(iterations),
-        "roles": [{"rolename": role}],
-    }
-
-
 @pytest.mark.allow_logged_errors
 def test_a_broker_whose_roles_predate_profiles_still_delivers_smartby_telemetry(
-    services: Services, db_url: str, conn: psycopg.Connection, tmp_path, caplog
+    services: Services,
+    conn: psycopg.Connection,
+    secure: SecureBroker,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A broker with dynamic security whose ingest role may subscribe to smartby topics
-    only refuses the other profiles' subscriptions (SUBACK 0x87, MQTT v5 §3.9.3): the
-    worker says which, and goes on storing what it may read."""
+    """A dynamic-security broker whose ingest role was written for the smartby profile
+    only (a broker-config older than profiles, or SMARTBY_INGEST_PROFILES narrower there
+    than at the worker) refuses the other profiles' subscriptions (SUBACK 0x87, MQTT v5
+    §3.9.3): the worker says which, and goes on storing what it may read."""
     import logging
-    from pathlib import Path
+    from dataclasses import replace
 
-    from stack.ports import free_port
-
-    def acl(kind: str, topic: str) -> dict[str, object]:
-        return {"acltype": kind, "topic": topic, "priority": 0, "allow": True}
-
-    config = {
-        "defaultACLAccess": {
-            "publishClientSend": False,
-            "publishClientReceive": True,
-            "subscribe": False,
-            "unsubscribe": True,
-        },
-        "clients": [
-            _dynsec_client("smartby-ingest", "ingest-pw", "ingest"),
-            _dynsec_client("aq-1", "dev-pw", "device"),
-        ],
-        "groups": [],
-        "roles": [
-            {
-                "rolename": "ingest",
-                "acls": [
-                    acl("subscribePattern", "$share/smartby-ingest/smartby/+/telemetry"),
-                    acl("subscribePattern", "$share/smartby-ingest/smartby/+/status"),
-                ],
-            },
-            {"rolename": "device", "acls": [acl("publishClientSend", "smartby/aq-1/#")]},
-        ],
-    }
-    (tmp_path / "dynsec.json").write_text(json.dumps(config))
-    plugin = Path("/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so")
-    assert plugin.is_file(), "Mosquitto's dynamic security plugin is not installed"
-    old = MosquittoBroker(
-        tmp_path / "mq",
-        port=free_port(),
-        extra_config=[
-            "allow_anonymous false",
-            f"plugin {plugin}",
-            f"plugin_opt_config_file {tmp_path / 'dynsec.json'}",
-        ],
-    )
-    old.start()
-    register_device(conn, "aq-1")
-    settings = services.settings(
-        mqtt_port=old.port,
-        mqtt_username="smartby-ingest",
-        mqtt_password="ingest-pw",
-        ingest_metrics_port=0,
-        ingest_batch_ms=20,
-    )
+    narrow = replace(secure.accounts, profiles=("smartby",))
+    sync_platform(secure.admin, conn, narrow)
     try:
-        with caplog.at_level(logging.ERROR, "ingest.worker"), running_worker(settings):
+        secret = register_device(conn, "aq-1")
+        secure.push(conn, ["aq-1"], {"aq-1": secret})
+        settings = secure.worker_settings(services)
+        with (
+            caplog.at_level(logging.ERROR, "ingest.worker"),
+            running_worker(settings, LOCAL_INGEST_CLIENT_ID),
+        ):
             publish_one(
-                old.port,
+                secure.port,
                 "smartby/aq-1/telemetry",
                 b'{"pm25": 3.5}',
                 username="aq-1",
-                password="dev-pw",
+                password=secret,
+                client_id="aq-1",
             )
             wait_for(lambda: count(conn, "SELECT count(*) FROM readings") == 1, what="reading")
     finally:
-        old.stop()
+        secure.sync(conn)
     messages = [record.getMessage() for record in caplog.records]
     [refused] = [text for text in messages if "refused the subscriptions" in text]
-    assert "$share/smartby-ingest/tele/+/SENSOR (Not authorized)" in refused
+    assert "tele/+/SENSOR (Not authorized)" in refused
     assert "smartby/+/telemetry" not in refused
