@@ -53,6 +53,8 @@ class MetricSpec:
     molar_mass: float | None = None
     qc: Mapping[str, object] = field(default_factory=dict)
     aliases: Sequence[str] = ()
+    #: how finely the metric is resolved, in its unit (exports round to it); None: not said
+    resolution: float | None = None
 
 
 def check_metric(spec: MetricSpec) -> None:
@@ -90,6 +92,8 @@ def check_metric(spec: MetricSpec) -> None:
         )
     if spec.molar_mass is not None and not (math.isfinite(spec.molar_mass) and spec.molar_mass > 0):
         raise MetricError(f"metric {spec.key}: molar mass must be a positive number of g/mol")
+    if spec.resolution is not None and not (math.isfinite(spec.resolution) and spec.resolution > 0):
+        raise MetricError(f"metric {spec.key}: the resolution must be a positive number")
     try:
         qc_settings(spec.qc)
     except ValueError as exc:
@@ -103,8 +107,9 @@ def add_metric(conn: psycopg.Connection[TupleRow], spec: MetricSpec) -> Metric:
         try:
             conn.execute(
                 """INSERT INTO metrics (key, name, domain, unit, unit_symbol, definition_uri,
-                       min_value, max_value, value_type, molar_mass, description, qc)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                       min_value, max_value, value_type, molar_mass, description, qc,
+                       resolution)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (
                     spec.key,
                     spec.name.strip(),
@@ -118,6 +123,7 @@ def add_metric(conn: psycopg.Connection[TupleRow], spec: MetricSpec) -> Metric:
                     spec.molar_mass,
                     spec.description,
                     Jsonb(qc_settings(spec.qc)),
+                    spec.resolution,
                 ),
             )
         except psycopg.errors.UniqueViolation:

@@ -348,7 +348,10 @@ def devices_import(ctx: click.Context, path: Path) -> None:
         click.echo("secrets of the new devices (shown once, give each to its device now):")
         for device_id, secret in sorted(result.devices_created.items()):
             click.echo(f"  {device_id:32} {secret}")
-        _push(ctx, sorted(result.devices_created), dict(result.devices_created))
+    if result.devices_created or result.devices_rekeyed:
+        # a new profile or key is a new broker role (its topics)
+        changed = sorted({*result.devices_created, *result.devices_rekeyed})
+        _push(ctx, changed, dict(result.devices_created))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

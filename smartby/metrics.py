@@ -9,8 +9,7 @@ from psycopg.rows import TupleRow
 
 from core.errors import SmartbyError
 from core.profiles import FieldTarget
-from db.connect import connect
-from smartby.locate import database_url
+from smartby.locate import command_database
 
 
 def field_options(fields: tuple[str, ...]) -> dict[str, object]:
@@ -35,7 +34,7 @@ def _target(text: str) -> object:
 
 
 def _connection(ctx: click.Context) -> psycopg.Connection[TupleRow]:
-    return connect(database_url(ctx.obj), autocommit=True)
+    return command_database(ctx)
 
 
 @click.group()
@@ -78,6 +77,7 @@ def metrics_show(ctx: click.Context, key: str) -> None:
         ("value type", m.value_type),
         ("definition", m.definition_uri),
         ("molar mass", "-" if m.molar_mass is None else f"{m.molar_mass:g} g/mol"),
+        ("resolution", "-" if m.resolution is None else f"{m.resolution:g} {m.unit_symbol}"),
         ("qc", ", ".join(f"{k}={v}" for k, v in sorted(m.qc.items())) or "defaults"),
         ("aliases", ", ".join(use.aliases) or "-"),
         ("series", str(use.series)),
@@ -106,6 +106,11 @@ def metrics_show(ctx: click.Context, key: str) -> None:
 )
 @click.option("--description", default="")
 @click.option("--molar-mass", type=float, help="g/mol, to convert ppm/ppb of a gas to µg/m³.")
+@click.option(
+    "--resolution",
+    type=float,
+    help="How finely instruments resolve it, in its unit: open-data exports round to it.",
+)
 @click.option("--alias", "aliases", multiple=True, help="A vendor field name for it; repeatable.")
 @click.option(
     "--qc",
@@ -128,6 +133,7 @@ def metrics_add(
     value_type: str,
     description: str,
     molar_mass: float | None,
+    resolution: float | None,
     aliases: tuple[str, ...],
     qc_settings: tuple[str, ...],
 ) -> None:
@@ -158,6 +164,7 @@ def metrics_add(
         molar_mass,
         qc,
         aliases,
+        resolution,
     )
     with _connection(ctx) as conn:
         metric = add_metric(conn, spec)

@@ -372,9 +372,11 @@ def test_importing_a_catalogue_registers_profiles_and_updates_them_on_reimport(
 
     first = import_catalogue(conn, parse_catalogue_yaml(GOOD + TASMOTA, "narvik.yaml"))
     assert sorted(first.devices_created) == ["aq-1", "aq-tasmota"]
+    assert first.devices_rekeyed == []
     changed = GOOD + TASMOTA.replace("tasmota_A1B2C3", "tasmota_D4E5F6")
     again = import_catalogue(conn, parse_catalogue_yaml(changed, "narvik.yaml"))
     assert again.devices_existing == 2
+    assert again.devices_rekeyed == ["aq-tasmota"]  # its broker role must follow
     row = conn.execute(
         "SELECT profile, external_id, field_map -> 'vbat', profile_options FROM devices"
         " WHERE id = 'aq-tasmota'"

@@ -15,7 +15,7 @@ import pytest
 
 from devices.registry import SiteRecord, upsert_site, verify_secret
 from stack.ports import free_port
-from tests.fixtures.secure import SecureBroker, close, login
+from tests.fixtures.secure import SecureBroker, close, login, publish
 
 
 def smartby(
@@ -354,3 +354,43 @@ def test_broker_sync_needs_the_admin_password(db_url: str) -> None:
         "smartby: error: SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic"
         " security admin\n"
     )
+
+
+def test_a_reimport_that_changes_a_tasmota_topic_moves_its_broker_role(
+    db_url: str, secure: SecureBroker, tmp_path: Path
+) -> None:
+    """The catalogue's new `topic` is the device's new role at once: the old topic is
+    refused, the new one taken (dynamic security, issue 14 item 5)."""
+    catalogue = tmp_path / "city.yaml"
+    entry = """municipality: Narvik
+sites:
+  - id: torget
+    name: Torget
+    kind: urban_background
+    lon: 17.43
+    lat: 68.44
+devices:
+  - id: plug-9
+    site: torget
+    kind: energy
+    metrics: [energy]
+    interval_s: 60
+    profile: tasmota
+    topic: {topic}
+"""
+    catalogue.write_text(entry.format(topic="tasmota_AAAAAA"))
+    env = with_broker(secure)
+    first = smartby(db_url, "devices", "import", str(catalogue), env=env)
+    assert first.returncode == 0, first.stderr
+    [secret] = [line.split()[1] for line in first.stdout.splitlines() if "plug-9" in line]
+    catalogue.write_text(entry.format(topic="tasmota_BBBBBB"))
+    again = smartby(db_url, "devices", "import", str(catalogue), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "broker updated" in again.stderr
+    session = login(secure.port, "plug-9", secret, client_id="plug-9")
+    assert session.client is not None, session.reason
+    try:
+        assert publish(session.client, "tele/tasmota_BBBBBB/SENSOR", b"{}") == 0x10
+        assert publish(session.client, "tele/tasmota_AAAAAA/SENSOR", b"{}") == 0x87
+    finally:
+        close(session.client)

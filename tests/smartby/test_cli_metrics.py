@@ -49,6 +49,8 @@ NOISE = [
     "laeq",
     "--qc",
     "spike_suspect=15",
+    "--resolution",
+    "0.1",
 ]
 
 
@@ -89,6 +91,7 @@ def test_add_list_and_show_a_metric(db_url: str, added_metrics: list[str]) -> No
     assert shown.returncode == 0
     assert "aliases     laeq" in shown.stdout
     assert "qc          spike_suspect=15.0" in shown.stdout
+    assert "resolution  0.1 dB(A)" in shown.stdout  # exports round to it (issue 16)
 
 
 @pytest.mark.parametrize(
@@ -99,6 +102,7 @@ def test_add_list_and_show_a_metric(db_url: str, added_metrics: list[str]) -> No
         ({"--domain": "Noise Level"}, "must be one lower-case word"),
         ({"--definition": "see the manual"}, "must be an http(s) or urn URI"),
         ({"--qc": "spike=3"}, "unknown QC setting 'spike'"),
+        ({"--resolution": "0"}, "the resolution must be a positive number"),
         ({"--alias": "pm2.5"}, None),  # re-pointing an alias is allowed (checked below)
     ],
 )
