@@ -17,8 +17,8 @@ load generator is not the bottleneck).  Scenarios:
   e. a backlog of 1 M messages queued at the broker while the worker is down, then
      drained: the worker's peak RSS (VmHWM) and the drain rate;
   f. the device-profile layer's cost to smartby messages: (a)'s and (b)'s streams
-     through the worker of the last commit before device profiles (extracted with git
-     archive, run against the same database and broker) and through this worker with
+     through the worker of main as this branch merged it, without device profiles (git
+     archive of `PRE_PROFILES`, run against the same database and broker) and this worker with
      every profile enabled, alternating, five rounds each: wall-clock rates and the
      worker's CPU per message (utime + stime, the least of the rounds).  On a
      machine others share both swing by 10-15 % between identical runs, more than the
