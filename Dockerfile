@@ -46,7 +46,8 @@ RUN pip install --no-cache-dir --no-deps . \
 # compose's broker-config service writes the broker's accounts file here as the
 # eclipse-mosquitto image's user (uid 1883): an empty named volume mounted on this
 # folder starts out with its owner and mode, so broker and smartby can both write it.
-RUN install -d -o 1883 -g 1883 -m 0700 /mosquitto/dynsec /mosquitto/bridge
+# The same for the TLS listener's certificates (broker-certs).
+RUN install -d -o 1883 -g 1883 -m 0700 /mosquitto/dynsec /mosquitto/bridge /mosquitto/certs
 
 WORKDIR /home/smartby
 USER smartby

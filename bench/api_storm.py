@@ -41,12 +41,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -560,19 +558,9 @@ def main() -> None:
     storm_s = 10.0 if args.quick else args.storm
     baseline_s = 5.0 if args.quick else args.baseline
 
-    from bench.common import load_month
-    from stack.ports import free_port
-    from stack.postgres import PostgresCluster
+    from bench.common import load_month, scratch_database
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-storm-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    server: ApiProcess | None = None
-    try:
-        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
-        cluster.start()
-        url = cluster.url("smartby")
-        cluster.ensure_database("smartby")
+    with scratch_database("storm") as (root, url):
         _, end = load_month(url, days)
         fetching = asyncio.run(compare_fetching(url, days))
         if args.fetch_only:
@@ -580,18 +568,16 @@ def main() -> None:
             return
         keys = f"probe-cached:{PROBE_KEY_CACHED},probe-nocache:{PROBE_KEY_NO_CACHE}"
         server = ApiProcess(url, root / "api.log", api_keys=keys)
-        export = export_path(datetime.fromtimestamp(end, UTC), days)
-        say(f"API: smartby api, one worker, port {server.port}; export {export}")
-        say(f"  baseline {baseline_s:g} s, slow readers alone 5 s, storm {storm_s:g} s …")
-        report = asyncio.run(
-            storm(server.port, url, export, baseline_s=baseline_s, storm_s=storm_s, stalled_s=5)
-        )
-        log_text = (root / "api.log").read_text(errors="replace")
-    finally:
-        if server is not None:
+        try:
+            export = export_path(datetime.fromtimestamp(end, UTC), days)
+            say(f"API: smartby api, one worker, port {server.port}; export {export}")
+            say(f"  baseline {baseline_s:g} s, slow readers alone 5 s, storm {storm_s:g} s …")
+            report = asyncio.run(
+                storm(server.port, url, export, baseline_s=baseline_s, storm_s=storm_s, stalled_s=5)
+            )
+        finally:
             server.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        log_text = (root / "api.log").read_text(errors="replace")
     print(table(report, EXPORTERS, SLOW_READERS))
     p99 = max(p.percentile(0.99) for p in report.storm)
     all_200 = all(set(p.statuses) == {200} for p in report.storm)

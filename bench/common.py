@@ -40,7 +40,8 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,6 +90,24 @@ class Stack:
     @property
     def url(self) -> str:
         return self.cluster.url("smartby")
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[tuple[Path, str]]:
+    """A throw-away PostgreSQL (no fsync: what is measured is smartby, not the disk)
+    with an empty ``smartby`` database: its folder (for logs beside it) and URL.
+    Removed afterwards, whatever happened."""
+    root = Path(tempfile.mkdtemp(prefix=f"smartby-bench-{name}-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
+    try:
+        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
+        cluster.start()
+        cluster.ensure_database("smartby")
+        yield root, cluster.url("smartby")
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def start_stack() -> Stack:

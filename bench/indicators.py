@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,11 +32,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from bench.common import load_busy_day, measure_process, say, wait_until
+from bench.common import load_busy_day, measure_process, say, scratch_database, wait_until
 from db.migrate import migrate
 from stack.mosquitto import MosquittoBroker
 from stack.ports import free_port
-from stack.postgres import PostgresCluster
 
 KINDS = ("air_quality", "energy", "traffic")
 BUDGET_RSS_MB = 300.0
@@ -148,16 +146,8 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help="also inside an ingest worker")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-indicators-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    broker = MosquittoBroker(root / "mq", port=free_port()) if args.worker else None
     runs: list[Run] = []
-    try:
-        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
-        cluster.start()
-        cluster.ensure_database("smartby")
-        url = cluster.url("smartby")
+    with scratch_database("indicators") as (root, url):
         with psycopg.connect(url, autocommit=True) as conn:
             migrate(conn)
         runs.append(run_update(url, "baseline: nothing to do", 0))
@@ -179,14 +169,13 @@ def main() -> None:
                 conn.execute("VACUUM ANALYZE readings")
             runs.append(run_update(url, f"smartby indicators update: {kind}", written))
             say(f"  {runs[-1]}")
-        if broker is not None:
+        if args.worker:
+            broker = MosquittoBroker(root / "mq", port=free_port())
             broker.start()
-            runs += run_worker(url, broker, days, total)
-    finally:
-        if broker is not None:
-            broker.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+            try:
+                runs += run_worker(url, broker, days, total)
+            finally:
+                broker.stop()
     print(table(runs))
     worst = max(r.peak_rss_mb for r in runs)
     print(

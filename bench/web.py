@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import bench_settings, load_month, say
+from bench.common import bench_settings, load_month, say, scratch_database
 from stack.ports import free_port
-from stack.postgres import PostgresCluster
 
 BUDGET_KB = 300.0
 BUDGET_FCP_MS = 1000.0
@@ -225,24 +222,14 @@ def main() -> None:
     days = 2.0 if args.quick else args.days
     rounds = 2 if args.quick else args.rounds
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-web-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    server: Server | None = None
-    try:
-        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
-        cluster.start()
-        url = cluster.url("smartby")
-        cluster.ensure_database("smartby")
+    with scratch_database("web") as (root, url):
         load_month(url, days)
         server = Server(url, root / "api.log")
-        say(f"website at {server.base}; {rounds} cold loads a page in Chromium")
-        results = measure(server.base, pages(server.base), rounds)
-    finally:
-        if server is not None:
+        try:
+            say(f"website at {server.base}; {rounds} cold loads a page in Chromium")
+            results = measure(server.base, pages(server.base), rounds)
+        finally:
             server.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
     print(table(results))
     print(
         f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; Chromium "

@@ -14,6 +14,7 @@ so take over) the ingest worker's session.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from core.profiles.registry import PROFILE_NAMES, Router
@@ -40,6 +41,17 @@ STA_TOPICS = "v1.1/#"
 #: the dynamic security plugin's control topic (Mosquitto's plugins/dynamic-security/README.md)
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 CONTROL_TOPICS = "$CONTROL/dynamic-security/#"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientTls:
+    """How an MQTT client speaks TLS to the broker: it verifies the broker's certificate
+    and host name against ``ca_file`` (None: the system's trusted CAs), and shows its own
+    certificate where the broker requires one.  Paths, as paho's ``tls_set`` takes them."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
 
 def telemetry_topic(prefix: str, device_id: str) -> str:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.broker import ADMIN_USER, SubscriptionMode
+from core.broker import ADMIN_USER, ClientTls, SubscriptionMode
 from core.errors import SmartbyError
 from core.profiles import PROFILE_NAMES, make_profile
 
@@ -181,7 +181,45 @@ class Settings(BaseSettings):
         description="Its password; unset: registry changes are not pushed to the broker "
         "(the embedded stack keeps its own in the data folder).",
     )
-    mqtt_tls: bool = False
+    mqtt_tls: bool = Field(
+        default=False,
+        description="Clients (ingest, simulator, broker admin) speak TLS to the broker, "
+        "verifying it with SMARTBY_MQTT_CA_FILE (unset: the system's trusted CAs).",
+    )
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="CA certificate(s) a client verifies the broker with; beside a running "
+        "`smartby up`, default: its generated CA.",
+    )
+    mqtt_cert_file: Path | None = Field(
+        default=None,
+        description="A client's own certificate, for brokers that require one.",
+    )
+    mqtt_key_file: Path | None = Field(
+        default=None, description="The key of SMARTBY_MQTT_CERT_FILE (unset: in that file)."
+    )
+    mqtt_tls_port: int = Field(
+        default=8883,
+        ge=1,
+        le=65535,
+        description="Port of the embedded stack's TLS listener, for devices.",
+    )
+    mqtt_tls_host: str = Field(
+        # the listener devices use: on every interface (passwords and TLS guard it)
+        default="0.0.0.0",  # noqa: S104
+        description="Address the embedded stack's TLS listener binds (127.0.0.1: this "
+        "machine only).",
+    )
+    mqtt_tls_names: str = Field(
+        default="",
+        description="Names and addresses (comma-separated) the embedded broker's server "
+        "certificate is valid for, beside localhost, 127.0.0.1, ::1 and the host's names.",
+    )
+    mqtt_tls_require_certificate: bool = Field(
+        default=False,
+        description="The embedded broker's TLS listener also requires a client certificate "
+        "signed by its CA (beside the password).",
+    )
     mqtt_topic_prefix: str = "smartby"
 
     # --- ingest ---------------------------------------------------------------------
@@ -418,6 +456,9 @@ class Settings(BaseSettings):
         "broker_admin_password",
         "sta_publisher_password",
         "public_bridge_password",
+        "mqtt_ca_file",
+        "mqtt_cert_file",
+        "mqtt_key_file",
         mode="before",
     )
     @classmethod
@@ -523,6 +564,22 @@ class Settings(BaseSettings):
         return tuple(self.ingest_profiles.split(","))
 
     @property
+    def mqtt_client_tls(self) -> ClientTls | None:
+        """How this process's MQTT clients speak TLS to the broker (None: they do not)."""
+        if not self.mqtt_tls:
+            return None
+        return ClientTls(
+            ca_file=_path_text(self.mqtt_ca_file),
+            cert_file=_path_text(self.mqtt_cert_file),
+            key_file=_path_text(self.mqtt_key_file),
+        )
+
+    @property
+    def mqtt_tls_extra_names(self) -> list[str]:
+        """`mqtt_tls_names` as a list."""
+        return [name.strip() for name in self.mqtt_tls_names.split(",") if name.strip()]
+
+    @property
     def embedded(self) -> bool:
         """True when smartby runs its own PostgreSQL (no ``SMARTBY_DATABASE_URL``)."""
         return self.database_url is None
@@ -559,6 +616,10 @@ class Settings(BaseSettings):
         if len(value) != 4 or not value.isdigit():
             raise ValueError("SMARTBY_MUNICIPALITY_NUMBER must be 4 digits (kommunenummer)")
         return value
+
+
+def _path_text(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
 
 
 def proxy_networks(text: str) -> tuple[IPv4Network | IPv6Network, ...]:

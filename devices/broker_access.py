@@ -40,7 +40,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from core.broker import CONTROL_TOPIC
+from core.broker import CONTROL_TOPIC, ClientTls
 from core.errors import SmartbyError
 
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
@@ -78,7 +78,8 @@ class BrokerAdmin:
     port: int
     username: str
     password: str
-    tls: bool = False
+    #: TLS to the broker (None: plain MQTT)
+    tls: ClientTls | None = None
 
     @property
     def where(self) -> str:
@@ -88,8 +89,8 @@ class BrokerAdmin:
 def _client(client_id: str, admin: BrokerAdmin, username: str, password: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
-    if admin.tls:
-        client.tls_set()
+    if admin.tls is not None:
+        client.tls_set(admin.tls.ca_file, admin.tls.cert_file, admin.tls.key_file)
     return client
 
 

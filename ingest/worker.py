@@ -299,8 +299,10 @@ class IngestWorker:
                 self.settings.mqtt_username or self.client_id,
                 password.get_secret_value() if password else None,
             )
-        if self.settings.mqtt_tls:
-            client.tls_set()
+        tls = self.settings.mqtt_client_tls
+        if tls is not None:
+            # paho verifies the certificate and the host name (CERT_REQUIRED)
+            client.tls_set(tls.ca_file, tls.cert_file, tls.key_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

@@ -99,7 +99,7 @@ def broker_admin(settings: Settings) -> BrokerAdmin | None:
             settings.mqtt_port,
             settings.broker_admin_username,
             password.get_secret_value(),
-            settings.mqtt_tls,
+            settings.mqtt_client_tls,
         )
     stack = read_running_stack(settings.data_dir)
     secret = settings.data_dir / "credentials" / ADMIN_SECRET

@@ -74,6 +74,66 @@ def broker_sync(ctx: click.Context, config_file: Path | None, bridge_file: Path 
         click.echo(f"warning: {problem}", err=True)
 
 
+@broker.command("certificates")
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    help="A name or address devices connect with (repeatable), beside localhost, "
+    "127.0.0.1, ::1, this host's names and SMARTBY_MQTT_TLS_NAMES.",
+)
+@click.pass_context
+def broker_certificates(ctx: click.Context, folder: Path | None, names: tuple[str, ...]) -> None:
+    """Make the broker's CA and TLS server certificate in FOLDER (default
+    <data_dir>/tls, the one `smartby up` uses), or renew the server certificate when
+    due; a certificate its CA did not sign (your own) is left as it is."""
+    from stack.certificates import default_names, ensure_broker_certificates
+
+    settings = command_settings(ctx)
+    target = folder or settings.data_dir / "tls"
+    made = ensure_broker_certificates(
+        target, [*default_names(), *settings.mqtt_tls_extra_names, *names]
+    )
+    if made.outcome == "not ours (kept)":
+        click.echo(f"{made.cert_file}: not issued by a CA of ours; kept as it is")
+        return
+    click.echo(f"{made.cert_file}: {made.outcome}; devices trust the CA file {made.ca_file}")
+
+
+@broker.command("client-certificate")
+@click.argument("common_name")
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The broker's certificates folder (default <data_dir>/tls).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help="Where to write COMMON_NAME.crt and COMMON_NAME.key.",
+)
+@click.pass_context
+def broker_client_certificate(
+    ctx: click.Context, common_name: str, folder: Path | None, out: Path
+) -> None:
+    """A device's client certificate, signed by the broker's CA, for a broker that
+    requires one (SMARTBY_MQTT_TLS_REQUIRE_CERTIFICATE); the device still logs in with
+    its password."""
+    from stack.certificates import BrokerCertificates, issue_client_certificate
+
+    settings = command_settings(ctx)
+    certs = BrokerCertificates(folder or settings.data_dir / "tls")
+    if "/" in common_name or common_name.startswith("."):
+        raise SmartbyError(f"{common_name!r} cannot name a file: use a device id")
+    out.mkdir(parents=True, exist_ok=True)
+    cert, key = out / f"{common_name}.crt", out / f"{common_name}.key"
+    issue_client_certificate(certs, common_name, cert, key)
+    click.echo(f"wrote {cert} and {key} (0600), signed by {certs.ca_file}")
+
+
 def _write_bridge(settings: Settings, path: Path) -> None:
     """The public broker's bridge config (0600: it holds the bridge's password), or a
     comment saying there is none."""

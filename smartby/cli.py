@@ -11,6 +11,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -459,10 +460,15 @@ def simulate(
         _load_direct(ctx, catalogue, specs, span, _iso(end_text) if end_text else None, seed)
         return
     store = CredentialStore(credentials_path or settings.data_dir / "credentials" / "devices.json")
-    host, port = settings.mqtt_host, settings.mqtt_port
+    host, port, tls = settings.mqtt_host, settings.mqtt_port, settings.mqtt_client_tls
     stack = read_running_stack(settings.data_dir)
     if stack is not None and "mqtt_port" not in settings.model_fields_set:
         host, port = stack.mqtt_host, stack.mqtt_port
+        if tls is not None and stack.mqtt_tls_port is not None:
+            # as a device would: to the TLS listener, trusting the stack's own CA
+            port = stack.mqtt_tls_port
+            if tls.ca_file is None and stack.mqtt_ca_file is not None:
+                tls = replace(tls, ca_file=stack.mqtt_ca_file)
     simulator = Simulator(
         specs,
         host=host,
@@ -470,13 +476,14 @@ def simulate(
         prefix=settings.mqtt_topic_prefix,
         credentials=store.load(),
         seed=seed,
-        tls=settings.mqtt_tls,
+        tls=tls,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _s, _f: simulator.stop())
     end = _iso(end_text) if end_text else None
     with simulator:
-        click.echo(f"simulating {len(specs)} devices on {host}:{port}", err=True)
+        over = " over TLS" if tls is not None else ""
+        click.echo(f"simulating {len(specs)} devices on {host}:{port}{over}", err=True)
         for span, label in ((_duration(backfill), "backfill"), (_duration(history), "history")):
             if span:
                 report = simulator.backfill(span, end=end, progress=_progress(label))

@@ -8,7 +8,9 @@ database and paho reconnects to the broker; the API's pool replaces broken
 connections; the simulated devices reconnect and resend what was not acknowledged).
 Ctrl-C or SIGTERM stops them in reverse order, each once the work it holds is safe.
 Data stays in the data folder, and so do the ports (``ports.json``), so a second run
-carries on where the first stopped, on the same addresses.
+carries on where the first stopped, on the same addresses.  The broker has a TLS
+listener for devices beside the plain one; its CA and server certificate are made in
+``<data_dir>/tls`` on the first start and renewed when due (`stack.certificates`).
 
 Files it writes are private to its user (umask 077: 0600 files, 0700 folders); only
 when it runs as root and PostgreSQL runs as ``postgres`` is the data folder itself
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -47,9 +50,11 @@ from devices.registry import REGISTRY_CHANNEL
 from smartby.broker import embedded_accounts
 from smartby.db_commands import prepare_local
 from smartby.supervise import Leftover, RestartPolicy, Service, Supervision, reap_leftovers
+from stack.certificates import BrokerCertificates, default_names, ensure_broker_certificates
 from stack.mosquitto import (
     DynamicSecurity,
     MosquittoBroker,
+    TlsListener,
     find_dynsec_plugin,
     find_mosquitto,
     public_stream_config,
@@ -163,6 +168,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.ports: dict[str, int] = {}
         self.accounts: PlatformAccounts | None = None
+        self.certificates = BrokerCertificates(self.data_dir / "tls")
         self.database_url = ""
         self.credentials_file = self.data_dir / "credentials" / "devices.json"
         self._listener: psycopg.Connection[TupleRow] | None = None
@@ -209,7 +215,7 @@ class Supervisor:
         # Root runs PostgreSQL as `postgres`, which must pass through to its own folder
         # (traverse only: it cannot list or read ours).
         self.data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
-        for folder in ("logs", "credentials", "mosquitto"):
+        for folder in ("logs", "credentials", "mosquitto", "tls"):
             (self.data_dir / folder).mkdir(mode=0o700, exist_ok=True)
             (self.data_dir / folder).chmod(0o700)
 
@@ -238,6 +244,7 @@ class Supervisor:
         for key, setting, label, who in (
             ("postgresql", "pg_port", "PostgreSQL", "tools connecting to it"),
             ("mqtt", "mqtt_port", "MQTT", "devices"),
+            ("mqtt_tls", "mqtt_tls_port", "MQTT over TLS", "devices"),
             ("mqtt_public", "mqtt_public_port", "the public MQTT stream", "readers"),
             ("api", "api_port", "the API", "clients"),
             ("ingest_metrics", "ingest_metrics_port", "the ingest metrics", "scrapers"),
@@ -247,7 +254,9 @@ class Supervisor:
                 preferred, origin = configured, f"SMARTBY_{setting.upper()}"
             else:
                 preferred, origin = recorded[key], f"used last time, {PORTS_FILE}"
-            port = free_port(preferred)
+            # the TLS listener binds its own address (every interface by default)
+            host = self.settings.mqtt_tls_host if key == "mqtt_tls" else "127.0.0.1"
+            port = free_port(preferred, host)
             if preferred and port != preferred:
                 self.say(
                     f"WARNING: port {preferred} ({origin}) is held by another program, so"
@@ -304,13 +313,24 @@ class Supervisor:
             port=self.ports["mqtt"],
             binary=mosquitto,
             dynsec=DynamicSecurity(plugin, broker_dir / "dynamic-security.json"),
-            before_launch=self._write_broker_accounts,
+            before_launch=self._before_broker_start,
+            tls=TlsListener(
+                self.ports["mqtt_tls"],
+                self.certificates.cert_file,
+                self.certificates.key_file,
+                host=self.settings.mqtt_tls_host,
+                ca_file=self.certificates.ca_file,
+                require_certificate=self.settings.mqtt_tls_require_certificate,
+            ),
         )
         broker = self.broker
         # Listen before the broker's file is written: a change after that is then
         # reconciled over $CONTROL once the broker is up.
         self._listener = _listen(database_url)
-        self.say(f"starting Mosquitto on 127.0.0.1:{broker.port}")
+        self.say(
+            f"starting Mosquitto on 127.0.0.1:{broker.port}, with TLS on"
+            f" {self.settings.mqtt_tls_host}:{self.ports['mqtt_tls']}"
+        )
         self.supervision.start(
             self.supervision.add(
                 Service(
@@ -337,6 +357,8 @@ class Supervisor:
             "SMARTBY_DATABASE_URL": database_url,
             "SMARTBY_MQTT_HOST": "127.0.0.1",
             "SMARTBY_MQTT_PORT": str(broker.port),
+            # the children are on this machine: the plain listener, whatever the shell says
+            "SMARTBY_MQTT_TLS": "false",
             "SMARTBY_DATA_DIR": str(self.data_dir),
             "SMARTBY_INGEST_METRICS_PORT": str(self.ports["ingest_metrics"]),
         }
@@ -386,6 +408,10 @@ class Supervisor:
         )
         self.say(f"  MQTT        mqtt://127.0.0.1:{broker.port}")
         self.say(
+            f"  MQTT TLS    mqtts://{socket.gethostname()}:{self.ports['mqtt_tls']} (devices;"
+            f" they trust the CA file {self.certificates.ca_file})"
+        )
+        self.say(
             f"  MQTT open   mqtt://127.0.0.1:{self.ports['mqtt_public']}"
             " (anonymous, read-only: the SensorThings stream v1.1/#"
             f" and the warnings {self.settings.mqtt_topic_prefix}/public/warnings/#)"
@@ -423,6 +449,8 @@ class Supervisor:
                 api_url=f"http://127.0.0.1:{self.ports['api']}/v1",
                 web_url=f"http://127.0.0.1:{self.ports['api']}/",
                 mqtt_public_port=self.ports["mqtt_public"],
+                mqtt_tls_port=self.ports["mqtt_tls"],
+                mqtt_ca_file=str(self.certificates.ca_file),
                 metrics_url=f"http://127.0.0.1:{self.ports['ingest_metrics']}/metrics",
                 processes=processes,
             ),
@@ -471,6 +499,17 @@ class Supervisor:
             ),
             self._cancelled,
         )
+
+    def _before_broker_start(self) -> None:
+        """Before every broker start: its TLS certificates (made on the first start,
+        renewed when due) and its accounts."""
+        names = [*default_names(), *self.settings.mqtt_tls_extra_names]
+        made = ensure_broker_certificates(self.certificates.folder, names)
+        if made.outcome == "created":
+            self.say(f"made the broker's CA and server certificate in {made.folder}")
+        elif made.outcome != "kept":
+            self.say(f"the broker's server certificate in {made.folder}: {made.outcome}")
+        self._write_broker_accounts()
 
     def _write_broker_accounts(self) -> None:
         """Before every broker start (the broker is stopped): its dynamic security

@@ -98,6 +98,36 @@ class DynamicSecurity:
         ]
 
 
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """A TLS listener beside the plain one, for devices (``stack.certificates`` makes
+    its files).  It shares the plain listener's access rules (``per_listener_settings
+    false``): the same accounts and passwords, over TLS.  With ``require_certificate``
+    a client must also show a certificate that ``ca_file`` signed (Mosquitto's
+    ``require_certificate``); its password is still checked."""
+
+    port: int
+    cert_file: Path
+    key_file: Path
+    #: the address it binds ("0.0.0.0": every IPv4 interface)
+    host: str = "127.0.0.1"
+    ca_file: Path | None = None
+    require_certificate: bool = False
+
+    def config_lines(self) -> list[str]:
+        # listener options follow their `listener` line (mosquitto.conf(5))
+        lines = [
+            f"listener {self.port} {self.host}".rstrip(),
+            f"certfile {self.cert_file}",
+            f"keyfile {self.key_file}",
+        ]
+        if self.require_certificate:
+            if self.ca_file is None:
+                raise ValueError("a TLS listener that requires certificates needs a CA file")
+            lines += [f"cafile {self.ca_file}", "require_certificate true"]
+        return lines
+
+
 def public_stream_config(
     root: Path,
     *,
@@ -170,6 +200,7 @@ class MosquittoBroker:
     ``dynsec``: the dynamic security plugin (None: anonymous, for tests of other
     things and benchmarks).  ``before_launch``: called before every start, while the
     broker is stopped (`smartby.up` writes the plugin's file there).
+    ``tls``: a TLS listener beside the plain one (devices connect there).
     """
 
     def __init__(
@@ -184,12 +215,14 @@ class MosquittoBroker:
         dynsec: DynamicSecurity | None = None,
         before_launch: Callable[[], None] | None = None,
         persistence: bool = True,
+        tls: TlsListener | None = None,
     ) -> None:
         self.root = root
         self.port = port
         self.dynsec = dynsec
         self.before_launch = before_launch
         self.persistence = persistence
+        self.tls = tls
         self.max_inflight = max_inflight
         self.max_queued = max_queued
         self.binary = binary or find_mosquitto()
@@ -205,6 +238,7 @@ class MosquittoBroker:
             # one set of access rules for every listener (the plugin is global)
             "per_listener_settings false",
             f"listener {self.port} 127.0.0.1",
+            *(self.tls.config_lines() if self.tls else []),
             *(self.dynsec.config_lines() if self.dynsec else ["allow_anonymous true"]),
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.root}/",

@@ -41,6 +41,9 @@ class RunningStack:
     web_url: str | None = None
     #: the public broker: anonymous readers of the SensorThings stream (v1.1/#)
     mqtt_public_port: int | None = None
+    #: the broker's TLS listener, for devices, and the CA file that verifies it
+    mqtt_tls_port: int | None = None
+    mqtt_ca_file: str | None = None
     #: the supervisor's start time (clock ticks after boot): once it is gone, another
     #: process that gets its pid does not pass for it
     pid_start: int | None = None

@@ -20,7 +20,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DEPLOY = ROOT / "deploy"
 
-SMARTBY_SERVICES = ("migrate", "broker-config", "ingest", "api")
+SMARTBY_SERVICES = ("migrate", "broker-config", "broker-certs", "ingest", "api")
 OPERATIONS_SERVICES = {"alertmanager", "node-exporter", "caddy"}
 EXPECTED_SERVICES = {
     "timescaledb",
@@ -31,7 +31,7 @@ EXPECTED_SERVICES = {
     *OPERATIONS_SERVICES,
 }
 #: services that run once and exit: no healthcheck
-ONE_SHOT = {"migrate", "broker-config"}
+ONE_SHOT = {"migrate", "broker-config", "broker-certs"}
 #: the one host path outside the repository a service may mount: node-exporter reads
 #: the host's filesystems, read-only
 HOST_MOUNTS = {("node-exporter", "/", "/host")}
@@ -89,11 +89,17 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items()}
 
 
+#: a volume source chosen by a variable, as compose reads it when the variable is unset
+DEFAULTED_SOURCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*:-([^}]*)\}")
+
+
 def bind_sources(service: dict[str, Any]) -> list[tuple[str, str]]:
-    """(source, target) of every volume entry of a service, short or long syntax."""
+    """(source, target) of every volume entry of a service, short or long syntax; a
+    source ``${VAR:-default}`` counts as its default."""
     mounts: list[tuple[str, str]] = []
     for entry in service.get("volumes") or []:
         if isinstance(entry, str):
+            entry = DEFAULTED_SOURCE.sub(lambda m: m.group(1), entry)
             source, _, rest = entry.partition(":")
             mounts.append((source, rest.partition(":")[0]))
         else:
@@ -296,6 +302,55 @@ def test_mosquitto_runs_on_dynamic_security(services: dict[str, dict[str, Any]])
     assert options.get("autosave_on_changes") == "false"
     assert int(options["max_inflight_messages"]) >= 5000
     assert int(options["max_queued_messages"]) > int(options["max_inflight_messages"])
+
+
+def mosquitto_listeners() -> dict[str, dict[str, str]]:
+    """Each listener of deploy/mosquitto/mosquitto.conf with the options that follow its
+    `listener` line (mosquitto.conf(5): listener options apply to the last listener)."""
+    listeners: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for line in (DEPLOY / "mosquitto" / "mosquitto.conf").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        key, _, value = line.strip().partition(" ")
+        if key == "listener":
+            current = listeners.setdefault(value.split()[0], {})
+        elif current is not None:
+            current[key] = value.strip()
+    return listeners
+
+
+def test_mosquitto_serves_tls_for_devices_with_certificates_from_a_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """8883 published, with the same access rules as 1883; its certificate and key on a
+    volume (by default the named one broker-certs fills as the broker's user, before
+    the broker starts), which the broker reads but cannot write."""
+    listeners = mosquitto_listeners()
+    assert set(listeners) == {"1883", "8883"}
+    tls = listeners["8883"]
+    assert mosquitto_options()["per_listener_settings"] == "false"
+    certs = Path(tls["certfile"]).parent
+    assert Path(tls["keyfile"]).parent == certs
+    assert "require_certificate" not in tls  # passwords over TLS by default
+    assert "certfile" not in listeners["1883"]
+    broker = services["mosquitto"]
+    assert "8883:8883" in broker["ports"]
+    volume = {target: source for source, target in bind_sources(broker)}[str(certs)]
+    assert not is_path(volume), "by default the certificates live on a named volume"
+    read_only = [v for v in broker["volumes"] if isinstance(v, str) and f":{certs}:" in v]
+    assert len(read_only) == 1
+    assert read_only[0].endswith(":ro"), read_only
+    maker = services["broker-certs"]
+    assert (volume, str(certs)) in bind_sources(maker)
+    assert maker["command"][:3] == ["broker", "certificates", str(certs)]
+    assert str(maker["user"]).split(":")[0] == "1883"  # the image's mosquitto user
+    assert broker["depends_on"]["broker-certs"]["condition"] == "service_completed_successfully"
+    # a folder of one's own replaces the volume in both (SMARTBY_MQTT_CERTS)
+    for service in (broker, maker):
+        assert any(str(v).startswith("${SMARTBY_MQTT_CERTS:-") for v in service["volumes"]), service
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(rf"install -d -o 1883 -g 1883 -m 0700 .*{re.escape(str(certs))}", dockerfile)
 
 
 def test_mosquitto_image_is_a_pinned_2_0_release(services: dict[str, dict[str, Any]]) -> None:

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.broker import ClientTls
 from devices.catalogue import DeviceSpec
 from devices.simulation.model import SimulationError, check_simulatable
 from devices.simulation.payloads import (
@@ -136,7 +137,7 @@ class Simulator:
         prefix: str = "smartby",
         credentials: Mapping[str, str] | None = None,
         seed: int = 0,
-        tls: bool = False,
+        tls: ClientTls | None = None,
         window: int = 1000,
         connect_timeout: float = 15.0,
     ) -> None:
@@ -235,8 +236,8 @@ class Simulator:
         client.will_set(link.status_topic, b"offline", qos=1, retain=True)
         if self._credentials:
             client.username_pw_set(spec.id, self._credentials[spec.id])
-        if self._tls:
-            client.tls_set()
+        if self._tls is not None:
+            client.tls_set(self._tls.ca_file, self._tls.cert_file, self._tls.key_file)
         try:
             client.connect(self.host, self.port, keepalive=60)
         except OSError as exc:
@@ -278,10 +279,16 @@ class Simulator:
             if link.client.want_write():
                 writers.append(sock)
         if sockets:
+            # Over TLS a record may already be decrypted into the socket's own buffer,
+            # where select cannot see it (paho's own loop asks pending() for that).
+            buffered = [sock for sock in sockets if _pending(sock)]
             try:
-                readable, writable, _ = select.select(list(sockets), writers, [], timeout)
+                readable, writable, _ = select.select(
+                    list(sockets), writers, [], 0.0 if buffered else timeout
+                )
             except (OSError, ValueError):  # a socket closed under us: next turn sees it
                 readable, writable = [], []
+            readable = [*readable, *(sock for sock in buffered if sock not in readable)]
             for sock in readable:
                 sockets[sock].client.loop_read()
             for sock in writable:
@@ -475,3 +482,9 @@ class Simulator:
             if ahead <= 0:
                 return True
             self._service(min(0.2, max(ahead / speed, 0.001)))
+
+
+def _pending(sock: Any) -> bool:
+    """Whether a TLS socket holds decrypted bytes not read yet (a plain one never does)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False

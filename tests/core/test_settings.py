@@ -109,3 +109,22 @@ def test_empty_optional_values_count_as_unset() -> None:
     assert settings.api_keys is None
     assert settings.api_public_url is None
     assert settings.embedded
+
+
+def test_mqtt_tls_of_clients_and_of_the_embedded_listener(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clients speak TLS only with SMARTBY_MQTT_TLS; empty paths (compose passes unset
+    variables as "") are unset; the listener's extra names are a comma-separated list."""
+    from core.broker import ClientTls
+
+    monkeypatch.setenv("SMARTBY_MQTT_CA_FILE", "/etc/smartby/ca.crt")
+    monkeypatch.setenv("SMARTBY_MQTT_CERT_FILE", "")
+    monkeypatch.setenv("SMARTBY_MQTT_TLS_NAMES", " mqtt.narvik.example, 10.20.0.5 ,")
+    settings = Settings()
+    assert settings.mqtt_client_tls is None
+    assert settings.mqtt_tls_port == 8883
+    assert not settings.mqtt_tls_require_certificate
+    assert settings.mqtt_tls_extra_names == ["mqtt.narvik.example", "10.20.0.5"]
+    monkeypatch.setenv("SMARTBY_MQTT_TLS", "true")
+    assert Settings().mqtt_client_tls == ClientTls(ca_file="/etc/smartby/ca.crt")

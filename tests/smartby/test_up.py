@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from core.broker import ClientTls
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import publish_one
@@ -81,6 +82,67 @@ def add_with_the_cli(data_dir: Path, device_id: str) -> str:
     assert added.returncode == 0, added.stderr
     assert "broker updated" in added.stderr, added.stderr
     return added.stdout.rsplit(": ", 1)[1].strip()
+
+
+def assert_tls_for_devices(up: UpProcess, secret: str) -> None:
+    """The device publishes over the TLS listener with the CA `up` printed, and
+    `smartby simulate` with SMARTBY_MQTT_TLS=true beside `up` finds the listener and the
+    CA itself; the stack's worker stores both."""
+    stack = up.stack
+    ca_file = up.data_dir / "tls" / "ca.crt"
+    tls_port = int(str(stack["mqtt_tls_port"]))
+    assert stack["mqtt_ca_file"] == str(ca_file)
+    assert any(
+        line.startswith("  MQTT TLS    mqtts://")
+        and f":{tls_port} " in line
+        and line.endswith(f"CA file {ca_file})")
+        for line in up.output
+    ), up.output
+    publish_one(
+        tls_port,
+        "smartby/aq-torget/telemetry",
+        b'{"pm25": 8.5}',
+        username="aq-torget",
+        password=secret,
+        client_id="aq-torget",
+        tls=ClientTls(ca_file=str(ca_file)),
+    )
+    url = str(stack["database_url"])
+    with psycopg.connect(url, autocommit=True) as conn:
+        wait_for(
+            lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 2,
+            what="the reading sent over TLS",
+        )
+    # the simulated twin of aq-torget, with the secret the registry gave it
+    store = up.data_dir / "credentials" / "devices.json"
+    store.write_text(json.dumps({"aq-torget": secret}))
+    store.chmod(0o600)
+    simulated = subprocess.run(
+        [sys.executable, "-m", "smartby", "simulate", "--device", "aq-torget", "--backfill", "10m"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")},
+            "SMARTBY_DATA_DIR": str(up.data_dir),
+            "SMARTBY_MQTT_TLS": "true",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert simulated.returncode == 0, simulated.stderr
+    assert f"simulating 1 devices on 127.0.0.1:{tls_port} over TLS" in simulated.stderr
+    sent = re.search(r"backfill: ([\d,]+) messages", simulated.stderr)
+    assert sent is not None, simulated.stderr
+    messages = int(sent.group(1).replace(",", ""))
+    assert messages >= 9  # one a minute
+    with psycopg.connect(url, autocommit=True) as conn:
+        wait_for(
+            lambda: (
+                conn.execute("SELECT count(DISTINCT time) FROM readings").fetchone()[0]
+                == 2 + messages
+            ),
+            what="the simulated readings sent over TLS",
+        )
 
 
 def assert_public_stream(data_dir: Path, port: int, public_port: int) -> None:
@@ -157,6 +219,8 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
                     lambda: conn.execute("SELECT count(*) FROM readings").fetchone()[0] == 1,
                     what="the reading stored by the stack's ingest worker",
                 )
+            # ... and over TLS, trusting the CA whose file `up` printed
+            assert_tls_for_devices(up, secret)
 
             # the public broker streams what the SensorThings publisher publishes to
             # anonymous readers (the publisher's password is in the data folder)
@@ -307,6 +371,7 @@ def explicit_ports() -> dict[str, str]:
     return {
         "SMARTBY_PG_PORT": str(free_port()),
         "SMARTBY_MQTT_PORT": str(free_port()),
+        "SMARTBY_MQTT_TLS_PORT": str(free_port()),
         "SMARTBY_API_PORT": str(free_port()),
         "SMARTBY_INGEST_METRICS_PORT": str(free_port()),
     }
