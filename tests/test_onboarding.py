@@ -178,7 +178,8 @@ def test_tasmota_as_the_guide_sets_it_up(
         "pressure": [(seven, 1002.3)],
         "temperature": [(seven, -3.4)],
     }
-    assert quarantine(conn) == []
+    # (the shared secure broker may still hold other tests' retained smartby statuses)
+    assert [row for row in quarantine(conn) if row[0].startswith("tele/")] == []
 
 
 def _secret(loader: yaml.SafeLoader, node: yaml.Node) -> str:

@@ -227,7 +227,9 @@ def test_a_worker_on_the_secure_broker_hears_every_mqtt_profile(
     assert readings(conn, "plug-1")["pm25"][0][1] == 5.1
     assert readings(conn, "esp-1")["pm25"][0][1] == 7.5
     assert readings(conn, "aq-1")["pm25"][0][1] == 3.5
-    assert count(conn, "SELECT count(*) FROM quarantine") == 0
+    # none of these devices' messages (the shared broker may still hold retained
+    # statuses of other tests' devices, which this registry does not know)
+    assert count(conn, "SELECT count(*) FROM quarantine WHERE device_id = ANY(%s)", list(sent)) == 0
 
 
 def test_a_network_server_source_works_beside_the_secure_broker(
@@ -259,4 +261,4 @@ def test_a_network_server_source_works_beside_the_secure_broker(
                           f" r.series_id WHERE s.device_id = '{device}'") > 0,
             what="the uplink's readings",
         )  # fmt: skip
-    assert count(conn, "SELECT count(*) FROM quarantine") == 0
+    assert count(conn, "SELECT count(*) FROM quarantine WHERE topic LIKE 'application/%%'") == 0
