@@ -36,6 +36,7 @@ import api.routes.catalog
 import api.routes.export
 import api.routes.warnings
 import api.sensorthings
+import api.stream
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_export_pool, make_pool
 from api.dcat import catalogue_example
@@ -52,6 +53,8 @@ from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
+from api.sensorthings.mqtt import StaPublisher
+from api.stream import StreamHub, running_hub
 from api.website import mount_website
 from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
@@ -126,7 +129,18 @@ def create_app(
         app.state.export_pool = export_pool
         app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
         try:
-            yield
+            if settings.api_stream_max_clients == 0 and not settings.sta_mqtt_publish:
+                yield
+                return
+            sink = (
+                StaPublisher(settings, _sta_base(settings)) if settings.sta_mqtt_publish else None
+            )
+            hub = StreamHub(url, pool, settings, sink=sink)
+            # `api.server` says when uvicorn shuts down: open streams end then
+            hub.shutting_down = getattr(app.state, "shutting_down", hub.shutting_down)
+            app.state.stream = hub
+            async with running_hub(hub):
+                yield
         finally:
             await export_pool.close()
             await pool.close()
@@ -212,6 +226,7 @@ def create_app(
     app.include_router(api.routes.catalog.router, prefix="/v1")
     app.include_router(api.routes.warnings.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
+    app.include_router(api.stream.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
 
@@ -245,6 +260,12 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _sta_base(settings: Settings) -> str:
+    """The SensorThings service root for links in published Observations."""
+    public = settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
+    return public.rstrip("/") + "/sta/v1.1"
 
 
 # ---------------------------------------------------------------------- errors

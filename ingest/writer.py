@@ -11,9 +11,11 @@ value, or comes twice in the batch with two values, is not stored; the message g
 to quarantine as ``conflicting_value`` with both values.  The first value committed
 stays; an identical one is a duplicate, as before.
 
-The same transaction counts the messages committed under the worker's client id and
-remembers its time-less messages (`ingest.redelivery`), and stores device health (a
-LoRaWAN uplink's radio metadata, battery levels), whose key absorbs redelivery too.
+The same transaction counts the messages committed under the worker's client id,
+remembers its time-less messages (`ingest.redelivery`), stores device health (a
+LoRaWAN uplink's radio metadata, battery levels), whose key absorbs redelivery too, and
+announces the stored readings to live listeners (`db.stream`: one NOTIFY per batch,
+delivered at commit).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from db.rollups import (
     reading_arrays,
     recompute_hours,
 )
+from db.stream import notify_readings
 from ingest.pipeline import PreparedBatch, QuarantineRow
 from ingest.redelivery import REUSE_WINDOW
 from ingest.registry import DatabaseRegistry
@@ -208,6 +211,8 @@ class BatchWriter:
                 inserted = len(new_rows.values)
                 if self.rollups and inserted:
                     self._rollups(conn, new_rows)
+                if inserted:
+                    notify_readings(conn, new_rows.series_ids, new_rows.times_us)
                 revised = self._revisions(conn, batch) if len(batch.revised) else 0
                 conflict_rows, changes = (
                     _conflict_quarantine(conn, batch, conflicts) if conflicts else ((), Counter())
