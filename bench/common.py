@@ -144,9 +144,10 @@ def stop_stack(stack: Stack) -> None:
 
 
 class Worker:
-    """One `smartby ingest` process, as deployed."""
+    """One `smartby ingest` process, as deployed; with ``code``, the smartby of that
+    folder (another commit's, for an A/B in one run) instead of this one."""
 
-    def __init__(self, stack: Stack, prefix: str, client_id: str) -> None:
+    def __init__(self, stack: Stack, prefix: str, client_id: str, code: Path | None = None) -> None:
         self.metrics_port = free_port()
         # the caller's SMARTBY_INGEST_* tuning applies; nothing else of theirs does
         env = {
@@ -164,11 +165,14 @@ class Worker:
         )
         self.log = stack.root / f"worker-{client_id}-{uuid.uuid4().hex[:6]}.log"
         self.out = open(self.log, "ab")  # noqa: SIM115 - the child keeps it
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartby", "ingest", "--client-id", client_id],
             env=env,
             stdout=self.out,
             stderr=subprocess.STDOUT,
+            cwd=code,
         )
         deadline = time.monotonic() + 60
         while "consuming from" not in self.log.read_text():
@@ -193,6 +197,82 @@ class Worker:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
         self.out.close()
+
+
+def code_of(commit: str, folder: Path) -> Path | None:
+    """The shipped packages of ``commit`` of this repository, extracted into ``folder``
+    (to run that version's worker beside this one); None without git or the commit."""
+    root = Path(__file__).resolve().parents[1]
+    packages = ["core", "db", "stack", "ingest", "api", "devices", "dashboards", "web", "smartby"]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", commit, *packages],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return folder
+
+
+#: Run in a child process with one version's packages first on the path: the seconds
+#: `BatchPreparer.prepare` takes per message (the least of argv[4] passes, each with a
+#: fresh preparer and a warm registry) for the messages pickled at argv[2].  Only names both
+#: versions have are used, so that the same probe measures either.
+PREPARE_PROBE = """
+import pickle, sys, time
+from core.settings import Settings
+from ingest.pipeline import BatchPreparer, Message
+from ingest.writer import DatabaseRegistry
+url, path, prefix, passes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with open(path, "rb") as f:
+    pairs = pickle.load(f)
+settings = Settings(env="test", database_url=url, mqtt_topic_prefix=prefix)
+registry = DatabaseRegistry(url)
+registry.load()
+now = time.time()
+messages = [Message(topic, payload, received=now) for topic, payload in pairs]
+best = float("inf")
+for _ in range(passes):
+    preparer = BatchPreparer.from_settings(registry, settings)
+    started = time.process_time()
+    for i in range(0, len(messages), 5000):
+        preparer.prepare(messages[i : i + 5000])
+    best = min(best, time.process_time() - started)
+print(best / len(messages))
+"""
+
+
+def prepare_seconds(
+    url: str,
+    messages: list[tuple[str, bytes]],
+    prefix: str,
+    code: Path | None,
+    folder: Path,
+    passes: int = 8,
+) -> float:
+    """CPU seconds per message of the preparer of ``code`` (None: this version)."""
+    import pickle
+
+    path = folder / f"probe-{uuid.uuid4().hex[:6]}.pickle"
+    path.write_bytes(pickle.dumps(messages))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", PREPARE_PROBE, url, str(path), prefix, str(passes)],
+            env=env,
+            cwd=code,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        path.unlink(missing_ok=True)
+    return float(out.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------------- publishing

@@ -1,4 +1,4 @@
-"""Throughput of ingest.decode for the three payload forms, against bare parsing.
+"""Throughput of core.decode for the three payload forms, against bare parsing.
 
 Prints decoded records per second for a 10-record SenML JSON pack, a single-reading plain
 JSON object and a 10-record SenML CBOR pack, and for each the ratio to the bare parser
@@ -15,7 +15,7 @@ from functools import partial
 import cbor2
 import orjson
 
-from ingest.decode import decode
+from core.decode import decode
 
 NOW = 1_760_000_000.0
 ROUNDS = 25  # many short rounds, best kept: other work on the core only slows some

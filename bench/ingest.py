@@ -15,18 +15,32 @@ load generator is not the bottleneck).  Scenarios:
   d. publish → commit latency at half of (a)'s rate: each message carries its publish
      time, each row's commit time comes from PostgreSQL (track_commit_timestamp);
   e. a backlog of 1 M messages queued at the broker while the worker is down, then
-     drained: the worker's peak RSS (VmHWM) and the drain rate.
+     drained: the worker's peak RSS (VmHWM) and the drain rate;
+  f. the device-profile layer's cost to smartby messages: (a)'s and (b)'s streams
+     through the worker of main as this branch merged it, without device profiles (git
+     archive of `PRE_PROFILES`, run against the same database and broker) and this worker with
+     every profile enabled, alternating, five rounds each: wall-clock rates and the
+     worker's CPU per message (utime + stime, the least of the rounds).  On a
+     machine others share both swing by 10-15 % between identical runs, more than the
+     budget, so the budget (>= 0.95) is judged where all of the layer's work is: the
+     CPU per message of the preparer alone (routing, device look-up, decoding, field
+     resolution, conversion, QC; the writer and the MQTT client did not change), each
+     version in its own process, interleaved five times, the least of 8 passes each.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import multiprocessing as mp
 import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import orjson
 import psycopg
@@ -35,9 +49,12 @@ from bench.common import (
     DEVICES,
     Stack,
     Worker,
+    code_of,
     last_commit,
     paced_publish,
     pack_messages,
+    prepare_seconds,
+    process_cpu,
     publish_parallel,
     say,
     single_messages,
@@ -218,6 +235,127 @@ def run_backlog(stack: Stack, n: int) -> tuple[float, float]:
     return peak, n / elapsed
 
 
+def written(worker: Worker, n: int) -> bool:
+    return worker.metric("smartby_ingest_readings_written_total") >= n
+
+
+#: scenario (f)'s baseline: main as the profiles branch last merged it (dynamic
+#: security, redelivery, warnings and the rest, without device profiles: issue 14)
+PRE_PROFILES = "f9b6a54a0295c87028f2584c11edc8c0b62973d2"
+
+
+@dataclass
+class Layer:
+    """One stream through both versions of the worker: the best wall-clock rate and the
+    least worker CPU per message of each."""
+
+    rate: dict[str, float]
+    cpu_us: dict[str, float]
+
+
+def run_profile_layer(
+    stack: Stack,
+    make: Callable[[str, int, float], list[tuple[str, bytes]]],
+    n: int,
+    per_message: int,
+    publishers: int,
+    rounds: int,
+) -> Layer | None:
+    """``n`` messages of ``make`` (``per_message`` readings each) through the worker of
+    `PRE_PROFILES` ("before") and this one with every profile enabled ("profiles"),
+    alternating for ``rounds`` rounds; None when the old commit is not at hand."""
+    code = code_of(PRE_PROFILES, stack.root / "pre-profiles")
+    if code is None:
+        return None
+    layer = Layer({"before": 0.0, "profiles": 0.0}, {"before": math.inf, "profiles": math.inf})
+    order: list[tuple[str, Path | None]] = [("before", code), ("profiles", None)]
+    for round_ in range(rounds):
+        # ABBA: neither version always runs first after the truncation
+        for label, folder in order if round_ % 2 == 0 else order[::-1]:
+            with psycopg.connect(stack.url, autocommit=True) as conn:
+                conn.execute("TRUNCATE readings, rollups")
+            prefix = f"f{uuid.uuid4().hex[:6]}"
+            worker = Worker(stack, prefix, f"bench-{label}-{round_}", code=folder)
+            try:
+                say(f"profile layer ({label}, round {round_ + 1}): {n:,} messages")
+                messages = make(prefix, n, time.time() - 3600)
+                cpu = process_cpu(worker.proc.pid)
+                first = publish_parallel(stack.broker.port, messages, publishers)
+                wanted = n * per_message
+                wait_until(partial(written, worker, wanted), 600, f"{wanted:,} readings committed")
+                cpu = process_cpu(worker.proc.pid) - cpu
+                with psycopg.connect(stack.url) as conn:
+                    last = last_commit(conn, "d%")
+            finally:
+                worker.stop()
+            layer.rate[label] = max(layer.rate[label], n * per_message / (last - first))
+            layer.cpu_us[label] = min(layer.cpu_us[label], cpu / n * 1e6)
+    return layer
+
+
+def profile_cpu(
+    stack: Stack, make: Callable[[str, int, float], list[tuple[str, bytes]]], n: int
+) -> tuple[float, float] | None:
+    """(ns before profiles, ns with every profile) of CPU per message in the preparer
+    alone: routing, decoding, field resolution, unit conversion and QC, no I/O — where
+    all the profile layer's work is."""
+    code = code_of(PRE_PROFILES, stack.root / "pre-profiles")
+    if code is None:
+        return None
+    prefix = f"c{uuid.uuid4().hex[:6]}"
+    messages = make(prefix, n, time.time() - 3600)
+    before = profiles = float("inf")
+    for round_ in range(5):  # interleaved, the least of each: others' load only adds
+        say(f"profile layer: preparer CPU for {n:,} messages, each version, round {round_ + 1}")
+        before = min(before, prepare_seconds(stack.url, messages, prefix, code, stack.root))
+        profiles = min(profiles, prepare_seconds(stack.url, messages, prefix, None, stack.root))
+    return before * 1e9, profiles * 1e9
+
+
+def cpu_rows(name: str, layer: tuple[float, float] | None) -> list[Result]:
+    if layer is None:
+        return []
+    before, profiles = layer
+    return [
+        Result(f"(f) {name} prepare CPU/message before profiles", before, "ns"),
+        Result(f"(f) {name} prepare CPU/message with every profile", profiles, "ns"),
+        Result(
+            "    preparer throughput, with / before profiles",
+            before / profiles,
+            "x",
+            ">= 0.95x",
+            before / profiles >= 0.95,
+            f"{before / profiles:.3f}",
+        ),
+    ]
+
+
+def profile_rows(name: str, unit: str, layer: Layer | None) -> list[Result]:
+    if layer is None:
+        return [Result(f"(f) {name}", 0.0, "", "", None, "skipped: no git history")]
+    rate, cpu = layer.rate, layer.cpu_us
+    ratio = cpu["before"] / cpu["profiles"]
+    return [
+        Result(f"(f) {name} before profiles ({PRE_PROFILES[:7]}), best of 5", rate["before"], unit),
+        Result(f"(f) {name} with every profile enabled, best of 5", rate["profiles"], unit),
+        Result(
+            "    wall-clock ratio (others' load on the machine swings it)",
+            rate["profiles"] / rate["before"],
+            "x",
+        ),
+        Result(f"(f) {name} worker CPU/message before profiles", cpu["before"], "us"),
+        Result(f"(f) {name} worker CPU/message with every profile", cpu["profiles"], "us"),
+        Result(
+            "    throughput per worker CPU, with / before profiles",
+            ratio,
+            "x",
+            "",
+            None,
+            f"{ratio:.3f} (also swings with others' load)",
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -242,7 +380,15 @@ def main() -> None:
         default=0.0,
         help="run only the latency scenario, at this rate (msg/s)",
     )
+    parser.add_argument(
+        "--profiles-only",
+        action="store_true",
+        help="run only scenario (f), the device-profile layer's cost",
+    )
     args = parser.parse_args()
+    if args.profiles_only:
+        run_profiles_only(0.1 if args.quick else 1.0, args.publishers)
+        return
     if args.latency_rate:
         stack = start_stack()
         try:
@@ -335,6 +481,12 @@ def main() -> None:
             )
         )
         results.append(Result("(e) backlog drain rate", drain, "m/s", ""))
+        singles = run_profile_layer(stack, single_messages, n_single, 1, args.publishers, 5)
+        results += profile_rows("(a) single JSON", "m/s", singles)
+        results += cpu_rows("(a) single JSON", profile_cpu(stack, single_messages, n_single))
+        packs = run_profile_layer(stack, pack_messages, n_packs, 10, args.publishers, 5)
+        results += profile_rows("(b) SenML packs", "r/s", packs)
+        results += cpu_rows("(b) SenML packs", profile_cpu(stack, pack_messages, n_packs))
     finally:
         stop_stack(stack)
     print(table(results))
@@ -343,6 +495,23 @@ def main() -> None:
         f"PostgreSQL durable (fsync on), TimescaleDB "
         f"{'on' if stack.cluster.with_timescaledb else 'off'}"
     )
+
+
+def run_profiles_only(scale: float, publishers: int) -> None:
+    """Scenario (f) alone: the profile layer's cost to smartby messages."""
+    n_single, n_packs = int(200_000 * scale), int(30_000 * scale)
+    stack = start_stack()
+    results: list[Result] = []
+    try:
+        singles = run_profile_layer(stack, single_messages, n_single, 1, publishers, 5)
+        results += profile_rows("(a) single JSON", "m/s", singles)
+        results += cpu_rows("(a) single JSON", profile_cpu(stack, single_messages, n_single))
+        packs = run_profile_layer(stack, pack_messages, n_packs, 10, publishers, 5)
+        results += profile_rows("(b) SenML packs", "r/s", packs)
+        results += cpu_rows("(b) SenML packs", profile_cpu(stack, pack_messages, n_packs))
+    finally:
+        stop_stack(stack)
+    print(table(results))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,11 @@ so take over) the ingest worker's session.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
+
+from core.profiles.registry import PROFILE_NAMES, Router
 
 #: Subscription modes of the ingest worker (`core.settings.Settings.ingest_subscription`)
 SubscriptionMode = Literal["plain", "shared"]
@@ -62,13 +65,16 @@ def status_topic(prefix: str, device_id: str) -> str:
 def device_topics(prefix: str, device_id: str) -> list[str]:
     """What a device of the ``smartby`` profile publishes: its telemetry and its status
     (the retained ``online`` and its last will ``offline``).  Other profiles (Tasmota,
-    ESPHome, ...) bring their own list; the broker grants a device exactly its list."""
+    ESPHome, ...) bring their own list (`core.profiles.Profile.device_topics`); the
+    broker grants a device exactly its list."""
     return [telemetry_topic(prefix, device_id), status_topic(prefix, device_id)]
 
 
-def ingest_topics(prefix: str) -> list[str]:
-    """The topics whose messages an ingest worker may receive."""
-    return [f"{prefix}/+/telemetry", f"{prefix}/+/status"]
+def ingest_topics(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list[str]:
+    """The topics whose messages an ingest worker may receive: those of the enabled
+    device profiles (``SMARTBY_INGEST_PROFILES``), the smartby profile's telemetry and
+    status first."""
+    return [topic.filter for topic in Router(profiles, prefix).filters()]
 
 
 def warnings_topics(prefix: str) -> str:
@@ -84,8 +90,10 @@ def public_topics(prefix: str) -> tuple[str, ...]:
     return (STA_TOPICS, warnings_topics(prefix))
 
 
-def ingest_filters(prefix: str, mode: SubscriptionMode) -> list[str]:
-    """What a worker subscribes to, telemetry first.
+def ingest_filters(
+    prefix: str, mode: SubscriptionMode, profiles: Sequence[str] = PROFILE_NAMES
+) -> list[str]:
+    """What a worker subscribes to, in the order of `ingest_topics`.
 
     ``plain``: one worker per broker and prefix holds an ordinary persistent
     subscription, which Mosquitto keeps across its restarts.  ``shared``: workers
@@ -93,7 +101,7 @@ def ingest_filters(prefix: str, mode: SubscriptionMode) -> list[str]:
     subscription to its persistence file, so after a broker restart messages are
     dropped until the workers have subscribed again (README, "Subscription modes").
     """
-    topics = ingest_topics(prefix)
+    topics = ingest_topics(prefix, profiles)
     if mode == "plain":
         return topics
     return [f"$share/{SHARE_GROUP}/{topic}" for topic in topics]

@@ -534,13 +534,54 @@ DEFAULT_QC: Mapping[str, QcConfig] = {
 }
 
 
-def default_config(key: str, fail_min: float, fail_max: float) -> QcConfig:
-    """The default thresholds for a metric, with the catalogue's physical bounds; a
-    metric without defaults gets the gross range and time-gap tests only."""
+#: the thresholds a metric's catalogue row may set (its bounds come from its own columns)
+QC_SETTINGS: tuple[str, ...] = (
+    "suspect_min",
+    "suspect_max",
+    "spike_suspect",
+    "spike_fail",
+    "max_rate_per_s",
+    "flat_tolerance",
+    "flat_suspect_s",
+    "flat_fail_s",
+    "max_gap_s",
+)
+
+
+def qc_settings(raw: Mapping[str, object]) -> dict[str, float | None]:
+    """A catalogue row's QC thresholds, checked: known names, finite numbers (or None
+    to switch a test off).  Raises ValueError naming the first problem."""
+    checked: dict[str, float | None] = {}
+    for name, value in raw.items():
+        if name not in QC_SETTINGS:
+            raise ValueError(f"unknown QC setting {name!r}; known: {', '.join(QC_SETTINGS)}")
+        if value is None:
+            checked[name] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"QC setting {name} must be a number, not {value!r}")
+        if not np.isfinite(value) or (
+            name != "suspect_min" and name != "suspect_max" and value < 0
+        ):
+            raise ValueError(f"QC setting {name} must be a finite number of at least 0")
+        checked[name] = float(value)
+    return checked
+
+
+def default_config(
+    key: str, fail_min: float, fail_max: float, settings: Mapping[str, object] | None = None
+) -> QcConfig:
+    """A metric's thresholds: the built-in defaults for its key (a metric without any
+    gets the gross range and time-gap tests only), the catalogue's physical bounds,
+    and the thresholds its catalogue row sets (`QC_SETTINGS`), so that a metric added
+    as data gets the tests its row asks for without a code change."""
     base = DEFAULT_QC.get(key)
     if base is None:
-        return QcConfig(fail_min=fail_min, fail_max=fail_max, max_gap_s=_HOUR)
-    return replace(base, fail_min=fail_min, fail_max=fail_max)
+        base = QcConfig(fail_min=fail_min, fail_max=fail_max, max_gap_s=_HOUR)
+    config = replace(base, fail_min=fail_min, fail_max=fail_max)
+    if settings:
+        config = replace(config, **qc_settings(settings))  # type: ignore[arg-type]
+    return config
 
 
 _CONFIG_FIELDS = tuple(f.name for f in fields(QcConfig))

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.broker import ADMIN_USER, ClientTls, SubscriptionMode
 from core.errors import SmartbyError
+from core.profiles import PROFILE_NAMES, make_profile
 
 #: Passwords that ship in examples and tutorials; production must not run on them.
 WEAK_PASSWORDS = frozenset(
@@ -31,6 +32,83 @@ Environment = Literal["development", "test", "production"]
 
 class SettingsError(SmartbyError, ValueError):
     """Configuration that cannot be run; the message names the variable to fix."""
+
+
+class IngestSource(BaseModel):
+    """An external MQTT broker an ingest worker also takes telemetry from: a LoRaWAN
+    network server's MQTT integration (The Things Stack, ChirpStack), with its own
+    credentials and TLS settings.  One entry of ``SMARTBY_INGEST_SOURCES`` (a JSON list).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9-]{0,31}$",
+        description="Names the source in logs, client ids and metrics.",
+    )
+    profile: str = Field(
+        description="The profile of the source's topics and payloads (ttn-v3, chirpstack-v4, …)."
+    )
+    host: str
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Default 8883 with TLS, 1883 without."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = Field(
+        default=None, description="A file holding the password (a Docker secret)."
+    )
+    tls: bool = True
+    ca_file: Path | None = Field(
+        default=None, description="CA certificates to trust instead of the system's."
+    )
+    topics: tuple[str, ...] = Field(
+        default=(), description="Topic filters; default the profile's own."
+    )
+    mqtt_version: Literal["5", "3.1.1"] = Field(
+        default="5", description="The Things Stack speaks 3.1.1."
+    )
+    qos: int = Field(default=1, ge=0, le=1, description="The Things Stack grants 0 only.")
+    shared: bool = Field(
+        default=False, description="Subscribe through a shared subscription ($share/<group>/)."
+    )
+    client_id: str | None = Field(
+        default=None, description="Default <the worker's client id>-<name>."
+    )
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
+        if profile not in PROFILE_NAMES:
+            raise ValueError(
+                f"unknown profile {profile!r}; expected one of {', '.join(PROFILE_NAMES)}"
+            )
+        return profile
+
+    @property
+    def broker_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+    def secret(self) -> str | None:
+        """The password, from ``password`` or ``password_file``."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        return None
+
+    def filters(self) -> tuple[str, ...]:
+        return self.topics or tuple(f.filter for f in make_profile(self.profile).filters())
+
+    @property
+    def local(self) -> bool:
+        """Whether the broker is on this machine (then plain MQTT is no risk)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
 
 class Settings(BaseSettings):
@@ -181,6 +259,18 @@ class Settings(BaseSettings):
     )
     ingest_max_past_days: float = Field(default=400, gt=0)
     ingest_max_future_s: float = Field(default=300, ge=0)
+    ingest_profiles: str = Field(
+        default=",".join(PROFILE_NAMES),
+        description="Comma-separated device profiles whose topics the worker subscribes to "
+        "on SMARTBY_MQTT_HOST: " + ", ".join(PROFILE_NAMES) + ".",
+    )
+    ingest_sources: tuple[IngestSource, ...] = Field(
+        default=(),
+        description="External brokers to take telemetry from as well (LoRaWAN network "
+        'servers), a JSON list: [{"name": "ttn", "profile": "ttn-v3", "host": '
+        '"eu1.cloud.thethings.network", "username": "app@ttn", "password": "NNSXS…", '
+        '"mqtt_version": "3.1.1", "qos": 0}]',
+    )
 
     # --- indicators -----------------------------------------------------------------
     indicators_interval_s: float = Field(
@@ -433,6 +523,27 @@ class Settings(BaseSettings):
             raise ValueError("SMARTBY_MQTT_TOPIC_PREFIX must be one topic level, no + # / or $")
         return prefix
 
+    @field_validator("ingest_profiles")
+    @classmethod
+    def _profiles_are_known(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in PROFILE_NAMES]
+        if unknown or not names:
+            raise ValueError(
+                f"unknown profile(s) {', '.join(unknown) or '(none given)'}; "
+                f"expected some of {', '.join(PROFILE_NAMES)}"
+            )
+        return ",".join(names)
+
+    @field_validator("ingest_sources")
+    @classmethod
+    def _source_names_differ(cls, sources: tuple[IngestSource, ...]) -> tuple[IngestSource, ...]:
+        names = [source.name for source in sources]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"two sources are called {', '.join(twice)}")
+        return sources
+
     @field_validator("api_root_path")
     @classmethod
     def _root_path_is_a_path(cls, value: str) -> str:
@@ -473,6 +584,12 @@ class Settings(BaseSettings):
             problems.append("SMARTBY_MQTT_PASSWORD must be set (no anonymous broker)")
         elif self.mqtt_password.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_MQTT_PASSWORD is empty or a default password")
+        for source in self.ingest_sources:
+            if not source.tls and not source.local:
+                problems.append(
+                    f"SMARTBY_INGEST_SOURCES: source {source.name} would send its password "
+                    f"to {source.host} in the clear: set tls"
+                )
         admin = self.broker_admin_password
         if admin is not None and admin.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_BROKER_ADMIN_PASSWORD is empty or a default password")
@@ -492,6 +609,11 @@ class Settings(BaseSettings):
     def api_trusted_proxy_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
         """`api_trusted_proxies` parsed: the networks whose forwarded addresses count."""
         return proxy_networks(self.api_trusted_proxies)
+
+    @property
+    def ingest_profile_names(self) -> tuple[str, ...]:
+        """`ingest_profiles` as names, in the order given."""
+        return tuple(self.ingest_profiles.split(","))
 
     @property
     def mqtt_client_tls(self) -> ClientTls | None:

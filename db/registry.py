@@ -16,7 +16,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, LiteralString
 
 import psycopg
@@ -25,6 +25,8 @@ from psycopg.types.json import Jsonb
 
 from core.broker import SYSTEM_PREFIX, is_system_name
 from core.errors import SmartbyError
+from core.profiles import Binding
+from core.profiles.binding import field_map_json
 
 #: what mosquitto_passwd uses (mosquitto's src/password_mosq.h)
 PBKDF2_ITERATIONS = 101
@@ -93,6 +95,34 @@ class DeviceRecord:
     calibration: dict[str, Any] | None = None
     #: the MQTT client id its firmware uses; None: the device id
     client_id: str | None = None
+    #: how the device talks: its profile, key, field map and options (`core.profiles`),
+    #: checked already (`core.profiles.check_binding`)
+    binding: Binding = field(default_factory=Binding)
+
+
+def binding_columns(device: DeviceRecord) -> dict[str, Any]:
+    """The device's profile columns (migration 0013), as query parameters."""
+    binding = device.binding
+    return {
+        "profile": binding.profile,
+        "external_id": binding.key,
+        "field_map": Jsonb(field_map_json(binding.fields)),
+        "profile_options": Jsonb(binding.options_json()),
+    }
+
+
+def check_field_metrics(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> None:
+    """Every metric the device's field map names exists in the catalogue."""
+    wanted = sorted({t.metric for t in device.binding.fields.values() if t.metric is not None})
+    if not wanted:
+        return
+    rows = conn.execute("SELECT key FROM metrics WHERE key = ANY(%s)", (wanted,)).fetchall()
+    missing = sorted(set(wanted) - {row[0] for row in rows})
+    if missing:
+        raise RegistryError(
+            f"device {device.id!r} maps fields to unknown metric(s) {', '.join(missing)} "
+            "(smartby metrics list; smartby metrics add)"
+        )
 
 
 def _check_device_id(device_id: str) -> None:
@@ -125,6 +155,11 @@ def _unique_violation(exc: psycopg.errors.UniqueViolation, device: DeviceRecord)
             f"client id {client_id!r} is already used by another device; each device needs"
             " its own (set one with --client-id)"
         )
+    if exc.diag.constraint_name == "devices_external_idx":
+        binding = device.binding
+        return RegistryError(
+            f"another {binding.profile} device already has the key {binding.key!r}"
+        )
     return RegistryError(f"device {device.id!r} already exists")
 
 
@@ -134,23 +169,28 @@ def add_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> str:
     _check_client_id(device.client_id)
     if conn.execute("SELECT 1 FROM sites WHERE id = %s", (device.site_id,)).fetchone() is None:
         raise RegistryError(f"site {device.site_id!r} does not exist; add or import it first")
+    check_field_metrics(conn, device)
     secret = new_secret()
     try:
         with conn.transaction():
             conn.execute(
                 """INSERT INTO devices (id, site_id, kind, vendor, model, calibration,
-                                        secret_hash, client_id)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                (
-                    device.id,
-                    device.site_id,
-                    device.kind,
-                    device.vendor,
-                    device.model,
-                    Jsonb(device.calibration or {}),
-                    hash_secret(secret),
-                    device.client_id,
-                ),
+                                        secret_hash, client_id, profile, external_id,
+                                        field_map, profile_options)
+                   VALUES (%(id)s, %(site_id)s, %(kind)s, %(vendor)s, %(model)s,
+                           %(calibration)s, %(secret_hash)s, %(client_id)s, %(profile)s,
+                           %(external_id)s, %(field_map)s, %(profile_options)s)""",
+                {
+                    "id": device.id,
+                    "site_id": device.site_id,
+                    "kind": device.kind,
+                    "vendor": device.vendor,
+                    "model": device.model,
+                    "calibration": Jsonb(device.calibration or {}),
+                    "secret_hash": hash_secret(secret),
+                    "client_id": device.client_id,
+                    **binding_columns(device),
+                },
             )
     except psycopg.errors.UniqueViolation as exc:
         raise _unique_violation(exc, device) from None
@@ -222,6 +262,10 @@ class BrokerDevice:
     active: bool
     #: Mosquitto's ``$7$`` hash, or None for a device without a secret
     secret_hash: str | None
+    #: how it talks (`core.profiles`), which says which topics it publishes
+    profile: str = "smartby"
+    #: its key in the profile's terms (the Tasmota topic, the ESPHome node); None: its id
+    key: str | None = None
 
 
 def broker_devices(
@@ -229,13 +273,14 @@ def broker_devices(
 ) -> list[BrokerDevice]:
     """Every device's broker account (or those of ``device_ids`` that exist)."""
     query: LiteralString = (
-        "SELECT id, coalesce(client_id, id), status = 'active', secret_hash FROM devices"
+        "SELECT id, coalesce(client_id, id), status = 'active', secret_hash, profile,"
+        " external_id FROM devices"
     )
     if device_ids is None:
         rows = conn.execute(query + " ORDER BY id").fetchall()
     else:
         rows = conn.execute(query + " WHERE id = ANY(%s) ORDER BY id", (device_ids,)).fetchall()
-    return [BrokerDevice(str(i), str(c), bool(a), h) for i, c, a, h in rows]
+    return [BrokerDevice(str(i), str(c), bool(a), h, str(p), k) for i, c, a, h, p, k in rows]
 
 
 def _one_device(

@@ -13,12 +13,16 @@ registry and the settings, with no I/O.  It is applied two ways:
 The access model (README, "Broker access"):
 
 - default: nobody may publish, receive or subscribe; anybody may unsubscribe;
-- a device publishes only its own topics (`core.broker.device_topics`, or its
-  profile's list) and subscribes to nothing.  Mosquitto 2.0 substitutes neither
+- a device publishes only its own topics (its profile's list,
+  `core.profiles.Profile.device_topics`: ``smartby/<id>/telemetry`` and ``status``,
+  ``tele/<topic>/SENSOR`` and ``LWT`` of a Tasmota, ``<node>/sensor/+/state`` and
+  ``<node>/status`` of an ESPHome node; nothing for a LoRaWAN device, whose network
+  server is an ingest source) and subscribes to nothing.  Mosquitto 2.0 substitutes neither
   ``%u`` nor ``%c`` in dynamic security ACLs, so every device has a role of its own;
-- an ingest account subscribes to exactly the worker's filters (the literal
-  ``$share/smartby-ingest/...`` in shared mode: the plugin checks the whole shared
-  filter string) and receives telemetry and status; it publishes nothing;
+- an ingest account subscribes to exactly the worker's filters, those of the enabled
+  profiles (the literal ``$share/smartby-ingest/...`` in shared mode: the plugin
+  checks the whole shared filter string), receives what they match, and publishes
+  only the stations' warnings;
 - the admin account only talks to the plugin;
 - every account is bound to its client id: a bound account cannot log in under
   another id, so no credentials can take over the worker's session.
@@ -30,7 +34,7 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,12 +46,12 @@ from core.broker import (
     STA_PUBLISHER_USER,
     STA_TOPICS,
     SubscriptionMode,
-    device_topics,
     ingest_filters,
     ingest_topics,
     public_topics,
     warnings_topics,
 )
+from core.profiles import PROFILE_NAMES, make_profile
 from db.registry import BrokerDevice, hash_secret
 
 #: Mosquitto's own default lets everyone receive; ours denies it too, so a session
@@ -140,10 +144,18 @@ DeviceTopics = Callable[[BrokerDevice], list[str]]
 
 def topics_of_devices(prefix: str) -> DeviceTopics:
     """What each device may publish: the one place every plan takes it from (the
-    embedded file, the reconciliation, the push after a registry change).  Today every
-    device has the ``smartby`` profile; a device profile (Tasmota, ESPHome: issue 14)
-    extends this with its own topic list, looked up from the device's registry row."""
-    return lambda device: device_topics(prefix, device.id)
+    embedded file, the reconciliation, the push after a registry change).  Its
+    profile's list for its key (the device id for the ``smartby`` profile); nothing
+    for a profile this code does not know (a registry newer than the code)."""
+    profiles = {name: make_profile(name, prefix) for name in PROFILE_NAMES}
+
+    def topics(device: BrokerDevice) -> list[str]:
+        profile = profiles.get(device.profile)
+        if profile is None:
+            return []
+        return list(profile.device_topics(device.key or device.id))
+
+    return topics
 
 
 def device_role_name(device_id: str) -> str:
@@ -159,14 +171,17 @@ def device_role(device_id: str, topics: Iterable[str]) -> Role:
     )
 
 
-def ingest_role(prefix: str, mode: SubscriptionMode) -> Role:
-    """Subscribe to exactly the worker's filters, receive telemetry and status, and
-    publish the stations' warnings (the worker's indicator thread issues them)."""
+def ingest_role(
+    prefix: str, mode: SubscriptionMode, profiles: Sequence[str] = PROFILE_NAMES
+) -> Role:
+    """Subscribe to exactly the worker's filters (the enabled profiles'), receive what
+    they match, and publish the stations' warnings (the worker's indicator thread
+    issues them)."""
     return Role(
         INGEST_ROLE,
         (
-            *(Acl("subscribeLiteral", f) for f in ingest_filters(prefix, mode)),
-            *(Acl("publishClientReceive", t) for t in ingest_topics(prefix)),
+            *(Acl("subscribeLiteral", f) for f in ingest_filters(prefix, mode, profiles)),
+            *(Acl("publishClientReceive", t) for t in ingest_topics(prefix, profiles)),
             Acl("publishClientSend", warnings_topics(prefix)),
         ),
     )
@@ -229,11 +244,12 @@ def platform_plan(
     include_sta_publisher: bool = False,
     include_public_bridge: bool = False,
     topics_for: DeviceTopics | None = None,
+    profiles: Sequence[str] = PROFILE_NAMES,
 ) -> BrokerPlan:
     """The whole broker: admin, ingest accounts, the devices of the registry, and the
     SensorThings publisher and public bridge when their passwords are given."""
     topics = topics_for or topics_of_devices(prefix)
-    roles = [admin_role(), ingest_role(prefix, mode)]
+    roles = [admin_role(), ingest_role(prefix, mode, profiles)]
     accounts = [
         Account(
             admin_username,
@@ -306,6 +322,8 @@ class PlatformAccounts:
     admin_password: str | None = None
     sta_publisher_password: str | None = None
     public_bridge_password: str | None = None
+    #: the device profiles the workers subscribe to (``SMARTBY_INGEST_PROFILES``)
+    profiles: tuple[str, ...] = PROFILE_NAMES
 
     def plan(self, devices: Iterable[BrokerDevice], *, hashed: bool = False) -> BrokerPlan:
         """The whole plan; with ``hashed`` the platform accounts carry fresh ``$7$``
@@ -326,6 +344,7 @@ class PlatformAccounts:
             public_bridge_hash=digest(self.public_bridge_password),
             include_sta_publisher=self.sta_publisher_password is not None,
             include_public_bridge=self.public_bridge_password is not None,
+            profiles=self.profiles,
         )
 
     def secrets(self) -> dict[str, str]:

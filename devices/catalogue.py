@@ -10,8 +10,14 @@ is the registry's check, at import time.
 
 CSV form, for spreadsheets: one row per device with its site inline, columns
 ``id, site_id, site_name, site_kind, lon, lat, kind, vendor, model, metrics, interval_s,
-payload`` (metrics separated by ``;``), optional ``municipality``, ``fault`` and
-``simulation`` (a JSON object).
+payload`` (metrics separated by ``;``), optional ``municipality``, ``fault``,
+``simulation`` (a JSON object), ``profile``, ``topic`` and ``fields`` (a JSON object).
+
+A device that is not written for smartby names its ``profile`` (``tasmota``, ``esphome``,
+``ttn-v3``, ``chirpstack-v4``) and its ``topic`` in that profile's terms (the Tasmota
+topic, the ESPHome node, the TTS device id or DevEUI), and may map its payload's fields
+to metrics (``fields``), give the ``timezone`` of a local clock and accept
+``numeric_strings``; `core.profiles.check_binding` checks them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any, Final, Literal, cast
 import yaml
 
 from core.errors import SmartbyError
+from core.profiles import Binding, BindingError, check_binding
 
 __all__ = [
     "BUILDING_TYPES",
@@ -99,6 +106,11 @@ _DEVICE_KEYS: Final = frozenset(
         "payload",
         "calibration",
         "simulation",
+        "profile",
+        "topic",
+        "fields",
+        "timezone",
+        "numeric_strings",
     }
 )
 
@@ -218,6 +230,12 @@ class DeviceSpec:
     simulation: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}), hash=False, compare=True
     )
+    #: how the device talks, when not as a smartby device (`core.profiles`)
+    binding: Binding = field(default_factory=Binding, hash=False, compare=True)
+
+    @property
+    def profile(self) -> str:
+        return self.binding.profile
 
     @property
     def fault(self) -> str | None:
@@ -344,6 +362,7 @@ def parse_catalogue(
 
     devices: dict[str, DeviceSpec] = {}
     folded: dict[str, str] = {}
+    keyed: dict[tuple[str, str], str] = {}
     for index, raw in enumerate(raw_devices):
         device = _device(raw, where("devices", index), index, sites)
         if device.id in devices:
@@ -361,6 +380,15 @@ def parse_catalogue(
             )
         devices[device.id] = device
         folded[device.id.casefold()] = device.id
+        binding = device.binding
+        if binding.key is not None:
+            holder = keyed.setdefault((binding.profile, binding.key), device.id)
+            if holder != device.id:
+                raise CatalogueError(
+                    where("devices", index),
+                    f"device {device.id!r}",
+                    f"{binding.profile} topic {binding.key!r} is device {holder!r}'s already",
+                )
 
     return Catalogue(
         municipality=municipality.strip(),
@@ -409,7 +437,17 @@ _CSV_REQUIRED: Final = (
     "metrics",
     "interval_s",
 )
-_CSV_OPTIONAL: Final = ("vendor", "model", "payload", "municipality", "fault", "simulation")
+_CSV_OPTIONAL: Final = (
+    "vendor",
+    "model",
+    "payload",
+    "municipality",
+    "fault",
+    "simulation",
+    "profile",
+    "topic",
+    "fields",
+)
 
 
 def parse_catalogue_csv(
@@ -459,19 +497,7 @@ def parse_catalogue_csv(
                 f"site {site_id!r}",
                 f"described differently than on line {site_rows[site_id]}",
             )
-        simulation: dict[str, Any] = {}
-        if row.get("simulation"):
-            try:
-                parsed = json.loads(row["simulation"])
-            except ValueError as exc:
-                raise CatalogueError(
-                    where, f"device {row['id']!r}", f"simulation is not a JSON object: {exc}"
-                ) from None
-            if not isinstance(parsed, dict):
-                raise CatalogueError(
-                    where, f"device {row['id']!r}", "simulation is not a JSON object"
-                )
-            simulation.update(parsed)
+        simulation = _csv_object(row, "simulation", where)
         if row.get("fault"):
             simulation["fault"] = row["fault"]
         device: dict[str, Any] = {
@@ -481,9 +507,11 @@ def parse_catalogue_csv(
             "metrics": [key.strip() for key in row["metrics"].split(";") if key.strip()],
             "interval_s": _csv_number(row["interval_s"]),
         }
-        for name in ("vendor", "model", "payload"):
+        for name in ("vendor", "model", "payload", "profile", "topic"):
             if row.get(name):
                 device[name] = row[name]
+        if row.get("fields"):
+            device["fields"] = _csv_object(row, "fields", where)
         if simulation:
             device["simulation"] = simulation
         lines[("devices", len(devices))] = row_number
@@ -582,6 +610,7 @@ def _device(raw: object, where: str, index: int, sites: Mapping[str, Site]) -> D
         )
     calibration = _mapping(raw.get("calibration", {}), "calibration", where, entry)
     simulation = _simulation(raw.get("simulation", {}), str(kind), where, entry)
+    binding = _binding(raw, where, entry)
     return DeviceSpec(
         id=device_id,
         site=site,
@@ -593,7 +622,27 @@ def _device(raw: object, where: str, index: int, sites: Mapping[str, Site]) -> D
         model=model,
         calibration=calibration,
         simulation=simulation,
+        binding=binding,
     )
+
+
+def _binding(raw: Mapping[str, Any], where: str, entry: str) -> Binding:
+    """The device's profile, topic, field map and options, checked by the profile layer."""
+    profile = raw.get("profile", "smartby")
+    topic = raw.get("topic")
+    if isinstance(topic, int) and not isinstance(topic, bool):
+        topic = str(topic)  # an ESPHome node or TTS id written without quotes
+    if not isinstance(profile, str) or (topic is not None and not isinstance(topic, str)):
+        raise CatalogueError(where, entry, "profile and topic must be text")
+    timezone = raw.get("timezone")
+    if timezone is not None and not isinstance(timezone, str):
+        raise CatalogueError(where, entry, f"timezone must be text, not {timezone!r}")
+    try:
+        return check_binding(
+            profile, topic, raw.get("fields"), timezone, raw.get("numeric_strings")
+        )
+    except BindingError as exc:
+        raise CatalogueError(where, entry, str(exc)) from None
 
 
 def _metrics(raw: object, where: str, entry: str) -> tuple[str, ...]:
@@ -702,6 +751,21 @@ def _sequence(raw: object, source: str, name: str) -> Sequence[object]:
     if isinstance(raw, str) or not isinstance(raw, Sequence):
         raise CatalogueError(source, None, f"{name} must be a list")
     return raw
+
+
+def _csv_object(row: Mapping[str, str], column: str, where: str) -> dict[str, Any]:
+    """A CSV cell holding a JSON object (empty: none)."""
+    if not row.get(column):
+        return {}
+    try:
+        parsed = json.loads(row[column])
+    except ValueError as exc:
+        raise CatalogueError(
+            where, f"device {row['id']!r}", f"{column} is not a JSON object: {exc}"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise CatalogueError(where, f"device {row['id']!r}", f"{column} is not a JSON object")
+    return parsed
 
 
 def _csv_number(text: str) -> float | int | str:

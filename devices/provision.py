@@ -37,6 +37,8 @@ class ImportResult:
     #: device id -> secret, for the devices this import created (shown once)
     devices_created: dict[str, str] = field(default_factory=dict)
     devices_existing: int = 0
+    #: existing devices whose profile or key changed: their broker roles must follow
+    devices_rekeyed: list[str] = field(default_factory=list)
     #: metrics whose resolution the catalogue declared
     resolutions: int = 0
 
@@ -73,11 +75,22 @@ def import_catalogue(conn: psycopg.Connection[TupleRow], catalogue: Catalogue) -
             else:
                 result.sites_updated += 1
         for spec in catalogue.devices:
+            before = conn.execute(
+                "SELECT profile, external_id FROM devices WHERE id = %s", (spec.id,)
+            ).fetchone()
+            if before is not None and tuple(before) != (spec.binding.profile, spec.binding.key):
+                result.devices_rekeyed.append(spec.id)
             calibration = dict(spec.calibration)
             secret = upsert_device(
                 conn,
                 DeviceRecord(
-                    spec.id, spec.site.id, spec.kind, spec.vendor, spec.model, calibration
+                    spec.id,
+                    spec.site.id,
+                    spec.kind,
+                    spec.vendor,
+                    spec.model,
+                    calibration,
+                    binding=spec.binding,
                 ),
             )
             if secret is None:

@@ -31,8 +31,11 @@ from db.registry import (
     DeviceRecord,
     RegistryError,
     _check_device_id,
+    _unique_violation,
     add_device,
+    binding_columns,
     broker_devices,
+    check_field_metrics,
     delete_device,
     disable_device,
     enable_device,
@@ -113,21 +116,33 @@ def upsert_device(conn: psycopg.Connection[TupleRow], device: DeviceRecord) -> s
     exists = conn.execute("SELECT 1 FROM devices WHERE id = %s", (device.id,)).fetchone()
     if exists is None:
         return add_device(conn, device)
-    conn.execute(
-        """UPDATE devices SET site_id = %(site_id)s, kind = %(kind)s, vendor = %(vendor)s,
-               model = %(model)s, calibration = %(calibration)s, updated_at = now()
-           WHERE id = %(id)s AND (site_id, kind, vendor, model, calibration)
-                 IS DISTINCT FROM (%(site_id)s, %(kind)s, %(vendor)s, %(model)s,
-                                   %(calibration)s)""",
-        {
-            "id": device.id,
-            "site_id": device.site_id,
-            "kind": device.kind,
-            "vendor": device.vendor,
-            "model": device.model,
-            "calibration": Jsonb(device.calibration or {}),
-        },
-    )
+    check_field_metrics(conn, device)
+    try:
+        with conn.transaction():
+            conn.execute(
+                """UPDATE devices SET site_id = %(site_id)s, kind = %(kind)s,
+                       vendor = %(vendor)s, model = %(model)s, calibration = %(calibration)s,
+                       profile = %(profile)s, external_id = %(external_id)s,
+                       field_map = %(field_map)s, profile_options = %(profile_options)s,
+                       updated_at = now()
+                   WHERE id = %(id)s
+                     AND (site_id, kind, vendor, model, calibration, profile, external_id,
+                          field_map, profile_options)
+                     IS DISTINCT FROM (%(site_id)s, %(kind)s, %(vendor)s, %(model)s,
+                          %(calibration)s, %(profile)s, %(external_id)s, %(field_map)s,
+                          %(profile_options)s)""",
+                {
+                    "id": device.id,
+                    "site_id": device.site_id,
+                    "kind": device.kind,
+                    "vendor": device.vendor,
+                    "model": device.model,
+                    "calibration": Jsonb(device.calibration or {}),
+                    **binding_columns(device),
+                },
+            )
+    except psycopg.errors.UniqueViolation as exc:
+        raise _unique_violation(exc, device) from None
     return None
 
 
@@ -146,7 +161,8 @@ def list_devices(conn: psycopg.Connection[TupleRow]) -> list[dict[str, Any]]:
 
 def show_device(conn: psycopg.Connection[TupleRow], device_id: str) -> dict[str, Any]:
     query = sql.SQL(
-        """SELECT {}, coalesce(d.client_id, d.id) AS client_id,
+        """SELECT {}, coalesce(d.client_id, d.id) AS client_id, d.profile,
+                  d.external_id AS topic, d.field_map AS fields, d.profile_options AS options,
                   s.name AS site_name, s.lon, s.lat,
                   (SELECT array_agg(metric ORDER BY metric) FROM series
                    WHERE device_id = d.id) AS metrics

@@ -26,6 +26,7 @@ stay paho's.
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 from collections.abc import Iterable
@@ -138,3 +139,20 @@ class FastClient(mqtt.Client):
             if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
                 break
         return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
+def connect_or_wait(client: mqtt.Client, host: str, port: int, **connect: Any) -> None:
+    """CONNECT now, or as soon as the broker is there: a broker that is down or
+    restarting (under `smartby up` its restart may be seconds away, with a back-off;
+    a network server may be away for longer) is waited for, not a reason to exit.
+    Exiting would only have the worker restarted into the same refusal, counted as
+    failures against the whole platform.  paho's loop retries the first connection
+    too, with the client's reconnect delay (1 s doubling to 30 s).  Call before
+    ``loop_start``."""
+    try:
+        client.connect(host, port, keepalive=30, **connect)
+    except OSError as exc:
+        logging.getLogger("ingest.worker").warning(
+            "broker %s:%s not reachable (%s); retrying", host, port, exc
+        )
+        client.connect_async(host, port, keepalive=30, **connect)

@@ -1,11 +1,15 @@
 """From a batch of MQTT messages to columns of readings and rows of quarantine.
 
-Per message: the device comes from the topic (never the payload), the payload is
-decoded, and every reading finds its series and its conversion to the metric's
-canonical unit.  The per-reading work is a few dict lookups and list appends; the
-arithmetic (unit conversion, time checks, QC flags) then runs once over the whole
-batch in NumPy.  Nothing is dropped: a message or record that cannot be stored
-becomes a quarantine row with a reason.
+Per message: the topic names a device profile and, in that profile's terms, the device
+(`core.profiles`: the smartby device id, a Tasmota topic, an ESPHome node, a LoRaWAN
+device id or DevEUI), which the registry maps to a device id — never the payload.  The
+profile decodes the payload, and every reading finds its series and its conversion to
+the metric's canonical unit through the device's field map and the catalogue
+(`ingest.targets`).  The per-reading work is a few dict lookups and list appends; the
+arithmetic (unit conversion, time checks, QC flags) then runs once over the whole batch
+in NumPy.  Nothing is dropped: a message or record that cannot be stored becomes a
+quarantine row with a reason — except a field the catalogue or the device declares as
+not worth keeping.  Radio metadata and battery levels become device-health rows.
 
 A message without a time takes its reception time, except that a redelivery of one
 already committed takes the time it got then (`ingest.redelivery`), and a retained
@@ -16,23 +20,30 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
-import orjson
 
 from core import qc
+from core.profiles import PROFILE_NAMES, DeviceOptions, FieldTarget, Route, Router
+from core.readings import DecodeError, DecodeResult
 from core.settings import Settings
-from core.units import UnitError, conversion
 from db.catalogue import Metric
-from ingest.decode import DecodeError, decode, metric_key
 from ingest.redelivery import Remembered, Session, TimeAnchors
+from ingest.targets import (
+    TARGET_CACHE_LIMIT,
+    HealthTarget,
+    Ignored,
+    Rejection,
+    TargetResolver,
+    short,
+)
 
-#: Bound on the resolved-target cache (a stream of random names must not grow it forever).
-_TARGET_CACHE_LIMIT = 200_000
 #: How much of an oversized payload is kept in quarantine, as evidence.
 OVERSIZED_KEEP_BYTES = 4096
 
@@ -70,24 +81,54 @@ class DeviceStatus:
 
 
 @dataclass(slots=True)
-class SeriesTarget:
-    """What a reading needs to know about its series to be stored."""
+class HealthRow:
+    """One ``device_health`` row: how a device was heard at ``time``."""
 
-    series_id: int
-    metric: Metric
+    device_id: str
+    time: float
+    rssi: float | None = None
+    snr: float | None = None
+    gateways: int | None = None
+    battery_v: float | None = None
+    battery_pct: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """What ingest needs to know of a registered device."""
+
+    id: str
+    status: str  # 'active' or 'disabled'
+    profile: str = "smartby"
+    options: DeviceOptions = field(default_factory=DeviceOptions)
+    fields: Mapping[str, FieldTarget] = field(default_factory=dict)
 
 
 class Registry(Protocol):
     """Where devices and series are looked up (the database, behind caches)."""
 
-    def device_status(self, device_id: str) -> str | None:
-        """'active', 'disabled', or None for a device nobody registered."""
+    def device(self, device_id: str) -> DeviceEntry | None:
+        """The device, or None for one nobody registered."""
+        ...
+
+    def lookup(self, profile: str, key: str) -> str | None:
+        """The id of the device a profile's key (a Tasmota topic, a DevEUI) names."""
         ...
 
     def metric(self, key: str) -> Metric | None: ...
 
+    def aliases(self) -> Mapping[str, FieldTarget]:
+        """The catalogue's field aliases, by lower-case field name or path."""
+        ...
+
     def series(self, device_id: str, metric: Metric) -> int:
         """The series id of device × metric, created on first use."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever a device's field map or options, or the catalogue, changed:
+        targets resolved before then may be stale."""
         ...
 
 
@@ -113,11 +154,14 @@ class PreparedBatch:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     statuses: dict[str, DeviceStatus] = field(default_factory=dict)
     last_seen: dict[str, float] = field(default_factory=dict)
+    #: radio metadata and battery levels (LoRaWAN uplinks, status events)
+    health: list[HealthRow] = field(default_factory=list)
     #: stored readings of earlier batches whose QC flag this batch worsened (a spike
     #: is only seen once the next reading exists): their new flags, to write back
     revised: qc.SeriesTail = field(default_factory=qc.SeriesTail.empty)
     #: per message: 'stored', 'partial' (some records quarantined), 'quarantined',
-    #: 'status', 'retained_replay' (a time-less retained message, not stored again)
+    #: 'status', 'retained_replay' (a time-less retained message, not stored again),
+    #: 'ignored' (held only fields declared not worth keeping)
     outcomes: Counter[str] = field(default_factory=Counter)
     #: where the readings came from: the messages, the message index of each reading,
     #: the device of each message with readings, and the messages counted 'partial'
@@ -152,65 +196,56 @@ class Limits:
         )
 
 
-def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
-    """``<prefix>/<device>/<kind>`` → (device, kind); None for anything else."""
-    parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != prefix or not parts[1]:
-        return None
-    return parts[1], parts[2]
-
-
-def _short(text: str, limit: int = 200) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class BatchPreparer:
     """Turns messages into a `PreparedBatch`; holds no state between batches but caches."""
 
     def __init__(
-        self, registry: Registry, limits: Limits, topic_prefix: str, *, quality_control: bool = True
+        self,
+        registry: Registry,
+        limits: Limits,
+        topic_prefix: str,
+        *,
+        quality_control: bool = True,
+        profiles: Iterable[str] = PROFILE_NAMES,
+        timezone: str = "Europe/Oslo",
     ) -> None:
         self.registry = registry
         self.limits = limits
         self.prefix = topic_prefix
+        self.router = Router(profiles, topic_prefix)
+        #: the zone of a device's local clock when the device names none
+        self.timezone: tzinfo = ZoneInfo(timezone)
         # QARTOD tests beyond gross range need each series' recent readings: the tail
         # of the previous batch, kept here (the preparer is single-threaded).
         self.quality_control = quality_control
         self._qc_configs: dict[int, qc.QcConfig] = {}
         self._qc_table: qc.QcTable | None = None
         self._qc_tail: qc.SeriesTail | None = None
-        # (from_unit, metric key) -> (scale, offset) or the UnitError's message
-        self._conversions: dict[tuple[str | None, str], tuple[float, float] | str] = {}
-        # (device, name, unit, is_sum) -> row of the target table, or a rejection.
-        # One dict lookup per reading instead of metric, series and unit look-ups.
-        self._targets: dict[tuple[str, str, str | None, bool], int | tuple[str, str]] = {}
-        # rows: (series id, scale, offset, min, max)
-        self._table: list[tuple[int, float, float, float, float]] = []
-        self._table_arrays: tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]] | None = None
-
-    def _conversion(self, unit: str | None, metric: Metric) -> tuple[float, float] | str:
-        key = (unit, metric.key)
-        found = self._conversions.get(key)
-        if found is None:
-            if unit is None or unit == metric.unit:
-                found = (1.0, 0.0)
-            else:
-                try:
-                    found = conversion(unit, metric.unit, metric.molar_mass)
-                except UnitError as exc:
-                    found = str(exc)
-            self._conversions[key] = found
-        return found
+        self.targets = TargetResolver(
+            registry.metric, registry.aliases, registry.series, self._new_series
+        )
+        self._generation = registry.generation
+        # devices' options with the default time zone filled in (Tasmota's local clocks)
+        self._local: dict[str, DeviceOptions] = {}
 
     @classmethod
     def from_settings(cls, registry: Registry, settings: Settings) -> BatchPreparer:
-        """The preparer ingest runs with these settings (limits, topic prefix, QC)."""
+        """The preparer ingest runs with these settings (limits, profiles, QC)."""
         return cls(
             registry,
             Limits.of(settings),
             settings.mqtt_topic_prefix,
             quality_control=settings.ingest_qc,
+            profiles=settings.ingest_profile_names,
+            timezone=settings.timezone,
         )
+
+    def _new_series(self, series_id: int, metric: Metric) -> None:
+        if series_id not in self._qc_configs:
+            self._qc_configs[series_id] = qc.default_config(
+                metric.key, metric.min_value, metric.max_value, metric.qc
+            )
+            self._qc_table = None
 
     def seed_history(self, recent: RecentReadings) -> int:
         """Start QC from the series' last stored readings instead of from nothing, so a
@@ -226,7 +261,7 @@ class BatchPreparer:
             for series_id in np.unique(recent.series_ids[rows]).tolist():
                 self._qc_configs.setdefault(
                     int(series_id),
-                    qc.default_config(metric.key, metric.min_value, metric.max_value),
+                    qc.default_config(metric.key, metric.min_value, metric.max_value, metric.qc),
                 )
         self._qc_table = None
         order = np.flatnonzero(keep)[np.lexsort((recent.times_us[keep], recent.series_ids[keep]))]
@@ -257,33 +292,36 @@ class BatchPreparer:
         tids: list[int] = []  # row of the target table per reading
         origin: list[int] = []  # message index per reading
         device_of: dict[int, str] = {}  # message index -> device, for those with readings
-        targets = self._targets
-        if len(targets) > _TARGET_CACHE_LIMIT:
+        resolver = self.targets
+        targets = resolver.cache
+        generation = self.registry.generation
+        if len(targets) > TARGET_CACHE_LIMIT or generation != self._generation:
             # between batches only: readings of this batch point into the table
-            targets.clear()
-            self._table.clear()
-            self._table_arrays = None
+            resolver.clear()
+            self._local.clear()
+            self._generation = generation
+        route_of = self.router.route
+        device_of_id = self.registry.device
 
         for index, message in enumerate(messages):
             if message.mid:
                 delivered += 1
-            route = parse_topic(message.topic, self.prefix)
+            route = route_of(message.topic)
             if route is None:
                 self._reject(
                     batch,
                     message,
                     None,
                     "bad_topic",
-                    f"topic {_short(message.topic)!r} is not {self.prefix}/<device>/"
-                    "telemetry or status",
+                    f"topic {short(message.topic)!r} is no enabled profile's "
+                    f"({self.router.describe()})",
                 )
                 continue
-            device_id, kind = route
             if len(message.payload) > self.limits.max_payload_bytes:
                 self._reject(
                     batch,
                     message,
-                    device_id,
+                    route.keys[0] if route.direct else None,
                     "oversized",
                     f"payload of {len(message.payload)} bytes exceeds the limit of "
                     f"{self.limits.max_payload_bytes}; first {OVERSIZED_KEEP_BYTES} "
@@ -291,35 +329,31 @@ class BatchPreparer:
                     message.payload[:OVERSIZED_KEEP_BYTES],
                 )
                 continue
-            state = self.registry.device_status(device_id)
-            if state is None:
-                self._reject(
-                    batch,
-                    message,
-                    device_id,
-                    "unknown_device",
-                    f"device {device_id!r} is not registered",
-                )
+            # the common case inline (a registered, active device of the route's own
+            # profile, named by the topic); `_device` does the rest and the quarantine
+            device = device_of_id(route.keys[0]) if route.direct else None
+            if device is None or device.status != "active" or device.profile != route.profile.name:
+                device = self._device(batch, message, route)
+                if device is None:
+                    continue
+            device_id = device.id
+            if route.kind == "status":
+                self._status(batch, message, device_id, route)
                 continue
-            if state != "active":
-                self._reject(
-                    batch, message, device_id, "device_disabled", f"device {device_id!r} is {state}"
-                )
-                continue
-            if kind == "status":
-                self._status(batch, message, device_id)
-                continue
-            if kind != "telemetry":
+            if route.kind != "telemetry":
                 self._reject(
                     batch,
                     message,
                     device_id,
                     "bad_topic",
-                    f"unknown message kind {kind!r} (expected telemetry or status)",
+                    f"unknown message kind {route.detail!r} (expected telemetry or status)",
                 )
                 continue
+            options = device.options
+            if options.timezone is None and route.profile.local_time:
+                options = self._local_options(device)
             try:
-                decoded = decode(message.payload, now=message.received)
+                decoded = route.profile.decode(message.payload, message.received, route, options)
                 if decoded.anchored:
                     if message.retain:
                         # replayed from the retained store: when it was measured is unknown
@@ -328,32 +362,56 @@ class BatchPreparer:
                     if anchors is not None and message.mid:
                         anchor = anchors.anchor(message, delivered)
                         if anchor is not None:
-                            decoded = decode(message.payload, now=anchor)
+                            decoded = route.profile.decode(message.payload, anchor, route, options)
             except DecodeError as exc:
                 self._reject(batch, message, device_id, exc.reason, exc.detail)
                 continue
 
             problems: dict[str, list[str]] = {}
             for rejected in decoded.rejected:
+                if rejected.name is not None and rejected.reason == "non_numeric":
+                    declared = resolver.field(device.fields, rejected.name)
+                    if declared is not None and declared.ignored:
+                        continue  # a text field declared as not worth keeping
                 problems.setdefault(rejected.reason, []).append(
                     f"record {rejected.position}: {rejected.detail}"
                 )
             stored = 0
+            battery: tuple[float, float | None, float | None] | None = None  # time, V, %
             for reading in decoded.readings:
                 key = (device_id, reading.name, reading.unit, reading.is_sum)
                 target = targets.get(key)
                 if target is None:
-                    target = self._resolve(device_id, reading.name, reading.unit, reading.is_sum)
-                    targets[key] = target
+                    target = resolver.resolve(
+                        device_id, device.fields, reading.name, reading.unit, reading.is_sum
+                    )
                 if target.__class__ is int:
                     times.append(reading.time)
                     raw.append(reading.value)
                     tids.append(target)
                     origin.append(index)
                     stored += 1
-                else:
-                    reason, detail = target  # type: ignore[misc]
-                    problems.setdefault(reason, []).append(detail)
+                    continue
+                if isinstance(target, Rejection) and target.until < resolver.clock():
+                    target = resolver.resolve(
+                        device_id, device.fields, reading.name, reading.unit, reading.is_sum
+                    )
+                    if target.__class__ is int:
+                        times.append(reading.time)
+                        raw.append(reading.value)
+                        tids.append(target)
+                        origin.append(index)
+                        stored += 1
+                        continue
+                if isinstance(target, Rejection):
+                    problems.setdefault(target.reason, []).append(target.detail)
+                elif isinstance(target, HealthTarget):
+                    battery = (reading.time, *target.battery(reading.value))
+                elif isinstance(target, Ignored):
+                    continue
+            healthy = decoded.health is not None or battery is not None
+            if healthy:
+                self._health(batch, device_id, decoded, battery)
             for reason, details in problems.items():
                 self._reject(
                     batch, message, device_id, reason, "; ".join(details)[:1000], count=False
@@ -362,6 +420,10 @@ class BatchPreparer:
                 device_of[index] = device_id
                 if problems:
                     batch.partial.add(index)
+            elif not problems:
+                # nothing but health, or fields declared as not worth keeping
+                batch.outcomes["health" if healthy else "ignored"] += 1
+                continue
             outcome = "partial" if problems and stored else "stored" if stored else "quarantined"
             batch.outcomes[outcome] += 1
 
@@ -372,51 +434,90 @@ class BatchPreparer:
             self._finish(batch, messages, device_of, times, raw, tids, origin, history=history)
         return batch
 
-    def _resolve(
-        self, device_id: str, name: str, unit: str | None, is_sum: bool
-    ) -> int | tuple[str, str]:
-        """Where readings of this device, name and unit go: a row of the target table,
-        or (reason, detail) for quarantine.  Cached, so this runs once per stream."""
-        key = metric_key(name)
-        metric = self.registry.metric(key)
-        if metric is None:
-            return "unknown_metric", f"{_short(name, 60)!r}: no metric {key!r} in the catalogue"
-        if is_sum and metric.value_type == "gauge":
-            return (
-                "unexpected_sum",
-                f"{key}: a SenML sum for a metric that is not a count or register",
+    def _device(self, batch: PreparedBatch, message: Message, route: Route) -> DeviceEntry | None:
+        """The registered, active device the route names, of the route's profile; else
+        the message goes to quarantine and None."""
+        registry = self.registry
+        profile = route.profile
+        if route.direct:
+            device_id: str | None = route.keys[0]
+        else:
+            device_id = None
+            for key in route.keys:
+                device_id = registry.lookup(profile.name, key)
+                if device_id is not None:
+                    break
+            if device_id is None:
+                self._reject(
+                    batch,
+                    message,
+                    None,
+                    "unknown_device",
+                    f"no device is registered with {profile.name} {profile.key_label} "
+                    f"{short(route.keys[0], 80)!r} (smartby devices add --profile "
+                    f"{profile.name} --topic …)",
+                )
+                return None
+        device = registry.device(device_id)  # type: ignore[arg-type]
+        if device is None:
+            self._reject(
+                batch,
+                message,
+                device_id,
+                "unknown_device",
+                f"device {device_id!r} is not registered",
             )
-        conv = self._conversion(unit, metric)
-        if isinstance(conv, str):
-            return "bad_unit", f"{key}: {conv}"
-        table = self._table
-        series_id = self.registry.series(device_id, metric)
-        if series_id not in self._qc_configs:
-            self._qc_configs[series_id] = qc.default_config(
-                metric.key, metric.min_value, metric.max_value
+            return None
+        if device.status != "active":
+            detail = f"device {device.id!r} is {device.status}"
+            self._reject(batch, message, device.id, "device_disabled", detail)
+            return None
+        if device.profile != profile.name:
+            self._reject(
+                batch,
+                message,
+                device.id,
+                "wrong_profile",
+                f"device {device.id!r} speaks {device.profile}, not {profile.name}",
             )
-            self._qc_table = None
-        table.append(
-            (
-                series_id,
-                conv[0],
-                conv[1],
-                metric.min_value,
-                metric.max_value,
-            )
-        )
-        self._table_arrays = None
-        return len(table) - 1
+            return None
+        return device
 
-    def _target_arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]:
-        """The target table as arrays: series ids, and (scale, offset, min, max) columns."""
-        if self._table_arrays is None:
-            series = np.fromiter(
-                (t[0] for t in self._table), dtype=np.int32, count=len(self._table)
+    def _local_options(self, device: DeviceEntry) -> DeviceOptions:
+        options = self._local.get(device.id)
+        if options is None:
+            options = replace(device.options, timezone=self.timezone)
+            self._local[device.id] = options
+        return options
+
+    @staticmethod
+    def _health(
+        batch: PreparedBatch,
+        device_id: str,
+        decoded: DecodeResult,
+        battery: tuple[float, float | None, float | None] | None,
+    ) -> None:
+        """One health row per message: the uplink's radio metadata and the battery level
+        its payload held."""
+        radio = decoded.health
+        if radio is not None:
+            row = HealthRow(
+                device_id,
+                radio.time,
+                radio.rssi,
+                radio.snr,
+                radio.gateways,
+                radio.battery_v,
+                radio.battery_pct,
             )
-            floats = np.array([t[1:] for t in self._table], dtype=np.float64).reshape(-1, 4)
-            self._table_arrays = (series, floats)
-        return self._table_arrays
+        else:
+            assert battery is not None
+            row = HealthRow(device_id, battery[0])
+        if battery is not None:
+            row.battery_v, row.battery_pct = battery[1], battery[2]
+        batch.health.append(row)
+        level = row.battery_v if row.battery_v is not None else row.battery_pct
+        _merge_status(batch, device_id, row.time, None, level, row.rssi)
 
     def _finish(
         self,
@@ -430,7 +531,7 @@ class BatchPreparer:
         *,
         history: bool = True,
     ) -> None:
-        series_of, params = self._target_arrays()
+        series_of, params = self.targets.arrays()
         tid = np.asarray(tids, dtype=np.intp)
         at = np.asarray(origin, dtype=np.intp)
         t = np.asarray(times, dtype=np.float64)
@@ -493,45 +594,30 @@ class BatchPreparer:
             device = device_of[int(i)]
             batch.last_seen[device] = max(batch.last_seen.get(device, 0.0), message.received)
 
-    def _status(self, batch: PreparedBatch, message: Message, device_id: str) -> None:
-        """``online``/``offline`` text (retained / last will), or a JSON object with
-        ``status``, ``battery`` (V or %) and ``rssi`` (dBm)."""
-        text = message.payload.strip()
-        online: bool | None = None
-        battery = rssi = None
-        if text in (b"online", b"offline"):
-            online = text == b"online"
-        else:
-            try:
-                doc = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                doc = None
-            if not isinstance(doc, dict):
-                self._reject(
-                    batch,
-                    message,
+    def _status(self, batch: PreparedBatch, message: Message, device_id: str, route: Route) -> None:
+        """What a status topic says (online/offline, battery, RSSI, a LoRaWAN status
+        event's battery level), by the device's profile."""
+        try:
+            report = route.profile.status(message.payload, message.received)
+        except DecodeError as exc:
+            self._reject(batch, message, device_id, exc.reason, exc.detail)
+            return
+        _merge_status(
+            batch, device_id, message.received, report.online, report.battery, report.rssi
+        )
+        radio = report.health
+        if radio is not None:
+            batch.health.append(
+                HealthRow(
                     device_id,
-                    "bad_status",
-                    "status is neither online/offline nor a JSON object",
+                    radio.time,
+                    radio.rssi,
+                    radio.snr,
+                    radio.gateways,
+                    radio.battery_v,
+                    radio.battery_pct,
                 )
-                return
-            state = doc.get("status")
-            if state in ("online", "offline"):
-                online = state == "online"
-            battery = _finite(doc.get("battery"))
-            rssi = _finite(doc.get("rssi"))
-            if online is None and battery is None and rssi is None:
-                self._reject(
-                    batch,
-                    message,
-                    device_id,
-                    "bad_status",
-                    "status object has no status, battery or rssi",
-                )
-                return
-        previous = batch.statuses.get(device_id)
-        if previous is None or previous.seen <= message.received:
-            batch.statuses[device_id] = DeviceStatus(online, battery, rssi, message.received)
+            )
         batch.outcomes["status"] += 1
 
     @staticmethod
@@ -559,8 +645,26 @@ class BatchPreparer:
             batch.outcomes["quarantined"] += 1
 
 
-def _finite(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    number = float(value)
-    return number if np.isfinite(number) else None
+def _merge_status(
+    batch: PreparedBatch,
+    device_id: str,
+    seen: float,
+    online: bool | None,
+    battery: float | None,
+    rssi: float | None,
+) -> None:
+    """Keep the latest status per device; what a later message leaves unsaid, an
+    earlier one of the batch may still say."""
+    previous = batch.statuses.get(device_id)
+    if previous is None:
+        batch.statuses[device_id] = DeviceStatus(online, battery, rssi, seen)
+        return
+    if seen >= previous.seen:
+        previous.online = online if online is not None else previous.online
+        previous.battery = battery if battery is not None else previous.battery
+        previous.rssi = rssi if rssi is not None else previous.rssi
+        previous.seen = seen
+    else:
+        previous.online = previous.online if previous.online is not None else online
+        previous.battery = previous.battery if previous.battery is not None else battery
+        previous.rssi = previous.rssi if previous.rssi is not None else rssi

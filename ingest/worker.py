@@ -64,11 +64,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from psycopg.rows import TupleRow
 
 from core.broker import SubscriptionMode, ingest_filters
+from core.profiles import PROFILE_NAMES, Router, TopicFilter
 from core.settings import Settings
 from core.warnings import WarningTexts
 from db.indicators import DayUpdate, update_pending
 from ingest.claim import CLAIM_CHECK_S, ClaimError, WorkerClaim
-from ingest.mqtt_client import FastClient
+from ingest.mqtt_client import FastClient, connect_or_wait
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
 from ingest.upkeep import Upkeep
@@ -166,25 +167,36 @@ class IngestMetrics:
         )
 
 
-def topic_filters(prefix: str, mode: SubscriptionMode = "plain") -> list[str]:
-    """What a worker subscribes to: telemetry and status of every device."""
-    return ingest_filters(prefix, mode)
+def profile_topics(prefix: str, profiles: Sequence[str] = PROFILE_NAMES) -> list[TopicFilter]:
+    """The topics of the enabled device profiles (`core.profiles`): telemetry and status
+    of every device of each."""
+    return Router(profiles, prefix).filters()
+
+
+def topic_filters(
+    prefix: str, mode: SubscriptionMode = "plain", profiles: Sequence[str] = PROFILE_NAMES
+) -> list[str]:
+    """What a worker subscribes to: the enabled profiles' telemetry and status."""
+    return ingest_filters(prefix, mode, profiles)
 
 
 def subscriptions(
-    prefix: str, mode: SubscriptionMode = "plain"
+    prefix: str, mode: SubscriptionMode = "plain", profiles: Sequence[str] = PROFILE_NAMES
 ) -> list[tuple[str, SubscribeOptions]]:
     """The topic filters at QoS 1.  Telemetry with Retain Handling 2 (MQTT v5 §3.8.3.1:
     no retained messages at subscribe): a retained reading was ingested when it was
     published, and the worker subscribes again at every connect.  Status keeps the
     retained ``online``/``offline``, which says what a device is now."""
-    telemetry, status = topic_filters(prefix, mode)
     return [
         (
-            telemetry,
-            SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND),
-        ),
-        (status, SubscribeOptions(qos=1)),
+            topic,
+            SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+            if kind.telemetry
+            else SubscribeOptions(qos=1),
+        )
+        for topic, kind in zip(
+            topic_filters(prefix, mode, profiles), profile_topics(prefix, profiles), strict=True
+        )
     ]
 
 
@@ -199,6 +211,7 @@ class IngestWorker:
         client_id: str | None = None,
         metrics: IngestMetrics | None = None,
         warning_texts: WarningTexts | None = None,
+        upkeep: bool = True,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -238,7 +251,12 @@ class IngestWorker:
         self._http: object | None = None
         # public warnings and retention, after each indicator pass (ingest/upkeep.py)
         self._pubacks: dict[int, ReasonCode] = {}
-        self.upkeep = Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
+        # (not for a source's worker, `ingest.sources`: the platform's worker keeps them)
+        self.upkeep = (
+            Upkeep(settings, warning_texts, self._publish, self.metrics.registry)
+            if upkeep
+            else None
+        )
 
     # ------------------------------------------------------------------ MQTT side
 
@@ -310,12 +328,11 @@ class IngestWorker:
             self._fresh_sessions += 1
         # Subscribe on every connect: a broker that lost the session (or a new one
         # behind a load balancer) would otherwise leave us connected and deaf.
-        prefix = self.settings.mqtt_topic_prefix
-        client.subscribe(subscriptions(prefix, self.mode))
-        if flags.session_present:
+        client.subscribe(self.subscriptions())
+        stale = self.stale_filters() if flags.session_present else []
+        if stale:
             # a session of the other mode would get every message a second time
-            other: SubscriptionMode = "shared" if self.mode == "plain" else "plain"
-            client.unsubscribe(topic_filters(prefix, other))
+            client.unsubscribe(stale)
         self.metrics.connected.set(1)
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -323,6 +340,21 @@ class IngestWorker:
             self.settings.mqtt_port,
             self.client_id,
             flags.session_present,
+        )
+
+    def subscriptions(self) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
+        """What this worker subscribes to at every connect (MQTT 3.1.1 takes a QoS where
+        v5 takes options)."""
+        return subscriptions(
+            self.settings.mqtt_topic_prefix, self.mode, self.settings.ingest_profile_names
+        )
+
+    def stale_filters(self) -> list[str]:
+        """What a session found at the broker may hold that this worker must drop: the
+        other subscription mode's filters."""
+        other: SubscriptionMode = "shared" if self.mode == "plain" else "plain"
+        return topic_filters(
+            self.settings.mqtt_topic_prefix, other, self.settings.ingest_profile_names
         )
 
     def _on_subscribe(
@@ -334,9 +366,21 @@ class IngestWorker:
         _props: Properties | None,
     ) -> None:
         failed = [str(r) for r in reasons if r.is_failure]
-        if failed:
+        if failed and len(failed) == len(reasons):
             log.error("broker refused the subscriptions: %s", ", ".join(failed))
             return
+        if failed:
+            # A broker whose ACL predates a profile refuses its topics: the other
+            # profiles' devices are still heard (MQTT v5 §3.9.3: one reason a filter).
+            refused = [
+                f"{topic} ({reason})"
+                for (topic, _options), reason in zip(self.subscriptions(), reasons, strict=False)
+                if reason.is_failure
+            ]
+            log.error(
+                "broker refused the subscriptions %s: those devices are not heard",
+                ", ".join(refused),
+            )
         self._connected.set()
 
     def _on_disconnect(
@@ -608,7 +652,8 @@ class IngestWorker:
                             connect_timeout=5,
                         )
                     days = update_pending(conn, self.settings, progress=progress)
-                    self.upkeep.run(conn)
+                    if self.upkeep is not None:
+                        self.upkeep.run(conn)
                 except psycopg.Error as exc:
                     m.indicator_errors.inc()
                     first_line = (str(exc).strip() or repr(exc)).splitlines()[0]
@@ -636,36 +681,20 @@ class IngestWorker:
                 registry=self.metrics.registry,
             )
         self.client = self._make_client()
+        self._connect(self.client)
+        self.client.loop_start()
+
+    def _connect(self, client: FastClient) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.receive_maximum
-        try:
-            self.client.connect(
-                self.settings.mqtt_host,
-                self.settings.mqtt_port,
-                keepalive=30,
-                clean_start=False,
-                properties=props,
-            )
-        except OSError as exc:
-            # The broker is down or restarting (under `smartby up` its restart may be
-            # seconds away, with a back-off).  Crashing here would only restart us into
-            # the same refusal, and count as failures against the whole platform; paho's
-            # loop retries the first connection too, 1 s doubling to 30 s.
-            log.warning(
-                "broker %s:%s not reachable (%s); retrying",
-                self.settings.mqtt_host,
-                self.settings.mqtt_port,
-                exc,
-            )
-            self.client.connect_async(
-                self.settings.mqtt_host,
-                self.settings.mqtt_port,
-                keepalive=30,
-                clean_start=False,
-                properties=props,
-            )
-        self.client.loop_start()
+        connect_or_wait(
+            client,
+            self.settings.mqtt_host,
+            self.settings.mqtt_port,
+            clean_start=False,
+            properties=props,
+        )
 
     def wait_connected(self, timeout: float = 10) -> bool:
         """True once connected and subscribed (SUBACK received)."""

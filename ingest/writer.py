@@ -12,16 +12,17 @@ to quarantine as ``conflicting_value`` with both values.  The first value commit
 stays; an identical one is a duplicate, as before.
 
 The same transaction counts the messages committed under the worker's client id,
-remembers its time-less messages (`ingest.redelivery`) and announces the stored
-readings to live listeners (`db.stream`: one NOTIFY per batch, delivered at commit).
+remembers its time-less messages (`ingest.redelivery`), stores device health (a
+LoRaWAN uplink's radio metadata, battery levels), whose key absorbs redelivery too, and
+announces the stored readings to live listeners (`db.stream`: one NOTIFY per batch,
+delivered at commit).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,7 +32,6 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from core.rollups import LatestTimes
-from db.catalogue import Metric, load_catalogue
 from db.pgcopy import Column, encode_rows
 from db.rollups import (
     create_staging,
@@ -40,8 +40,11 @@ from db.rollups import (
     recompute_hours,
 )
 from db.stream import notify_readings
-from ingest.pipeline import PreparedBatch, QuarantineRow, RecentReadings
-from ingest.redelivery import REUSE_WINDOW, RecordedDelivery, latest_deliveries
+from ingest.pipeline import PreparedBatch, QuarantineRow
+from ingest.redelivery import REUSE_WINDOW
+from ingest.registry import DatabaseRegistry
+
+__all__ = ["BatchWriter", "DatabaseRegistry", "WriteResult"]
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +220,7 @@ class BatchWriter:
                 )
                 self._quarantine(conn, [*batch.quarantine, *conflict_rows])
                 self._devices(conn, batch)
+                self._health(conn, batch)
                 self._session(conn, batch)
         except BaseException:
             # A broken connection is replaced on the next call.
@@ -403,6 +407,29 @@ class BatchWriter:
         conn.execute(_COUNT_AND_REMEMBER, params)
 
     @staticmethod
+    def _health(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
+        """Radio metadata and battery levels; a redelivered uplink's row is there already."""
+        rows = batch.health
+        if not rows:
+            return
+        conn.execute(
+            """INSERT INTO device_health
+                   (time, device_id, rssi, snr, gateways, battery_v, battery_pct)
+               SELECT * FROM unnest(%s::timestamptz[], %s::text[], %s::float8[],
+                                    %s::float8[], %s::int2[], %s::float8[], %s::float8[])
+               ON CONFLICT (device_id, time) DO NOTHING""",
+            (
+                [_ts(r.time) for r in rows],
+                [r.device_id for r in rows],
+                [r.rssi for r in rows],
+                [r.snr for r in rows],
+                [r.gateways for r in rows],
+                [r.battery_v for r in rows],
+                [r.battery_pct for r in rows],
+            ),
+        )
+
+    @staticmethod
     def _devices(conn: psycopg.Connection[TupleRow], batch: PreparedBatch) -> None:
         if batch.last_seen:
             conn.execute(
@@ -432,160 +459,3 @@ class BatchWriter:
                     [_ts(s.seen) for s in states],
                 ),
             )
-
-
-class DatabaseRegistry:
-    """Devices, metrics and series from the database, cached for the hot path.
-
-    A device nobody registered is remembered as unknown for ``negative_ttl`` seconds,
-    so a flood from a rogue topic costs one query, not one per message; a device
-    registered meanwhile is found after that.  Series are created on first use by an
-    idempotent upsert (several workers may race to create the same one).
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        positive_ttl: float = 60.0,
-        negative_ttl: float = 10.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.url = url
-        self.positive_ttl = positive_ttl
-        self.negative_ttl = negative_ttl
-        self.clock = clock
-        self.conn: psycopg.Connection[TupleRow] | None = None
-        self._devices: dict[str, tuple[str | None, float]] = {}
-        self._series: dict[tuple[str, str], int] = {}
-        self._metrics: dict[str, Metric] = {}
-
-    def _connection(self) -> psycopg.Connection[TupleRow]:
-        if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                application_name="smartby-ingest-registry",
-                connect_timeout=5,
-            )
-        return self.conn
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def load(self) -> None:
-        """Warm the caches: the catalogue, every device and every series."""
-        conn = self._connection()
-        self._metrics = load_catalogue(conn)
-        now = self.clock()
-        for device_id, status in conn.execute("SELECT id, status FROM devices"):
-            self._devices[device_id] = (status, now + self.positive_ttl)
-        for series_id, device_id, metric in conn.execute(
-            "SELECT id, device_id, metric FROM series"
-        ):
-            self._series[(device_id, metric)] = series_id
-
-    def recent_readings(self, per_series: int = 2, within_s: float = 86_400) -> RecentReadings:
-        """Each series' last ``per_series`` readings of the last ``within_s`` seconds
-        (one index probe per series: the primary key is (series_id, time))."""
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT s.id, s.metric, (extract(epoch FROM r.time) * 1000000)::int8,"
-                " r.value, r.quality FROM series s CROSS JOIN LATERAL ("
-                "  SELECT time, value, quality FROM readings"
-                "  WHERE series_id = s.id AND time > now() - make_interval(secs => %s)"
-                "  ORDER BY time DESC LIMIT %s) r",
-                (within_s, per_series),
-            )
-            .fetchall()
-        )
-        columns: list[tuple[object, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 5
-        return RecentReadings(
-            np.asarray(columns[0], np.int32),
-            np.asarray(columns[1], dtype=str),
-            np.asarray(columns[2], np.int64),
-            np.asarray(columns[3], np.float64),
-            np.asarray(columns[4], np.int16),
-        )
-
-    def recorded_deliveries(
-        self, client_id: str, packet_ids: list[int]
-    ) -> dict[int, RecordedDelivery]:
-        """What committed time-less messages left under these packet ids of the client
-        id's session, with how many messages it committed since each."""
-        if not packet_ids:
-            return {}
-        rows = (
-            self._connection()
-            .execute(
-                "SELECT s.committed, d.last_seq, d.delivered, d.packet_ids, d.ordinals,"
-                " d.digests, d.anchors"
-                " FROM ingest_sessions s JOIN ingest_deliveries d USING (client_id)"
-                " WHERE s.client_id = %s AND d.last_seq > s.committed - %s",
-                (client_id, REUSE_WINDOW),
-            )
-            .fetchall()
-        )
-        if not rows:
-            return {}
-        return latest_deliveries(
-            (
-                (int(r[1]), int(r[2]), bytes(r[3]), bytes(r[4]), bytes(r[5]), bytes(r[6]))
-                for r in rows
-            ),
-            int(rows[0][0]),
-            packet_ids,
-        )
-
-    def forget_deliveries(self, client_id: str) -> None:
-        """The broker started the client id's session afresh: its packet ids start again
-        at 1 and name none of the messages remembered under them."""
-        self._connection().execute(
-            "DELETE FROM ingest_deliveries WHERE client_id = %s", (client_id,)
-        )
-
-    def device_status(self, device_id: str) -> str | None:
-        cached = self._devices.get(device_id)
-        now = self.clock()
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        row = (
-            self._connection()
-            .execute("SELECT status FROM devices WHERE id = %s", (device_id,))
-            .fetchone()
-        )
-        status = row[0] if row else None
-        ttl = self.positive_ttl if status is not None else self.negative_ttl
-        if len(self._devices) > 100_000:  # bound the memory a topic flood can take
-            self._devices.clear()
-        self._devices[device_id] = (status, now + ttl)
-        return status
-
-    def metric(self, key: str) -> Metric | None:
-        if not self._metrics:
-            self._metrics = load_catalogue(self._connection())
-        return self._metrics.get(key)
-
-    def series(self, device_id: str, metric: Metric) -> int:
-        key = (device_id, metric.key)
-        found = self._series.get(key)
-        if found is not None:
-            return found
-        row = (
-            self._connection()
-            .execute(
-                """WITH created AS (
-                   INSERT INTO series (device_id, metric) VALUES (%s, %s)
-                   ON CONFLICT (device_id, metric) DO NOTHING RETURNING id)
-               SELECT id FROM created
-               UNION ALL SELECT id FROM series WHERE device_id = %s AND metric = %s""",
-                (device_id, metric.key, device_id, metric.key),
-            )
-            .fetchone()
-        )
-        assert row is not None, f"series {device_id}/{metric.key} neither created nor found"
-        self._series[key] = int(row[0])
-        return int(row[0])

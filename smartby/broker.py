@@ -63,6 +63,7 @@ def embedded_accounts(settings: Settings, data_dir: Path) -> PlatformAccounts:
         admin_password=local_secret(credentials / ADMIN_SECRET),
         sta_publisher_password=local_secret(credentials / STA_PUBLISHER_SECRET),
         public_bridge_password=local_secret(credentials / BRIDGE_SECRET),
+        profiles=settings.ingest_profile_names,
     )
 
 
@@ -79,6 +80,7 @@ def configured_accounts(settings: Settings) -> PlatformAccounts:
         admin_password=_plain(settings.broker_admin_password),
         sta_publisher_password=_plain(settings.sta_publisher_password),
         public_bridge_password=_plain(settings.public_bridge_password),
+        profiles=settings.ingest_profile_names,
     )
 
 

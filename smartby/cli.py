@@ -26,6 +26,7 @@ from smartby.broker_commands import broker
 from smartby.db_commands import register as register_db_commands
 from smartby.imports import import_group
 from smartby.locate import command_database, command_settings, database_url, with_running_stack
+from smartby.metrics import metrics
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -58,16 +59,17 @@ def up(ctx: click.Context, no_simulate: bool) -> None:
 @click.option("--client-id", help="MQTT client id (default: smartby-ingest-<claimed slot>).")
 @click.pass_context
 def ingest(ctx: click.Context, client_id: str | None) -> None:
-    """Run an ingest worker: MQTT telemetry into the database, ack after commit."""
+    """Run an ingest worker: MQTT telemetry into the database, ack after commit (and from
+    every external source in SMARTBY_INGEST_SOURCES, such as a LoRaWAN network server)."""
     import signal
     import threading
 
-    from ingest.worker import IngestWorker
+    from ingest.sources import IngestService
     from web.warnings import CatalogueTexts
 
     settings = command_settings(ctx)
     # the public warnings speak the website's words (ingest may not import web)
-    worker = IngestWorker(
+    worker = IngestService(
         settings,
         database_url(settings),
         client_id=client_id,
@@ -84,9 +86,10 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     def announce() -> None:
         subscribed.append(worker.wait_connected(30))
         if subscribed[0]:
+            sources = "".join(f", {s.name} ({s.host})" for s in settings.ingest_sources)
             click.echo(
                 f"ingest worker {worker.client_id} consuming from "
-                f"{settings.mqtt_host}:{settings.mqtt_port}",
+                f"{settings.mqtt_host}:{settings.mqtt_port}{sources}",
                 err=True,
             )
         else:
@@ -161,6 +164,32 @@ def _push(ctx: click.Context, device_ids: list[str], secrets: dict[str, str] | N
     help="The MQTT client id the device's firmware uses (default: the device id); the "
     "broker lets its account in under this id only.",
 )
+@click.option(
+    "--profile",
+    default="smartby",
+    show_default=True,
+    help="How the device talks: smartby, tasmota, esphome, ttn-v3, chirpstack-v4.",
+)
+@click.option(
+    "--topic",
+    help="Its key in the profile's terms: the Tasmota topic, ESPHome node, TTS device id "
+    "or DevEUI.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME=METRIC",
+    help="Map a payload field to a metric (METRIC[:UNIT], or - to ignore it); repeatable.",
+)
+@click.option(
+    "--timezone", help="Time zone of the device's clock (Tasmota; default SMARTBY_TIMEZONE)."
+)
+@click.option(
+    "--numeric-strings/--no-numeric-strings",
+    default=None,
+    help="Whether numbers written as text count (default: the profile's choice).",
+)
 @click.pass_context
 def devices_add(
     ctx: click.Context,
@@ -169,19 +198,33 @@ def devices_add(
     kind: str,
     vendor: str | None,
     model: str | None,
+    profile: str,
+    topic: str | None,
+    fields: tuple[str, ...],
+    timezone: str | None,
+    numeric_strings: bool | None,
     client_id: str | None,
 ) -> None:
     """Register a device and print its secret (shown this once only)."""
+    from core.profiles import BindingError, check_binding
     from devices.registry import DeviceRecord, add_device
+    from smartby.metrics import field_options
 
+    try:
+        binding = check_binding(profile, topic, field_options(fields), timezone, numeric_strings)
+    except BindingError as exc:
+        raise SmartbyError(f"device {device_id}: {exc}") from None
+    record = DeviceRecord(
+        device_id, site_id, kind, vendor, model, client_id=client_id, binding=binding
+    )
     with command_database(ctx) as conn:
-        secret = add_device(
-            conn, DeviceRecord(device_id, site_id, kind, vendor, model, client_id=client_id)
-        )
+        secret = add_device(conn, record)
     click.echo(
         f"registered {device_id}; its MQTT user name is {device_id!r}, client id"
         f" {client_id or device_id!r}"
     )
+    if binding.key is not None:
+        click.echo(f"ingest knows it by its {profile} topic {binding.key!r}")
     click.echo(f"secret (shown once, store it in the device now): {secret}")
     _push(ctx, [device_id], {device_id: secret})
 
@@ -308,7 +351,10 @@ def devices_import(ctx: click.Context, path: Path) -> None:
         click.echo("secrets of the new devices (shown once, give each to its device now):")
         for device_id, secret in sorted(result.devices_created.items()):
             click.echo(f"  {device_id:32} {secret}")
-        _push(ctx, sorted(result.devices_created), dict(result.devices_created))
+    if result.devices_created or result.devices_rekeyed:
+        # a new profile or key is a new broker role (its topics)
+        changed = sorted({*result.devices_created, *result.devices_rekeyed})
+        _push(ctx, changed, dict(result.devices_created))
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -404,6 +450,11 @@ def simulate(
     unknown = set(device_ids) - {d.id for d in specs}
     if unknown:
         raise SmartbyError(f"not in the catalogue: {', '.join(sorted(unknown))}")
+    # the simulator plays devices written for smartby; a Tasmota plug is not one
+    foreign = sorted(d.id for d in specs if d.profile != "smartby")
+    if foreign and device_ids:
+        raise SmartbyError(f"only smartby-profile devices are simulated, not {', '.join(foreign)}")
+    specs = [d for d in specs if d.profile == "smartby"]
     if direct:
         span = _duration(backfill)
         if span is None or history is not None:
@@ -716,6 +767,7 @@ def dashboards_publish(
 
 cli.add_command(import_group)
 cli.add_command(broker)
+cli.add_command(metrics)
 
 
 def main() -> None:

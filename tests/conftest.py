@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.secure",
     "tests.fixtures.logs",
     "tests.fixtures.simulated",
+    "tests.fixtures.profiles",
+    "tests.fixtures.network_server",
 ]

@@ -18,7 +18,7 @@ Three layers, each usable without the next:
   instants, and its `faults`.
 * ``simulated_messages(specs, start, end, seed, prefix)`` (`payloads`) — the messages the
   devices would have sent, in time order, encoded as each device encodes them (SenML
-  JSON, SenML CBOR or the plain JSON object; see ingest/decode.py).
+  JSON, SenML CBOR or the plain JSON object; see core/decode.py).
 * ``Simulator`` (`publisher`) — publishes those messages through a real broker, one MQTT
   connection per device with its own credentials, either live (real time, optionally
   faster to catch up) or as a backfill as fast as the broker acknowledges.

@@ -1,5 +1,5 @@
 """What the devices send: each message in its device's payload form (SenML JSON, SenML
-CBOR or the plain JSON object; see ingest/decode.py), on its topic, and the stream of
+CBOR or the plain JSON object; see core/decode.py), on its topic, and the stream of
 all devices' messages in the order they are sent."""
 
 from __future__ import annotations

@@ -363,3 +363,22 @@ def test_a_compiled_table_configures_series_like_the_mapping_it_came_from() -> N
         qc.evaluate(_i32(1, 3), _t(0, 0), _f(1, 1), table)
     with pytest.raises(ValueError, match="no QC configuration"):
         qc.evaluate(_i32(1), _t(0), _f(1), qc.QcTable.build({}))
+
+
+def test_a_metric_rows_qc_settings_override_the_defaults_and_are_checked() -> None:
+    """A metric added as data gets the tests its catalogue row asks for."""
+    plain = qc.default_config("noise_laeq", 0.0, 140.0)
+    assert (plain.fail_min, plain.fail_max, plain.spike_suspect, plain.max_gap_s) == (
+        0.0,
+        140.0,
+        None,
+        3600.0,
+    )
+    tuned = qc.default_config("noise_laeq", 0.0, 140.0, {"spike_suspect": 15, "max_gap_s": None})
+    assert (tuned.spike_suspect, tuned.max_gap_s) == (15.0, None)
+    pm25 = qc.default_config("pm25", 0.0, 1000.0, {"flat_suspect_s": 600})
+    assert pm25.flat_suspect_s == 600.0
+    assert pm25.spike_suspect == qc.DEFAULT_QC["pm25"].spike_suspect
+    for bad_settings in ({"spike": 1}, {"spike_suspect": "high"}, {"max_gap_s": -5}):
+        with pytest.raises(ValueError, match="QC setting"):
+            qc.qc_settings(bad_settings)

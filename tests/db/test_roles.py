@@ -52,6 +52,8 @@ DECISIONS: dict[str, dict[str, str]] = {
     "warning_messages": {"reader": "S", "writer": "SIU"},
     "lifecycle_settings": {"reader": "S", "writer": "S"},
     "schema_migrations": {"reader": "S"},
+    "field_aliases": {"reader": "S", "writer": "S", "registrar": "S"},
+    "device_health": {"reader": "S", "writer": "I"},
 }
 GROUPS = {"reader": "smartby_reader", "writer": "smartby_writer", "registrar": "smartby_registrar"}
 PRIVILEGES = {"S": "SELECT", "I": "INSERT", "U": "UPDATE", "D": "DELETE"}

@@ -69,7 +69,7 @@ def test_roles_grant_exactly_the_topics() -> None:
     # a profile's list (Tasmota: tele/<topic>/SENSOR, tele/<topic>/LWT) works the same
     tasmota = device_role("tas-1", ["tele/tas-1/SENSOR", "tele/tas-1/LWT"])
     assert {a.topic for a in tasmota.acls} == {"tele/tas-1/SENSOR", "tele/tas-1/LWT"}
-    plain = ingest_role("city", "plain")
+    plain = ingest_role("city", "plain", ("smartby",))
     assert plain.name == INGEST_ROLE
     assert {(a.acltype, a.topic) for a in plain.acls} == {
         ("subscribeLiteral", "city/+/telemetry"),
@@ -78,7 +78,18 @@ def test_roles_grant_exactly_the_topics() -> None:
         ("publishClientReceive", "city/+/status"),
         ("publishClientSend", "city/public/warnings/#"),  # the stations' warnings
     }
+    # every enabled profile's filters, subscribed and received, nothing more
+    profiles = {(a.acltype, a.topic) for a in ingest_role("city", "plain", ("tasmota",)).acls}
+    assert profiles == {
+        ("subscribeLiteral", "tele/+/SENSOR"),
+        ("subscribeLiteral", "tele/+/LWT"),
+        ("publishClientReceive", "tele/+/SENSOR"),
+        ("publishClientReceive", "tele/+/LWT"),
+        ("publishClientSend", "city/public/warnings/#"),
+    }
     shared = {(a.acltype, a.topic) for a in ingest_role("city", "shared").acls}
+    assert ("subscribeLiteral", "$share/smartby-ingest/+/sensor/+/state") in shared
+    assert ("subscribeLiteral", "+/sensor/+/state") not in shared
     # the plugin checks the whole shared filter: the group's literal filters, no other
     assert ("subscribeLiteral", "$share/smartby-ingest/city/+/telemetry") in shared
     assert ("subscribeLiteral", "city/+/telemetry") not in shared

@@ -291,6 +291,104 @@ def test_a_csv_without_municipality_needs_one_given() -> None:
     assert parse_catalogue_csv(with_column, "devices.csv").municipality == "Narvik"
 
 
+TASMOTA = """
+  - id: aq-tasmota
+    site: torget
+    kind: air_quality
+    metrics: [pm25, pm10]
+    interval_s: 300
+    profile: tasmota
+    topic: tasmota_A1B2C3
+    timezone: Europe/Oslo
+    fields:
+      SDS0X1/PM2.5: pm25
+      Analog/A0: null
+      vbat: {health: battery, unit: mV}
+"""
+
+
+def test_devices_of_other_profiles_carry_their_topic_field_map_and_options() -> None:
+    catalogue = parse_catalogue_yaml(GOOD + TASMOTA, "narvik.yaml")
+    smartby, tasmota = catalogue.devices
+    assert smartby.profile == "smartby"
+    assert smartby.binding.key is None
+    assert tasmota.profile == "tasmota"
+    assert tasmota.binding.key == "tasmota_A1B2C3"
+    assert tasmota.binding.timezone == "Europe/Oslo"
+    assert tasmota.binding.fields["sds0x1/pm2.5"].metric == "pm25"
+    assert tasmota.binding.fields["analog/a0"].ignored
+    assert tasmota.binding.fields["vbat"].health == "battery"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        ("profile: tasmota", "profile: zigbee", "unknown profile 'zigbee'"),
+        ("    topic: tasmota_A1B2C3\n", "", "needs its Tasmota topic"),
+        ("topic: tasmota_A1B2C3", "topic: tele/x", "one MQTT topic level"),
+        ("timezone: Europe/Oslo", "timezone: Oslo/Narvik", "unknown time zone 'Oslo/Narvik'"),
+        ("SDS0X1/PM2.5: pm25", "SDS0X1/PM2.5: PM25", "'PM25' is not a metric key"),
+        ("unit: mV", "unit: Cel", "a battery is in volts"),
+        ("    timezone: Europe/Oslo\n", "    numeric_strings: maybe\n", "true or false"),
+    ],
+)
+def test_a_bad_profile_setting_is_named_with_the_entrys_line(
+    old: str, new: str, problem: str
+) -> None:
+    text = GOOD + bad(old, new, TASMOTA)
+    with pytest.raises(CatalogueError) as caught:
+        parse_catalogue_yaml(text, "narvik.yaml")
+    message = str(caught.value)
+    assert message.startswith("narvik.yaml:15: device 'aq-tasmota': "), message
+    assert problem in message, message
+
+
+def test_two_devices_cannot_share_a_profiles_topic() -> None:
+    twin = TASMOTA.replace("id: aq-tasmota", "id: aq-twin")
+    with pytest.raises(
+        CatalogueError,
+        match=r"^narvik\.yaml:28: device 'aq-twin': tasmota topic 'tasmota_A1B2C3' is device "
+        r"'aq-tasmota''s already",
+    ):
+        parse_catalogue_yaml(GOOD + TASMOTA + twin, "narvik.yaml")
+
+
+def test_a_csv_row_names_its_profile_topic_and_fields(tmp_path: Path) -> None:
+    path = tmp_path / "devices.csv"
+    path.write_text(
+        "id,site_id,site_name,site_kind,lon,lat,kind,metrics,interval_s,profile,topic,fields\n"
+        'esp-1,torget,Torget,urban_background,17.42,68.43,air_quality,pm25,60,esphome,balcony,"'
+        '{""pm_2_5"": ""pm25""}"\n'
+    )
+    [device] = load_catalogue(path, municipality="Narvik").devices
+    assert (device.profile, device.binding.key) == ("esphome", "balcony")
+    assert device.binding.fields["pm_2_5"].metric == "pm25"
+
+
+def test_importing_a_catalogue_registers_profiles_and_updates_them_on_reimport(
+    conn: psycopg.Connection,
+) -> None:
+    from devices.provision import import_catalogue
+
+    first = import_catalogue(conn, parse_catalogue_yaml(GOOD + TASMOTA, "narvik.yaml"))
+    assert sorted(first.devices_created) == ["aq-1", "aq-tasmota"]
+    assert first.devices_rekeyed == []
+    changed = GOOD + TASMOTA.replace("tasmota_A1B2C3", "tasmota_D4E5F6")
+    again = import_catalogue(conn, parse_catalogue_yaml(changed, "narvik.yaml"))
+    assert again.devices_existing == 2
+    assert again.devices_rekeyed == ["aq-tasmota"]  # its broker role must follow
+    row = conn.execute(
+        "SELECT profile, external_id, field_map -> 'vbat', profile_options FROM devices"
+        " WHERE id = 'aq-tasmota'"
+    ).fetchone()
+    assert row == (
+        "tasmota",
+        "tasmota_D4E5F6",
+        {"health": "battery", "unit": "mV"},
+        {"timezone": "Europe/Oslo"},
+    )
+
+
 def test_a_catalogue_declares_how_finely_its_instruments_resolve_metrics(
     narvik: Catalogue,
 ) -> None:

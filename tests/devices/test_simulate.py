@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 import db
+from core.decode import decode, metric_key
 from core.units import conversion
 from devices.catalogue import Catalogue, DeviceSpec, load_catalogue, narvik_catalogue_path
 from devices.provision import import_catalogue
@@ -30,7 +31,6 @@ from devices.simulation import (
     readings,
     simulated_messages,
 )
-from ingest.decode import decode, metric_key
 from tests.fixtures.ingest import count, running_worker, unique_prefix, wait_for
 from tests.fixtures.mqtt import Collector
 from tests.fixtures.services import Services

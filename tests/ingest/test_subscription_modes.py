@@ -44,15 +44,38 @@ def ingest_command(
 
 
 def test_the_filters_of_each_mode() -> None:
-    assert ingest_filters("smartby", "plain") == ["smartby/+/telemetry", "smartby/+/status"]
-    assert ingest_filters("smartby", "shared") == [
+    smartby = ("smartby",)
+    assert ingest_filters("smartby", "plain", smartby) == [
+        "smartby/+/telemetry",
+        "smartby/+/status",
+    ]
+    assert ingest_filters("smartby", "shared", smartby) == [
         "$share/smartby-ingest/smartby/+/telemetry",
         "$share/smartby-ingest/smartby/+/status",
     ]
-    telemetry, status = subscriptions("city", "plain")
+    telemetry, status = subscriptions("city", "plain", smartby)
     assert telemetry[0] == "city/+/telemetry"
     assert telemetry[1].retainHandling == 2  # MQTT v5 §3.8.3.1: no retained replay
     assert status[1].retainHandling == 0
+    # by default every profile's topics, the smartby profile's first, each mode alike
+    every = subscriptions("city", "shared")
+    assert [topic for topic, _ in every] == [
+        f"$share/smartby-ingest/{topic}"
+        for topic in (
+            "city/+/telemetry",
+            "city/+/status",
+            "tele/+/SENSOR",
+            "tele/+/LWT",
+            "+/sensor/+/state",
+            "+/status",
+            "v3/+/devices/+/up",
+            "application/+/device/+/event/up",
+            "application/+/device/+/event/status",
+        )
+    ]
+    telemetry_kind = {topic: o.retainHandling == 2 for topic, o in every}
+    assert telemetry_kind["$share/smartby-ingest/tele/+/SENSOR"]
+    assert not telemetry_kind["$share/smartby-ingest/tele/+/LWT"]
 
 
 def test_a_second_plain_worker_on_the_same_prefix_refuses_to_run(

@@ -15,7 +15,7 @@ import pytest
 
 from devices.registry import SiteRecord, upsert_site, verify_secret
 from stack.ports import free_port
-from tests.fixtures.secure import SecureBroker, close, login
+from tests.fixtures.secure import SecureBroker, close, login, publish
 
 
 def smartby(
@@ -127,6 +127,79 @@ def test_import_is_idempotent_and_keeps_secrets(db_url: str, conn: psycopg.Conne
     assert "secrets of the new devices" not in again.stdout
     after = conn.execute("SELECT id, secret_hash, updated_at FROM devices ORDER BY id").fetchall()
     assert after == before
+
+
+def test_add_devices_of_other_profiles_with_their_topic_and_field_map(
+    db_url: str, conn: psycopg.Connection, site: str
+) -> None:
+    """A Tasmota plug known by its topic, with a field mapped to a metric in another
+    unit and one ignored; `show` tells how ingest will know it."""
+    added = smartby(
+        db_url,
+        "devices",
+        "add",
+        "plug-1",
+        "--site",
+        site,
+        "--kind",
+        "energy",
+        "--profile",
+        "tasmota",
+        "--topic",
+        "plug_kitchen",
+        "--field",
+        "ENERGY/Total=energy:Wh",
+        "--field",
+        "Analog/A0=-",
+        "--timezone",
+        "Europe/Oslo",
+    )
+    assert added.returncode == 0, added.stderr
+    assert "ingest knows it by its tasmota topic 'plug_kitchen'" in added.stdout
+    row = conn.execute(
+        "SELECT profile, external_id, field_map, profile_options FROM devices WHERE id = 'plug-1'"
+    ).fetchone()
+    assert row == (
+        "tasmota",
+        "plug_kitchen",
+        {"energy/total": {"metric": "energy", "unit": "Wh"}, "analog/a0": None},
+        {"timezone": "Europe/Oslo"},
+    )
+    shown = smartby(db_url, "devices", "show", "plug-1")
+    assert "profile      tasmota" in shown.stdout
+    assert "topic        plug_kitchen" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--profile", "tasmota"], "a tasmota device needs its Tasmota topic (topic)"),
+        (["--profile", "lorawan", "--topic", "x"], "unknown profile 'lorawan'"),
+        (["--profile", "chirpstack-v4", "--topic", "abc"], "16 hexadecimal digits"),
+        (["--topic", "x"], "a smartby device is known by its device id"),
+        (["--profile", "esphome", "--topic", "n", "--field", "pm"], "write NAME=METRIC"),
+        (
+            ["--profile", "esphome", "--topic", "n", "--field", "pm=radon"],
+            "unknown metric(s) radon",
+        ),
+        (["--profile", "esphome", "--topic", "taken"], "already has the key 'taken'"),
+    ],
+)
+def test_a_device_whose_profile_settings_cannot_work_is_refused_in_one_line(
+    db_url: str, site: str, args: list[str], problem: str
+) -> None:
+    first = smartby(
+        db_url, "devices", "add", "esp-0", "--site", site, "--kind", "air_quality",
+        "--profile", "esphome", "--topic", "taken",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    result = smartby(
+        db_url, "devices", "add", "dev-x", "--site", site, "--kind", "air_quality", *args
+    )
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("smartby: error:")
+    assert problem in line
 
 
 # ------------------------------------------------------------------------ the broker
@@ -281,3 +354,43 @@ def test_broker_sync_needs_the_admin_password(db_url: str) -> None:
         "smartby: error: SMARTBY_BROKER_ADMIN_PASSWORD must be set: the broker's dynamic"
         " security admin\n"
     )
+
+
+def test_a_reimport_that_changes_a_tasmota_topic_moves_its_broker_role(
+    db_url: str, secure: SecureBroker, tmp_path: Path
+) -> None:
+    """The catalogue's new `topic` is the device's new role at once: the old topic is
+    refused, the new one taken (dynamic security, issue 14 item 5)."""
+    catalogue = tmp_path / "city.yaml"
+    entry = """municipality: Narvik
+sites:
+  - id: torget
+    name: Torget
+    kind: urban_background
+    lon: 17.43
+    lat: 68.44
+devices:
+  - id: plug-9
+    site: torget
+    kind: energy
+    metrics: [energy]
+    interval_s: 60
+    profile: tasmota
+    topic: {topic}
+"""
+    catalogue.write_text(entry.format(topic="tasmota_AAAAAA"))
+    env = with_broker(secure)
+    first = smartby(db_url, "devices", "import", str(catalogue), env=env)
+    assert first.returncode == 0, first.stderr
+    [secret] = [line.split()[1] for line in first.stdout.splitlines() if "plug-9" in line]
+    catalogue.write_text(entry.format(topic="tasmota_BBBBBB"))
+    again = smartby(db_url, "devices", "import", str(catalogue), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "broker updated" in again.stderr
+    session = login(secure.port, "plug-9", secret, client_id="plug-9")
+    assert session.client is not None, session.reason
+    try:
+        assert publish(session.client, "tele/tasmota_BBBBBB/SENSOR", b"{}") == 0x10
+        assert publish(session.client, "tele/tasmota_AAAAAA/SENSOR", b"{}") == 0x87
+    finally:
+        close(session.client)

@@ -34,7 +34,7 @@ FLAGS: dict[str, str] = {
     "fail": N_("Failed"),
     "missing": N_("Missing"),
 }
-#: the quarantine reasons a reader will meet most (ingest/pipeline.py, ingest/decode.py),
+#: the quarantine reasons a reader will meet most (ingest/pipeline.py, core/decode.py),
 #: in plain words; others are shown by their code
 REASONS: dict[str, str] = {
     "undecodable": N_("The message could not be read"),

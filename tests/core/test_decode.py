@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.decode import (
+from core.decode import (
     DETAIL_CHARS,
     DecodeError,
     DecodeResult,

@@ -1,4 +1,7 @@
-"""Decoding of one MQTT telemetry payload into numeric readings.
+"""Decoding of one telemetry payload into numeric readings.
+
+It lives in the domain core because every way a reading arrives shares it: the MQTT
+ingest worker's device profiles (`core.profiles`) and, later, HTTP push.
 
 Three payload forms are accepted (DESIGN.md, "MQTT contract"):
 
@@ -12,7 +15,9 @@ CBOR (a SenML CBOR array starts with a byte in 0x80–0x9f, which can never begi
 
 The result separates accepted numeric readings from rejected records, each with a short
 machine-readable reason, so that nothing is lost silently (DESIGN.md, "Bad input"): string,
-boolean and data values are decoded but rejected as ``non_numeric``. A payload that cannot be
+boolean and data values are decoded but rejected as ``non_numeric`` — except that a profile
+may accept a plain object's numeric strings (``{"pm25": "4.2"}``, `numeric_text`), which
+firmware that formats its numbers as text sends. A payload that cannot be
 decoded at all raises ``DecodeError``, and nothing else: this runs on untrusted bytes.
 
 The device identity comes from the MQTT topic, never from the payload, so names are returned
@@ -45,88 +50,46 @@ import io
 import json
 import math
 import re
-import reprlib
 import time as _time
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
 from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
 import cbor2
 import orjson
 
+from core.readings import (
+    DETAIL_CHARS,
+    DecodeError,
+    DecodeResult,
+    Reading,
+    RejectedRecord,
+    numeric_text,
+    parse_time,
+)
+from core.readings import number as _number
+from core.readings import show as _show
 from core.units import integrated_unit
 
 __all__ = [
+    "DETAIL_CHARS",
     "DecodeError",
     "DecodeResult",
     "Reading",
     "RejectedRecord",
     "decode",
     "metric_key",
+    "numeric_text",
+    "parse_time",
 ]
 
 # RFC 8428 §4.5.3: a resolved time below 2**28 is relative to "now".
 RELATIVE_TIME_LIMIT: Final = 2**28
 # RFC 8428 §4.4: the version this decoder understands, and the default of "bver" (§4.1).
 SENML_VERSION: Final = 10
-# How much of an offending value goes into a human-readable detail.
-DETAIL_CHARS: Final = 80
 # Containers deeper than this are not SenML (a pack is two levels deep); bounds the parser.
 _CBOR_MAX_DEPTH: Final = 32
 _NAME_CACHE_LIMIT: Final = 100_000
 _NAME_CACHE_MAX_LENGTH: Final = 256
-
-
-@dataclass(slots=True)
-class Reading:
-    """One accepted numeric reading, fully resolved (RFC 8428 §4.6)."""
-
-    name: str
-    """Resolved SenML name (Base Name + Name), or the key of the plain JSON form."""
-    time: float
-    """Epoch seconds, UTC; relative SenML times are already anchored on ``now``."""
-    value: float
-    unit: str | None
-    """SenML unit symbol of ``value``; None when the payload names none (RFC 8428 §4.5.2)."""
-    is_sum: bool
-    """True when ``value`` is a SenML Sum (``s``), e.g. a cumulative energy register."""
-
-
-@dataclass(slots=True)
-class RejectedRecord:
-    """A record that was decoded but cannot become a reading; it belongs in quarantine."""
-
-    position: int
-    """Index of the record in the SenML pack, or of the member in the plain object."""
-    name: str | None
-    """Resolved name, when it got that far."""
-    reason: str
-    """Machine-readable cause: ``non_numeric``, ``non_finite``, ``no_value``, …"""
-    detail: str
-    """One human sentence, with at most ``DETAIL_CHARS`` characters of payload in it."""
-
-
-@dataclass(slots=True)
-class DecodeResult:
-    """Everything one payload held: readings to store and records to quarantine."""
-
-    form: str
-    """``"senml+json"``, ``"senml+cbor"`` or ``"json"`` (the plain object form)."""
-    readings: list[Reading]
-    rejected: list[RejectedRecord]
-    anchored: bool = False
-    """True when some time counts from ``now`` (no ``"time"``, or a SenML time below 2**28)."""
-
-
-class DecodeError(ValueError):
-    """The payload as a whole is unusable; ``reason`` is machine-readable, ``detail`` human."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 class _Labels(NamedTuple):
@@ -183,21 +146,6 @@ _name_verdicts: dict[str, bool] = {}
 
 _MISSING: Final[Any] = object()
 
-_repr = reprlib.Repr()
-_repr.maxstring = DETAIL_CHARS
-_repr.maxother = DETAIL_CHARS
-_repr.maxlist = _repr.maxdict = _repr.maxtuple = 4
-_repr.maxlevel = 2
-
-
-def _show(value: Any) -> str:
-    """A short, bounded rendering of a payload fragment for ``detail`` texts."""
-    try:
-        text = _repr.repr(value)
-    except ValueError:  # e.g. an int beyond sys.get_int_max_str_digits() (a CBOR bignum)
-        return f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
-
 
 def _is_valid_name(name: str) -> bool:
     """RFC 8428 §4.5.1 name rules, with the verdict remembered for names of sane length."""
@@ -209,29 +157,6 @@ def _is_valid_name(name: str) -> bool:
                 _name_verdicts.clear()
             _name_verdicts[name] = verdict
     return verdict
-
-
-def _number(value: Any) -> float | None:
-    """``value`` as a float (possibly non-finite), or None when it is not a number at all.
-
-    JSON numbers arrive as int or float; CBOR adds bignums (int of any size) and decimal
-    fractions / bigfloats (Tags 4 and 5, which cbor2 turns into Decimal) — RFC 8428 §6 allows
-    those for every numeric field. bool is an int subclass in Python but never a SenML number.
-    """
-    kind = type(value)
-    if kind is float:
-        return value  # type: ignore[no-any-return]
-    if kind is int:
-        try:
-            return float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-    if kind is Decimal:
-        try:
-            return float(value)
-        except ValueError:  # signalling NaN
-            return math.nan
-    return None
 
 
 @lru_cache(maxsize=4096)
@@ -246,16 +171,20 @@ def metric_key(name: str) -> str:
     return name[cut + 1 :].lower()
 
 
-def decode(payload: bytes, now: float | None = None) -> DecodeResult:
+def decode(
+    payload: bytes, now: float | None = None, *, numeric_strings: bool = False
+) -> DecodeResult:
     """Decode one telemetry payload; raise ``DecodeError`` if nothing in it is usable.
 
     ``now`` (epoch seconds, default: the current time) anchors SenML relative times
     (RFC 8428 §4.5.3) and plain payloads without ``"time"``; pass the reception time.
+    ``numeric_strings``: a plain object's values may be numbers written as text.  (Never
+    a SenML ``vs``: RFC 8428 §4.2 makes it a string value, whatever its characters.)
     """
     if now is None:
         now = _time.time()
     try:
-        return _decode(payload, now)
+        return _decode(payload, now, numeric_strings)
     except DecodeError:
         raise
     except Exception as exc:
@@ -264,7 +193,7 @@ def decode(payload: bytes, now: float | None = None) -> DecodeResult:
         raise DecodeError("internal_error", _show(f"{type(exc).__name__}: {exc}")) from exc
 
 
-def _decode(payload: bytes, now: float) -> DecodeResult:
+def _decode(payload: bytes, now: float, numeric_strings: bool = False) -> DecodeResult:
     if not payload:
         raise DecodeError("empty", "the payload has no bytes")
     if payload[0] >= 0x80:
@@ -284,7 +213,7 @@ def _decode(payload: bytes, now: float) -> DecodeResult:
             in_time = when.count(":") if type(when) is str else 0
             if colons - in_time != len(document) or payload.find(b"\\") >= 0:
                 _check_unique_keys(payload)
-        return _decode_object(document, now)
+        return _decode_object(document, now, numeric_strings)
     raise DecodeError(
         "bad_structure",
         f"JSON payload is a {kind.__name__}, not a SenML array or an object: {_show(document)}",
@@ -726,7 +655,9 @@ def _sum_reading(
     return Reading(name, when, total * factor, sum_unit, True)
 
 
-def _decode_object(document: dict[str, Any], now: float) -> DecodeResult:
+def _decode_object(
+    document: dict[str, Any], now: float, numeric_strings: bool = False
+) -> DecodeResult:
     """The plain form: ``{"time": <ISO 8601 or epoch s>, "<metric>": <number>, ...}``."""
     when = _plain_time(document.get("time", _MISSING), now)
     readings: list[Reading] = []
@@ -743,6 +674,8 @@ def _decode_object(document: dict[str, Any], now: float) -> DecodeResult:
             )
             continue
         value = raw if type(raw) is float else _number(raw)
+        if value is None and numeric_strings:
+            value = numeric_text(raw)
         if value is None:
             rejected.append(
                 RejectedRecord(index, key, "non_numeric", f"value {_show(raw)} is not a number")
@@ -760,25 +693,4 @@ def _decode_object(document: dict[str, Any], now: float) -> DecodeResult:
 
 def _plain_time(raw: Any, now: float) -> float:
     """Epoch seconds of the plain form's ``"time"``: absent means now."""
-    if raw is _MISSING:
-        return now
-    if type(raw) is str:
-        try:
-            stamp = datetime.fromisoformat(raw)
-        except ValueError:
-            raise DecodeError("bad_time", f"time {_show(raw)} is not ISO 8601") from None
-        if stamp.tzinfo is None:
-            # Guessing a zone could shift readings by hours without anyone noticing.
-            raise DecodeError(
-                "bad_time", f"time {_show(raw)} has no UTC offset (add 'Z' or '+01:00')"
-            )
-        try:
-            return stamp.timestamp()
-        except (OverflowError, ValueError):  # year 1 or 9999 pushed past the range by the offset
-            raise DecodeError("bad_time", f"time {_show(raw)} is out of range") from None
-    number = _number(raw)
-    if number is None or not math.isfinite(number):
-        raise DecodeError(
-            "bad_time", f"time {_show(raw)} is neither ISO 8601 text nor finite epoch seconds"
-        )
-    return number
+    return now if raw is _MISSING else parse_time(raw)
