@@ -108,6 +108,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
     from smartby.broker import account_sync
+    from smartby.push import push_service
     from stack.ports import port_is_free
 
     settings = with_running_stack(command_settings(ctx))
@@ -118,12 +119,17 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
             f"cannot serve the API on {host}:{port}: the port is in use "
             "(choose another with --port or SMARTBY_API_PORT)"
         )
-    serve(
-        settings,
-        host=host,
-        port=port,
-        account_sync=account_sync(settings, database_url(settings)),
-    )
+    push = push_service(settings)
+    try:
+        serve(
+            settings,
+            host=host,
+            port=port,
+            account_sync=account_sync(settings, database_url(settings)),
+            push_sink=push,
+        )
+    finally:
+        push.stop()
 
 
 @cli.group()

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.secure",
     "tests.fixtures.logs",
     "tests.fixtures.simulated",
+    "tests.fixtures.push",
 ]
