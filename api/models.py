@@ -620,7 +620,7 @@ class QuarantineCounts(BaseModel):
 class RejectedPayload(BaseModel):
     """A message of the device that went to quarantine, with why."""
 
-    received_at: datetime
+    received_at: datetime = Field(description="When the message arrived.")
     topic: str = Field(
         description="Where it came: the MQTT topic, or http:<path> for an HTTP push.",
         examples=["smartby/aq-sentrum/telemetry"],
@@ -628,7 +628,9 @@ class RejectedPayload(BaseModel):
     reason: str = Field(examples=["unknown_metric"])
     detail: str
     payload: str = Field(description="The message as received (see payload_encoding).")
-    payload_encoding: Literal["utf-8", "base64"]
+    payload_encoding: Literal["utf-8", "base64"] = Field(
+        description="utf-8: the payload as text; base64: bytes that are not UTF-8 (CBOR)."
+    )
 
 
 class PushRejected(BaseModel):
