@@ -15,7 +15,10 @@ load generator is not the bottleneck).  Scenarios:
   d. publish → commit latency at half of (a)'s rate: each message carries its publish
      time, each row's commit time comes from PostgreSQL (track_commit_timestamp);
   e. a backlog of 1 M messages queued at the broker while the worker is down, then
-     drained: the worker's peak RSS (VmHWM) and the drain rate.
+     drained: the worker's peak RSS (VmHWM) and the drain rate;
+  f. HTTP push beside MQTT: 16 devices post 4-record SenML packs to one ``smartby api``
+     process at once (`bench.http_push`), each answer after commit: readings/s and the
+     p99 of post → answer.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench.common import (
     stop_stack,
     wait_until,
 )
+from bench.http_push import RECORDS_PER_POST
 
 # ------------------------------------------------------------------------ scenarios
 
@@ -84,6 +88,32 @@ def run_ingest(
     elapsed = last - first
     say(f"{label}: {elapsed:.2f} s")
     return len(messages) / elapsed, readings / elapsed
+
+
+def run_http_push(stack: Stack, posts: int, clients: int = 16) -> tuple[float, float]:
+    """(readings/s, p99 latency s) of HTTP push: ``clients`` devices post SenML packs of
+    4 records to one ``smartby api`` process at once, each waiting for its answer
+    (which comes after commit) before its next post."""
+    from bench.api_storm import ApiProcess
+    from bench.http_push import RECORDS_PER_POST, push_concurrently
+    from db.registry import DeviceRecord, add_device
+
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        devices = [
+            (f"h{i}", add_device(conn, DeviceRecord(f"h{i}", f"s{i % DEVICES}", "air_quality")))
+            for i in range(clients)
+        ]
+    log = stack.root / "api-push.log"
+    server = ApiProcess(stack.url, log, api_rate_limit="100000000/minute")
+    try:
+        say(f"http push: {posts:,} posts of {RECORDS_PER_POST} records from {clients} devices")
+        run = push_concurrently(server.port, devices, posts // clients, time.time() - 7200)
+    finally:
+        server.stop()
+    if run.statuses.keys() != {200}:
+        raise RuntimeError(f"http push answers: {dict(run.statuses)}; see {log}")
+    say(f"http push: {run.elapsed:.2f} s")
+    return run.stored / run.elapsed, run.percentile(0.99)
 
 
 def naive_consumer(
@@ -258,6 +288,7 @@ def main() -> None:
     n_single = int(200_000 * scale)
     n_packs = int(30_000 * scale)
     n_naive = int(20_000 * scale)
+    n_push = int(16_000 * scale)
     n_backlog = int(1_000_000 * scale)
 
     stack = start_stack()
@@ -301,6 +332,20 @@ def main() -> None:
                 ">= 150,000 rd/s",
                 pack_rate >= 150_000,
             )
+        )
+        push_rate, push_p99 = run_http_push(stack, n_push)
+        results.append(
+            Result(
+                "(f) HTTP push, 4-record SenML posts, 16 clients",
+                push_rate,
+                "r/s",
+                "reported",
+                note=f"{push_rate / RECORDS_PER_POST:,.0f} posts/s, {pack_rate / push_rate:,.0f}x"
+                " less than (b)",
+            )
+        )
+        results.append(
+            Result("(f) HTTP push latency p99 (post → answer)", push_p99 * 1000, "ms", "reported")
         )
         naive_rate = run_naive(stack, n_naive)
         results.append(
