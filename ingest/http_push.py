@@ -52,6 +52,19 @@ log = logging.getLogger(__name__)
 
 #: an Idempotency-Key is remembered this long after its first use
 KEY_LIFETIME_S = 86_400
+#: reasons the pipeline gives a reading, not a whole message (`ingest.pipeline`: the
+#: metric, unit and time checks; `ingest.writer`: a conflicting stored value)
+RECORD_REASONS = frozenset(
+    {
+        "unknown_metric",
+        "unexpected_sum",
+        "bad_unit",
+        "time_too_old",
+        "time_in_future",
+        "non_finite",
+        "conflicting_value",
+    }
+)
 #: "record 3: ..." in a decode rejection's detail
 _RECORD = re.compile(r"record (\d+):")
 #: "'SDS_P0': no metric ..." in a rejection of a name
@@ -263,6 +276,7 @@ class HttpPushService:
         messages: list[Message] = []
         owner: list[int] = []  # pending index of each message
         early: list[QuarantineRow] = []  # refused before the pipeline
+        answers: dict[int, PushOutcome] = {}  # theirs, given once the quarantine committed
         for i, pending in enumerate(taken):
             try:
                 made = self._messages(pending)
@@ -282,7 +296,7 @@ class HttpPushService:
                         push.payload,
                     )
                 )
-                pending.future.set_result(made)
+                answers[i] = made
                 continue
             pending.messages = made
             messages.extend(made)
@@ -309,6 +323,9 @@ class HttpPushService:
             if row.device_id is not None:
                 rows.setdefault(row.device_id, []).append(row)
         for i, pending in enumerate(taken):
+            if i in answers:
+                pending.future.set_result(answers[i])
+                continue
             if pending.future.done():
                 continue
             device = pending.push.device_id
@@ -316,7 +333,14 @@ class HttpPushService:
             conflicts = [r for r in result.conflicts if r.device_id == pending.push.device_id]
             lost = sum(r.detail.count("; ") + 1 for r in conflicts)
             rejections = tuple(self._rejection(pending, r) for r in [*mine, *conflicts])
-            pending.future.set_result(PushOutcome(max(readings.get(i, 0) - lost, 0), rejections))
+            stored = max(readings.get(i, 0) - lost, 0)
+            # nothing stored and no rejection about a record: the body itself was refused
+            whole = (
+                bool(rejections)
+                and not stored
+                and all(r.record is None and r.reason not in RECORD_REASONS for r in rejections)
+            )
+            pending.future.set_result(PushOutcome(stored, rejections, undecodable=whole))
 
     @staticmethod
     def _rejection(pending: _Pending, row: QuarantineRow) -> PushRejection:

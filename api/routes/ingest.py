@@ -230,7 +230,7 @@ def _answer(push: Push, outcome: PushOutcome) -> Response:
         {"record": r.record, "reason": r.reason, "detail": r.detail} for r in outcome.rejected
     ]
     which = f"record {first.record}" if first.record is not None else "the body"
-    if outcome.undecodable or (outcome.stored == 0 and first.record is None):
+    if outcome.undecodable:
         raise Problem(
             400,
             "Undecodable body",

@@ -1,5 +1,6 @@
 """The platform's health in public: is ingest running, how much arrives, and how each
-device is doing (counts only; quarantined payloads stay behind the admin key)."""
+device is doing (counts only; a device's own quarantined payloads are shown to whoever
+proves its secret, `api.device_auth`, and to nobody else)."""
 
 from __future__ import annotations
 

@@ -248,3 +248,19 @@ def test_credentials_are_checked_without_telling_whether_a_device_exists(
     assert post("aq-push-9", bearer(secret))[0] == 403
     assert post("aq-push-9", bearer("not-the-secret"))[0] == 401
     assert count(conn, "SELECT count(*) FROM readings") == 0
+
+
+def test_a_reading_outside_the_time_window_is_a_rejected_record_not_a_bad_body(
+    push_client: PushClientFactory, conn: psycopg.Connection
+) -> None:
+    secret = add_pushing_device(conn, "aq-push-11")
+    client = push_client()
+    old = [{"bn": "aq-push-11/", "bt": time.time() - 3 * 365 * 86400, "n": "pm25", "v": 1.0}]
+    answer = client.post(
+        "/v1/ingest/aq-push-11",
+        content=orjson.dumps(old),
+        headers={"Content-Type": SENML, **bearer(secret)},
+    )
+    assert answer.status_code == 422, answer.text
+    assert (answer.json()["reason"], answer.json()["stored"]) == ("time_too_old", 0)
+    assert count(conn, "SELECT count(*) FROM quarantine WHERE reason = 'time_too_old'") == 1
