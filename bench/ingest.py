@@ -90,7 +90,9 @@ def run_ingest(
     return len(messages) / elapsed, readings / elapsed
 
 
-def run_http_push(stack: Stack, posts: int, clients: int = 16) -> tuple[float, float]:
+def run_http_push(
+    stack: Stack, posts: int, clients: int = 16, name: str = "h"
+) -> tuple[float, float]:
     """(readings/s, p99 latency s) of HTTP push: ``clients`` devices post SenML packs of
     4 records to one ``smartby api`` process at once, each waiting for its answer
     (which comes after commit) before its next post."""
@@ -100,7 +102,10 @@ def run_http_push(stack: Stack, posts: int, clients: int = 16) -> tuple[float, f
 
     with psycopg.connect(stack.url, autocommit=True) as conn:
         devices = [
-            (f"h{i}", add_device(conn, DeviceRecord(f"h{i}", f"s{i % DEVICES}", "air_quality")))
+            (
+                f"{name}{i}",
+                add_device(conn, DeviceRecord(f"{name}{i}", f"s{i % DEVICES}", "air_quality")),
+            )
             for i in range(clients)
         ]
     log = stack.root / "api-push.log"
