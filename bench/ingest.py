@@ -17,8 +17,8 @@ load generator is not the bottleneck).  Scenarios:
   e. a backlog of 1 M messages queued at the broker while the worker is down, then
      drained: the worker's peak RSS (VmHWM) and the drain rate;
   f. HTTP push beside MQTT: 16 devices post 4-record SenML packs to one ``smartby api``
-     process at once (`bench.http_push`), each answer after commit: readings/s and the
-     p99 of post → answer.
+     process at once (`bench.common.push_concurrently`), each answer after commit:
+     readings/s and the p99 of post → answer.
 """
 
 from __future__ import annotations
@@ -36,19 +36,21 @@ import psycopg
 
 from bench.common import (
     DEVICES,
+    RECORDS_PER_POST,
+    ApiProcess,
     Stack,
     Worker,
     last_commit,
     paced_publish,
     pack_messages,
     publish_parallel,
+    push_concurrently,
     say,
     single_messages,
     start_stack,
     stop_stack,
     wait_until,
 )
-from bench.http_push import RECORDS_PER_POST
 
 # ------------------------------------------------------------------------ scenarios
 
@@ -96,8 +98,6 @@ def run_http_push(
     """(readings/s, p99 latency s) of HTTP push: ``clients`` devices post SenML packs of
     4 records to one ``smartby api`` process at once, each waiting for its answer
     (which comes after commit) before its next post."""
-    from bench.api_storm import ApiProcess
-    from bench.http_push import RECORDS_PER_POST, push_concurrently
     from db.registry import DeviceRecord, add_device
 
     with psycopg.connect(stack.url, autocommit=True) as conn:

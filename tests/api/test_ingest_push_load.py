@@ -10,7 +10,7 @@ import time
 import psycopg
 import pytest
 
-from bench.http_push import RECORDS_PER_POST, push_concurrently
+from bench.common import RECORDS_PER_POST, push_concurrently
 from tests.api.conftest import ServerFactory, assert_quiet_log
 from tests.fixtures.push import add_pushing_device
 
