@@ -398,7 +398,8 @@ def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
                 responses["400"] = _problem(
                     "A parameter is not valid or beyond a limit; the detail names it."
                 )
-            if "{" in path:
+            if "{" in path and not path.startswith(INGEST_ROOT):
+                # (a push for an unknown device is 401, never 404: `api.device_auth`)
                 responses["404"] = _problem("No such resource.")
             if is_open_data(path):
                 responses["401"] = _problem(
