@@ -37,6 +37,7 @@ import api.routes.export
 import api.routes.ingest
 import api.routes.warnings
 import api.sensorthings
+import api.stream
 from api.cache import CaptureForCache, ResponseCache
 from api.db import make_device_pool, make_export_pool, make_pool
 from api.dcat import catalogue_example
@@ -53,6 +54,8 @@ from api.problems import PROBLEM_JSON, Problem, problem_response
 from api.root_path import RootPath, route_path
 from api.routes import admin, indicators, resources, status, timeseries
 from api.security import API_KEY_HEADER, parse_api_keys
+from api.sensorthings.mqtt import StaPublisher
+from api.stream import StreamHub, running_hub
 from api.website import mount_website
 from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
@@ -136,7 +139,18 @@ def create_app(
         app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
         app.state.device_pool = device_pool
         try:
-            yield
+            if settings.api_stream_max_clients == 0 and not settings.sta_mqtt_publish:
+                yield
+                return
+            sink = (
+                StaPublisher(settings, _sta_base(settings)) if settings.sta_mqtt_publish else None
+            )
+            hub = StreamHub(url, pool, settings, sink=sink)
+            # `api.server` says when uvicorn shuts down: open streams end then
+            hub.shutting_down = getattr(app.state, "shutting_down", hub.shutting_down)
+            app.state.stream = hub
+            async with running_hub(hub):
+                yield
         finally:
             await device_pool.close()
             await export_pool.close()
@@ -225,6 +239,7 @@ def create_app(
     app.include_router(api.routes.warnings.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(api.routes.ingest.router, prefix="/v1")
+    app.include_router(api.stream.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
 
@@ -258,6 +273,12 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _sta_base(settings: Settings) -> str:
+    """The SensorThings service root for links in published Observations."""
+    public = settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
+    return public.rstrip("/") + "/sta/v1.1"
 
 
 # ---------------------------------------------------------------------- errors

@@ -11,6 +11,13 @@ from api.queries import Query
 
 Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 
+#: The API's connections never JIT-compile.  PostgreSQL compiles a query whose estimated
+#: cost passes jit_above_cost (100,000), and a week of minutes over the readings'
+#: hypertable is estimated chunk by chunk, hour by hour, far above what it costs: it runs
+#: in milliseconds and compiled for 2-4 s (issue 17, bench/api.py --minutes).  Every
+#: query of the API is short; compiling one never pays.
+NO_JIT = "-c jit=off"
+
 
 def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Pool:
     """Autocommit connections (every route is one read, or one short write), opened
@@ -28,7 +35,7 @@ def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Poo
         open=False,
         timeout=10,
         name="smartby-api",
-        kwargs={"autocommit": True, "application_name": "smartby-api"},
+        kwargs={"autocommit": True, "application_name": "smartby-api", "options": NO_JIT},
         check=AsyncConnectionPool.check_connection,
     )
 
@@ -49,7 +56,7 @@ def make_export_pool(database_url: str, *, size: int) -> Pool:
         open=False,
         timeout=10,
         name=EXPORT_APPLICATION,
-        kwargs={"autocommit": True, "application_name": EXPORT_APPLICATION},
+        kwargs={"autocommit": True, "application_name": EXPORT_APPLICATION, "options": NO_JIT},
         check=AsyncConnectionPool.check_connection,  # as in make_pool
     )
 

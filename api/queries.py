@@ -18,6 +18,7 @@ from psycopg import sql
 
 from api.params import BoundingBox, Cursor
 from db.registry import PUBLIC_DEVICE_COLUMNS
+from db.rollups import minute_bounds, minute_partials_query
 
 Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
 
@@ -255,6 +256,10 @@ def rollup_page_query(
     The expected number comes from each series' reporting interval, estimated as the
     median spacing of readings inside its hourly buckets over the week before ``end``
     (the interval is not registered anywhere; the data says it).
+
+    Minutes come from `db.rollups.minute_partials_query`: the minute rows of a series
+    that reports often, the readings' own minutes otherwise (issue 17), the same
+    numbers either way.
     """
     bucket_end: sql.Composable
     if resolution == "1d":
@@ -265,31 +270,20 @@ def rollup_page_query(
         bucket_end = sql.SQL("p.bucket + {}::interval").format(
             sql.Literal(_BUCKET_WIDTH[resolution])
         )
-    cursor = sql.SQL(" AND bucket > %(after)s") if after is not None else sql.SQL("")
-    if len(series_ids) == 1:
-        # one series: its rows as they are, in key order (no grouping, no sort)
-        page = sql.SQL(
-            """    SELECT bucket, count, good_count, sum, sum_sq, min, max,
-           first_value AS first, last_value AS last
-    FROM rollups
-    WHERE series_id = %(series_id)s AND resolution = %(resolution)s
-      AND bucket >= %(start)s AND bucket < %(end)s{cursor}
-    ORDER BY bucket
-    LIMIT %(limit)s"""
-        ).format(cursor=cursor)
+    params: dict[str, Any] = {
+        "series": list(series_ids),
+        "series_id": series_ids[0] if len(series_ids) == 1 else None,
+        "resolution": resolution,
+        "start": start,
+        "end": end,
+        "limit": limit,
+    }
+    page: sql.Composable
+    if resolution == "1m":
+        page, minute_params = _minute_page(series_ids, start, end, after=after)
+        params.update(minute_params)
     else:
-        page = sql.SQL(
-            """    SELECT bucket, sum(count) AS count, sum(good_count) AS good_count,
-           sum(sum) AS sum, sum(sum_sq) AS sum_sq, min(min) AS min, max(max) AS max,
-           (array_agg(first_value ORDER BY first_time, first_value))[1] AS first,
-           (array_agg(last_value ORDER BY last_time DESC, last_value DESC))[1] AS last
-    FROM rollups
-    WHERE series_id = ANY(%(series)s) AND resolution = %(resolution)s
-      AND bucket >= %(start)s AND bucket < %(end)s{cursor}
-    GROUP BY bucket
-    ORDER BY bucket
-    LIMIT %(limit)s"""
-        ).format(cursor=cursor)
+        page = _rollup_page(len(series_ids), after is not None)
     query = sql.SQL(
         """WITH spacing AS (
     SELECT series_id,
@@ -314,19 +308,84 @@ SELECT p.bucket, {bucket_end} AS bucket_end, p.count::int8, p.good_count::int8, 
 FROM page p CROSS JOIN rate r
 ORDER BY p.bucket"""
     ).format(page=page, bucket_end=bucket_end)
-    params: dict[str, Any] = {
-        "series": list(series_ids),
-        "series_id": series_ids[0] if len(series_ids) == 1 else None,
-        "resolution": resolution,
-        "start": start,
-        "end": end,
-        "limit": limit,
-    }
     if resolution == "1d":
         params["tz"] = tz
     if after is not None:
         params["after"] = after
     return query, params
+
+
+def _rollup_page(series_count: int, paged: bool) -> sql.Composable:
+    """Hourly or daily buckets from the rollups table: one series' rows as they are, in
+    key order (no grouping, no sort); several series' merged per bucket."""
+    cursor = sql.SQL(" AND bucket > %(after)s") if paged else sql.SQL("")
+    if series_count == 1:
+        return sql.SQL(
+            """    SELECT bucket, count, good_count, sum, sum_sq, min, max,
+           first_value AS first, last_value AS last
+    FROM rollups
+    WHERE series_id = %(series_id)s AND resolution = %(resolution)s
+      AND bucket >= %(start)s AND bucket < %(end)s{cursor}
+    ORDER BY bucket
+    LIMIT %(limit)s"""
+        ).format(cursor=cursor)
+    return sql.SQL(
+        """    SELECT bucket, sum(count) AS count, sum(good_count) AS good_count,
+           sum(sum) AS sum, sum(sum_sq) AS sum_sq, min(min) AS min, max(max) AS max,
+           (array_agg(first_value ORDER BY first_time, first_value))[1] AS first,
+           (array_agg(last_value ORDER BY last_time DESC, last_value DESC))[1] AS last
+    FROM rollups
+    WHERE series_id = ANY(%(series)s) AND resolution = %(resolution)s
+      AND bucket >= %(start)s AND bucket < %(end)s{cursor}
+    GROUP BY bucket
+    ORDER BY bucket
+    LIMIT %(limit)s"""
+    ).format(cursor=cursor)
+
+
+#: a bucket start is a whole microsecond: the first after the cursor is this much later
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _minute_page(
+    series_ids: Sequence[int],
+    start: datetime,
+    end: datetime,
+    *,
+    after: datetime | None,
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """1-minute buckets: from the minute rollups where a series has them, computed
+    from its readings where not (`db.rollups.minute_partials_query`).  Several series
+    come as one ordered stream each, combined per bucket, each stream stopping after
+    ``limit`` minutes."""
+    first = start if after is None or after < start else after + _MICROSECOND
+    params: dict[str, Any] = dict(minute_bounds(first, max(first, end)))
+    placeholder = sql.Placeholder("limit")
+    if len(series_ids) == 1:
+        stream = minute_partials_query(sql.Placeholder("series_id"), placeholder)
+        page = sql.SQL(
+            """    SELECT bucket, count, good_count, sum, sum_sq, min, max,
+           first_value AS first, last_value AS last
+    FROM ({stream}) m"""
+        ).format(stream=stream)
+        return page, params
+    streams: list[sql.Composable] = []
+    for i, series_id in enumerate(series_ids):
+        name = f"minute_series_{i}"
+        params[name] = series_id
+        stream = minute_partials_query(sql.Placeholder(name), placeholder)
+        streams.append(sql.SQL("({})").format(stream))
+    page = sql.SQL(
+        """    SELECT bucket, sum(count) AS count, sum(good_count) AS good_count,
+           sum(sum) AS sum, sum(sum_sq) AS sum_sq, min(min) AS min, max(max) AS max,
+           (array_agg(first_value ORDER BY first_time, first_value))[1] AS first,
+           (array_agg(last_value ORDER BY last_time DESC, last_value DESC))[1] AS last
+    FROM ({streams}) m
+    GROUP BY bucket
+    ORDER BY bucket
+    LIMIT %(limit)s"""
+    ).format(streams=sql.SQL(" UNION ALL ").join(streams))
+    return page, params
 
 
 def raw_page_query(

@@ -47,6 +47,9 @@ def serve(
         conn.execute("SELECT 1")
     app = create_app(settings, url, account_sync, push_sink)
     server = uvicorn.Server(server_config(app, host=host, port=port))
+    # endless responses (the live stream, `api.stream`) end when uvicorn shuts down,
+    # which otherwise waits for them
+    app.state.shutting_down = lambda: server.should_exit
     server.run()
     if not server.started:
         raise SmartbyError(f"the API did not start on {host}:{port} (see the log above)")

@@ -26,10 +26,15 @@ stack, worker and publishers (10-record SenML packs, a reading per series per se
 with SMARTBY_INGEST_QC and SMARTBY_INGEST_ROLLUPS off and on: readings/s, and CPU
 seconds per reading of the worker, PostgreSQL and Mosquitto (from /proc).  Then the
 NumPy part alone, offline on the same readings in the worker's batch sizes; ingest's
-write path alone (`ingest.writer.BatchWriter`) with rollups off and on for the minute
-readings above, where every reading brings a 1-minute rollup row of its own; and the
-verdict on DESIGN.md's budget: rollups keep up with ingest at no more than 10 % of its
-CPU.
+write path alone (`ingest.writer.BatchWriter`) at a reading per series per second and
+per minute, with rollups off, as before issue 17 (a 1-minute row upserted for every
+reading: the baseline, in the same run; without the old writer's plain-insert hint for
+new minutes), with hourly and daily rows only (issue 17's option (b): no 1-minute rows
+at all), and as ingest stores them (option (a), taken: 1-minute rows only for series
+reporting about twice a minute or more); the verdict on DESIGN.md's
+budget: rollups keep up with ingest at no more than 10 % of its CPU at both rates;
+and what the rollups of Narvik's catalogue take a year, before issue 17 (a 1-minute
+row for every reading) and now, with the bytes of a row measured here.
 
 The machine is shared and has two cores: every figure is the best of a few rounds, and
 what carries over between machines is the ratios, measured in the same run.
@@ -77,11 +82,19 @@ from bench.common import (
     wait_until,
 )
 from core import qc
-from core.rollups import RESOLUTIONS, ROLLUP_COLUMNS, Partials, Resolution, partials
+from core.rollups import (
+    MINUTE_ROWS_SPACING_US,
+    RESOLUTIONS,
+    ROLLUP_COLUMNS,
+    LatestTimes,
+    Partials,
+    Resolution,
+    partials,
+)
 from db.pgcopy import HEADER, PG_EPOCH_OFFSET_US, TRAILER, encode_rows
-from db.rollups import merge_partials
+from db.rollups import MinuteRows, merge_partials, partials_to_store
 from ingest.pipeline import PreparedBatch
-from ingest.writer import READING_COLUMNS, BatchWriter
+from ingest.writer import READING_COLUMNS, BatchWriter, NewRows
 
 SERIES = 1000
 SEED = 42
@@ -542,12 +555,13 @@ class _DiscardingConnection:
 
 def core_cpu(r: Readings, table: qc.QcTable | None, batch: int) -> tuple[float, float]:
     """CPU seconds of QC (`qc.evaluate_batch` with the tail, as the worker runs it) and
-    of the rollups' worker side (`merge_partials`: partials at three resolutions and
-    the staging rows, minus the database) over r in batches of ``batch`` readings.
+    of the rollups' worker side (`merge_partials`: the partials ingest stores and the
+    staging rows, minus the database) over r in batches of ``batch`` readings.
     Without a QC table, only the rollups, on r's own flags."""
     conn: Any = _DiscardingConnection()
     qc_s = rollups_s = 0.0
     tail = None
+    latest = LatestTimes()  # the writer's memory of each series' latest reading
     for lo in range(0, len(r), batch):
         s, t, v, q = r.window(lo, lo + batch).arrays()
         started = time.process_time()
@@ -555,19 +569,54 @@ def core_cpu(r: Readings, table: qc.QcTable | None, batch: int) -> tuple[float, 
             outcome = qc.evaluate_batch(s, t, v, table, tail)
             tail, q = outcome.tail, outcome.flags
         flagged = time.process_time()
-        merge_partials(conn, s, t, v, q)
+        merge_partials(conn, s, t, v, q, latest=latest)
         rollups_s += time.process_time() - flagged
         qc_s += flagged - started
     return qc_s, rollups_s
 
 
-def write_path_cpu(stack: Stack, r: Readings, batch: int, *, rollups: bool) -> tuple[float, float]:
+class _MinuteRowsWriter(BatchWriter):
+    """Ingest's writer storing 1-minute rows as ``minutes`` says (`db.rollups.MinuteRows`):
+    "none" is issue 17's option (b), which drops the resolution from the table (every
+    minute computed at read time); "every reading" how ingest stored them before."""
+
+    def __init__(self, url: str, minutes: MinuteRows) -> None:
+        super().__init__(url, "bench-aggregate")
+        self.minute_rows: MinuteRows = minutes
+
+    def _rollups(self, conn: psycopg.Connection[Any], rows: NewRows) -> None:
+        merge_partials(
+            conn,
+            rows.series_ids,
+            rows.times_us,
+            rows.values,
+            rows.quality,
+            latest=self.latest,
+            minutes=self.minute_rows,
+        )
+
+
+#: what the write path is measured with: no rollups, the baseline before issue 17 (a
+#: 1-minute row for every reading), option (b), and ingest as it is (option (a))
+WRITE_SETTINGS: tuple[str, ...] = ("off", "before", "hours and days", "as ingest")
+#: the 1-minute rows of each setting with rollups
+_MINUTE_ROWS: dict[str, MinuteRows] = {
+    "before": "every reading",
+    "hours and days": "none",
+    "as ingest": "often",
+}
+
+
+def write_path_cpu(stack: Stack, r: Readings, batch: int, setting: str) -> tuple[float, float]:
     """CPU seconds (this process, PostgreSQL) of ingest's write path, `BatchWriter`,
     storing r in batches: the broker and decoding left out, the data shape kept."""
     assert stack.cluster.proc is not None
     with psycopg.connect(stack.url, autocommit=True) as conn:
         conn.execute("TRUNCATE readings, rollups, indicator_days_pending")
-    writer = BatchWriter(stack.url, "bench-aggregate", rollups=rollups)
+    if setting == "off":
+        writer = BatchWriter(stack.url, "bench-aggregate", rollups=False)
+    else:
+        writer = _MinuteRowsWriter(stack.url, _MINUTE_ROWS[setting])
     writer.write(PreparedBatch())  # connect and create the staging tables first
     postmaster = stack.cluster.proc.pid
     process, postgres = time.process_time(), tree_cpu(postmaster)
@@ -580,22 +629,67 @@ def write_path_cpu(stack: Stack, r: Readings, batch: int, *, rollups: bool) -> t
         writer.close()
 
 
-def rollup_write_cost(
-    stack: Stack, r: Readings, batch: int, rounds: int
-) -> tuple[tuple[float, float], tuple[float, float], float]:
-    """The write path's CPU (this process, PostgreSQL; the best of ``rounds``) with
-    rollups off and on, and the rollup rows merged per reading."""
-    writes: dict[bool, list[tuple[float, float]]] = {False: [], True: []}
+@dataclass(frozen=True, slots=True)
+class WriteCost:
+    cpu: dict[str, tuple[float, float]]  # setting -> (this process, PostgreSQL) seconds
+    rows: dict[str, float]  # setting -> rollup rows merged per reading
+    bytes_per_row: float  # of the rollups table with its key, as ingest left it
+    bytes_per_reading: float  # of the readings hypertable with its key
+
+
+def rollup_write_cost(stack: Stack, r: Readings, batch: int, rounds: int) -> WriteCost:
+    """The write path's CPU (the best of ``rounds``) in each of `WRITE_SETTINGS`, the
+    rollup rows merged per reading, and what a rollup row takes on disk."""
+    writes: dict[str, list[tuple[float, float]]] = {k: [] for k in WRITE_SETTINGS}
     for round_ in range(rounds):
-        for with_rollups in (False, True) if round_ % 2 == 0 else (True, False):
-            writes[with_rollups].append(write_path_cpu(stack, r, batch, rollups=with_rollups))
-    rows = sum(
-        len(partials(*r.window(lo, lo + batch).arrays(), res))
-        for lo in range(0, len(r), batch)
-        for res in RESOLUTIONS
+        order = WRITE_SETTINGS if round_ % 2 == 0 else tuple(reversed(WRITE_SETTINGS))
+        for setting in order:
+            writes[setting].append(write_path_cpu(stack, r, batch, setting))
+    # the table as the last "as ingest" run left it, packed (upserts leave dead rows)
+    write_path_cpu(stack, r, batch, "as ingest")
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("VACUUM FULL rollups")
+        row = conn.execute(
+            "SELECT pg_total_relation_size('rollups'), (SELECT count(*) FROM rollups),"
+            " hypertable_size('readings'), (SELECT count(*) FROM readings)"
+        ).fetchone()
+    size, count, readings_size, readings_count = (int(x) for x in row) if row else (0, 0, 0, 0)
+    latest = LatestTimes()
+    rows = dict.fromkeys(WRITE_SETTINGS, 0.0)
+    for lo in range(0, len(r), batch):
+        arrays = r.window(lo, lo + batch).arrays()
+        for setting, minutes in _MINUTE_ROWS.items():
+            remembered = latest if setting == "as ingest" else None
+            stored = partials_to_store(*arrays, latest=remembered, minutes=minutes)
+            rows[setting] += sum(len(p) for p in stored)
+    return WriteCost(
+        {k: min(v, key=sum) for k, v in writes.items()},
+        {k: v / len(r) for k, v in rows.items()},
+        size / max(count, 1),
+        readings_size / max(readings_count, 1),
     )
-    off, on = (min(writes[k], key=sum) for k in (False, True))
-    return off, on, rows / len(r)
+
+
+def narvik_rollup_rows(minute_rows_for_every_reading: bool) -> tuple[float, float, float]:
+    """Rollup rows a year for Narvik's catalogue (devices/narvik.yaml): (1-minute, hourly
+    and daily rows, readings).  Before issue 17 every reading of a series reporting once
+    a minute or slower had a 1-minute row of its own; now only series reporting at
+    least twice a minute (`core.rollups.MINUTE_ROWS_SPACING_US`) have minute rows."""
+    from devices.catalogue import load_catalogue, narvik_catalogue_path
+
+    year_s = 365.25 * 86_400
+    minutes = other = readings = 0.0
+    for device in load_catalogue(narvik_catalogue_path()).devices:
+        interval = float(device.interval_s)
+        for _ in device.metrics:
+            per_year = year_s / interval
+            readings += per_year
+            # a series' minutes holding a reading, and its hours and days
+            filled = min(per_year, year_s / 60)
+            often = interval * 1e6 <= MINUTE_ROWS_SPACING_US
+            minutes += filled if (often or minute_rows_for_every_reading) else 0.0
+            other += min(per_year, year_s / 3600) + min(per_year, 365.25)
+    return minutes, other, readings
 
 
 def ingest_cost(
@@ -692,41 +786,83 @@ def ingest_cost(
     )
 
     # rollups on ingest's write path, for the benchmark's readings and for minute data
-    # (there every reading opens a 1-minute rollup row of its own)
+    # (where, before issue 17, every reading opened a 1-minute rollup row of its own)
     base = best_cpu(qc_only).total_cpu * us  # ingest CPU per reading without rollups
     lines.append(
-        f"rollups on ingest's write path alone (BatchWriter, no broker, batches of {batch:,}),"
-        " CPU µs/reading of this process + PostgreSQL, rollups off -> on:"
+        f"rollups on ingest's write path alone (BatchWriter, no broker, batches of {batch:,}):"
+        " CPU µs per reading of this process and PostgreSQL, what rollups add to it, and"
+        " that as a share of ingest CPU (end to end with QC, plus the addition)"
     )
+    labels = {
+        "off": "rollups off",
+        "before": "before issue 17: a 1m row per reading (baseline)",
+        "hours and days": "hours and days only (option b)",
+        "as ingest": "as ingest stores them (option a, taken)",
+    }
     shares: dict[str, float] = {}
     shapes = (
-        ("benchmark readings, a reading per series per second", pack_r),
-        ("minute readings, a reading per series per minute", synthetic.window(0, readings)),
+        ("a reading per series per second", pack_r),
+        ("a reading per series per minute", synthetic.window(0, readings)),
     )
+    sizes: list[tuple[float, float]] = []
     for name, shape in shapes:
-        say(f"write path, {name}, rollups off and on")
-        (off_p, off_pg), (on_p, on_pg), rows = rollup_write_cost(stack, shape, batch, rounds)
+        say(f"write path, {name}: " + ", ".join(WRITE_SETTINGS))
+        cost = rollup_write_cost(stack, shape, batch, rounds)
+        sizes.append((cost.bytes_per_row, cost.bytes_per_reading))
         per = 1e6 / len(shape)
-        added = (on_p + on_pg - off_p - off_pg) * per
-        shares[name] = added / (base + added)
+        off = sum(cost.cpu["off"])
+        lines.append(f"  {name} ({len(shape):,} readings):")
         lines.append(
-            f"  {name} ({rows:.2f} rollup rows per reading): {off_p * per:.2f} +"
-            f" {off_pg * per:.2f} -> {on_p * per:.2f} + {on_pg * per:.2f}, {added:+.2f} µs"
-            f" = {shares[name]:.1%} of ingest CPU"
+            f"    {'setting':<50} {'process':>8} {'PostgreSQL':>10} {'added':>7}"
+            f" {'share':>6} {'rows/reading':>12}"
         )
-    at_load, at_minute = (shares[name] for name, _ in shapes)
+        added: dict[str, float] = {}
+        for setting in WRITE_SETTINGS:
+            proc, pg = cost.cpu[setting]
+            added[setting] = (proc + pg - off) * per
+            share = added[setting] / (base + added[setting])
+            shares[f"{name}, {setting}"] = share
+            cells = (
+                f"{'':>7} {'':>6}" if setting == "off" else f"{added[setting]:>+7.2f} {share:>6.1%}"
+            )
+            lines.append(
+                f"    {labels[setting]:<50} {proc * per:>8.2f} {pg * per:>10.2f} {cells}"
+                f" {cost.rows[setting]:>12.3f}"
+            )
+        ratio = added["as ingest"] / added["before"] if added["before"] > 0 else float("nan")
+        lines.append(
+            f"    option a / baseline: {ratio:.2f}x the added CPU, share"
+            f" {shares[f'{name}, before']:.1%} -> {shares[f'{name}, as ingest']:.1%}"
+        )
+    at_load = shares[f"{shapes[0][0]}, as ingest"]
+    at_minute = shares[f"{shapes[1][0]}, as ingest"]
     budget = f'budget "rollups keep up with ingest, <= {BUDGET_SHARE:.0%} of ingest CPU":'
     if judge:
         verdict = "MET" if at_load <= BUDGET_SHARE and keep_up >= ingest_rate else "MISSED"
         lines.append(
-            f"{budget} {verdict} at the benchmark's load (rollups {at_load:.1%} of ingest CPU,"
-            f" their NumPy part {rollups_s / full.total_cpu:.1%}, and it runs"
+            f"{budget} {verdict} at a reading per series per second (rollups {at_load:.1%} of"
+            f" ingest CPU, their NumPy part {rollups_s / full.total_cpu:.1%}, and it runs"
             f" {keep_up / ingest_rate:.0f}x faster than ingest);"
-            f" {'MET' if at_minute <= BUDGET_SHARE else 'MISSED'} for one-reading-a-minute"
-            f" series ({at_minute:.1%}: a 1-minute rollup row upserted per reading)"
+            f" {'MET' if at_minute <= BUDGET_SHARE else 'MISSED'} at a reading per series per"
+            f" minute ({at_minute:.1%}: hourly and daily rows only; the baseline"
+            f" {shares[f'{shapes[1][0]}, before']:.1%})"
         )
     else:
         lines.append(f"{budget} not judged at smoke-test sizes (--quick)")
+    # what the rollups of Narvik's catalogue take a year, before and after issue 17
+    before_minutes, other, readings_a_year = narvik_rollup_rows(True)
+    after_minutes, _, _ = narvik_rollup_rows(False)
+    row_bytes, reading_bytes = sizes[0]  # measured on the larger tables
+    before, after = before_minutes + other, after_minutes + other
+    lines.append(
+        f"storage a year for Narvik's catalogue, {row_bytes:.0f} bytes a rollup row and"
+        f" {reading_bytes:.0f} a reading (with their keys, measured here): readings"
+        f" {readings_a_year / 1e6:.1f} M = {readings_a_year * reading_bytes / 1e9:.2f} GB"
+        f" (kept for the raw retention); rollups (kept for ever) before"
+        f" {before / 1e6:.2f} M rows = {before * row_bytes / 1e9:.2f} GB, of which 1-minute"
+        f" {before_minutes / 1e6:.2f} M; now {after / 1e6:.2f} M rows ="
+        f" {after * row_bytes / 1e9:.2f} GB, of which 1-minute {after_minutes / 1e6:.2f} M"
+    )
     lines.append(
         "ingest CPU = the worker + PostgreSQL (all its processes) + Mosquitto per reading"
         f" committed, end to end ({base:.2f} µs/reading with QC, without rollups), plus the"

@@ -16,6 +16,13 @@ concurrent psycopg connections, in the same run, so the API's own overhead shows
 a ratio.  The clients are lean HTTP/1.1 keep-alive connections over asyncio streams
 (an HTTP library would cost more CPU than the server on two cores).  The per-client
 rate limit is lifted for the run; everything else is the production app.
+
+    .venv/bin/python -m bench.api --minutes    # bucket=1m reads instead (issue 17)
+
+measures bucket=1m: 1 day and 7 days of one series and of a site, for Narvik's
+once-a-minute stations and for a building whose two meters report every second, each
+through the API without its cache, as the API's SQL, and as the SQL of the option
+not taken (every minute computed from the readings, even where minute rows exist).
 """
 
 from __future__ import annotations
@@ -23,21 +30,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from bench.common import bench_settings, load_month, say
+from bench.common import bench_settings, load_month, say, scratch_database
 from stack.ports import free_port
-from stack.postgres import PostgresCluster
 
 CLIENTS = 32
 BUDGET_P99_MS = 50.0
@@ -276,10 +281,14 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=30, help="days of history to load")
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds a scenario")
     parser.add_argument("--quick", action="store_true", help="2 days, 3 s a scenario")
+    parser.add_argument("--minutes", action="store_true", help="bucket=1m reads instead")
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
+        return
+    if args.minutes:
+        minutes_main(3.0 if args.quick else args.seconds, 1.0 if args.quick else 2.0)
         return
     days = 2.0 if args.quick else args.days
     seconds = 3.0 if args.quick else args.seconds
@@ -287,66 +296,58 @@ def main() -> None:
 
     from api import queries
 
-    root = Path(tempfile.mkdtemp(prefix="smartby-bench-api-"))
-    root.chmod(0o755)
-    cluster = PostgresCluster(root / "pg", port=free_port(), durable=False)
-    server: ApiServer | None = None
     pairs: list[tuple[Result, Result]] = []
-    try:
-        say(f"PostgreSQL in {root} (TimescaleDB {'on' if cluster.with_timescaledb else 'off'})")
-        cluster.start()
-        url = cluster.url("smartby")
-        cluster.ensure_database("smartby")
-        _, end = load_month(url, days)
-        series_id, series_name = pick_series(url)
-        hours = min(days, 30.0)
-        span_end = datetime.fromtimestamp(end, UTC)
-        span_start = span_end - timedelta(days=hours)
-        with psycopg.connect(url) as conn:
-            n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
-        say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
-        server = ApiServer(url, root / "api.log")
-        frm = span_start.isoformat().replace("+00:00", "Z")
-        to = span_end.isoformat().replace("+00:00", "Z")
-        hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
-        scenarios = [
-            (
-                f"(a) latest of all {n_series} series",
-                "/v1/latest",
-                queries.latest_query(),
-            ),
-            (
-                f"(b) {hours:g} days hourly of one series",
-                hourly_path,
-                queries.rollup_page_query(
-                    [series_id],
-                    "1h",
-                    span_start,
-                    span_end,
-                    after=None,
-                    limit=1001,
-                    tz="Europe/Oslo",
+    with scratch_database("api") as (root, url):
+        server: ApiServer | None = None
+        try:
+            _, end = load_month(url, days)
+            series_id, series_name = pick_series(url)
+            hours = min(days, 30.0)
+            span_end = datetime.fromtimestamp(end, UTC)
+            span_start = span_end - timedelta(days=hours)
+            with psycopg.connect(url) as conn:
+                n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
+            say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
+            server = ApiServer(url, root / "api.log")
+            frm = span_start.isoformat().replace("+00:00", "Z")
+            to = span_end.isoformat().replace("+00:00", "Z")
+            hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
+            scenarios = [
+                (
+                    f"(a) latest of all {n_series} series",
+                    "/v1/latest",
+                    queries.latest_query(),
                 ),
-            ),
-        ]
-        for name, path, query in scenarios:
-            say(f"  {name}: API for {seconds:g} s …")
-            api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
-            say(f"  {name}: API without its response cache for {seconds:g} s …")
-            uncached = asyncio.run(
-                api_scenario(
-                    server.port, path, f"{name}, API no-cache", seconds, warmup, cached=False
+                (
+                    f"(b) {hours:g} days hourly of one series",
+                    hourly_path,
+                    queries.rollup_page_query(
+                        [series_id],
+                        "1h",
+                        span_start,
+                        span_end,
+                        after=None,
+                        limit=1001,
+                        tz="Europe/Oslo",
+                    ),
+                ),
+            ]
+            for name, path, query in scenarios:
+                say(f"  {name}: API for {seconds:g} s …")
+                api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
+                say(f"  {name}: API without its response cache for {seconds:g} s …")
+                uncached = asyncio.run(
+                    api_scenario(
+                        server.port, path, f"{name}, API no-cache", seconds, warmup, cached=False
+                    )
                 )
-            )
-            say(f"  {name}: SQL for {seconds:g} s …")
-            direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
-            pairs.append((api, direct))
-            pairs.append((uncached, direct))
-    finally:
-        if server is not None:
-            server.stop()
-        cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+                say(f"  {name}: SQL for {seconds:g} s …")
+                direct = asyncio.run(sql_scenario(url, query, f"{name}, SQL", seconds, warmup))
+                pairs.append((api, direct))
+                pairs.append((uncached, direct))
+        finally:
+            if server is not None:
+                server.stop()
     print(table(pairs))
     print(
         f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; "
@@ -368,6 +369,138 @@ def main() -> None:
         f"budget (p99 <= {BUDGET_P99_MS:g} ms at {CLIENTS} clients, one worker): "
         f"{'met' if met else 'MISSED'} as served (5-second response cache); "
         f"{'met' if uncached_met else 'MISSED'} with every request running its query"
+    )
+
+
+# ------------------------------------------------------------------- bucket=1m reads
+
+#: option (b) of issue 17, measured beside what the API serves: every minute computed
+#: from the readings at read time, minute rows or not
+MINUTES_FROM_READINGS = """
+    SELECT date_bin('1 minute', time, timestamptz 'epoch') AS bucket, count(*),
+           count(*) FILTER (WHERE quality IN (1, 2)), sum(value), sum(value * value),
+           min(value), max(value), (array_agg(value ORDER BY time, value))[1],
+           (array_agg(value ORDER BY time DESC, value DESC))[1]
+    FROM readings
+    WHERE series_id = ANY(%(series)s) AND time >= %(start)s AND time < %(end)s
+      AND quality NOT IN (4, 9) AND value <> 'NaN'
+    GROUP BY 1 ORDER BY 1 LIMIT %(limit)s"""
+
+#: the building whose two meters report every second (bench.common.load_busy_day)
+BUSY_SITE = "busy-energy"
+
+
+def minute_scenarios(url: str, end: datetime) -> list[tuple[str, str, Any, Any]]:
+    """(name, path, the API's query, option (b)'s query) for 1 and 7 days of: one
+    once-a-minute series, a site, and a series reporting every second."""
+    from api import queries
+
+    with psycopg.connect(url) as conn:
+        # PM2.5 of Narvik sentrum: a station reporting once a minute (devices/narvik.yaml)
+        row = conn.execute(
+            "SELECT s.id, s.device_id || '/' || s.metric, d.site_id FROM series s"
+            " JOIN devices d ON d.id = s.device_id"
+            " WHERE s.device_id = 'aq-sentrum' AND s.metric = 'pm25'"
+        ).fetchone()
+        if row is None:
+            raise RuntimeError("no pm25 series of aq-sentrum loaded")
+        minute_series, minute_name, site = int(row[0]), str(row[1]), str(row[2])
+        site_series = [
+            int(i)
+            for (i,) in conn.execute(
+                "SELECT s.id FROM series s JOIN devices d ON d.id = s.device_id"
+                " WHERE d.site_id = %s AND s.metric = 'power' ORDER BY s.id",
+                (BUSY_SITE,),
+            )
+        ]
+    scenarios = []
+    for days, limit in ((1, 1440), (7, 10_000)):
+        start = end - timedelta(days=days)
+        span = f"from={start.isoformat()}&to={end.isoformat()}".replace("+00:00", "Z")
+        for what, series, path in (
+            (f"series {minute_name} (1/min)", [minute_series], f"/v1/series/{minute_series}/data"),
+            (
+                f"site {site} pm25 (1 series, 1/min)",
+                [minute_series],
+                f"/v1/sites/{site}/metrics/pm25/data",
+            ),
+            (
+                f"site {BUSY_SITE} power (2 meters, 1/s)",
+                site_series,
+                f"/v1/sites/{BUSY_SITE}/metrics/power/data",
+            ),
+            ("series of one meter (1/s)", site_series[:1], f"/v1/series/{site_series[0]}/data"),
+        ):
+            served = queries.rollup_page_query(
+                series, "1m", start, end, after=None, limit=limit + 1, tz="Europe/Oslo"
+            )
+            option_b = (
+                MINUTES_FROM_READINGS,
+                {"series": series, "start": start, "end": end, "limit": limit + 1},
+            )
+            scenarios.append(
+                (
+                    f"{days}d of {what}",
+                    f"{path}?bucket=1m&{span}&limit={limit}",
+                    served,
+                    option_b,
+                )
+            )
+    return scenarios
+
+
+def minutes_main(seconds: float, warmup: float) -> None:
+    """Load 8 days of Narvik and 7 days of a building metered every second, then
+    measure bucket=1m reads (see the module docstring)."""
+    from bench.common import load_busy_day
+    from core.rollups import from_epoch_us, local_days
+
+    rows: list[tuple[str, Result, Result, Result]] = []
+    with scratch_database("api") as (root, url):
+        server: ApiServer | None = None
+        try:
+            _, end_s = load_month(url, 8)
+            end = datetime.fromtimestamp(end_s, UTC)
+            days = local_days(int((end_s - 7 * 86400) * 1e6), int(end_s * 1e6))
+            for day in days:
+                say(f"  a day of the busy building from {from_epoch_us(day).isoformat()}")
+                load_busy_day(url, "energy", from_epoch_us(day), 2 * 2 * 86_400, site=BUSY_SITE)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+                stored = conn.execute(
+                    "SELECT resolution, count(*) FROM rollups GROUP BY 1 ORDER BY 1"
+                ).fetchall()
+            say(f"  rollup rows: {stored}")
+            server = ApiServer(url, root / "api.log")
+            # the SQL cells connect as the API does: without JIT (api.db.NO_JIT)
+            sql_url = f"{url}{'&' if '?' in url else '?'}options=-c%20jit%3Doff"
+            for name, path, served, option_b in minute_scenarios(url, end):
+                say(f"  {name}: API without its cache, SQL, option (b)'s SQL ({seconds:g} s each)")
+                api = asyncio.run(
+                    api_scenario(server.port, path, name, seconds, warmup, cached=False)
+                )
+                direct = asyncio.run(sql_scenario(sql_url, served, name, seconds, warmup))
+                other = asyncio.run(sql_scenario(sql_url, option_b, name, seconds, warmup))
+                rows.append((name, api, direct, other))
+        finally:
+            if server is not None:
+                server.stop()
+    print(
+        f"{'bucket=1m, 32 clients':52} {'API no-cache':>19} {'SQL as served':>19}"
+        f" {'(b): from readings':>19}"
+    )
+    print(f"{'':52} {'p50 / p99 ms':>19} {'p50 / p99 ms':>19} {'p50 / p99 ms':>19}")
+    print("-" * 112)
+    for name, api, direct, other in rows:
+        cells = [
+            f"{r.percentile(0.5):7.1f} / {r.percentile(0.99):7.1f}" + ("!" if r.errors else " ")
+            for r in (api, direct, other)
+        ]
+        print(f"{name:52} {cells[0]:>19} {cells[1]:>19} {cells[2]:>19}")
+    print(
+        f"\nmachine: {os.cpu_count()} cores; API: one uvicorn worker, Cache-Control: no-cache;"
+        f" SQL: 32 psycopg connections; {seconds:g} s measured per cell after {warmup:g} s;"
+        f" budget p99 <= {BUDGET_P99_MS:g} ms; ! = errors"
     )
 
 

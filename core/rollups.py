@@ -41,6 +41,22 @@ against the old row, and compares row values lexicographically.
 First and last are the lexicographic minimum / maximum of (time, value): two readings
 at the same instant (which the readings key forbids, but a merge must not care) then
 still merge the same way in any order, so merging is associative and commutative.
+
+1-minute rows only where a minute holds several readings
+--------------------------------------------------------
+Hourly and daily rows are kept for every series.  A 1-minute row is written only for
+a series that reports at least about twice a minute (`minute_readings`): for a series
+reporting once a minute or slower, each reading already *is* its minute, and a row
+per reading cost more than a third of ingest's CPU and more room than the reading
+itself (issue 17).  Its minutes are computed from ``readings`` when asked for
+(`db.rollups.minute_partials_query`), a day's worth in one pass over the readings'
+primary key: in PostgreSQL about what the plain GROUP BY costs, while a series
+reporting every second keeps the rows that spare reading 60 readings a minute.
+
+Which minutes have rows is a hint, never a promise: the readers judge an hour's
+minute rows complete only when their counts add up to its hourly row's count, and
+compute the hour from the readings otherwise.  So whatever a writer decides (it
+cannot see other workers' readings, nor the readings after a gap), answers are exact.
 """
 
 from __future__ import annotations
@@ -61,12 +77,11 @@ RESOLUTIONS: tuple[Resolution, ...] = get_args(Resolution)
 DEFAULT_TZ = "Europe/Oslo"
 
 #: the partials staged in ``rollups_staging`` going into ``rollups``; the conflict
-#: action (merge or replace) follows.  Resolution codes index RESOLUTIONS; code 3 is
-#: a 1-minute partial that is probably new (`db.rollups.MinuteWatermark`).
+#: action (merge or replace) follows.  Resolution codes index RESOLUTIONS.
 INSERT_STAGED_SQL: LiteralString = """
     INSERT INTO rollups AS r (series_id, resolution, bucket, count, good_count, sum, sum_sq,
                               min, max, first_time, first_value, last_time, last_value)
-    SELECT series_id, (ARRAY['1m', '1h', '1d', '1m'])[resolution_code + 1], bucket, count,
+    SELECT series_id, (ARRAY['1m', '1h', '1d'])[resolution_code + 1], bucket, count,
            good_count, sum, sum_sq, min, max, first_time, first_value, last_time, last_value
     FROM rollups_staging"""
 
@@ -463,6 +478,93 @@ def merge(a: Partials, b: Partials) -> Partials:
         both(a.last_time, b.last_time),
         both(a.last_value, b.last_value),
     )
+
+
+# -- which readings get 1-minute rows --------------------------------------------------
+
+#: A series gets 1-minute rollup rows where its readings are on average at most this far
+#: apart: about two or more a minute.  Half a minute, not a minute, so that a series
+#: reporting once a minute with some jitter (59 s, then 61 s) never qualifies.
+MINUTE_ROWS_SPACING_US = 30 * US_PER_S
+#: a series `LatestTimes` has not seen
+UNSEEN = np.iinfo(np.int64).min
+
+
+class LatestTimes:
+    """The latest reading time per series that one writer has merged: what lets a
+    batch holding a single reading of a series tell whether that series reports
+    often (its previous reading was a second ago) or not.
+
+    Only a hint for `minute_readings`: out of date for series other writers take
+    readings of, and empty after a restart, which can at worst cost an hour its
+    complete minute rows (then computed from readings).  Series ids are kept sorted,
+    so a batch costs a binary search per series, whatever the ids are."""
+
+    def __init__(self) -> None:
+        self._ids = np.empty(0, dtype=np.int64)
+        self._times = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def of(self, series_ids: npt.NDArray[np.integer]) -> Times:
+        """The latest time of each series (`UNSEEN` for series never merged)."""
+        ids = np.asarray(series_ids, dtype=np.int64)
+        if not len(self._ids):
+            return np.full(len(ids), UNSEEN, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._ids, ids), len(self._ids) - 1)
+        return np.where(self._ids[at] == ids, self._times[at], UNSEEN)
+
+    def advance(self, series_ids: npt.NDArray[np.int64], times_us: Times) -> None:
+        """Remember these latest times of these series (ids ascending, each once); an
+        earlier time than the one remembered changes nothing."""
+        ids = np.asarray(series_ids, dtype=np.int64)
+        times = np.asarray(times_us, dtype=np.int64)
+        at = np.searchsorted(self._ids, ids)
+        known = at < len(self._ids)
+        known[known] = self._ids[at[known]] == ids[known]
+        self._times[at[known]] = np.maximum(self._times[at[known]], times[known])
+        if not known.all():  # new series: inserted in order (np.insert keeps it sorted)
+            self._ids = np.insert(self._ids, at[~known], ids[~known])
+            self._times = np.insert(self._times, at[~known], times[~known])
+
+
+def minute_readings(
+    series_ids: npt.NDArray[np.int32],
+    times_us: Times,
+    latest: LatestTimes | None = None,
+) -> npt.NDArray[np.bool_]:
+    """Which of these readings go into 1-minute rollup rows: those of the series that
+    report about twice a minute or more, judged on this batch.  A series qualifies
+    when its readings here are on average at most `MINUTE_ROWS_SPACING_US` apart, or
+    when the reading ``latest`` remembers for it lies within that of this batch's
+    readings (a batch of one reading each); ``latest`` then remembers this batch.
+    All readings of a series in a batch go the same way, so its minutes are whole
+    unless the batch itself starts or ends a fast stretch (see the module docstring:
+    that is safe)."""
+    s = np.asarray(series_ids).astype(np.int32, copy=False)
+    t = np.asarray(times_us, dtype=np.int64)
+    if not len(s):
+        return np.zeros(0, dtype=bool)
+    group, g = _group_ids(s, np.zeros(len(s), dtype=np.int64), "1d")
+    ids = np.empty(g, dtype=np.int32)
+    ids[group] = s
+    n = np.bincount(group, minlength=g)
+    first = np.full(g, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, group, t)
+    last = np.full(g, UNSEEN, dtype=np.int64)
+    np.maximum.at(last, group, t)
+    often = (n >= 2) & (last - first <= (n - 1) * MINUTE_ROWS_SPACING_US)
+    if latest is not None:
+        before = latest.of(ids)
+        often |= (
+            (before != UNSEEN)
+            & (before >= first - MINUTE_ROWS_SPACING_US)
+            & (before <= last + MINUTE_ROWS_SPACING_US)
+        )
+        latest.advance(ids.astype(np.int64), last)
+    selected: npt.NDArray[np.bool_] = often[group]
+    return selected
 
 
 # -- finishing ---------------------------------------------------------------------------

@@ -296,6 +296,39 @@ class Settings(BaseSettings):
     city: str = "Narvik"
     timezone: str = "Europe/Oslo"
 
+    # --- live data for third parties ------------------------------------------------------
+    api_stream_max_clients: int = Field(
+        default=100,
+        ge=0,
+        description="Server-Sent Events clients of /v1/stream one API process serves at "
+        "once; beyond it 503 (0 turns the stream off).",
+    )
+    api_stream_queue_size: int = Field(
+        default=1000,
+        ge=10,
+        description="Events waiting for one stream client; a client that falls this far "
+        "behind is dropped (it may reconnect with Last-Event-ID).",
+    )
+    api_stream_heartbeat_s: float = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="Seconds between keep-alive comments on an idle stream (proxies close "
+        "silent connections).",
+    )
+    sta_mqtt_publish: bool = Field(
+        default=False,
+        description="Publish new Observations to the platform's broker on v1.1/Datastreams"
+        "(id)/Observations (SensorThings MQTT extension; the public reads them on the public "
+        "broker) with the smartby-sta-publisher account (SMARTBY_STA_PUBLISHER_PASSWORD); "
+        "one API process publishes at a time.",
+    )
+    sta_mqtt_public_url: str | None = Field(
+        default=None,
+        description="The broker URL the public subscribes at (e.g. mqtts://data.example.no:"
+        "8883), announced in the SensorThings service root.",
+    )
+
     # --- running it for years: warnings, storage lifecycle, backups, roles ------------
     warnings_clear_after_h: float = Field(
         default=3,
@@ -383,6 +416,7 @@ class Settings(BaseSettings):
         "mqtt_ca_file",
         "mqtt_cert_file",
         "mqtt_key_file",
+        "sta_mqtt_public_url",
         mode="before",
     )
     @classmethod
@@ -429,6 +463,16 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _publisher_has_an_account(self) -> Settings:
+        # the broker refuses a publisher without its account's password: say so at start
+        if self.sta_mqtt_publish and self.sta_publisher_password is None:
+            raise ValueError(
+                "SMARTBY_STA_MQTT_PUBLISH needs SMARTBY_STA_PUBLISHER_PASSWORD (the password "
+                "of the broker account smartby-sta-publisher)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _safe_for_production(self) -> Settings:
         if self.env != "production":
             return self
@@ -446,6 +490,14 @@ class Settings(BaseSettings):
         admin = self.broker_admin_password
         if admin is not None and admin.get_secret_value().lower() in WEAK_PASSWORDS:
             problems.append("SMARTBY_BROKER_ADMIN_PASSWORD is empty or a default password")
+        publisher = self.sta_publisher_password
+        if self.sta_mqtt_publish and (
+            publisher is None or publisher.get_secret_value().lower() in WEAK_PASSWORDS
+        ):
+            problems.append(
+                "SMARTBY_STA_PUBLISHER_PASSWORD must be set to a real password when "
+                "SMARTBY_STA_MQTT_PUBLISH is on"
+            )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self

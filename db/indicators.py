@@ -50,6 +50,7 @@ from core.rollups import (
 )
 from core.settings import Settings
 from db.rollups import queue_days
+from db.stream import notify_aqi_day
 
 log = logging.getLogger(__name__)
 
@@ -626,6 +627,7 @@ def update_day(
     lo, hi = from_epoch_us(lo_us), from_epoch_us(hi_us)
     update = DayUpdate(day)
     update.aqi_rows = _update_aqi(conn, lo, hi)
+    notify_aqi_day(conn, lo, hi)  # heard at commit by the API's live stream
     update.energy_days, update.energy_hours = _update_energy(
         conn, lo, hi, tz, settings.grid_factor_g_per_kwh, chunk_rows
     )

@@ -1,20 +1,28 @@
-"""Rollups in the database: merging partials in, and rebuilding a time range.
+"""Rollups in the database: merging partials in, rebuilding a time range, and reading
+1-minute aggregates back.
 
 Both ingest (every batch, in the readings' transaction) and `smartby rollup rebuild`
 (repair) go through `merge_partials`: partials are computed in NumPy
 (`core.rollups`), COPYed in binary into a session-local staging table, and merged by
 the upsert `core.rollups.MERGE_SQL` that mirrors `core.rollups.merge`.
+
+Hourly and daily rows exist for every series; 1-minute rows only for series that
+report about twice a minute or more (`core.rollups.minute_readings`).  Every reader
+of minutes goes through `minute_partials_query`, which takes an hour's minute rows
+where they count all of its readings and computes the hour from ``readings``
+otherwise, so a minute is exact whichever way it comes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
-from typing import LiteralString
+from datetime import datetime, timedelta
+from typing import Literal, LiteralString
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
+from psycopg import sql
 from psycopg.rows import TupleRow
 
 from core.rollups import (
@@ -24,11 +32,14 @@ from core.rollups import (
     MERGE_SQL,
     RESOLUTIONS,
     ROLLUP_COLUMNS,
+    LatestTimes,
     Partials,
+    Resolution,
     bucket_starts,
     epoch_us,
     from_epoch_us,
     local_days,
+    minute_readings,
     next_bucket_starts,
     partials,
 )
@@ -70,66 +81,16 @@ MARK_DAYS_SQL: LiteralString = (
 )
 
 
-#: the staging code of a 1-minute partial the watermark says is probably new
-FRESH_MINUTE = 3
-
-# New 1-minute buckets go in by a plain INSERT (no conflict handling: cheaper than
-# the upsert), everything else by the merge; a conflict on a "new" bucket means
-# another worker wrote it meanwhile, and the caller falls back to merging it all.
-_INSERT_FRESH_SQL: LiteralString = INSERT_STAGED_SQL + " WHERE resolution_code = 3"
-_MERGE_REST_SQL: LiteralString = (
-    INSERT_STAGED_SQL + " WHERE resolution_code <> 3" + MERGE_SQL[len(INSERT_STAGED_SQL) :]
-)
-
-
-class MinuteWatermark:
-    """The latest 1-minute bucket merged per series by this writer: a later one is
-    probably new.
-
-    A series reporting once a minute brings a new 1-minute rollup row with nearly
-    every reading, and inserting it through the upsert costs PostgreSQL about twice
-    what a plain insert does (bench/aggregate.py).  This is only a hint: a bucket
-    wrongly taken for new makes the plain insert fail on the key, and the batch's
-    partials are then merged as usual; a bucket wrongly taken for old is merged.  So
-    it needs no locking and may be out of date (another worker, a rolled-back batch).
-    Series never seen since start are merged.
-    """
-
-    #: below every bucket: a series this writer has not merged yet
-    _UNKNOWN = np.iinfo(np.int64).min
-
-    def __init__(self) -> None:
-        self._last = np.full(0, self._UNKNOWN, dtype=np.int64)
-
-    def fresh(
-        self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.bool_]:
-        last = np.full(len(series_ids), self._UNKNOWN, dtype=np.int64)
-        known = series_ids < len(self._last)
-        last[known] = self._last[series_ids[known]]
-        fresh: npt.NDArray[np.bool_] = (last != self._UNKNOWN) & (buckets > last)
-        return fresh
-
-    def advance(self, series_ids: npt.NDArray[np.int32], buckets: npt.NDArray[np.int64]) -> None:
-        if not len(series_ids):
-            return
-        top = int(series_ids.max()) + 1
-        if top > len(self._last):
-            grown = np.full(max(top, 2 * len(self._last)), self._UNKNOWN, dtype=np.int64)
-            grown[: len(self._last)] = self._last
-            self._last = grown
-        np.maximum.at(self._last, series_ids, buckets)
-
-
 def create_staging(conn: psycopg.Connection[TupleRow]) -> None:
     """The session's staging table (emptied at every commit)."""
     conn.execute(_CREATE_STAGING)
 
 
-def _stage(
-    cur: psycopg.Cursor[TupleRow], parts: list[Partials], codes: npt.NDArray[np.int16]
-) -> None:
-    """COPY partials into ``rollups_staging``, each row with its resolution code."""
+def _stage(cur: psycopg.Cursor[TupleRow], parts: list[Partials]) -> None:
+    """COPY partials into ``rollups_staging``, each row with its resolution's code."""
+    codes = np.concatenate(
+        [np.full(len(p), RESOLUTIONS.index(p.resolution), np.int16) for p in parts]
+    )
     columns = [np.concatenate([p.columns()[name] for p in parts]) for name in ROLLUP_COLUMNS]
     with cur.copy(
         "COPY rollups_staging (resolution_code, series_id, bucket, count, good_count,"
@@ -168,6 +129,40 @@ def queue_days(conn: psycopg.Connection[TupleRow], day_starts_us: npt.NDArray[np
     )
 
 
+#: which readings get 1-minute rows: "often" is what ingest and repair store (the
+#: readings `core.rollups.minute_readings` picks); "every reading" is how ingest
+#: stored them before issue 17 and "none" that issue's option (b), both kept only for
+#: bench/aggregate.py to measure beside it.  Readers are exact with any of them
+#: (`minute_partials_query`).
+MinuteRows = Literal["often", "every reading", "none"]
+
+
+def partials_to_store(
+    series_ids: npt.NDArray[np.int32],
+    times_us: npt.NDArray[np.int64],
+    values: npt.NDArray[np.float64],
+    quality: npt.NDArray[np.int16],
+    tz: str = DEFAULT_TZ,
+    *,
+    latest: LatestTimes | None = None,
+    minutes: MinuteRows = "often",
+) -> list[Partials]:
+    """The partials these readings add to ``rollups``: hours and days of all of them,
+    and minutes as ``minutes`` says (`MinuteRows`)."""
+    resolutions: tuple[Resolution, ...] = ("1h", "1d")
+    parts = [partials(series_ids, times_us, values, quality, res, tz) for res in resolutions]
+    if minutes == "every reading":
+        parts.append(partials(series_ids, times_us, values, quality, "1m", tz))
+    elif minutes == "often":
+        often = minute_readings(series_ids, times_us, latest)
+        if often.all():
+            parts.append(partials(series_ids, times_us, values, quality, "1m", tz))
+        elif often.any():
+            picked = (series_ids[often], times_us[often], values[often], quality[often])
+            parts.append(partials(*picked, "1m", tz))
+    return [p for p in parts if len(p)]
+
+
 def merge_partials(
     conn: psycopg.Connection[TupleRow],
     series_ids: npt.NDArray[np.int32],
@@ -176,38 +171,115 @@ def merge_partials(
     quality: npt.NDArray[np.int16],
     tz: str = DEFAULT_TZ,
     *,
-    watermark: MinuteWatermark | None = None,
+    latest: LatestTimes | None = None,
+    minutes: MinuteRows = "often",
 ) -> int:
-    """Merge these readings' partials (every resolution) into ``rollups``; call inside
-    a transaction, with `create_staging` done on this connection.  With a
-    ``watermark``, probably-new 1-minute buckets are inserted plainly (see
-    `MinuteWatermark`).  Returns the number of partial rows merged."""
-    parts = [partials(series_ids, times_us, values, quality, res, tz) for res in RESOLUTIONS]
-    codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
-    if not len(codes):
-        return 0
-    minutes = parts[0]
-    fresh = (
-        watermark.fresh(minutes.series_id, minutes.bucket)
-        if watermark is not None
-        else np.zeros(len(minutes), dtype=bool)
+    """Merge these readings' partials into ``rollups`` (`partials_to_store`); call
+    inside a transaction, with `create_staging` done on this connection.  ``latest``
+    is the writer's memory of each series' latest reading (`core.rollups.LatestTimes`);
+    ``minutes`` is ingest's choice unless a benchmark asks otherwise (`MinuteRows`).
+    Returns the number of partial rows merged."""
+    parts = partials_to_store(
+        series_ids, times_us, values, quality, tz, latest=latest, minutes=minutes
     )
-    codes[: len(minutes)][fresh] = FRESH_MINUTE
+    if not parts:
+        return 0
     with conn.cursor() as cur:
-        _stage(cur, parts, codes)
-        if fresh.any():
-            try:
-                with conn.transaction():  # a savepoint: a conflict undoes only this
-                    cur.execute(_INSERT_FRESH_SQL)
-                cur.execute(_MERGE_REST_SQL)
-            except psycopg.errors.UniqueViolation:
-                cur.execute(MERGE_SQL)
-        else:
-            cur.execute(MERGE_SQL)
+        _stage(cur, parts)
+        cur.execute(MERGE_SQL)
         cur.execute(MARK_DAYS_SQL)
-    if watermark is not None:
-        watermark.advance(minutes.series_id, minutes.bucket)
-    return len(codes)
+    return sum(len(p) for p in parts)
+
+
+# -- reading minutes back ---------------------------------------------------------------
+
+#: the columns of `minute_partials_query`'s rows: the rollups table's, from the bucket on
+MINUTE_COLUMNS = ROLLUP_COLUMNS[1:]
+
+_MINUTE_PARTIALS = """
+    SELECT x.* FROM generate_series(
+        -- from the day of the series' first hour in the range (no walk through empty days)
+        date_bin('1 day', greatest(%(minutes_from)s, (
+            SELECT min(f.bucket) FROM rollups f
+            WHERE f.series_id = {series} AND f.resolution = '1h'
+              AND f.bucket > %(minutes_from)s - interval '1 hour')), timestamptz 'epoch'),
+        %(minutes_to)s, interval '1 day') AS d(day)
+    CROSS JOIN LATERAL (SELECT greatest(d.day, %(minutes_from)s) AS lo,
+                               least(d.day + interval '1 day', %(minutes_to)s) AS hi) b
+    CROSS JOIN LATERAL (
+        WITH hours AS MATERIALIZED (
+            SELECT h.bucket AS hour, h.count = coalesce(
+                       (SELECT sum(m.count) FROM rollups m
+                        WHERE m.series_id = h.series_id AND m.resolution = '1m'
+                          AND m.bucket >= h.bucket AND m.bucket < h.bucket + interval '1 hour'),
+                       0) AS stored
+            FROM rollups h
+            WHERE h.series_id = {series} AND h.resolution = '1h'
+              AND h.bucket > b.lo - interval '1 hour' AND h.bucket < b.hi)
+        SELECT m.bucket, m.count, m.good_count, m.sum, m.sum_sq, m.min, m.max,
+               m.first_time, m.first_value, m.last_time, m.last_value
+        FROM hours c JOIN rollups m
+          ON c.stored AND m.series_id = {series} AND m.resolution = '1m'
+         AND m.bucket >= c.hour AND m.bucket < c.hour + interval '1 hour'
+         AND m.bucket >= b.lo AND m.bucket < b.hi
+        UNION ALL
+        SELECT y.* FROM (
+            SELECT date_bin('1 minute', r.time, timestamptz 'epoch') AS bucket,
+                   count(*)::int4, (count(*) FILTER (WHERE r.quality IN (1, 2)))::int4,
+                   sum(r.value), sum(r.value * r.value), min(r.value), max(r.value),
+                   min(r.time), (array_agg(r.value ORDER BY r.time))[1],
+                   max(r.time), (array_agg(r.value ORDER BY r.time DESC))[1]
+            FROM readings r
+            WHERE EXISTS (SELECT FROM hours WHERE NOT stored) AND r.series_id = {series}
+              AND r.time >= b.lo AND r.time < b.hi + interval '1 minute'
+              AND r.time >= %(minutes_from)s AND r.time < %(readings_to)s
+              AND r.quality NOT IN (4, 9) AND r.value <> 'NaN'
+            GROUP BY 1) y
+        WHERE y.bucket >= b.lo AND y.bucket < b.hi AND NOT EXISTS (
+            SELECT FROM hours c
+            WHERE c.stored AND y.bucket >= c.hour AND y.bucket < c.hour + interval '1 hour')
+        ORDER BY bucket) x
+    ORDER BY d.day, x.bucket"""
+
+
+def minute_partials_query(
+    series: sql.Composable, limit: sql.Composable | None = None
+) -> sql.Composed:
+    """The 1-minute partials of one series (``series``: a placeholder or literal)
+    whose minutes start in ``[%(minutes_from)s, %(minutes_to)s)``, in time order, as
+    `MINUTE_COLUMNS`; the bounds' parameters come from `minute_bounds`.
+
+    Day by day (UTC days): an hour whose minute rows count as many readings as its
+    hourly row is read from them (a series that reports often); the minutes of the
+    day's other hours are computed from its readings with the rollups' rules (FAIL,
+    MISSING and NaN left out; first and last the earliest and latest reading), in
+    one pass along the readings' primary key (series_id, time) over the day, skipped
+    when every hour has its rows.  An hour with no hourly row has no usable reading,
+    so no minute.  The plan streams: with a LIMIT, PostgreSQL walks the days in
+    order and stops after enough minutes, so a page costs what its days cost however
+    long the range is.
+
+    A pass a day, not one an hour: a series reporting once a minute has no minute
+    rows, and computing its day hour by hour (a nested loop over the hypertable) cost
+    PostgreSQL about five times the plain GROUP BY (bench/api.py --minutes).  The
+    worst case, a day whose stored hours alternate with computed ones, costs what
+    computing the day from the readings costs.  (The constant bounds on the readings
+    let TimescaleDB leave out the chunks outside the range when planning.)
+    """
+    query = sql.SQL(_MINUTE_PARTIALS).format(series=series)
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(limit)
+    return query
+
+
+def minute_bounds(start: datetime, end: datetime) -> dict[str, datetime]:
+    """The parameters of `minute_partials_query` for minutes starting in [start, end)."""
+    return {
+        "minutes_from": start,
+        "minutes_to": end,
+        # the last minute's readings end less than a minute after ``end``
+        "readings_to": end + timedelta(minutes=1),
+    }
 
 
 #: replace a stored row by the new one, column by column
@@ -264,11 +336,13 @@ def recompute_hours(
     tz: str = DEFAULT_TZ,
 ) -> int:
     """Recompute the rollups around these readings from what ``readings`` holds now:
-    the minute and hour buckets of each reading's hour from its readings, and the
-    day from its hours.  For readings whose flag changed after they were stored (a
-    spike is only seen once the next reading arrives): a FAIL leaves the rollup, and
-    min, max, first and last cannot be "un-merged", so the buckets are recomputed;
-    an hour is small.  Call inside a transaction, with `create_staging` done.
+    the hour bucket of each reading's hour (and its minute buckets, for a series that
+    reports often enough to have them: `core.rollups.minute_readings` judged on the
+    hour) from its readings, and the day from its hours.  For readings whose flag
+    changed after they were stored (a spike is only seen once the next reading
+    arrives): a FAIL leaves the rollup, and min, max, first and last cannot be
+    "un-merged", so the buckets are recomputed; an hour is small.  Call inside a
+    transaction, with `create_staging` done.
 
     Safe beside concurrent merges: rows are replaced, not added to, from readings
     read after the old rows were deleted; another worker's merge either committed
@@ -298,13 +372,19 @@ def recompute_hours(
         ).fetchall()
     if rows:
         readings = reading_arrays(rows)
-        parts = [partials(*readings, res, tz) for res in ("1m", "1h")]
-        codes = np.concatenate([np.full(len(p), i, np.int16) for i, p in enumerate(parts)])
-        if len(codes):
+        parts = [partials(*readings, "1h", tz)]
+        series, times, values, quality = readings
+        often = minute_readings(series, times)
+        if often.any():
+            parts.append(
+                partials(series[often], times[often], values[often], quality[often], "1m", tz)
+            )
+        parts = [p for p in parts if len(p)]
+        if parts:
             with conn.cursor() as cur:
                 # the batch's own merge may have filled the staging table already
                 cur.execute("DELETE FROM rollups_staging")
-                _stage(cur, parts, codes)
+                _stage(cur, parts)
                 cur.execute(REPLACE_SQL)
                 cur.execute("DELETE FROM rollups_staging")
     day_starts = bucket_starts(keys[1] * HOUR_US, "1d", tz)

@@ -11,8 +11,9 @@ value, or comes twice in the batch with two values, is not stored; the message g
 to quarantine as ``conflicting_value`` with both values.  The first value committed
 stays; an identical one is a duplicate, as before.
 
-The same transaction counts the messages committed under the worker's client id and
-remembers its time-less messages (`ingest.redelivery`).
+The same transaction counts the messages committed under the worker's client id,
+remembers its time-less messages (`ingest.redelivery`) and announces the stored
+readings to live listeners (`db.stream`: one NOTIFY per batch, delivered at commit).
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import TupleRow
 
+from core.rollups import LatestTimes
 from db.catalogue import Metric, load_catalogue
 from db.pgcopy import Column, encode_rows
 from db.rollups import (
-    MinuteWatermark,
     create_staging,
     merge_partials,
     reading_arrays,
     recompute_hours,
 )
+from db.stream import notify_readings
 from ingest.pipeline import PreparedBatch, QuarantineRow, RecentReadings
 from ingest.redelivery import REUSE_WINDOW, RecordedDelivery, latest_deliveries
 
@@ -175,8 +177,9 @@ class BatchWriter:
         self.url = url
         #: merge rollup partials in the readings' transaction (off only to measure)
         self.rollups = rollups
-        #: which 1-minute buckets are probably new (a hint that saves upserts)
-        self.minutes = MinuteWatermark()
+        #: each series' latest reading merged: which series report often enough to
+        #: get 1-minute rollup rows (`core.rollups.minute_readings`)
+        self.latest = LatestTimes()
         self.application_name = application_name
         self.conn: psycopg.Connection[TupleRow] | None = None
 
@@ -206,6 +209,8 @@ class BatchWriter:
                 inserted = len(new_rows.values)
                 if self.rollups and inserted:
                     self._rollups(conn, new_rows)
+                if inserted:
+                    notify_readings(conn, new_rows.series_ids, new_rows.times_us)
                 revised = self._revisions(conn, batch) if len(batch.revised) else 0
                 conflict_rows, changes = (
                     _conflict_quarantine(conn, batch, conflicts) if conflicts else ((), Counter())
@@ -340,16 +345,17 @@ class BatchWriter:
         return len(changed)
 
     def _rollups(self, conn: psycopg.Connection[TupleRow], rows: NewRows) -> None:
-        """Merge the batch's partial aggregates into ``rollups`` (all resolutions), in
-        the same transaction as the readings: a reading is in a rollup exactly when it
-        is stored.  The upsert mirrors `core.rollups.merge` (see its docstring)."""
+        """Merge the batch's partial aggregates into ``rollups`` (hours and days; minutes
+        of series that report often), in the same transaction as the readings: a
+        reading is in a rollup exactly when it is stored.  The upsert mirrors
+        `core.rollups.merge` (see its docstring)."""
         merge_partials(
             conn,
             rows.series_ids,
             rows.times_us,
             rows.values,
             rows.quality,
-            watermark=self.minutes,
+            latest=self.latest,
         )
 
     @staticmethod

@@ -119,6 +119,8 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
             f"cannot serve the API on {host}:{port}: the port is in use "
             "(choose another with --port or SMARTBY_API_PORT)"
         )
+    if port:  # where it listens, for links written without a request (`api.sensorthings.mqtt`)
+        settings = settings.model_copy(update={"api_host": host, "api_port": port})
     push = push_service(settings)
     try:
         serve(

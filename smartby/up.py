@@ -81,6 +81,8 @@ _ACCOUNT_VARIABLES = frozenset(
         "SMARTBY_MQTT_PASSWORD",
         "SMARTBY_BROKER_ADMIN_USERNAME",
         "SMARTBY_BROKER_ADMIN_PASSWORD",
+        "SMARTBY_STA_PUBLISHER_PASSWORD",
+        "SMARTBY_PUBLIC_BRIDGE_PASSWORD",
     }
 )
 
@@ -363,7 +365,9 @@ class Supervisor:
             "SMARTBY_INGEST_METRICS_PORT": str(self.ports["ingest_metrics"]),
         }
         # only the ingest worker gets the ingest account (its user name is its client
-        # id), and only the API, whose admin routes change devices, the broker's admin
+        # id), and only the API, whose admin routes change devices, the broker's admin;
+        # the API also publishes the SensorThings stream (`api.sensorthings.mqtt`) on
+        # our broker, which the bridge carries to the public one
         accounts = self.accounts
         child_env = {
             "ingest": {
@@ -375,6 +379,9 @@ class Supervisor:
                 "SMARTBY_ADMIN_DATABASE_URL": logins["admin"],
                 "SMARTBY_BROKER_ADMIN_USERNAME": accounts.admin_username,
                 "SMARTBY_BROKER_ADMIN_PASSWORD": accounts.admin_password or "",
+                "SMARTBY_STA_MQTT_PUBLISH": "true",
+                "SMARTBY_STA_PUBLISHER_PASSWORD": accounts.sta_publisher_password or "",
+                "SMARTBY_STA_MQTT_PUBLIC_URL": f"mqtt://127.0.0.1:{self.ports['mqtt_public']}",
             },
         }
         api_port = self.ports["api"]

@@ -32,8 +32,9 @@ BucketParam = Annotated[
     Bucket,
     Query(
         description="raw: every reading with its QC flag; 1m, 1h, 1d: aggregates from the "
-        "rollups (days are local days). Traffic metrics: 1h or 1d only. Default range: "
-        "one day before `to` for raw and 1m, 30 days for 1h, 365 days for 1d."
+        "rollups (days are local days). 1m is there as long as the raw readings are kept "
+        "(SMARTBY_RETENTION_RAW); 1h and 1d for ever. Traffic metrics: 1h or 1d only. "
+        "Default range: one day before `to` for raw and 1m, 30 days for 1h, 365 days for 1d."
     ),
 ]
 

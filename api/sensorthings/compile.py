@@ -2,15 +2,13 @@
 params)``, unit-tested without a database (tests/api/test_sensorthings_compile.py).
 
 Values from the request are always parameters (`Params`); identifiers and the
-fixed SQL of `api.sensorthings.model` are the only SQL text.  A ``$filter`` is
-type-checked against the entity before any SQL exists, so a query that reaches the
-database is well-typed: mistakes are `ODataError`s (400), never database errors.
+fixed SQL of `api.sensorthings.model` are the only SQL text.  ``$filter`` is
+`api.sensorthings.filters`'.
 
-Navigation in ``$filter`` (``Thing/name eq 'x'``, ``Datastream/ObservedProperty/name
-eq 'PM2.5'``) becomes ``EXISTS`` over the related entity, one level per hop, which
-for a to-many navigation is OData's implicit "any".  On Observations, top-level
-``and`` terms that only look at the Datastream are applied to the series before any
-reading is read.
+Paging through Observations in the default order (or by phenomenonTime alone) is by a
+keyset: the nextLink carries the last row's (phenomenonTime, Datastream id) as
+``$skiptoken`` (`Keyset`), so the next page starts right after it however many rows
+arrived meanwhile, and a deep page costs what the first does.
 
 Observations are read per series (`observation_rows`): for each series the readings
 (or, for aggregate-only series, the hourly rollups) under a ``LATERAL`` join, with the
@@ -22,15 +20,22 @@ chunks — and never a sort of the whole table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from psycopg import sql
 
+from api.sensorthings.filters import (
+    FilterCompiler,
+    Params,
+    Where,
+    compile_filter,
+    exclude_failed,
+    id_condition,
+    key_condition,
+)
 from api.sensorthings.model import (
-    BASE_PARAMS,
-    ENTITIES,
     OBSERVATION,
     OBSERVATION_COLUMNS,
     PRIVATE,
@@ -40,41 +45,33 @@ from api.sensorthings.model import (
     Entity,
     Nav,
     Prop,
-    PropType,
 )
-from api.sensorthings.odata import (
-    COMPARISONS,
-    Binary,
-    Call,
-    Negate,
-    Node,
-    Not,
-    ODataError,
-    OrderBy,
-    Path,
-    QueryOptions,
-    paths_in,
-)
-from api.sensorthings.odata import Literal as ODataLiteral
+from api.sensorthings.odata import ODataError, OrderBy, QueryOptions
+
+__all__ = [
+    "Keyset",
+    "Layout",
+    "Params",
+    "Where",
+    "compile_filter",
+    "count_query",
+    "entity_query",
+    "exclude_failed",
+    "exists_query",
+    "format_id",
+    "id_condition",
+    "key_condition",
+    "keyset_direction",
+    "observation_id",
+    "parent_keys",
+    "parse_id",
+    "rows_query",
+]
 
 Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
 S = sql.SQL
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class Params:
-    """Named parameters of one query: ``add`` returns the placeholder of a value."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = dict(BASE_PARAMS)
-        self._count = 0
-
-    def add(self, value: Any) -> sql.Placeholder:
-        name = f"p{self._count}"
-        self._count += 1
-        self.values[name] = value
-        return sql.Placeholder(name)
 
 
 # ---------------------------------------------------------------------- ids
@@ -115,397 +112,57 @@ def observation_id(series_id: int, moment: datetime) -> str:
     return f"{series_id}-{micros}"
 
 
-# ---------------------------------------------------------------------- conditions
-
-
-@dataclass(slots=True)
-class Where:
-    """Conditions on an entity's rows.  For Observations, ``series`` conditions apply
-    to the series (aliases ``ds``, ``ds_d``, ``ds_m``) before readings are read, and
-    ``rows`` to the observation rows (alias ``ob``); elsewhere both simply apply."""
-
-    rows: list[sql.Composable] = field(default_factory=list)
-    series: list[sql.Composable] = field(default_factory=list)
-
-    def all(self) -> list[sql.Composable]:
-        return [*self.series, *self.rows]
-
-
-def key_condition(entity: Entity, key: str, rhs: sql.Composable, where: Where) -> None:
-    """``<entity key> <rhs>`` (rhs like ``= %s`` or ``IN (…)``), where it is cheapest."""
-    branch_keys: dict[str, sql.Composable] = entity.extra.get("branch_keys", {})
-    if key in branch_keys:
-        where.series.append(S("{} {}").format(branch_keys[key], rhs))
-    else:
-        where.rows.append(S("{} {}").format(entity.keys[key], rhs))
-
-
-def id_condition(entity: Entity, key: Any, params: Params, where: Where) -> None:
-    if entity is OBSERVATION:
-        series_id, moment = key
-        where.series.append(S("ds.id = {}").format(params.add(series_id)))
-        where.rows.append(S("ob.phenomenon_time = {}").format(params.add(moment)))
-    else:
-        where.rows.append(S("{} = {}").format(entity.id_expr, params.add(key)))
-
-
-# ---------------------------------------------------------------------- $filter
-
-ValueType = PropType | Literal["null"]
+# ---------------------------------------------------------------------- keyset paging
 
 
 @dataclass(frozen=True, slots=True)
-class Typed:
-    expr: sql.Composable
-    type: ValueType
-    text: sql.Composable | None = None  # a JSON value as text (#>>), for string functions
+class Keyset:
+    """A position in Observations ordered by (phenomenonTime, Datastream id), time
+    ascending or descending: the last row of a page, for the next to start after."""
 
+    descending: bool
+    micros: int  # phenomenonTime, microseconds since the epoch
+    series_id: int
 
-_SQL_OPERATORS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-_STRING_FUNCTIONS = frozenset({"substringof", "contains", "startswith", "endswith"})
-_DATE_PARTS = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute"}
+    def token(self) -> str:
+        return f"{'d' if self.descending else 'a'}{self.micros}.{self.series_id}"
 
+    @classmethod
+    def parse(cls, text: str, option: str = "$skiptoken") -> Keyset:
+        found = re.fullmatch(r"([ad])(-?[0-9]{1,19})\.([0-9]{1,10})", text.strip())
+        if found is None or int(found.group(3)) > 2**31 - 1:
+            raise ODataError(option, "is not a position this service handed out in a nextLink")
+        return cls(found.group(1) == "d", int(found.group(2)), int(found.group(3)))
 
-def _strip_first(node: Node, navigation: str) -> Node:
-    """The tree with ``navigation/`` taken off the front of every path through it."""
-    match node:
-        case Path(segments=segments):
-            return Path(segments[1:]) if segments[0] == navigation else node
-        case Call(name=name, args=args):
-            return Call(name, tuple(_strip_first(a, navigation) for a in args))
-        case Binary(op=op, left=left, right=right):
-            return Binary(op, _strip_first(left, navigation), _strip_first(right, navigation))
-        case Not(operand=operand):
-            return Not(_strip_first(operand, navigation))
-        case Negate(operand=operand):
-            return Negate(_strip_first(operand, navigation))
-        case _:
-            return node
-
-
-def _describe(node: Node) -> str:
-    match node:
-        case Path():
-            return str(node)
-        case ODataLiteral(kind="string", value=value):
-            return repr(value)
-        case ODataLiteral(value=value, kind=kind):
-            if kind == "null":
-                return "null"
-            return str(value).lower() if kind == "boolean" else str(value)
-        case Call(name=name):
-            return f"{name}(…)"
-        case _:
-            return "the expression"
-
-
-class FilterCompiler:
-    """Compiles a ``$filter`` tree to a boolean SQL expression over one entity."""
-
-    def __init__(self, params: Params, option: str = "$filter") -> None:
-        self.params = params
-        self.option = option
-
-    def error(self, message: str) -> ODataError:
-        return ODataError(self.option, message)
-
-    # -- booleans
-
-    def condition(self, node: Node, entity: Entity) -> sql.Composable:
-        match node:
-            case Binary(op="and" | "or", left=left, right=right):
-                joiner = S(" AND ") if node.op == "and" else S(" OR ")
-                return S("({})").format(
-                    joiner.join([self.condition(left, entity), self.condition(right, entity)])
-                )
-            case Not(operand=operand):
-                return S("(NOT {})").format(self.condition(operand, entity))
-            case _:
-                return self.leaf(node, entity)
-
-    def leaf(self, node: Node, entity: Entity) -> sql.Composable:
-        """A comparison or boolean function; through navigation, wrapped in EXISTS."""
-        navigations: list[str] = []
-        own: list[Path] = []
-        for path in paths_in(node):
-            if path.segments[0] in entity.navs:
-                if len(path.segments) == 1:
-                    raise self.error(
-                        f"{path} is a navigation property of {entity.set_name}; name one of "
-                        f"its properties, e.g. {path}/name"
-                    )
-                navigations.append(path.segments[0])
-            else:
-                own.append(path)
-        if not navigations:
-            return self.boolean(node, entity)
-        if own or len(set(navigations)) > 1:
-            mixed = ", ".join(str(p) for p in paths_in(node))
-            raise self.error(
-                f"one comparison cannot mix properties of different entities ({mixed})"
+    def condition(self, params: Params, where: Where) -> None:
+        """Rows after this one, inside each series (``time >= t`` bounds the index scan)."""
+        try:
+            moment = _EPOCH + timedelta(microseconds=self.micros)
+        except OverflowError:
+            raise ODataError("$skiptoken", "holds a time out of range") from None
+        t = params.add(moment)
+        s = params.add(self.series_id)
+        if self.descending:
+            cond = (
+                "(ob.phenomenon_time <= {t} AND (ob.phenomenon_time < {t} OR ob.series_id > {s}))"
             )
-        nav = entity.navs[navigations[0]]
-        target = ENTITIES[nav.target]
-        if target is OBSERVATION:
-            raise self.error(
-                "filtering through Observations is not supported; query the Observations "
-                "and filter on their Datastream instead"
-            )
-        inner = self.leaf(_strip_first(node, nav.name), target)
-        return S("EXISTS (SELECT 1 FROM {} WHERE {} = {} AND {})").format(
-            target.source, target.keys[nav.target_key], entity.keys[nav.parent_key], inner
-        )
-
-    def boolean(self, node: Node, entity: Entity) -> sql.Composable:
-        value = self.value(node, entity)
-        if value.type == "boolean":
-            return value.expr
-        if value.type == "json":
-            return S("({} = 'true'::jsonb)").format(value.expr)
-        raise self.error(
-            f"{_describe(node)} is not a condition: compare it with eq, ne, gt, ge, lt or le"
-        )
-
-    # -- values
-
-    def value(self, node: Node, entity: Entity) -> Typed:
-        match node:
-            case ODataLiteral():
-                return self.literal(node)
-            case Path():
-                return self.path(node, entity)
-            case Negate(operand=operand):
-                return Typed(S("(- {})").format(self.number(operand, entity, "-")), "number")
-            case Binary(op=op, left=left, right=right) if op in COMPARISONS:
-                return Typed(self.compare(op, left, right, entity), "boolean")
-            case Binary(op="and" | "or") | Not():
-                return Typed(self.condition(node, entity), "boolean")
-            case Binary(op=op, left=left, right=right):
-                return self.arithmetic(op, left, right, entity)
-            case Call():
-                return self.call(node, entity)
-        raise self.error("unsupported expression")  # pragma: no cover
-
-    def literal(self, node: ODataLiteral) -> Typed:
-        if node.kind == "null":
-            return Typed(S("NULL"), "null")
-        if node.kind == "string":
-            return Typed(S("{}::text").format(self.params.add(node.value)), "string")
-        if node.kind == "number":
-            cast = S("::int8") if isinstance(node.value, int) else S("::float8")
-            if isinstance(node.value, int) and abs(node.value) >= 2**63:
-                cast = S("::numeric")
-            return Typed(self.params.add(node.value) + cast, "number")
-        if node.kind == "boolean":
-            return Typed(S("TRUE") if node.value else S("FALSE"), "boolean")
-        return Typed(S("{}::timestamptz").format(self.params.add(node.value)), "datetime")
-
-    def path(self, node: Path, entity: Entity) -> Typed:
-        name, *rest = node.segments
-        if name in ("id", "@iot.id"):
-            if rest:
-                raise self.error(f"{name} has no sub-properties")
-            return Typed(entity.id_expr, "number" if entity.id_is_int else "string")
-        prop = entity.props.get(name)
-        if prop is None:
-            if name in entity.navs:
-                raise self.error(
-                    f"one comparison cannot mix properties of different entities ({node})"
-                )
-            known = ", ".join(["id", *entity.props, *entity.navs])
-            raise self.error(f"{entity.set_name} have no property {name!r} (known: {known})")
-        if not prop.filterable:
-            raise self.error(f"{entity.set_name} cannot be filtered or ordered on {name}")
-        if not rest:
-            if prop.type == "json":
-                return Typed(prop.expr, "json", S("({})::text").format(prop.expr))
-            return Typed(prop.expr, prop.type)
-        if prop.type != "json":
-            raise self.error(f"{name} of {entity.set_name} has no sub-properties ({node})")
-        keys = self.params.add(list(rest))
-        return Typed(
-            S("({} #> {}::text[])").format(prop.expr, keys),
-            "json",
-            S("({} #>> {}::text[])").format(prop.expr, keys),
-        )
-
-    def number(self, node: Node, entity: Entity, what: str) -> sql.Composable:
-        value = self.value(node, entity)
-        if value.type == "json":
-            raise self.error(f"{what} needs numbers; {_describe(node)} is a JSON value")
-        if value.type != "number":
-            raise self.error(f"{what} needs numbers; {_describe(node)} is a {value.type}")
-        return value.expr
-
-    def text(self, node: Node, entity: Entity, what: str) -> sql.Composable:
-        value = self.value(node, entity)
-        if value.type == "string":
-            return value.expr
-        if value.type == "json" and value.text is not None:
-            return value.text
-        raise self.error(f"{what} needs text; {_describe(node)} is a {value.type}")
-
-    def datetime_(self, node: Node, entity: Entity, what: str) -> sql.Composable:
-        value = self.value(node, entity)
-        if value.type != "datetime":
-            raise self.error(f"{what} needs a date-time; {_describe(node)} is a {value.type}")
-        return value.expr
-
-    def arithmetic(self, op: str, left: Node, right: Node, entity: Entity) -> Typed:
-        a = self.number(left, entity, op)
-        b = self.number(right, entity, op)
-        if op == "div":  # no division by zero reaches the database: x div 0 is null
-            return Typed(S("({} / nullif({}, 0))").format(a, b), "number")
-        if op == "mod":
-            return Typed(S("mod(({})::numeric, nullif({}, 0)::numeric)").format(a, b), "number")
-        symbol = {"add": "+", "sub": "-", "mul": "*"}[op]
-        return Typed(S("({} {} {})").format(a, S(symbol), b), "number")
-
-    def call(self, node: Call, entity: Entity) -> Typed:
-        name, args = node.name, node.args
-        if name in _STRING_FUNCTIONS:
-            if name == "substringof":  # substringof(needle, haystack), OData 2 / STA 1.x
-                needle, haystack = args
-            elif name == "contains":
-                haystack, needle = args
-            else:
-                haystack, needle = args
-            h = self.text(haystack, entity, name)
-            n = self.text(needle, entity, name)
-            if name == "startswith":
-                return Typed(S("starts_with({}, {})").format(h, n), "boolean")
-            if name == "endswith":
-                return Typed(S("(right({h}, length({n})) = {n})").format(h=h, n=n), "boolean")
-            return Typed(S("(strpos({}, {}) > 0)").format(h, n), "boolean")
-        if name == "length":
-            return Typed(S("length({})").format(self.text(args[0], entity, name)), "number")
-        if name == "indexof":
-            s, sub = (self.text(a, entity, name) for a in args)
-            return Typed(S("(strpos({}, {}) - 1)").format(s, sub), "number")
-        if name == "substring":
-            s = self.text(args[0], entity, name)
-            start = self.number(args[1], entity, name)
-            if len(args) == 3:
-                length = self.number(args[2], entity, name)
-                expr = S("substr({}, ({})::int + 1, greatest(({})::int, 0))").format(
-                    s, start, length
-                )
-            else:
-                expr = S("substr({}, ({})::int + 1)").format(s, start)
-            return Typed(expr, "string")
-        if name in ("tolower", "toupper", "trim"):
-            function = {"tolower": "lower", "toupper": "upper", "trim": "btrim"}[name]
-            return Typed(
-                S("{}({})").format(S(function), self.text(args[0], entity, name)), "string"
-            )
-        if name == "concat":
-            a, b = (self.text(x, entity, name) for x in args)
-            return Typed(S("({} || {})").format(a, b), "string")
-        if name in _DATE_PARTS:
-            moment = self.datetime_(args[0], entity, name)
-            return Typed(
-                S("extract({} FROM ({}) AT TIME ZONE 'UTC')::int").format(
-                    S(_DATE_PARTS[name]), moment
-                ),
-                "number",
-            )
-        if name == "second":
-            moment = self.datetime_(args[0], entity, name)
-            return Typed(
-                S("floor(extract(second FROM ({}) AT TIME ZONE 'UTC'))::int").format(moment),
-                "number",
-            )
-        if name in ("round", "floor", "ceiling"):
-            function = {"round": "round", "floor": "floor", "ceiling": "ceil"}[name]
-            return Typed(
-                S("{}({})").format(S(function), self.number(args[0], entity, name)), "number"
-            )
-        if name == "now":
-            return Typed(S("now()"), "datetime")
-        raise self.error(f"unsupported function {name}")  # pragma: no cover
-
-    def _coerced(self, node: Node, to: ValueType) -> Typed | None:
-        """A literal taken as the other side's type where OData clients write it
-        loosely: '5' for a numeric id, 5 for a string id, a quoted date-time."""
-        if not isinstance(node, ODataLiteral):
-            return None
-        if node.kind == "string" and to == "number":
-            try:
-                number = int(str(node.value))
-            except ValueError:
-                return None
-            return self.literal(ODataLiteral(number, "number"))
-        if node.kind == "number" and to == "string":
-            return self.literal(ODataLiteral(str(node.value), "string"))
-        if node.kind == "string" and to == "datetime":
-            try:
-                moment = datetime.fromisoformat(str(node.value).replace("z", "Z"))
-            except ValueError:
-                return None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-            return self.literal(ODataLiteral(moment, "datetime"))
-        return None
-
-    def compare(self, op: str, left: Node, right: Node, entity: Entity) -> sql.Composable:
-        a = self.value(left, entity)
-        b = self.value(right, entity)
-        operator = S(_SQL_OPERATORS[op])
-        if a.type == "null" or b.type == "null":
-            if op not in ("eq", "ne"):
-                raise self.error(f"null can only be compared with eq or ne, not {op}")
-            if a.type == b.type:
-                return S("TRUE") if op == "eq" else S("FALSE")
-            other = b if a.type == "null" else a
-            test = S("IS NULL") if op == "eq" else S("IS NOT NULL")
-            return S("({} {})").format(other.expr, test)
-        if a.type == "json" or b.type == "json":
-            return self._compare_json(op, a, b, left, right)
-        if a.type != b.type:
-            a = self._coerced(left, b.type) or a
-            b = self._coerced(right, a.type) or b
-        if a.type != b.type:
-            raise self.error(
-                f"cannot compare {_describe(left)} ({a.type}) with {_describe(right)} ({b.type})"
-            )
-        return S("({} {} {})").format(a.expr, operator, b.expr)
-
-    def _compare_json(self, op: str, a: Typed, b: Typed, left: Node, right: Node) -> sql.Composable:
-        """A JSON member against a value: jsonb against jsonb, so numbers compare as
-        numbers and text as text, and a member of another type is simply unequal."""
-
-        def as_jsonb(value: Typed, node: Node) -> sql.Composable:
-            if value.type == "json":
-                return value.expr
-            if value.type in ("string", "number", "boolean"):
-                return S("to_jsonb({})").format(value.expr)
-            raise self.error(f"cannot compare a JSON member with {_describe(node)} ({value.type})")
-
-        return S("({} {} {})").format(as_jsonb(a, left), S(_SQL_OPERATORS[op]), as_jsonb(b, right))
-
-
-def compile_filter(
-    node: Node, entity: Entity, params: Params, where: Where, option: str = "$filter"
-) -> None:
-    """Add the filter's conditions to ``where``.  On Observations, ``and`` terms that
-    only name Datastream properties go to the series level."""
-    compiler = FilterCompiler(params, option)
-    if entity is not OBSERVATION:
-        where.rows.append(compiler.condition(node, entity))
-        return
-    datastream = ENTITIES["Datastreams"]
-    for term in _conjuncts(node):
-        paths = paths_in(term)
-        if paths and all(p.segments[0] == "Datastream" and len(p.segments) > 1 for p in paths):
-            where.series.append(compiler.condition(_strip_first(term, "Datastream"), datastream))
         else:
-            where.rows.append(compiler.condition(term, entity))
+            cond = (
+                "(ob.phenomenon_time >= {t} AND (ob.phenomenon_time > {t} OR ob.series_id > {s}))"
+            )
+        where.rows.append(S(cond).format(t=t, s=s))
 
 
-def _conjuncts(node: Node) -> list[Node]:
-    if isinstance(node, Binary) and node.op == "and":
-        return _conjuncts(node.left) + _conjuncts(node.right)
-    return [node]
+def keyset_direction(entity: Entity, options: QueryOptions) -> bool | None:
+    """Whether a page of ``entity`` can be continued by a keyset: None when not; else
+    whether phenomenonTime descends."""
+    if entity is not OBSERVATION:
+        return None
+    if not options.orderby:
+        return False
+    if len(options.orderby) == 1 and options.orderby[0].path.segments == ("phenomenonTime",):
+        return options.orderby[0].descending
+    return None
 
 
 # ---------------------------------------------------------------------- $orderby, $select
@@ -522,7 +179,9 @@ def compile_orderby(
             raise ODataError(
                 option, f"ordering by a navigation property ({item.path}) is not supported"
             )
-        terms.append((compiler.path(item.path, entity).expr, item.descending))
+        typed = compiler.path(item.path, entity)
+        expr = S('({}) COLLATE "C"').format(typed.expr) if typed.type == "string" else typed.expr
+        terms.append((expr, item.descending))
     terms.extend(entity.default_order)
     if entity is OBSERVATION:
         terms.append((S("ob.series_id"), False))
@@ -713,12 +372,18 @@ def entity_query(
     single: bool = False,
     partition_key: str | None = None,
     option_prefix: str = "",
+    after: Keyset | None = None,
 ) -> tuple[Query, Layout]:
     """A page of entities (or the one entity) with the columns `Layout` describes:
     id, the selected properties, then the keys the expanded navigations need (and
-    the partition key and row number for expanded collections)."""
+    the partition key and row number for expanded collections).  ``after`` starts the
+    page after a keyset position; ``where`` itself (what a count reads) keeps only
+    the filter."""
     if options.filter is not None and not single:
         compile_filter(options.filter, entity, params, where, option_prefix + "$filter")
+    if after is not None:
+        where = Where(list(where.rows), list(where.series))
+        after.condition(params, where)
     selection = resolve_select(entity, options.select, option_prefix + "$select")
     expand_keys: list[str] = []
     for item in options.expand:

@@ -5,12 +5,17 @@ entity set             rows                                                  @io
 =====================  ===================================================  ============
 Things                 sites                                                 site id
 Locations              sites: the site's point (one Location per Thing)      site id
+HistoricalLocations    sites: when the site was registered at its point      site id
 FeaturesOfInterest     sites: the site's point, what the sensors observe     site id
 Sensors                devices (public fields only, never the secret hash)   device id
 ObservedProperties     metrics                                               metric key
 Datastreams            series (one device × one metric)                      series id
 Observations           readings; traffic series: hourly rollups (below)      "<series>-<µs>"
 =====================  ===================================================  ============
+
+A site has one place, so a Thing has one Location and one HistoricalLocation: the
+time the site was registered there (``sites.created_at``).  The registry keeps no
+history of moves (a site that moves is a new site), so there is nothing older to show.
 
 An Observation's id is its series id and its phenomenon time in microseconds since
 the epoch, e.g. ``"12-1714557600000000"``: stable, unique by the readings key
@@ -24,6 +29,16 @@ are over: the result is the hour's sum for counts and its mean otherwise (speed)
 the phenomenonTime is the hour as an interval, resultTime its end, resultQuality is
 absent (an aggregate has no QARTOD flag) and ``parameters`` say how it was made.
 The Datastream's description and properties say so too.
+
+resultQuality is an ISO 19157 DQ_Element (`quality_element`): the QARTOD flag as a
+code of the IODE primary-level flag scheme, which is QARTOD's own scheme (1 good, 2
+not evaluated, 3 suspect, 4 fail, 9 missing), published by the NERC vocabulary server
+as collection L34 (`QUALITY_CODE_LIST`).  Observations flagged FAIL are left out of
+collections unless ``include_failed=true`` (`api.sensorthings.routes`), as /v1's
+aggregates leave them out: a user who averages Observations gets /v1's hourly means.
+
+A Sensor's metadata is a SensorML 2.0 description (`api.sensorthings.sensorml`), so
+its encodingType is SensorML's (18-088 Table 14) and metadata its URL.
 
 Every entity is described by its SQL source (a FROM clause with fixed aliases, one
 alias family per entity type so that nested sub-queries never clash), its
@@ -47,6 +62,12 @@ PropType = Literal["string", "number", "datetime", "boolean", "json"]
 
 OM_MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 GEOJSON = "application/geo+json"
+SENSORML = "http://www.opengis.net/doc/IS/SensorML/2.0"
+#: the IODE primary-level quality flags, which QARTOD uses (NERC vocabulary L34)
+QUALITY_CODE_LIST = "http://vocab.nerc.ac.uk/collection/L34/current/"
+QUALITY_NAMES = {1: "good", 2: "not evaluated", 3: "suspect", 4: "fail", 9: "missing"}
+#: the QARTOD flag of an Observation that failed (left out unless asked for)
+FAIL = 4
 
 #: units of the metric catalogue (SenML spelling, migration 0003): (name, definition)
 UNITS: dict[str, tuple[str, str]] = {
@@ -63,10 +84,13 @@ UNITS: dict[str, tuple[str, str]] = {
 SENML_UNITS = "https://www.iana.org/assignments/senml/senml.xhtml#senml-units"
 
 PRIVATE = sql.Placeholder("sta_private")
+#: the service root URL, a parameter of every query (absolute links built in SQL)
+BASE = sql.Placeholder("sta_base")
 #: the parameters every query built from these expressions needs (the unit table is
 #: passed as parameters too: "%RH" in SQL text would read as a placeholder)
 BASE_PARAMS: dict[str, Any] = {
     "sta_private": list(AGGREGATE_ONLY_DOMAINS),
+    "sta_base": "",
     "sta_units": list(UNITS),
     "sta_unit_names": [name for name, _ in UNITS.values()],
     "sta_unit_definitions": [definition for _, definition in UNITS.values()],
@@ -98,6 +122,64 @@ def _timestamp(value: Any) -> str | None:
     return None if value is None else iso(value)
 
 
+def _point(value: Any) -> dict[str, Any] | None:
+    """GeoJSON of [lon, lat] (RFC 7946 §3.1.2)."""
+    if not value or value[0] is None:
+        return None
+    return {"type": "Point", "coordinates": [value[0], value[1]]}
+
+
+_QUALITY_ELEMENTS: dict[int, dict[str, Any]] = {}
+
+
+def quality_element(flag: int | None) -> dict[str, Any] | None:
+    """An Observation's resultQuality: its QARTOD flag as an ISO 19157 DQ_Element
+    with a quantitative result whose value is a code of `QUALITY_CODE_LIST`."""
+    if flag is None:
+        return None
+    element = _QUALITY_ELEMENTS.get(flag)
+    if element is None:
+        element = {
+            "measure": {
+                "nameOfMeasure": "QARTOD primary flag",
+                "measureIdentification": {
+                    "code": "qartod_primary_flag",
+                    "codeSpace": QUALITY_CODE_LIST,
+                },
+            },
+            "evaluationMethod": {
+                "evaluationMethodType": "directInternal",
+                "evaluationMethodDescription": "QARTOD real-time tests at ingest: gross "
+                "range, spike, rate of change, flat line, time gap",
+            },
+            "result": {
+                "value": flag,
+                "name": QUALITY_NAMES.get(flag, "unknown"),
+                "code": f"{QUALITY_CODE_LIST}{flag}/",
+                "codeList": QUALITY_CODE_LIST,
+            },
+        }
+        _QUALITY_ELEMENTS[flag] = element
+    return element
+
+
+def quality_element_sql(flag: sql.Composable) -> sql.Composable:
+    """`quality_element` in SQL, for $filter paths (``resultQuality/result/value``)."""
+    names = S(
+        "CASE {f} WHEN 1 THEN 'good' WHEN 2 THEN 'not evaluated' WHEN 3 THEN"
+        " 'suspect' WHEN 4 THEN 'fail' WHEN 9 THEN 'missing' ELSE 'unknown' END"
+    )
+    return S(
+        "CASE WHEN {f} IS NULL THEN NULL ELSE jsonb_build_object("
+        "'measure', jsonb_build_object('nameOfMeasure', 'QARTOD primary flag',"
+        " 'measureIdentification', jsonb_build_object('code', 'qartod_primary_flag',"
+        " 'codeSpace', {cl}::text)),"
+        " 'evaluationMethod', jsonb_build_object('evaluationMethodType', 'directInternal'),"
+        " 'result', jsonb_build_object('value', {f}, 'name', {names},"
+        " 'code', {cl}::text || {f} || '/', 'codeList', {cl}::text)) END"
+    ).format(f=flag, cl=sql.Literal(QUALITY_CODE_LIST), names=names.format(f=flag))
+
+
 @dataclass(frozen=True, slots=True)
 class Prop:
     """An entity property: ``expr`` is what $filter and $orderby compare, ``select``
@@ -109,6 +191,10 @@ class Prop:
     select: sql.Composable | None = None
     render: Callable[[Any], Any] | None = None
     filterable: bool = True
+    #: a GeoJSON point property: its longitude and latitude (the geospatial functions)
+    point: tuple[sql.Composable, sql.Composable] | None = None
+    #: a time interval property: its start and end (comparisons follow 18-088 §9.3.3.5.1)
+    interval: tuple[sql.Composable, sql.Composable] | None = None
 
     @property
     def selected(self) -> sql.Composable:
@@ -182,6 +268,7 @@ THING = Entity(
     keys={"id": S("th.id")},
     navs=_navs(
         Nav("Locations", "Locations", "id", "id", to_many=True),
+        Nav("HistoricalLocations", "HistoricalLocations", "id", "id", to_many=True),
         Nav("Datastreams", "Datastreams", "id", "site_id", to_many=True),
     ),
     default_order=((S("th.id"), False),),
@@ -195,7 +282,10 @@ def _place(alias: str, name: str, kind: Literal["Location", "FeatureOfInterest"]
         "jsonb_build_object('type', 'Point', 'coordinates', jsonb_build_array({a}.lon, {a}.lat))"
     ).format(a=a)
     if kind == "Location":
-        navs = _navs(Nav("Things", "Things", "id", "id", to_many=True))
+        navs = _navs(
+            Nav("Things", "Things", "id", "id", to_many=True),
+            Nav("HistoricalLocations", "HistoricalLocations", "id", "id", to_many=True),
+        )
         what = "Location of"
         set_name = "Locations"
         geometry_prop = "location"
@@ -218,7 +308,20 @@ def _place(alias: str, name: str, kind: Literal["Location", "FeatureOfInterest"]
                 "string",
             ),
             Prop("encodingType", sql.Literal(GEOJSON), "string"),
-            Prop(geometry_prop, geometry, "json"),
+            Prop(
+                geometry_prop,
+                geometry,
+                "json",
+                point=(S("{}.lon").format(a), S("{}.lat").format(a)),
+            ),
+            Prop(
+                "properties",
+                S(
+                    "{a}.properties || jsonb_build_object('site', {a}.id, 'kind', {a}.kind,"
+                    " 'municipality', {a}.municipality)"
+                ).format(a=a),
+                "json",
+            ),
         ),
         keys={"id": S("{}.id").format(a)},
         navs=navs,
@@ -230,6 +333,22 @@ def _place(alias: str, name: str, kind: Literal["Location", "FeatureOfInterest"]
 
 LOCATION = _place("lo", "Locations", "Location")
 FEATURE = _place("fo", "FeaturesOfInterest", "FeatureOfInterest")
+
+HISTORICAL_LOCATION = Entity(
+    name="HistoricalLocation",
+    set_name="HistoricalLocations",
+    source=S("sites hl"),
+    id_expr=S("hl.id"),
+    id_is_int=False,
+    props=_props(Prop("time", S("hl.created_at"), "datetime", render=_timestamp)),
+    keys={"id": S("hl.id")},
+    navs=_navs(
+        Nav("Thing", "Things", "id", "id", to_many=False),
+        Nav("Locations", "Locations", "id", "id", to_many=True),
+    ),
+    default_order=((S("hl.created_at"), True), (S("hl.id"), False)),
+    id_pattern=r"[a-z0-9][a-z0-9_-]{0,63}",
+)
 
 # ---------------------------------------------------------------------- Sensors, ObservedProperties
 
@@ -246,15 +365,9 @@ SENSOR = Entity(
             S("concat_ws(' ', se.vendor, se.model, replace(se.kind, '_', ' ') || ' sensor')"),
             "string",
         ),
-        Prop("encodingType", sql.Literal("text/plain"), "string"),
-        Prop(
-            "metadata",
-            S(
-                "concat_ws(', ', nullif(concat_ws(' ', se.vendor, se.model), ''),"
-                " replace(se.kind, '_', ' ') || ' sensor', 'status ' || se.status)"
-            ),
-            "string",
-        ),
+        Prop("encodingType", sql.Literal(SENSORML), "string"),
+        # the URL of the Sensor's SensorML document (api.sensorthings.sensorml)
+        Prop("metadata", S("{}::text || '/sensorml/' || se.id").format(BASE), "string"),
         # public fields only (db.registry.PUBLIC_DEVICE_COLUMNS)
         Prop(
             "properties",
@@ -328,6 +441,7 @@ DATASTREAM = Entity(
     source=S(
         "series ds JOIN devices ds_d ON ds_d.id = ds.device_id"
         " JOIN metrics ds_m ON ds_m.key = ds.metric"
+        " LEFT JOIN sites ds_s ON ds_s.id = ds_d.site_id"
         " LEFT JOIN unnest(%(sta_units)s::text[], %(sta_unit_names)s::text[],"
         " %(sta_unit_definitions)s::text[]) ds_u (unit, name, definition)"
         " ON ds_u.unit = ds_m.unit"
@@ -358,19 +472,34 @@ DATASTREAM = Entity(
         Prop("observationType", sql.Literal(OM_MEASUREMENT), "string"),
         Prop(
             "phenomenonTime",
-            S("NULL::timestamptz"),
+            _FIRST,
             "datetime",
             select=S("ARRAY[{}, {} + {}]").format(_FIRST, _LAST, _HOUR_IF_AGGREGATE),
             render=_time_range,
-            filterable=False,
+            interval=(_FIRST, S("({} + {})").format(_LAST, _HOUR_IF_AGGREGATE)),
         ),
         Prop(
             "resultTime",
-            S("NULL::timestamptz"),
+            S("({} + {})").format(_FIRST, _HOUR_IF_AGGREGATE),
             "datetime",
             select=S("ARRAY[{} + {h}, {} + {h}]").format(_FIRST, _LAST, h=_HOUR_IF_AGGREGATE),
             render=_time_range,
-            filterable=False,
+            interval=(
+                S("({} + {})").format(_FIRST, _HOUR_IF_AGGREGATE),
+                S("({} + {})").format(_LAST, _HOUR_IF_AGGREGATE),
+            ),
+        ),
+        # the bounding box of its features of interest: the one point of its site
+        Prop(
+            "observedArea",
+            S(
+                "CASE WHEN ds_s.id IS NULL THEN NULL ELSE jsonb_build_object('type', 'Point',"
+                " 'coordinates', jsonb_build_array(ds_s.lon, ds_s.lat)) END"
+            ),
+            "json",
+            select=S("ARRAY[ds_s.lon, ds_s.lat]"),
+            render=_point,
+            point=(S("ds_s.lon"), S("ds_s.lat")),
         ),
         Prop(
             "properties",
@@ -435,10 +564,9 @@ ROLLUP_ROWS = S(
     " FROM rollups ro WHERE ro.series_id = ds.id AND ro.resolution = '1h'"
     " AND ro.bucket <= now() - interval '1 hour'"
 )
-SERIES_FROM = S(
-    "series ds JOIN devices ds_d ON ds_d.id = ds.device_id"
-    " JOIN metrics ds_m ON ds_m.key = ds.metric"
-)
+#: the series with everything a Datastream property reads (conditions on the Datastream
+#: are decided here, per series)
+SERIES_FROM = DATASTREAM.source
 OBSERVATION_ID = S(
     "ob.series_id::text || '-' || (extract(epoch FROM ob.phenomenon_time) * 1000000)::int8::text"
 )
@@ -464,7 +592,13 @@ OBSERVATION = Entity(
             render=_timestamp,
         ),
         Prop("result", S("ob.result"), "number"),
-        Prop("resultQuality", S("ob.quality"), "number"),
+        Prop(
+            "resultQuality",
+            quality_element_sql(S("ob.quality")),
+            "json",
+            select=S("ob.quality"),
+            render=quality_element,
+        ),
         Prop("parameters", S("ob.parameters"), "json"),
     ),
     keys={"series_id": S("ob.series_id"), "site_id": S("ob.site_id")},
@@ -472,12 +606,23 @@ OBSERVATION = Entity(
         Nav("Datastream", "Datastreams", "series_id", "id", to_many=False),
         Nav("FeatureOfInterest", "FeaturesOfInterest", "site_id", "id", to_many=False),
     ),
-    default_order=((S("ob.phenomenon_time"), True),),
+    # oldest first: new readings come at the end, so a harvest through nextLinks
+    # (keyset on phenomenonTime and series, api.sensorthings.routes) sees each once
+    default_order=((S("ob.phenomenon_time"), False),),
     id_pattern=r"[0-9]{1,10}-[0-9]{1,19}",
     extra={"branch_keys": {"series_id": S("ds.id"), "site_id": S("ds_d.site_id")}},
 )
 
 ENTITIES: dict[str, Entity] = {
     e.set_name: e
-    for e in (THING, LOCATION, DATASTREAM, SENSOR, OBSERVED_PROPERTY, OBSERVATION, FEATURE)
+    for e in (
+        THING,
+        LOCATION,
+        HISTORICAL_LOCATION,
+        DATASTREAM,
+        SENSOR,
+        OBSERVED_PROPERTY,
+        OBSERVATION,
+        FEATURE,
+    )
 }

@@ -21,6 +21,13 @@ The ``$filter`` grammar (OData 4.01 URL conventions §5.1.1, the part STA lists 
     path    := name ('/' name)*
     literal := 'string' (quote doubled inside) | number | true | false | null
              | ISO 8601 date or date-time (2024-05-01, 2024-05-01T12:00:00Z)
+             | geography'WKT' (OData's geography literal: POINT, LINESTRING, POLYGON)
+
+``$top`` beyond `MAX_TOP` is not an error: the server pages (OData 4.01 Protocol
+§11.2.6.7, server-driven paging), so the page holds `MAX_TOP` and a nextLink leads
+on.  ``$skiptoken`` carries the server's own position in a nextLink (`api.
+sensorthings.routes`), ``$resultFormat=dataArray`` asks for the Data Array encoding
+(OGC 18-088 §14.3).
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Literal as TypingLiteral
 
-#: largest page: a bigger $top is a 400 naming this limit
+from api.sensorthings.geo import Geometry, GeometryError, parse_wkt
+
+#: largest page: a bigger $top gets pages of this size (server-driven paging)
 MAX_TOP = 10_000
 DEFAULT_TOP = 100
 #: largest $skip: far beyond any collection, and $skip + $top stays a PostgreSQL bigint
@@ -59,12 +68,12 @@ class ODataError(ValueError):
 
 # ---------------------------------------------------------------------- syntax tree
 
-LiteralKind = TypingLiteral["string", "number", "boolean", "null", "datetime"]
+LiteralKind = TypingLiteral["string", "number", "boolean", "null", "datetime", "geometry"]
 
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    value: str | int | float | bool | datetime | None
+    value: str | int | float | bool | datetime | Geometry | None
     kind: LiteralKind
 
 
@@ -240,6 +249,19 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "floor": (1, 1),
     "ceiling": (1, 1),
     "now": (0, 0),
+    # geospatial (OGC 18-088 Table 23; api.sensorthings.geo)
+    "geo.distance": (2, 2),
+    "geo.length": (1, 1),
+    "geo.intersects": (2, 2),
+    "st_equals": (2, 2),
+    "st_disjoint": (2, 2),
+    "st_touches": (2, 2),
+    "st_within": (2, 2),
+    "st_overlaps": (2, 2),
+    "st_crosses": (2, 2),
+    "st_intersects": (2, 2),
+    "st_contains": (2, 2),
+    "st_relate": (3, 3),
 }
 
 
@@ -395,6 +417,13 @@ class _Parser:
             self.advance()
             assert isinstance(nxt.value, str)
             return Literal(_parse_datetime(nxt.value, self.option), "datetime")
+        if nxt.kind == "string" and word.lower() in ("geography", "geometry"):
+            self.advance()
+            assert isinstance(nxt.value, str)
+            try:
+                return Literal(parse_wkt(nxt.value), "geometry")
+            except GeometryError as error:
+                raise self.error(f"{word}'…': {error}", nxt) from None
         if nxt.kind == "punct" and nxt.text == "(":
             return self.call(token)
         segments = [word]
@@ -482,6 +511,10 @@ class QueryOptions:
     orderby: tuple[OrderBy, ...] = ()
     select: tuple[str, ...] | None = None
     expand: tuple[ExpandItem, ...] = ()
+    #: ``dataArray`` (OGC 18-088 §14.3), or None for the default JSON
+    result_format: str | None = None
+    #: the server's paging position from a nextLink (opaque to clients)
+    skiptoken: str | None = None
     #: the options as the client wrote them (nextLinks of expanded collections)
     raw: dict[str, str] = field(default_factory=dict)
 
@@ -537,10 +570,8 @@ def _non_negative_int(text: str, option: str) -> int:
 
 
 def parse_top(text: str, option: str = "$top") -> int:
-    top = _non_negative_int(text, option)
-    if top > MAX_TOP:
-        raise ODataError(option, f"{top} is more than the limit of {MAX_TOP} per page")
-    return top
+    """The page size asked for, at most `MAX_TOP`: more is served in pages."""
+    return min(_non_negative_int(text, option), MAX_TOP)
 
 
 def parse_skip(text: str, option: str = "$skip") -> int:
@@ -633,7 +664,22 @@ def _merge_expands(items: list[ExpandItem]) -> tuple[ExpandItem, ...]:
     return tuple(merged.values())
 
 
-KNOWN_OPTIONS = frozenset({"$top", "$skip", "$count", "$filter", "$orderby", "$select", "$expand"})
+KNOWN_OPTIONS = frozenset(
+    {
+        "$top",
+        "$skip",
+        "$count",
+        "$filter",
+        "$orderby",
+        "$select",
+        "$expand",
+        "$resultFormat",
+        "$skiptoken",
+    }
+)
+#: options that apply to the whole response, not to an expanded collection
+_TOP_LEVEL_ONLY = frozenset({"$resultFormat", "$skiptoken"})
+RESULT_FORMATS = ("dataArray",)
 
 
 def parse_options(values: dict[str, str], *, depth: int = 1, prefix: str = "") -> QueryOptions:
@@ -643,11 +689,11 @@ def parse_options(values: dict[str, str], *, depth: int = 1, prefix: str = "") -
     for name, text in values.items():
         option = prefix + name
         if name not in KNOWN_OPTIONS:
-            if name == "$resultFormat":
-                raise ODataError(option, "only the default JSON result format is supported")
             raise ODataError(
                 option, f"unknown query option (supported: {', '.join(sorted(KNOWN_OPTIONS))})"
             )
+        if name in _TOP_LEVEL_ONLY and prefix:
+            raise ODataError(option, "applies to the whole request, not inside $expand")
         if len(text) > MAX_OPTION_LENGTH:
             raise ODataError(option, f"longer than {MAX_OPTION_LENGTH} characters")
         if name == "$top":
@@ -662,6 +708,12 @@ def parse_options(values: dict[str, str], *, depth: int = 1, prefix: str = "") -
             options.orderby = parse_orderby(text, option)
         elif name == "$select":
             options.select = parse_select(text, option)
+        elif name == "$resultFormat":
+            if text not in RESULT_FORMATS:
+                raise ODataError(option, f"{text!r} is not a result format (supported: dataArray)")
+            options.result_format = text
+        elif name == "$skiptoken":
+            options.skiptoken = text
         else:
             options.expand = parse_expand(text, option, depth)
     return options

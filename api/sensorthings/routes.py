@@ -7,13 +7,22 @@ and put keys in parentheses (``/Things('narvik-sentrum')``).  What is supported:
 
 * ``/`` — the entity sets and the conformance classes;
 * ``/Set``, ``/Set(id)``, ``/Set(id)/Nav[/Nav…]``, and ``…/property`` and
-  ``…/property/$value`` of one entity;
-* ``$top`` (default 100, at most 10 000), ``$skip``, ``$count``, ``$orderby``,
-  ``$select``, ``$expand`` (nested, with options, up to three levels), ``$filter``.
+  ``…/property/$value`` of one entity; ``…/$ref`` after an entity or a collection
+  (association links, §9.2.7: only the ``@iot.selfLink`` of each);
+* ``$top`` (default 100; more than 10 000 gets pages of 10 000), ``$skip``,
+  ``$count``, ``$orderby``, ``$select``, ``$expand`` (nested, with options, up to
+  three levels), ``$filter`` (with the geospatial functions), and
+  ``$resultFormat=dataArray`` on Observations (§14.3);
+* ``include_failed=true``: Observations flagged FAIL by QC are left out unless asked
+  for, as /v1 leaves them out of its aggregates.
 
-Paging is by ``$skip``; ``@iot.nextLink`` is the request's own URL with ``$skip``
-advanced, present while more rows exist.  Observations are newest first unless
-``$orderby`` says otherwise.  Over ``/Observations`` without a Datastream every
+Observations come oldest first unless ``$orderby`` says otherwise, and their
+``@iot.nextLink`` continues by keyset (``$skiptoken``: the last row's phenomenonTime
+and Datastream), so a harvest while data arrives neither repeats nor skips a reading
+that arrives in time order, and a deep page is as fast as the first; with another
+``$orderby`` (e.g. by result) and for the other entity sets the nextLink advances
+``$skip``.  A ``$skip`` sent by the client is honoured as such.  Over
+``/Observations`` without a Datastream every
 series is read, each through its (series_id, time) key: cheap for the newest page,
 and for time ranges when ``$filter`` bounds ``phenomenonTime``; ordering by
 ``result`` or counting without a time bound reads every reading, so a statement
@@ -39,19 +48,22 @@ from api.db import pool_of
 from api.problems import Problem
 from api.responses import MAX_AGE_DATA, cacheable_response, dumps, read_response
 from api.sensorthings.compile import (
+    Keyset,
     Layout,
     Params,
     Where,
     count_query,
     entity_query,
+    exclude_failed,
     exists_query,
     format_id,
     id_condition,
     key_condition,
+    keyset_direction,
     parent_keys,
     parse_id,
 )
-from api.sensorthings.model import ENTITIES, Entity, Nav
+from api.sensorthings.model import ENTITIES, OBSERVATION, Entity, Nav
 from api.sensorthings.odata import (
     DEFAULT_TOP,
     MAX_SKIP,
@@ -61,6 +73,8 @@ from api.sensorthings.odata import (
     QueryOptions,
     parse_options,
 )
+from api.sensorthings.sensorml import EXAMPLE as SENSORML_EXAMPLE
+from api.sensorthings.sensorml import sensorml_response
 
 router = APIRouter()
 
@@ -71,6 +85,22 @@ CONFORMANCE = (
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
+)
+#: the MQTT extension's conformance class (§14.2), declared when a broker URL is set
+MQTT_RECEIVE = (
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/receive-updates-via-mqtt/receive-updates"
+)
+#: the non-OData query parameter that brings FAIL-flagged Observations back
+INCLUDE_FAILED = "include_failed"
+#: components of a dataArray when $select names none (§14.3.1)
+DATA_ARRAY_COMPONENTS = (
+    "id",
+    "phenomenonTime",
+    "resultTime",
+    "result",
+    "resultQuality",
+    "parameters",
 )
 
 Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
@@ -113,16 +143,20 @@ class Resolved:
     parent: Resolved | None  # the path before the last navigation (for 404s)
     property: str | None = None  # …/name
     raw_value: bool = False  # …/name/$value
+    ref: bool = False  # …/$ref: association links only
 
 
-def resolve(path: str) -> Resolved:
+def resolve(path: str, base: str = "") -> Resolved:
     segments = _segments(path)
+    ref = bool(segments) and segments[-1] == "$ref" and len(segments) > 1
+    if ref:
+        segments = segments[:-1]
     first = _SEGMENT.match(segments[0])
     if first is None or first.group("name") not in ENTITIES:
         known = ", ".join(ENTITIES)
         raise _not_found(path, f"{segments[0]!r} is not an entity set (there are: {known})")
     entity = ENTITIES[first.group("name")]
-    params = Params()
+    params = Params(base)
     resolved = Resolved(entity, Where(), params, False, None)
     if first.group("key") is not None:
         resolved = _with_key(resolved, first.group("key"), path)
@@ -149,6 +183,10 @@ def resolve(path: str) -> Resolved:
         resolved = _navigate(resolved, nav, params)
         if key is not None:
             resolved = _with_key(resolved, key, path)
+    if ref:
+        if resolved.property is not None:
+            raise _not_found(path, "$ref follows an entity or a collection, not a property")
+        resolved.ref = True
     return resolved
 
 
@@ -188,6 +226,7 @@ async def _exists(conn: AsyncConnection[TupleRow], resolved: Resolved) -> bool:
 @dataclass(frozen=True, slots=True)
 class Context:
     base: str  # absolute URL of the service root, no trailing slash
+    include_failed: bool = False  # FAIL-flagged Observations too (`INCLUDE_FAILED`)
 
 
 def _self_link(ctx: Context, entity: Entity, entity_id: Any) -> str:
@@ -232,16 +271,34 @@ async def _page(
     params: Params,
     *,
     single: bool,
-) -> tuple[list[dict[str, Any]], bool]:
-    """Entities of one page (or the one entity) with their expansions, and whether
-    more rows follow."""
-    query, layout = entity_query(entity, options, where, params, single=single)
+) -> tuple[list[dict[str, Any]], bool, Keyset | None]:
+    """Entities of one page (or the one entity) with their expansions, whether more
+    rows follow, and where a keyset continuation would start (the last row)."""
+    if entity is OBSERVATION and not single and not ctx.include_failed:
+        exclude_failed(where)
+    direction = None if single else keyset_direction(entity, options)
+    after = None
+    if options.skiptoken is not None:
+        if direction is None:
+            raise ODataError(
+                "$skiptoken",
+                "continues only Observations ordered by phenomenonTime, as the server's "
+                "own nextLinks do",
+            )
+        after = Keyset.parse(options.skiptoken)
+        if after.descending != direction:
+            raise ODataError("$skiptoken", "belongs to the other sort direction")
+    query, layout = entity_query(entity, options, where, params, single=single, after=after)
     rows = await _rows(conn, query)
     more = not single and len(rows) > options.page_size
     rows = rows[:1] if single else rows[: options.page_size]
     rendered = [_render(ctx, entity, layout, row) for row in rows]
     await _expand(conn, ctx, entity, options.expand, rendered, "")
-    return [r.document for r in rendered], more
+    last = None
+    if direction is not None and rows:
+        series, micros = str(rows[-1][0]).split("-")
+        last = Keyset(direction, int(micros), int(series))
+    return [r.document for r in rendered], more, last
 
 
 async def _expand(
@@ -264,11 +321,13 @@ async def _expand(
         counts: dict[Any, int] = {}
         more: set[Any] = set()
         if keys:
-            params = Params()
+            params = Params(ctx.base)
             where = Where()
             key_condition(
                 target, nav.target_key, sql.SQL("= ANY({})").format(params.add(keys)), where
             )
+            if target is OBSERVATION and not ctx.include_failed:
+                exclude_failed(where)
             if nav.to_many:
                 query, layout = entity_query(
                     target,
@@ -329,25 +388,48 @@ def _expand_next_link(self_link: str, nav: Nav, options: QueryOptions) -> str:
 _SAFE = "$'(),;/:@!*"
 
 
-def _next_link(request: Request, ctx: Context, options: QueryOptions) -> str:
+def _next_link(
+    request: Request, ctx: Context, options: QueryOptions, after: Keyset | None = None
+) -> str:
+    """The request's own URL for the next page: with ``$skiptoken`` after the last row
+    where the order allows a keyset, else with ``$skip`` advanced."""
     pairs = [
         (k, v)
         for k, v in parse_qsl(request.url.query, keep_blank_values=True)
-        if k not in ("$skip", "$top")
+        if k not in ("$skip", "$top", "$skiptoken")
     ]
-    pairs += [("$top", str(options.page_size)), ("$skip", str(options.skip + options.page_size))]
+    pairs.append(("$top", str(options.page_size)))
+    if after is not None:
+        pairs.append(("$skiptoken", after.token()))
+    else:
+        pairs.append(("$skip", str(options.skip + options.page_size)))
     path = request.url.path
     root = request.url_for("sensorthings_root").path.rstrip("/")
     return f"{ctx.base}{path[len(root) :]}?{urlencode(pairs, quote_via=quote, safe=_SAFE)}"
 
 
-def _context(request: Request) -> Context:
+def service_base(request: Request) -> str:
+    """The absolute URL of the service root, no trailing slash (the configured public
+    URL's, when there is one)."""
     configured: str | None = request.app.state.settings.api_public_url
     root = request.url_for("sensorthings_root")
     if configured:
         prefix = root.path[len(request.scope.get("root_path", "")) :]
-        return Context(configured.rstrip("/") + prefix.rstrip("/"))
-    return Context(str(root).rstrip("/"))
+        return configured.rstrip("/") + prefix.rstrip("/")
+    return str(root).rstrip("/")
+
+
+def _context(request: Request) -> Context:
+    values = request.query_params.getlist(INCLUDE_FAILED)
+    if len(values) > 1:
+        raise ODataError(INCLUDE_FAILED, "given more than once")
+    include_failed = False
+    if values:
+        text = values[0].strip().lower()
+        if text not in ("true", "false"):
+            raise ODataError(INCLUDE_FAILED, f"must be true or false, not {values[0]!r}")
+        include_failed = text == "true"
+    return Context(service_base(request), include_failed)
 
 
 def _options(request: Request) -> QueryOptions:
@@ -403,8 +485,9 @@ def _option(name: str, description: str, schema: dict[str, Any]) -> dict[str, An
 _QUERY_OPTIONS = [
     _option(
         "$top",
-        f"Page size: default {DEFAULT_TOP}, at most {MAX_TOP}.",
-        {"type": "integer", "minimum": 0, "maximum": MAX_TOP},
+        f"Page size: default {DEFAULT_TOP}; more than {MAX_TOP} is served in pages of "
+        f"{MAX_TOP} (follow `@iot.nextLink`).",
+        {"type": "integer", "minimum": 0},
     ),
     _option(
         "$skip",
@@ -422,8 +505,28 @@ _QUERY_OPTIONS = [
     ),
     _option(
         "$filter",
-        "OData filter: `phenomenonTime ge 2026-01-05T00:00:00Z and result gt 20`.",
+        "OData filter: `phenomenonTime ge 2026-01-05T00:00:00Z and result gt 20`; "
+        "geospatial functions `geo.distance geo.length geo.intersects st_equals "
+        "st_disjoint st_touches st_within st_overlaps st_crosses st_intersects "
+        "st_contains st_relate` on points (location, feature, observedArea) against "
+        "`geography'POINT|LINESTRING|POLYGON (…)'` literals, distances in degrees.",
         {"type": "string"},
+    ),
+    _option(
+        "$resultFormat",
+        "`dataArray`: Observations grouped per Datastream as rows of values (OGC 18-088 §14.3).",
+        {"type": "string", "enum": ["dataArray"]},
+    ),
+    _option(
+        "$skiptoken",
+        "The server's paging position in an `@iot.nextLink` (opaque).",
+        {"type": "string"},
+    ),
+    _option(
+        INCLUDE_FAILED,
+        "Observations flagged FAIL by quality control (QARTOD flag 4) are left out "
+        "unless this is true.",
+        {"type": "boolean", "default": False},
     ),
 ]
 
@@ -452,6 +555,18 @@ _RESOURCE_RESPONSES: dict[int | str, dict[str, Any]] = {
 # ---------------------------------------------------------------------- routes
 
 
+def conformance(request: Request) -> dict[str, Any]:
+    """``serverSettings`` of the service root (§9.2.1): the conformance classes, and
+    the MQTT endpoint where Observations are published (§14.2) when there is one."""
+    classes: list[str] = list(CONFORMANCE)
+    settings: dict[str, Any] = {"conformance": classes}
+    endpoint: str | None = request.app.state.settings.sta_mqtt_public_url
+    if request.app.state.settings.sta_mqtt_publish and endpoint:
+        classes.append(MQTT_RECEIVE)
+        settings[MQTT_RECEIVE] = {"endpoints": [endpoint]}
+    return settings
+
+
 @router.get(
     "",
     name="sensorthings_root",
@@ -462,12 +577,38 @@ _RESOURCE_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def service_root(request: Request) -> Response:
     """The entity sets of this read-only OGC SensorThings API v1.1 view of the open
     data, and the conformance classes it implements."""
-    ctx = _context(request)
+    base = service_base(request)
     document = {
-        "value": [{"name": name, "url": f"{ctx.base}/{name}"} for name in ENTITIES],
-        "serverSettings": {"conformance": list(CONFORMANCE)},
+        "value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITIES],
+        "serverSettings": conformance(request),
     }
     return _respond(request, document)
+
+
+@router.get(
+    "/sensorml/{device_id}",
+    summary="A Sensor's SensorML 2.0 description",
+    tags=["sensorthings"],
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The sensor as a SensorML 2.0 PhysicalComponent (the document "
+            "a Sensor's `metadata` links to): its maker, model, site, position and "
+            "outputs.",
+            "content": {
+                "application/xml": {"schema": {"type": "string"}, "example": SENSORML_EXAMPLE}
+            },
+        }
+    },
+)
+async def sensorml(
+    request: Request,
+    device_id: Annotated[
+        str, Path(description="The Sensor's id (a device id).", examples=["aq-sentrum"])
+    ],
+) -> Response:
+    """The SensorML document of one Sensor (public fields only)."""
+    return await sensorml_response(request, device_id, service_base(request))
 
 
 @router.get(
@@ -483,21 +624,22 @@ async def resource(
         str,
         Path(
             description="A resource path (OGC 18-088 §9.2): an entity set, an entity, "
-            "navigations and properties, separated by `/`.",
+            "navigations and properties, separated by `/`; `…/$ref` for links only.",
             examples=["Datastreams(1)/Observations"],
         ),
     ],
 ) -> Response:
     """Any SensorThings v1.1 resource path with the query options ``$top $skip
-    $count $orderby $select $expand $filter`` (OGC 18-088 §9)."""
+    $count $orderby $select $expand $filter $resultFormat`` (OGC 18-088 §9, §14.3)."""
     if not resource_path.strip("/"):
         return await service_root(request)
     try:
-        resolved = resolve(resource_path.strip("/"))
+        ctx = _context(request)
+        resolved = resolve(resource_path.strip("/"), ctx.base)
         options = _options(request)
+        options = _shaped(resolved, options)
     except ODataError as error:
         raise _bad(error) from None
-    ctx = _context(request)
     try:
         async with pool_of(request).connection() as conn, conn.transaction():
             await conn.execute(
@@ -516,6 +658,27 @@ async def resource(
         ) from None
 
 
+def _shaped(resolved: Resolved, options: QueryOptions) -> QueryOptions:
+    """The options a $ref or dataArray request is answered with, or a 400."""
+    if options.result_format == "dataArray" and (
+        resolved.entity is not OBSERVATION
+        or resolved.single
+        or resolved.ref
+        or resolved.property is not None
+    ):
+        raise ODataError("$resultFormat", "dataArray applies to collections of Observations")
+    if options.result_format == "dataArray" and options.expand:
+        raise ODataError("$expand", "does not apply to $resultFormat=dataArray")
+    if resolved.ref:
+        if options.select is not None or options.expand:
+            raise ODataError(
+                "$select" if options.select is not None else "$expand",
+                "does not apply to $ref, which lists @iot.selfLink only",
+            )
+        return replace(options, select=("@iot.selfLink",))
+    return options
+
+
 async def _answer(
     request: Request,
     conn: AsyncConnection[TupleRow],
@@ -529,7 +692,7 @@ async def _answer(
         single_options = options
         if resolved.property is not None:
             single_options = QueryOptions(select=(resolved.property,))
-        documents, _ = await _page(
+        documents, _, _ = await _page(
             conn, ctx, entity, single_options, resolved.where, resolved.params, single=True
         )
         if not documents:
@@ -549,8 +712,10 @@ async def _answer(
         return _respond(request, document)
 
     count: int | None = None
-    values, more = await _page(
-        conn, ctx, entity, options, resolved.where, resolved.params, single=False
+    # a dataArray lists the selected components, but its rows need every id
+    page_options = replace(options, select=None) if options.result_format else options
+    values, more, last = await _page(
+        conn, ctx, entity, page_options, resolved.where, resolved.params, single=False
     )
     if not values and resolved.parent is not None and not await _exists(conn, resolved.parent):
         raise _not_found(path, f"no such {resolved.parent.entity.name}")
@@ -562,9 +727,44 @@ async def _answer(
     if count is not None:
         collection["@iot.count"] = count
     if more and options.page_size > 0:
-        collection["@iot.nextLink"] = _next_link(request, ctx, options)
-    collection["value"] = values
+        collection["@iot.nextLink"] = _next_link(request, ctx, options, last)
+    if options.result_format == "dataArray":
+        collection["value"] = _data_arrays(ctx, values, options)
+    else:
+        collection["value"] = values
     return _respond(request, collection)
+
+
+def _data_arrays(
+    ctx: Context, observations: list[dict[str, Any]], options: QueryOptions
+) -> list[dict[str, Any]]:
+    """Observations as the Data Array encoding (18-088 §14.3.1): one item per
+    Datastream, with the component names and one array of values per Observation,
+    in the page's order."""
+    if options.select is None:
+        components = list(DATA_ARRAY_COMPONENTS)
+    else:
+        components = [
+            "id" if name in ("id", "@iot.id") else name
+            for name in options.select
+            if name in ("id", "@iot.id") or name in OBSERVATION.props
+        ]
+    groups: dict[int, list[list[Any]]] = {}
+    for observation in observations:
+        series = int(str(observation["@iot.id"]).split("-")[0])
+        row = [
+            observation["@iot.id"] if name == "id" else observation.get(name) for name in components
+        ]
+        groups.setdefault(series, []).append(row)
+    return [
+        {
+            "Datastream@iot.navigationLink": f"{ctx.base}/Datastreams({series})",
+            "components": components,
+            "dataArray@iot.count": len(rows),
+            "dataArray": rows,
+        }
+        for series, rows in groups.items()
+    ]
 
 
 def _json_text(value: Any) -> str:

@@ -18,6 +18,7 @@ with warnings.catch_warnings():
 from api.app import create_app
 from bench.api_storm import ApiProcess
 from core.settings import Settings
+from tests.api.sta_data import StaData, sta_database
 from tests.fixtures.services import Services
 from tests.fixtures.simulated import SimulatedData
 
@@ -101,3 +102,17 @@ def assert_quiet_log(server: ApiProcess) -> None:
     assert "Traceback" not in text, text[-3000:]
     errors = [line for line in text.splitlines() if "ERROR" in line]
     assert not errors, errors[:5]
+
+
+@pytest.fixture(scope="module")
+def sta_data(services: Services) -> StaData:
+    """The small SensorThings database shaped like OGC's test suite fixture, seeded
+    afresh for each module that uses it (`tests.api.sta_data`)."""
+    return sta_database(services)
+
+
+@pytest.fixture(scope="module")
+def sta_client(services: Services, sta_data: StaData) -> Iterator[TestClient]:
+    settings = services.settings(database_url=sta_data.url, api_rate_limit=UNLIMITED)
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client

@@ -143,7 +143,8 @@ FUZZ_CONFIG = SchemathesisConfig.from_dict(
 _DOCUMENT = create_app(
     Settings(env="test", database_url="postgresql://schema-only@127.0.0.1:9/none")  # type: ignore[arg-type]
 ).openapi()
-schema = schemathesis.openapi.from_dict(_DOCUMENT, config=FUZZ_CONFIG)
+# the live stream never ends a 200: its hostile inputs are in tests/api/test_stream.py
+schema = schemathesis.openapi.from_dict(_DOCUMENT, config=FUZZ_CONFIG).exclude(path="/v1/stream")
 OPERATIONS = [
     result.ok() if isinstance(result, Ok) else pytest.fail(f"{result.err()}")
     for result in schema.get_all_operations()

@@ -301,3 +301,48 @@ def test_float_readings_merge_to_the_same_sums_within_rounding() -> None:
     )
     for column in rollups.ROLLUP_COLUMNS:
         np.testing.assert_allclose(getattr(merged, column), getattr(whole, column), rtol=1e-12)
+
+
+# -- which readings get 1-minute rows ----------------------------------------------------
+
+S = 1_000_000  # µs
+
+
+def test_only_series_reporting_about_twice_a_minute_or_more_get_minute_rows() -> None:
+    # series 1 every second, 2 every minute (with jitter), 3 every 30 s, 4 every 45 s
+    series = np.array([1] * 5 + [2] * 5 + [3] * 5 + [4] * 5, np.int32)
+    times = H + np.concatenate(
+        [
+            np.arange(5) * S,
+            np.array([0, 58, 121, 179, 242]) * S,
+            np.arange(5) * 30 * S,
+            np.arange(5) * 45 * S,
+        ]
+    ).astype(np.int64)
+    picked = rollups.minute_readings(series, times)
+    assert picked.tolist() == [True] * 5 + [False] * 5 + [True] * 5 + [False] * 5
+
+
+def test_a_batch_of_one_reading_a_series_is_judged_by_the_one_before() -> None:
+    latest = rollups.LatestTimes()
+    one = np.array([7], np.int32)
+    assert not rollups.minute_readings(one, _i64(H), latest).any()  # never seen: no
+    assert rollups.minute_readings(one, _i64(H + 1 * S), latest).all()  # a second later
+    assert not rollups.minute_readings(one, _i64(H + 61 * S), latest).any()  # a minute later
+    # an older reading arriving late changes nothing remembered
+    assert rollups.minute_readings(one, _i64(H + 40 * S), latest).all()
+    assert latest.of(np.array([7, 8])).tolist() == [H + 61 * S, rollups.UNSEEN]
+
+
+def test_latest_times_keep_series_in_order_whatever_their_ids() -> None:
+    latest = rollups.LatestTimes()
+    latest.advance(_i64(5, 2_000_000_000), _i64(10, 20))
+    latest.advance(_i64(1, 5, 9), _i64(1, 5, 9))
+    assert len(latest) == 4
+    assert latest.of(np.array([9, 5, 1, 2_000_000_000, 3])).tolist() == [
+        9,
+        10,
+        1,
+        20,
+        rollups.UNSEEN,
+    ]

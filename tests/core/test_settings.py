@@ -61,6 +61,10 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby:postgres@db/smartby"}, "default password"),
         ({"SMARTBY_DATABASE_URL": "postgresql://smartby@db/smartby"}, "default password"),
         ({"SMARTBY_DATABASE_URL": None}, "SMARTBY_DATABASE_URL must be set"),
+        (
+            {"SMARTBY_STA_MQTT_PUBLISH": "true", "SMARTBY_STA_PUBLISHER_PASSWORD": "password"},
+            "SMARTBY_STA_PUBLISHER_PASSWORD must be set to a real password",
+        ),
     ],
 )
 def test_production_refuses_anonymous_broker_and_default_passwords(
@@ -128,3 +132,16 @@ def test_mqtt_tls_of_clients_and_of_the_embedded_listener(
     assert settings.mqtt_tls_extra_names == ["mqtt.narvik.example", "10.20.0.5"]
     monkeypatch.setenv("SMARTBY_MQTT_TLS", "true")
     assert Settings().mqtt_client_tls == ClientTls(ca_file="/etc/smartby/ca.crt")
+
+
+def test_the_sensorthings_publisher_needs_its_accounts_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It logs in as smartby-sta-publisher: without the password the broker would only
+    refuse it later, in the log."""
+    monkeypatch.setenv("SMARTBY_STA_MQTT_PUBLISH", "true")
+    with pytest.raises(SettingsError, match="SMARTBY_STA_PUBLISHER_PASSWORD") as excinfo:
+        load_settings()
+    assert "\n" not in str(excinfo.value)
+    monkeypatch.setenv("SMARTBY_STA_PUBLISHER_PASSWORD", "publisher-pw-0123456789")
+    assert load_settings().sta_mqtt_publish

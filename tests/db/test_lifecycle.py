@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import psycopg
 import pytest
+from psycopg import sql
 
 from core.rollups import epoch_us
 from core.settings import Settings, load_settings
@@ -28,7 +29,13 @@ from db.lifecycle import (
     retention_pass,
 )
 from db.migrate import migrate
-from db.rollups import create_staging, merge_partials, rebuild
+from db.rollups import (
+    create_staging,
+    merge_partials,
+    minute_bounds,
+    minute_partials_query,
+    rebuild,
+)
 from stack.ports import free_port
 from stack.postgres import PostgresCluster
 from tests.fixtures.ingest import register
@@ -137,6 +144,46 @@ def test_retention_keeps_a_chunk_whose_late_data_is_not_yet_in_the_indicators(
     # and nothing recomputes from the readings that are gone
     with pytest.raises(ExpiredError):
         rebuild(owner, day(33), day(32), tz=settings.timezone)
+
+
+def test_minute_rows_go_with_the_readings_and_hours_and_days_stay(
+    services: Services, owner: psycopg.Connection
+) -> None:
+    """The 1-minute resolution lives as long as the raw readings: where retention
+    removes the readings it removes their minute rows, and no minute is answered
+    there any more; hourly and daily rollups stay."""
+    settings = services.settings(**KEEP)
+    series = setup_series(owner)
+    often = [timedelta(seconds=10 * i) for i in range(60)]  # minute rows of their own
+    ingest(owner, series, [day(33) + dt for dt in often], settings.timezone)
+    ingest(owner, series, [day(5) + dt for dt in often], settings.timezone)
+    update_pending(owner, settings)
+    owner.autocommit = True
+    apply_settings(owner, settings)
+
+    def minutes(lo: datetime, hi: datetime) -> tuple[int, int]:
+        """(minute rows stored, minutes answered) in [lo, hi)."""
+        stored = owner.execute(
+            "SELECT count(*) FROM rollups WHERE resolution = '1m' AND bucket >= %s AND bucket < %s",
+            (lo, hi),
+        ).fetchone()[0]
+        answered = owner.execute(
+            minute_partials_query(sql.Literal(series)), minute_bounds(lo, hi)
+        ).fetchall()
+        return stored, len(answered)
+
+    old = (day(33).replace(hour=0), day(32).replace(hour=0))
+    recent = (day(5).replace(hour=0), day(4).replace(hour=0))
+    assert minutes(*old) == minutes(*recent) == (10, 10)
+    report = retention_pass(owner, at=AT)
+    assert report.removed_readings == 60
+    assert minutes(*old) == (0, 0)
+    assert minutes(*recent) == (10, 10)
+    kept = owner.execute(
+        "SELECT resolution, sum(count) FROM rollups WHERE bucket < %s GROUP BY 1 ORDER BY 1",
+        (old[1],),
+    ).fetchall()
+    assert kept == [("1d", 60), ("1h", 60)]
 
 
 def test_retention_keeps_a_chunk_whose_readings_are_missing_from_the_rollups(

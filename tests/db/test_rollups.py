@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import psycopg
 
+from core.rollups import LatestTimes
 from db.pgcopy import Column, encode_rows
-from db.rollups import MinuteWatermark, create_staging, merge_partials
+from db.rollups import create_staging, merge_partials
 from tests.fixtures.ingest import register
-from tests.fixtures.rollups import assert_rollups_match_readings
+from tests.fixtures.rollups import assert_rollups_match_readings, minute_rows
 
 # the autumn DST change in Europe/Oslo: a 25-hour local day
 DST_DAY = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # local midnight of 25 October
@@ -92,40 +93,119 @@ def test_rebuild_refuses_an_empty_range(db_url: str) -> None:
     assert result.stderr.startswith("smartby: error: --to 2026-10-24T00:00:00+02:00 is not after")
 
 
-def test_new_minutes_inserted_plainly_still_equal_group_by_also_when_the_hint_is_wrong(
+def _series(conn: psycopg.Connection, device: str, metric: str = "pm25") -> int:
+    register(conn, device)
+    row = conn.execute(
+        "INSERT INTO series (device_id, metric) VALUES (%s, %s) RETURNING id", (device, metric)
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _write(
+    db_url: str,
+    series: int,
+    times_s: list[float],
+    latest: LatestTimes | None = None,
+    *,
+    quality: int = 1,
+) -> None:
+    """Store readings of one series at T0 + times_s and merge their rollups, in one
+    transaction, as a writer with the memory ``latest`` would."""
+    t = np.array([T0 + round(x * 1e6) for x in times_s], np.int64)
+    s = np.full(len(t), series, np.int32)
+    v = (np.arange(len(t), dtype=np.float64) * 7) % 23 + series
+    q = np.full(len(t), quality, np.int16)
+    with psycopg.connect(db_url) as c:
+        create_staging(c)
+        with c.transaction():
+            c.execute(
+                "INSERT INTO readings (time, series_id, value, quality)"
+                " SELECT 'epoch'::timestamptz + x * interval '1 microsecond', %s, v, %s"
+                " FROM unnest(%s::int8[], %s::float8[]) AS u(x, v)",
+                (series, quality, t.tolist(), v.tolist()),
+            )
+            merge_partials(c, s, t, v, q, latest=latest)
+
+
+T0 = 1_790_000_040_000_000  # 2026-09-21 14:14 UTC, a whole minute
+
+
+def test_a_series_reporting_once_a_minute_has_no_minute_rows_yet_its_minutes_are_exact(
     db_url: str, conn: psycopg.Connection
 ) -> None:
-    """The watermark sends later minutes to a plain INSERT; when a "new" minute turns
-    out to exist (another worker wrote it), the batch is merged as usual."""
-    register(conn, "aq-1")
-    series = conn.execute(
-        "INSERT INTO series (device_id, metric) VALUES ('aq-1', 'pm25') RETURNING id"
-    ).fetchone()[0]
-    t0 = 1_790_000_040_000_000  # a whole minute
-    mine, other = MinuteWatermark(), MinuteWatermark()
-
-    def write(times_s: list[float], watermark: MinuteWatermark) -> None:
-        t = np.array([t0 + int(x * 1e6) for x in times_s], np.int64)
-        s = np.full(len(t), series, np.int32)
-        v = np.arange(len(t), dtype=np.float64) + t0 % 7
-        q = np.ones(len(t), np.int16)
-        with psycopg.connect(db_url) as c:
-            create_staging(c)
-            with c.transaction():
-                c.execute(
-                    "INSERT INTO readings (time, series_id, value, quality)"
-                    " SELECT to_timestamp(x / 1e6), %s, v, 1 FROM unnest(%s::int8[], %s::float8[])"
-                    " AS u(x, v)",
-                    (series, t.tolist(), v.tolist()),
-                )
-                merge_partials(c, s, t, v, q, watermark=watermark)
-
-    write([0, 10], mine)  # unknown series: merged; the watermark learns minute 0
-    write([60, 70, 130], mine)  # minutes 1 and 2 are new: inserted plainly
-    write([140], other)  # another writer, unknown series: merged into minute 2
-    write([150, 200], other)  # its hint says minute 3 is new, and it is
-    write([175, 190], mine)  # minute 3 looks new to it, but other has it: merged after all
+    """Each reading is its own minute: nothing is stored for it beyond the hour and
+    the day, and the readers compute its minutes from the readings."""
+    series = _series(conn, "aq-1")
+    latest = LatestTimes()
+    for batch in range(4):  # an hour of readings a minute apart, with jitter, in 4 batches
+        _write(
+            db_url,
+            series,
+            [60.0 * i + (i % 3) * 4 for i in range(15 * batch, 15 * batch + 15)],
+            latest,
+        )
+    assert minute_rows(conn) == 0
+    assert conn.execute("SELECT count(*) FROM rollups WHERE resolution = '1h'").fetchone()[0] == 2
     assert_rollups_match_readings(conn)
+
+
+def test_a_series_reporting_every_second_has_minute_rows_for_whole_hours(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """Once the writer knows the series, one reading a batch is enough to tell it
+    reports often; every minute it touches gets a row, and the rows add up to the
+    hour."""
+    series = _series(conn, "em-1", "power")
+    latest = LatestTimes()
+    _write(db_url, series, [float(x) for x in range(0, 10)], latest)  # 10 a batch
+    for x in range(10, 200):
+        _write(db_url, series, [float(x)], latest)  # then one a batch
+    assert minute_rows(conn) == 4  # minutes 0-59, 60-119, 120-179, 180-199 s
+    counts = conn.execute(
+        "SELECT (SELECT sum(count) FROM rollups WHERE resolution = '1m'),"
+        " (SELECT sum(count) FROM rollups WHERE resolution = '1h')"
+    ).fetchone()
+    assert counts == (200, 200)
+    assert_rollups_match_readings(conn)
+
+
+def test_minutes_are_exact_whatever_the_writer_chose_to_store(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """A writer that did not know the series skipped its first reading; another wrote
+    rows for a minute whose earlier reading it never saw; a row is lost.  An hour whose
+    minute rows do not count all of its readings is computed from the readings, so
+    every minute still equals the GROUP BY."""
+    fast = _series(conn, "em-1", "power")
+    _write(db_url, fast, [0.0])  # alone in its batch, unknown series: no minute row
+    _write(db_url, fast, [1.0, 2.0, 3.0])  # often: a minute row without the first reading
+    other = LatestTimes()
+    _write(db_url, fast, [4000.0, 4001.0], other)  # next hour: whole so far
+    _write(db_url, fast, [4002.0], other)
+    assert minute_rows(conn) == 2
+    assert_rollups_match_readings(conn)
+    conn.execute(
+        "DELETE FROM rollups WHERE resolution = '1m' AND bucket > %s",
+        (datetime.fromtimestamp(T0 / 1e6 + 3600, UTC),),
+    )
+    assert_rollups_match_readings(conn)
+    # a failed reading is in no minute, stored or computed
+    _write(db_url, fast, [4003.0], other, quality=4)
+    assert_rollups_match_readings(conn)
+
+
+def test_rebuild_keeps_minute_rows_for_the_series_that_report_often(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    slow, fast = _series(conn, "aq-1"), _series(conn, "em-1", "power")
+    _write(db_url, slow, [60.0 * i for i in range(30)])
+    _write(db_url, fast, [10.0 * i for i in range(180)])
+    conn.execute("UPDATE rollups SET count = count + 1")
+    start = datetime.fromtimestamp(T0 / 1e6, UTC)
+    result = rebuild_cli(db_url, start.isoformat(), (start + timedelta(hours=1)).isoformat())
+    assert result.returncode == 0, result.stderr
     assert conn.execute(
-        "SELECT count FROM rollups WHERE resolution = '1m' ORDER BY bucket"
-    ).fetchall() == [(2,), (2,), (4,), (2,)]
+        "SELECT DISTINCT series_id FROM rollups WHERE resolution = '1m'"
+    ).fetchall() == [(fast,)]
+    assert_rollups_match_readings(conn)

@@ -15,31 +15,25 @@ from __future__ import annotations
 import json
 import queue
 import shutil
-from dataclasses import replace
 
 import paho.mqtt.client as mqtt
-import psycopg
-import pytest
 
 from core.broker import (
     LOCAL_INGEST_CLIENT_ID,
     PUBLIC_BRIDGE_USER,
     STA_PUBLISHER_USER,
     STA_TOPICS,
-    public_topics,
 )
 from devices.broker_plan import PlatformAccounts, write_dynsec_file
-from devices.registry import new_secret
 from stack.mosquitto import (
     DynamicSecurity,
     MosquittoBroker,
     find_dynsec_plugin,
     find_mosquitto,
-    public_stream_config,
 )
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
-from tests.fixtures.secure import PREFIX, SecureBroker, close, login, publish, subscribe
+from tests.fixtures.secure import PREFIX, close, login, publish, subscribe
 from tests.fixtures.services import Services
 
 NOT_AUTHORIZED = 0x87
@@ -103,42 +97,6 @@ def test_an_anonymous_client_takes_over_a_session_on_a_broker_it_shares(
         close(intruder.client)
     finally:
         broker.stop()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def stream_brokers(services: Services, conn: psycopg.Connection, secure: SecureBroker):  # type: ignore[no-untyped-def]
-    """The secure broker with the publisher and bridge accounts, and a public broker
-    bridged to it, as `smartby up` runs them."""
-    publisher_password, bridge_password = new_secret(), new_secret()
-    secure.accounts = replace(
-        secure.accounts,
-        sta_publisher_password=publisher_password,
-        public_bridge_password=bridge_password,
-    )
-    secure.sync(conn)
-    root = services.root / f"public-{free_port()}"
-    public = MosquittoBroker(
-        root,
-        port=free_port(),
-        persistence=False,
-        max_queued=1000,
-        extra_config=public_stream_config(
-            root,
-            main_port=secure.port,
-            bridge_user=PUBLIC_BRIDGE_USER,
-            bridge_password=bridge_password,
-            topics=public_topics(PREFIX),
-        ),
-    )
-    public.start()
-    try:
-        yield secure, public, publisher_password
-    finally:
-        public.stop()
-        secure.accounts = replace(
-            secure.accounts, sta_publisher_password=None, public_bridge_password=None
-        )
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ from db.catalogue import load_catalogue
 from ingest.pipeline import BatchPreparer, Limits, Message
 from ingest.writer import BatchWriter, DatabaseRegistry
 from tests.fixtures.ingest import register
-from tests.fixtures.rollups import assert_rollups_match_readings
+from tests.fixtures.rollups import assert_rollups_match_readings, minute_rows
 
 T0 = 1_790_000_000.0  # 2026-09-21, a whole minute
 PM25 = [5.0, 5.5, 6.0, 300.0, 6.5, 6.0, 5.5]
@@ -73,6 +73,24 @@ def test_a_spike_completed_by_the_next_batch_is_flagged_fail_and_leaves_the_roll
     assert conn.execute("SELECT max FROM rollups WHERE resolution = '1d'").fetchone() == (6.5,), (
         "the failed spike is still in the daily maximum"
     )
+
+
+def test_a_revised_spike_leaves_the_minute_rows_of_a_series_that_reports_every_second(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """A series reporting every second has 1-minute rows of its own; the spike's
+    revision recomputes them too, and every minute again equals the GROUP BY."""
+    register(conn, "aq-1")
+    messages = [_message("aq-1", T0 + i, v) for i, v in enumerate(PM25)]
+    _store(db_url, [messages[:4], messages[4:]])
+
+    assert _stored_flags(conn)[3] == qc.FAIL
+    assert minute_rows(conn) == 1  # all seven readings lie in one minute
+    assert conn.execute("SELECT count, max FROM rollups WHERE resolution = '1m'").fetchone() == (
+        6,
+        6.5,
+    )
+    assert_rollups_match_readings(conn)
 
 
 def test_a_revision_queues_the_day_of_the_revised_reading_for_its_indicators(

@@ -24,7 +24,7 @@ from core.broker import ClientTls
 from stack.ports import free_port
 from tests.fixtures.ingest import wait_for
 from tests.fixtures.mqtt import publish_one
-from tests.fixtures.secure import close, login, publish, subscribe
+from tests.fixtures.secure import close, login, subscribe
 from tests.fixtures.up import READY_LINE, UpProcess, alive
 
 
@@ -145,28 +145,49 @@ def assert_tls_for_devices(up: UpProcess, secret: str) -> None:
         )
 
 
-def assert_public_stream(data_dir: Path, port: int, public_port: int) -> None:
-    password = (data_dir / "credentials" / "sta-publisher.password").read_text().strip()
+def assert_public_stream(
+    stack: dict[str, object], device: tuple[str, str], public_port: int
+) -> None:
+    """The stack's API publishes each new reading as a SensorThings Observation on the
+    platform's broker with the ``smartby-sta-publisher`` account (no other may
+    publish ``v1.1/#``); the bridge carries it to the public broker, where an
+    anonymous reader gets it.  The device publishes until one arrives: the API's
+    publisher and the bridge connect in the background, after the stack is up."""
+    device_id, secret = device
     reader = login(public_port, None, None)
     assert reader.client is not None
-    got: queue.Queue[bytes] = queue.Queue()
-    reader.client.on_message = lambda _c, _u, message: got.put(message.payload)
+    got: queue.Queue[tuple[str, bytes]] = queue.Queue()
+    reader.client.on_message = lambda _c, _u, message: got.put((message.topic, message.payload))
     assert subscribe(reader.client, "v1.1/#") == [1]
-    publisher = login(port, "smartby-sta-publisher", password, client_id="smartby-sta-publisher")
-    assert publisher.client is not None
+    port = int(str(stack["mqtt_port"]))
     try:
 
         def delivered() -> bool:
-            publish(publisher.client, "v1.1/Datastreams(1)/Observations", b'{"result": 1}')
+            publish_one(
+                port,
+                f"smartby/{device_id}/telemetry",
+                b'{"pm25": 7.5}',
+                username=device_id,
+                password=secret,
+                client_id=device_id,
+            )
             try:
-                return got.get(timeout=0.2) == b'{"result": 1}'
+                topic, payload = got.get(timeout=0.5)
             except queue.Empty:
                 return False
+            observation = json.loads(payload)
+            assert re.fullmatch(r"v1\.1/Datastreams\(\d+\)/Observations", topic), topic
+            # its links lead to the stack's API, on whatever port it got
+            assert observation["@iot.selfLink"].startswith(f"{stack['web_url']}sta/v1.1/")
+            return observation["result"] == 7.5
 
-        wait_for(delivered, timeout=10, what="the stream at the public broker")
+        wait_for(delivered, timeout=30, what="an Observation at the public broker")
     finally:
-        close(publisher.client)
         close(reader.client)
+    # the service root says where to subscribe (OGC 18-088 §14.2)
+    root = httpx.get(f"{stack['web_url']}sta/v1.1", timeout=10).json()["serverSettings"]
+    receive = next(c for c in root["conformance"] if "receive-updates-via-mqtt" in c)
+    assert root[receive]["endpoints"] == [f"mqtt://127.0.0.1:{public_port}"]
 
 
 @pytest.mark.slow
@@ -222,9 +243,9 @@ def test_up_serves_database_and_broker_stops_cleanly_and_keeps_data(data_dir: Pa
             # ... and over TLS, trusting the CA whose file `up` printed
             assert_tls_for_devices(up, secret)
 
-            # the public broker streams what the SensorThings publisher publishes to
-            # anonymous readers (the publisher's password is in the data folder)
-            assert_public_stream(data_dir, port, int(str(stack["mqtt_public_port"])))
+            # the API publishes the device's readings as SensorThings Observations, and
+            # anonymous readers get them on the public broker
+            assert_public_stream(stack, ("aq-torget", secret), int(str(stack["mqtt_public_port"])))
 
             # `smartby broker sync` beside it finds it agreeing: nothing to change
             synced = subprocess.run(
