@@ -34,11 +34,12 @@ from starlette.responses import Response
 
 import api.routes.catalog
 import api.routes.export
+import api.routes.ingest
 import api.routes.warnings
 import api.sensorthings
 import api.stream
 from api.cache import CaptureForCache, ResponseCache
-from api.db import make_export_pool, make_pool
+from api.db import make_device_pool, make_export_pool, make_pool
 from api.dcat import catalogue_example
 from api.device_metrics import DeviceCollector
 from api.edge import ApiMetrics, Edge, RateLimits, RouteTemplates, bounded, server_error
@@ -46,7 +47,7 @@ from api.export_formats import PARQUET
 from api.export_gate import EXPORT_ENCODERS, ExportGate
 from api.forwarded import ForwardedFor, TrustedProxies
 from api.head import HeadAsGet
-from api.licence import NLOD_URL, is_open_data, licence_meta
+from api.licence import INGEST_ROOT, NLOD_URL, is_open_data, licence_meta
 from api.models import Problem as ProblemModel
 from api.openapi import EXAMPLES, describe, operation_id
 from api.problems import PROBLEM_JSON, Problem, problem_response
@@ -58,6 +59,7 @@ from api.stream import StreamHub, running_hub
 from api.website import mount_website
 from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
+from core.push import PushSink
 from core.settings import Settings
 from db.connect import database_url as configured_database_url
 
@@ -99,10 +101,12 @@ def create_app(
     settings: Settings,
     database_url: str | None = None,
     account_sync: DeviceAccountSync | None = None,
+    push_sink: PushSink | None = None,
 ) -> FastAPI:
     """The API on the configured database (or ``database_url``); the connection pool
     opens with the app's lifespan.  ``account_sync`` brings a device's broker account
-    in line after an admin route changed it (None: the broker is left alone)."""
+    in line after an admin route changed it (None: the broker is left alone);
+    ``push_sink`` stores HTTP pushes (None: /v1/ingest answers 503)."""
     url = database_url if database_url is not None else configured_database_url(settings)
     api_keys = parse_api_keys(settings)
     limits = RateLimits.from_settings(settings)
@@ -116,10 +120,15 @@ def create_app(
         # two pools: however many exports stream, the other requests keep their own
         pool = make_pool(url)
         export_pool = make_export_pool(url, size=settings.api_export_pool_size)
+        # devices proving their secret (HTTP push, a device's own health) read its hash
+        # as the registrar: a few connections of their own, apart from the open reads
+        device_pool = make_device_pool(app.state.admin_database_url)
         try:
             await pool.open(wait=True, timeout=15)
             await export_pool.open(wait=True, timeout=15)
+            await device_pool.open(wait=False)
         except PoolTimeout:
+            await device_pool.close()
             await export_pool.close()
             await pool.close()
             raise SmartbyError(
@@ -128,6 +137,7 @@ def create_app(
         app.state.pool = pool
         app.state.export_pool = export_pool
         app.state.export_encoding = asyncio.Semaphore(EXPORT_ENCODERS)
+        app.state.device_pool = device_pool
         try:
             if settings.api_stream_max_clients == 0 and not settings.sta_mqtt_publish:
                 yield
@@ -142,6 +152,7 @@ def create_app(
             async with running_hub(hub):
                 yield
         finally:
+            await device_pool.close()
             await export_pool.close()
             await pool.close()
 
@@ -209,6 +220,7 @@ def create_app(
     admin_url = settings.admin_database_url
     app.state.admin_database_url = admin_url.get_secret_value() if admin_url else url
     app.state.account_sync = account_sync
+    app.state.push_sink = push_sink
     app.state.api_keys = api_keys
     app.state.meta = meta
     app.state.metrics = metrics
@@ -226,6 +238,7 @@ def create_app(
     app.include_router(api.routes.catalog.router, prefix="/v1")
     app.include_router(api.routes.warnings.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
+    app.include_router(api.routes.ingest.router, prefix="/v1")
     app.include_router(api.stream.router, prefix="/v1")
     app.include_router(api.sensorthings.router, prefix="/sta/v1.1")
     mount_website(app, settings)
@@ -398,14 +411,16 @@ def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             responses: dict[str, Any] = operation.setdefault("responses", {})
             has_body = "requestBody" in operation
-            responses.pop("422", None)
+            if not path.startswith(INGEST_ROOT):  # the push routes describe their own 422
+                responses.pop("422", None)
             if has_body:
-                responses["422"] = _problem("The request body is not valid.")
+                responses.setdefault("422", _problem("The request body is not valid."))
             if operation.get("parameters") or has_body:
                 responses["400"] = _problem(
                     "A parameter is not valid or beyond a limit; the detail names it."
                 )
-            if "{" in path:
+            if "{" in path and not path.startswith(INGEST_ROOT):
+                # (a push for an unknown device is 401, never 404: `api.device_auth`)
                 responses["404"] = _problem("No such resource.")
             if is_open_data(path):
                 responses["401"] = _problem(
@@ -426,4 +441,16 @@ def _document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             )
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
+    # a device's own secret: HTTP push and its health (`api.device_auth`)
+    schemes = schema["components"].setdefault("securitySchemes", {})
+    schemes["deviceBasic"] = {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The device's id as user name, its secret as password (RFC 7617).",
+    }
+    schemes["deviceBearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The device's secret as a bearer token (RFC 6750 §2.1).",
+    }
     return schema

@@ -11,7 +11,7 @@ clients on two cores (DESIGN.md).  An admin write empties it.
 What is cached: GET responses of the open data (/v1 and /sta/v1.1, not admin) with
 status 200 and a ``public, max-age`` Cache-Control, up to `MAX_BODY_BYTES`, keyed by
 scheme, host, path and query (the documents hold absolute links).  Requests with
-``Cache-Control: no-cache`` skip it.
+``Cache-Control: no-cache`` or with an ``Authorization`` header skip it.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ class ResponseCache:
             return None
         control = _header(scope, b"cache-control")
         if control is not None and b"no-cache" in control:
+            return None
+        if _header(scope, b"authorization") is not None:
+            # a shared cache answers no request with credentials from what it kept for
+            # others (RFC 9111 §3.5): a device's owner sees its own health document
             return None
         host = _header(scope, b"host") or b""
         return (scope["scheme"], host.decode("latin-1"), scope["path"], scope["query_string"])

@@ -61,6 +61,26 @@ def make_export_pool(database_url: str, *, size: int) -> Pool:
     )
 
 
+#: the application_name of the connections that check devices' secrets
+DEVICE_APPLICATION = "smartby-api-devices"
+
+
+def make_device_pool(database_url: str, *, size: int = 2) -> Pool:
+    """Connections as the registrar, for devices proving their secret (`api.device_auth`):
+    one short query each, apart from the open reads' pool.  Opened without waiting, so
+    an API whose registrar login is missing still serves its reads."""
+    return AsyncConnectionPool(
+        database_url,
+        min_size=1,
+        max_size=size,
+        open=False,
+        timeout=10,
+        name=DEVICE_APPLICATION,
+        kwargs={"autocommit": True, "application_name": DEVICE_APPLICATION},
+        check=AsyncConnectionPool.check_connection,
+    )
+
+
 def pool_of(request: Request) -> Pool:
     pool: Pool = request.app.state.pool
     return pool

@@ -32,8 +32,16 @@ def carries_licence(path: str) -> bool:
     return is_open_data(path) or path in LICENSED_DOCUMENTS
 
 
+#: where devices push their readings (`api.routes.ingest`): under /v1, but not open
+#: data: no licence to state, nothing to cache, and each request is authenticated by
+#: a device's secret, not limited per address like an anonymous read
+INGEST_ROOT = "/v1/ingest/"
+
+
 def is_open_data(path: str) -> bool:
-    """Whether a request path is under one of the `OPEN_DATA_ROOTS`."""
+    """Whether a request path is under one of the `OPEN_DATA_ROOTS` (and not a push)."""
+    if path.startswith(INGEST_ROOT):
+        return False
     return any(path == root or path.startswith(root + "/") for root in OPEN_DATA_ROOTS)
 
 

@@ -617,6 +617,39 @@ class QuarantineCounts(BaseModel):
     by_reason: list[ReasonCount]
 
 
+class RejectedPayload(BaseModel):
+    """A message of the device that went to quarantine, with why."""
+
+    received_at: datetime = Field(description="When the message arrived.")
+    topic: str = Field(
+        description="Where it came: the MQTT topic, or http:<path> for an HTTP push.",
+        examples=["smartby/aq-sentrum/telemetry"],
+    )
+    reason: str = Field(examples=["unknown_metric"])
+    detail: str
+    payload: str = Field(description="The message as received (see payload_encoding).")
+    payload_encoding: Literal["utf-8", "base64"] = Field(
+        description="utf-8: the payload as text; base64: bytes that are not UTF-8 (CBOR)."
+    )
+
+
+class PushRejected(BaseModel):
+    record: int | None = Field(
+        description="Index of the record (SenML pack, plain object member, or entry of "
+        "sensordatavalues); null when the rejection is not about one record."
+    )
+    reason: str = Field(examples=["unknown_metric"])
+    detail: str
+
+
+class PushResult(BaseModel):
+    """What a push stored: sent after the transaction holding its readings committed."""
+
+    device_id: str = Field(examples=["aq-torget-4"])
+    stored: int = Field(description="Readings stored (or stored already, for a retry).")
+    rejected: int = Field(description="Always 0 here: a push with rejected records is a 422.")
+
+
 class DeviceHealth(BaseModel):
     """How a device is doing: its state, and what it sent in the window."""
 
@@ -636,6 +669,12 @@ class DeviceHealth(BaseModel):
     silent_after_s: int
     readings: FlagCounts = Field(description="Readings in the window by QC flag.")
     quarantined: QuarantineCounts = Field(description="Messages quarantined in the window.")
+    rejected: list[RejectedPayload] | None = Field(
+        default=None,
+        description="Only with the device's own secret (HTTP Basic <device id>:<secret> or "
+        "Bearer <secret>): its last 20 quarantined messages, newest first, whenever they "
+        "came.",
+    )
 
 
 class DeviceHealthDocument(BaseModel):

@@ -50,6 +50,8 @@ OPERATION_IDS: dict[str, str] = {
     "dcat_catalogue": "getCatalog",
     "devices_health": "listDeviceHealth",
     "device_health": "getDeviceHealth",
+    "push_readings": "pushReadings",
+    "push_sensor_community": "pushSensorCommunity",
     "platform_status": "getStatus",
     "sensorthings_root": "getSensorThingsRoot",
     "resource": "getSensorThingsResource",

@@ -25,6 +25,7 @@ from api.request_limits import (
 )
 from core.broker import DeviceAccountSync
 from core.errors import SmartbyError
+from core.push import PushSink
 from core.settings import Settings
 from db.connect import connect, database_url
 
@@ -37,13 +38,14 @@ def serve(
     host: str,
     port: int,
     account_sync: DeviceAccountSync | None = None,
+    push_sink: PushSink | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM.  What a user can fix fails first, in one line:
     no database, an unreachable one (``smartby api`` checks the port before)."""
     url = database_url(settings)
     with connect(url, application_name="smartby-api") as conn:
         conn.execute("SELECT 1")
-    app = create_app(settings, url, account_sync)
+    app = create_app(settings, url, account_sync, push_sink)
     server = uvicorn.Server(server_config(app, host=host, port=port))
     # endless responses (the live stream, `api.stream`) end when uvicorn shuts down,
     # which otherwise waits for them

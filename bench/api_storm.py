@@ -41,19 +41,18 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from bench.common import ApiProcess, fetch, request
 
 EXPORTERS = 64
 SLOW_READERS = 8
@@ -71,53 +70,6 @@ def say(text: str, end: str = "\n") -> None:
 # ------------------------------------------------------------------------ the API
 
 
-class ApiProcess:
-    """``smartby api`` in a subprocess on a free port, with ``SMARTBY_*`` settings from
-    ``settings`` (and nothing from this process's environment); its log in ``log``."""
-
-    def __init__(self, database_url: str, log: Path, **settings: str) -> None:
-        from stack.ports import free_port
-
-        self.port = free_port()
-        self.log = log
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
-        env |= {
-            "SMARTBY_ENV": "test",
-            "SMARTBY_DATABASE_URL": database_url,
-            "SMARTBY_INDICATORS_INTERVAL_S": "0",
-        }
-        env |= {f"SMARTBY_{name.upper()}": value for name, value in settings.items()}
-        port = str(self.port)
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "smartby", "api", "--host", "127.0.0.1", "--port", port],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError):
-                # /metrics: served once the app has started, and not rate limited
-                status, _, _ = asyncio.run(fetch(self.port, "/metrics"))
-                if status == 200:
-                    return
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 # -------------------------------------------------------------------- the clients
 
 
@@ -131,38 +83,6 @@ async def connect(port: int, source: str = "127.0.0.1", rcvbuf: int | None = Non
     sock.bind((source, 0))
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     return sock
-
-
-def request(path: str, headers: dict[str, str] | None = None, close: bool = False) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-async def fetch(
-    port: int, path: str, headers: dict[str, str] | None = None, source: str = "127.0.0.1"
-) -> tuple[int, dict[str, str], bytes]:
-    """One request on its own connection, read to the end (the server closes it)."""
-    reader, writer = await asyncio.open_connection(
-        "127.0.0.1", port, local_addr=(source, 0), limit=1 << 20
-    )
-    try:
-        writer.write(request(path, headers, close=True))
-        head = await reader.readuntil(b"\r\n\r\n")
-        body = await reader.read()
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    lines = head.decode("latin-1").split("\r\n")
-    found = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        if name:
-            found[name.strip().lower()] = value.strip()
-    return int(lines[0].split(" ", 2)[1]), found, body
 
 
 class KeepAlive:

@@ -26,6 +26,9 @@ still unacknowledged (§2.3.1).
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
 import math
 import multiprocessing as mp
 import os
@@ -40,9 +43,10 @@ import threading
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -783,3 +787,206 @@ def _busy_values(
         speed = rng.normal(62.0, 6.0, (devices, len(tick)))
         return np.stack([vehicles, heavy, speed], axis=1)
     return rng.gamma(4.0, 5.0, shape)
+
+
+# ------------------------------------------------------------- the API as deployed
+
+
+class ApiProcess:
+    """``smartby api`` in a subprocess on a free port, with ``SMARTBY_*`` settings from
+    ``settings`` (and nothing from this process's environment); its log in ``log``."""
+
+    def __init__(self, database_url: str, log: Path, **settings: str) -> None:
+        from stack.ports import free_port
+
+        self.port = free_port()
+        self.log = log
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTBY_")}
+        env |= {
+            "SMARTBY_ENV": "test",
+            "SMARTBY_DATABASE_URL": database_url,
+            "SMARTBY_INDICATORS_INTERVAL_S": "0",
+        }
+        env |= {f"SMARTBY_{name.upper()}": value for name, value in settings.items()}
+        port = str(self.port)
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "smartby", "api", "--host", "127.0.0.1", "--port", port],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError):
+                # /metrics: served once the app has started, and not rate limited
+                status, _, _ = asyncio.run(fetch(self.port, "/metrics"))
+                if status == 200:
+                    return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def request(path: str, headers: dict[str, str] | None = None, close: bool = False) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def fetch(
+    port: int, path: str, headers: dict[str, str] | None = None, source: str = "127.0.0.1"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on its own connection, read to the end (the server closes it)."""
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, local_addr=(source, 0), limit=1 << 20
+    )
+    try:
+        writer.write(request(path, headers, close=True))
+        head = await reader.readuntil(b"\r\n\r\n")
+        body = await reader.read()
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    lines = head.decode("latin-1").split("\r\n")
+    found = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            found[name.strip().lower()] = value.strip()
+    return int(lines[0].split(" ", 2)[1]), found, body
+
+
+# ---------------------------------------------------------------------- HTTP push
+#
+# Concurrent devices posting SenML packs to ``POST /v1/ingest/{device}`` of a ``smartby
+# api`` process, each on its own keep-alive connection, one post at a time (a device
+# waits for its answer, which comes after commit, before the next).  A lean HTTP/1.1
+# client on asyncio streams, so that the load generator costs less than the server it
+# measures (httpx costs about as much CPU per request as the server).  Used by
+# ``bench.ingest`` (the HTTP row) and by the "done when" test of issue 14.
+
+
+#: what a post holds: 4 records, as in issue 14's "done when"
+RECORDS_PER_POST = 4
+
+
+def senml_post(device: str, when: float, i: int) -> bytes:
+    """Four readings of one device at ``when`` (distinct for every post of a device)."""
+    return orjson.dumps(
+        [
+            {"bn": f"{device}/", "bt": when, "n": "pm25", "u": "ug/m3", "v": 5.0 + i % 7},
+            {"n": "pm10", "u": "ug/m3", "v": 11.0 + i % 5},
+            {"n": "temperature", "u": "Cel", "v": -3.0 + (i % 11) / 10},
+            {"n": "humidity", "u": "%RH", "v": 80.0 + i % 3},
+        ]
+    )
+
+
+@dataclass
+class PushRun:
+    """What the clients saw."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds per post
+    statuses: Counter[int] = field(default_factory=Counter)
+    stored: int = 0  # readings the 2xx answers counted
+    elapsed: float = 0.0
+    checked: int = 0  # posts verified in the database right after their answer
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+async def _client(
+    port: int,
+    device: str,
+    secret: str,
+    posts: int,
+    t0: float,
+    run: PushRun,
+    check: Callable[[str, float], bool] | None,
+    check_every: int,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    auth = base64.b64encode(f"{device}:{secret}".encode()).decode()
+    try:
+        for i in range(posts):
+            when = t0 + i
+            body = senml_post(device, when, i)
+            head = (
+                f"POST /v1/ingest/{device} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Basic {auth}\r\nContent-Type: application/senml+json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            started = time.perf_counter()
+            writer.write(head + body)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            lines = answer.decode("latin-1").split("\r\n")
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            run.latencies.append(time.perf_counter() - started)
+            status = int(lines[0].split(" ", 2)[1])
+            run.statuses[status] += 1
+            if 200 <= status < 300:
+                run.stored += int(orjson.loads(payload)["stored"])
+                if check is not None and i % check_every == 0:
+                    # the answer promised a commit: the readings must be there now
+                    if not check(device, when):
+                        raise AssertionError(f"{device} post {i}: answered before commit")
+                    run.checked += 1
+    finally:
+        writer.close()
+
+
+async def _push_all(
+    port: int,
+    devices: list[tuple[str, str]],
+    posts: int,
+    t0: float,
+    check: Callable[[str, float], bool] | None,
+    check_every: int,
+) -> PushRun:
+    run = PushRun()
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(
+            _client(port, device, secret, posts, t0, run, check, check_every)
+            for device, secret in devices
+        )
+    )
+    run.elapsed = time.perf_counter() - started
+    return run
+
+
+def push_concurrently(
+    port: int,
+    devices: list[tuple[str, str]],
+    posts_per_device: int,
+    t0: float,
+    *,
+    check: Callable[[str, float], bool] | None = None,
+    check_every: int = 50,
+) -> PushRun:
+    """Every device of ``devices`` ((id, secret)) posts ``posts_per_device`` packs at
+    once; ``check(device, time)`` is asked right after every ``check_every``-th answer
+    whether its readings are committed."""
+    return asyncio.run(_push_all(port, devices, posts_per_device, t0, check, check_every))

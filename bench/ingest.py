@@ -26,6 +26,9 @@ load generator is not the bottleneck).  Scenarios:
      CPU per message of the preparer alone (routing, device look-up, decoding, field
      resolution, conversion, QC; the writer and the MQTT client did not change), each
      version in its own process, interleaved five times, the least of 8 passes each.
+  g. HTTP push beside MQTT: 16 devices post 4-record SenML packs to one ``smartby api``
+     process at once (`bench.common.push_concurrently`), each answer after commit:
+     readings/s and the p99 of post → answer.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ import psycopg
 
 from bench.common import (
     DEVICES,
+    RECORDS_PER_POST,
+    ApiProcess,
     Stack,
     Worker,
     code_of,
@@ -56,6 +61,7 @@ from bench.common import (
     prepare_seconds,
     process_cpu,
     publish_parallel,
+    push_concurrently,
     say,
     single_messages,
     start_stack,
@@ -101,6 +107,35 @@ def run_ingest(
     elapsed = last - first
     say(f"{label}: {elapsed:.2f} s")
     return len(messages) / elapsed, readings / elapsed
+
+
+def run_http_push(
+    stack: Stack, posts: int, clients: int = 16, name: str = "h"
+) -> tuple[float, float]:
+    """(readings/s, p99 latency s) of HTTP push: ``clients`` devices post SenML packs of
+    4 records to one ``smartby api`` process at once, each waiting for its answer
+    (which comes after commit) before its next post."""
+    from db.registry import DeviceRecord, add_device
+
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        devices = [
+            (
+                f"{name}{i}",
+                add_device(conn, DeviceRecord(f"{name}{i}", f"s{i % DEVICES}", "air_quality")),
+            )
+            for i in range(clients)
+        ]
+    log = stack.root / "api-push.log"
+    server = ApiProcess(stack.url, log, api_rate_limit="100000000/minute")
+    try:
+        say(f"http push: {posts:,} posts of {RECORDS_PER_POST} records from {clients} devices")
+        run = push_concurrently(server.port, devices, posts // clients, time.time() - 7200)
+    finally:
+        server.stop()
+    if run.statuses.keys() != {200}:
+        raise RuntimeError(f"http push answers: {dict(run.statuses)}; see {log}")
+    say(f"http push: {run.elapsed:.2f} s")
+    return run.stored / run.elapsed, run.percentile(0.99)
 
 
 def naive_consumer(
@@ -404,6 +439,7 @@ def main() -> None:
     n_single = int(200_000 * scale)
     n_packs = int(30_000 * scale)
     n_naive = int(20_000 * scale)
+    n_push = int(16_000 * scale)
     n_backlog = int(1_000_000 * scale)
 
     stack = start_stack()
@@ -447,6 +483,20 @@ def main() -> None:
                 ">= 150,000 rd/s",
                 pack_rate >= 150_000,
             )
+        )
+        push_rate, push_p99 = run_http_push(stack, n_push)
+        results.append(
+            Result(
+                "(g) HTTP push, 4-record SenML posts, 16 clients",
+                push_rate,
+                "r/s",
+                "reported",
+                note=f"{push_rate / RECORDS_PER_POST:,.0f} posts/s, {pack_rate / push_rate:,.0f}x"
+                " less than (b)",
+            )
+        )
+        results.append(
+            Result("(g) HTTP push latency p99 (post → answer)", push_p99 * 1000, "ms", "reported")
         )
         naive_rate = run_naive(stack, n_naive)
         results.append(

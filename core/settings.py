@@ -249,6 +249,19 @@ class Settings(BaseSettings):
         description="Worker slots (and broker accounts smartby-ingest-1..N) for workers "
         "without SMARTBY_INGEST_CLIENT_ID.",
     )
+    ingest_http_queue: int = Field(
+        default=256,
+        ge=1,
+        le=65_536,
+        description="HTTP push (POST /v1/ingest/...): pushes waiting for their transaction "
+        "in the API process; beyond it a push is answered 503 with Retry-After.  Bodies are "
+        "limited by SMARTBY_INGEST_MAX_PAYLOAD_BYTES, as MQTT payloads are.",
+    )
+    ingest_http_database_url: SecretStr | None = Field(
+        default=None,
+        description="libpq URL the API process stores HTTP pushes with (the smartby_ingest "
+        "login); default: SMARTBY_DATABASE_URL.",
+    )
     ingest_qc: bool = Field(
         default=True,
         description="QARTOD tests at ingest beyond gross range (spike, rate of change, "
@@ -452,6 +465,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "admin_database_url",
+        "ingest_http_database_url",
         "db_writer_password",
         "db_reader_password",
         "db_admin_password",

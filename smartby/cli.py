@@ -111,6 +111,7 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
     """Serve the open data API under /v1 (one worker process)."""
     from api.server import serve
     from smartby.broker import account_sync
+    from smartby.push import push_service
     from stack.ports import port_is_free
 
     settings = with_running_stack(command_settings(ctx))
@@ -123,12 +124,17 @@ def api(ctx: click.Context, host: str | None, port: int | None) -> None:
         )
     if port:  # where it listens, for links written without a request (`api.sensorthings.mqtt`)
         settings = settings.model_copy(update={"api_host": host, "api_port": port})
-    serve(
-        settings,
-        host=host,
-        port=port,
-        account_sync=account_sync(settings, database_url(settings)),
-    )
+    push = push_service(settings)
+    try:
+        serve(
+            settings,
+            host=host,
+            port=port,
+            account_sync=account_sync(settings, database_url(settings)),
+            push_sink=push,
+        )
+    finally:
+        push.stop()
 
 
 @cli.group()

@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.simulated",
     "tests.fixtures.profiles",
     "tests.fixtures.network_server",
+    "tests.fixtures.push",
 ]

@@ -1,8 +1,10 @@
 """The platform's health in public: is ingest running, how much arrives, and how each
-device is doing (counts only; quarantined payloads stay behind the admin key)."""
+device is doing (counts only; a device's own quarantined payloads are shown to whoever
+proves its secret, `api.device_auth`, and to nobody else)."""
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -13,9 +15,10 @@ from starlette.responses import Response
 
 from api import health_queries, models, queries
 from api.db import fetch_dicts, fetch_tuples
+from api.device_auth import authenticate, credentials, device_pool_of
 from api.params import KindFilter, device_path_id, time_range
 from api.problems import not_found
-from api.responses import MAX_AGE_LIVE, read_response
+from api.responses import MAX_AGE_LIVE, JSONBytes, dumps, read_response
 from core.health import DEVICE_STATES, device_state, silent_after
 
 router = APIRouter(tags=["status"])
@@ -113,6 +116,7 @@ async def devices_health(request: Request, kind: KindFilter = None) -> Response:
     "/devices/{device_id}/health",
     response_model=models.DeviceHealthDocument,
     summary="Health of one device over the last 24 hours",
+    openapi_extra={"security": [{}, {"deviceBasic": []}, {"deviceBearer": []}]},
 )
 async def device_health(
     request: Request,
@@ -120,14 +124,59 @@ async def device_health(
 ) -> Response:
     """As /v1/status/devices, for one device: its state, when it was last heard
     from, its readings of the last 24 hours by QC flag, and its quarantined messages
-    by reason (counts only)."""
+    by reason (counts only).  With the device's own secret (HTTP Basic <device
+    id>:<secret>, or Bearer <secret>) also its last 20 rejected messages with their
+    payloads and reasons; a wrong secret is 401."""
+    given = credentials(request)
+    if given is not None:
+        # the owner's view: checked before anything is looked up, so a wrong secret
+        # learns nothing, not even whether the device exists
+        await authenticate(request, device_id, given)
     devices = await fetch_dicts(request, queries.devices_query(device_id=device_path_id(device_id)))
     if not devices:
         raise not_found("device", device_id)
     since, until = _window(request)
     [data] = await _device_health(request, devices, since, until, device_id)
     document = {"from": since, "to": until, "data": data, "meta": request.app.state.meta}
-    return read_response(request, document, max_age=MAX_AGE_LIVE)
+    if given is None:
+        return read_response(request, document, max_age=MAX_AGE_LIVE)
+    data["rejected"] = await _rejections(request, device_id)
+    # for the device's owner only: no shared cache may keep it (RFC 9111 §5.2.2.5)
+    return JSONBytes(dumps(document), headers={"cache-control": "private, no-store"})
+
+
+#: how many of its last rejected messages a device's owner sees
+REJECTIONS_SHOWN = 20
+
+
+async def _rejections(request: Request, device_id: str) -> list[dict[str, Any]]:
+    """The device's last quarantined messages, payloads included (migration 0015's
+    function: no role reads payloads directly)."""
+    async with device_pool_of(request).connection() as conn:
+        cur = await conn.execute(
+            "SELECT received_at, topic, reason, detail, payload"
+            " FROM smartby_device_rejections(%s, %s)",
+            (device_id, REJECTIONS_SHOWN),
+        )
+        rows = await cur.fetchall()
+    shown = []
+    for received_at, topic, reason, detail, payload in rows:
+        raw = bytes(payload)
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode(), "base64"
+        shown.append(
+            {
+                "received_at": received_at,
+                "topic": topic,
+                "reason": reason,
+                "detail": detail,
+                "payload": text,
+                "payload_encoding": encoding,
+            }
+        )
+    return shown
 
 
 @router.get("/status", response_model=models.PlatformStatusDocument, summary="Platform status")

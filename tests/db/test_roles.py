@@ -47,6 +47,7 @@ DECISIONS: dict[str, dict[str, str]] = {
     "traffic_adt": {"reader": "S"},
     "ingest_sessions": {"writer": "SIU"},
     "ingest_deliveries": {"writer": "SID"},
+    "http_push_keys": {"writer": "SID"},
     "warning_stations": {"reader": "S", "writer": "SIU"},
     "warning_episodes": {"reader": "S", "writer": "SIU"},
     "warning_messages": {"reader": "S", "writer": "SIU"},
