@@ -418,6 +418,34 @@ class NewDevice(BaseModel):
         "the broker lets its account in under this id only.",
         examples=["DVES_4F2A1C"],
     )
+    profile: str = Field(
+        default="smartby",
+        description="How the device talks (README, device profiles): smartby, tasmota, "
+        "esphome, ttn-v3 or chirpstack-v4.",
+        examples=["tasmota"],
+    )
+    topic: str | None = Field(
+        default=None,
+        max_length=200,
+        description="How ingest knows a device of another profile: its Tasmota topic, "
+        "ESPHome node name, or LoRaWAN device id / DevEUI. None for smartby devices.",
+        examples=["tasmota_4F2A1C"],
+    )
+    fields: dict[str, Any] | None = Field(
+        default=None,
+        description="Its own field map, as in the catalogue YAML: a payload field to a "
+        "metric key, {metric, unit}, or null to ignore the field.",
+        examples=[{"SDS0X1/PM2.5": "pm25", "BME280/Pressure": {"metric": "pressure"}}],
+    )
+    timezone: str | None = Field(
+        default=None,
+        description="IANA time zone of the device's local times (Tasmota sends no offset).",
+        examples=["Europe/Oslo"],
+    )
+    numeric_strings: bool | None = Field(
+        default=None,
+        description="Whether numbers written as text count (default: the profile's choice).",
+    )
 
 
 class AdminDevice(BaseModel):

@@ -28,6 +28,7 @@ from api.problems import Problem, not_found
 from api.responses import JSONBytes, dumps
 from api.security import require_api_key
 from core.broker import DeviceAccountSync
+from core.profiles import BindingError, check_binding
 from db.connect import connect
 from db.registry import (
     DeviceRecord,
@@ -118,7 +119,14 @@ async def registry(request: Request) -> Response:
 )
 async def add(request: Request, device: models.NewDevice) -> Response:
     """Register a device at a site; the answer holds its broker secret, shown this
-    once only. Needs the admin API key; 409 when the id is taken."""
+    once only. Needs the admin API key; 409 when the id is taken; 422 when its profile
+    settings do not hold (the same checks as `smartby devices add`)."""
+    try:
+        binding = check_binding(
+            device.profile, device.topic, device.fields, device.timezone, device.numeric_strings
+        )
+    except BindingError as exc:
+        raise Problem(422, "Device profile settings", f"device {device.id}: {exc}") from None
     record = DeviceRecord(
         device.id,
         device.site_id,
@@ -127,6 +135,7 @@ async def add(request: Request, device: models.NewDevice) -> Response:
         device.model,
         device.calibration,
         client_id=device.client_id,
+        binding=binding,
     )
 
     def work(conn: psycopg.Connection[TupleRow]) -> dict[str, Any]:

@@ -103,6 +103,8 @@ def test_register_disable_enable_rotate(
         ({"id": "aq-x", "site_id": "torget", "kind": "weather"}, 422, "'kind'"),
         ({"id": "aq-x", "site_id": "torget"}, 422, "'kind'"),
         ({"id": "aq-x", "site_id": "torget", "kind": "energy", "vendor": "a\x00b"}, 422, "store"),
+        ({"id": "aq-x", "site_id": "torget", "kind": "energy", "profile": "zigbee"}, 422, "zigbee"),
+        ({"id": "aq-x", "site_id": "torget", "kind": "energy", "profile": "tasmota"}, 422, "topic"),
     ],
 )
 def test_bad_registrations_are_problems(
@@ -112,6 +114,30 @@ def test_bad_registrations_are_problems(
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert says in response.json()["detail"]
+
+
+def test_a_device_of_another_profile_is_registered_with_its_topic(
+    admin, conn: psycopg.Connection[tuple[object, ...]]
+) -> None:
+    """What `smartby devices add --profile tasmota --topic ...` does, over the API: the
+    registry holds its profile, topic and field map, so ingest and the broker know it."""
+    body = {
+        "id": "plug-1",
+        "site_id": "torget",
+        "kind": "energy",
+        "profile": "tasmota",
+        "topic": "tasmota_4F2A1C",
+        "fields": {"ENERGY/Power": "power"},
+        "timezone": "Europe/Oslo",
+    }
+    response = admin.post("/v1/admin/devices", json=body, headers=KEY)
+    assert response.status_code == 201, response.text
+    row = conn.execute(
+        "SELECT profile, external_id, field_map FROM devices WHERE id = 'plug-1'"
+    ).fetchone()
+    assert row is not None
+    assert row[:2] == ("tasmota", "tasmota_4F2A1C")
+    assert "power" in str(row[2])
 
 
 def test_unknown_devices_are_404(admin) -> None:
