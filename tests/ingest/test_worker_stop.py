@@ -34,7 +34,11 @@ def test_a_stopping_worker_leaves_the_backlog_to_the_next_one(
     assert worker.wait(30) == 0
     publish_many(services.mqtt_port, stream(prefix, n, time.time() - 3600))
 
-    worker = worker_process(services, prefix, client_id, log)
+    # small batches: a quiet machine's worker could otherwise drain the whole backlog
+    # between the first commit the test sees and the signal
+    worker = worker_process(
+        services, prefix, client_id, log, extra_env={"SMARTBY_INGEST_BATCH_SIZE": "200"}
+    )
     try:
         wait_for(
             lambda: count(conn, "SELECT count(*) FROM readings") > 0,
