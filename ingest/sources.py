@@ -29,8 +29,6 @@ import threading
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import Gauge
 
@@ -40,7 +38,7 @@ from core.settings import IngestSource, Settings
 from core.warnings import WarningTexts
 from ingest.claim import WorkerClaim
 from ingest.mqtt_client import FastClient, connect_or_wait
-from ingest.worker import SESSION_EXPIRY_S, IngestMetrics, IngestWorker
+from ingest.worker import IngestMetrics, IngestWorker
 
 log = logging.getLogger(__name__)
 
@@ -127,20 +125,14 @@ class SourceWorker(IngestWorker):
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         return client
 
+    def _address(self) -> tuple[str, int]:
+        return self.source.host, self.source.broker_port
+
     def _connect(self, client: FastClient) -> None:
-        if not self.v5:
-            connect_or_wait(client, self.source.host, self.source.broker_port)
-            return
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.receive_maximum
-        connect_or_wait(
-            client,
-            self.source.host,
-            self.source.broker_port,
-            clean_start=False,
-            properties=props,
-        )
+        if self.v5:
+            super()._connect(client)
+        else:  # MQTT 3.1.1 has no session expiry nor receive maximum to ask for
+            connect_or_wait(client, *self._address())
 
     def subscriptions(self) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
         source = self.source

@@ -684,17 +684,16 @@ class IngestWorker:
         self._connect(self.client)
         self.client.loop_start()
 
+    def _address(self) -> tuple[str, int]:
+        return self.settings.mqtt_host, self.settings.mqtt_port
+
     def _connect(self, client: FastClient) -> None:
+        """A persistent MQTT 5 session, whose backlog the broker hands us no faster than
+        our receive maximum."""
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         props.ReceiveMaximum = self.receive_maximum
-        connect_or_wait(
-            client,
-            self.settings.mqtt_host,
-            self.settings.mqtt_port,
-            clean_start=False,
-            properties=props,
-        )
+        connect_or_wait(client, *self._address(), clean_start=False, properties=props)
 
     def wait_connected(self, timeout: float = 10) -> bool:
         """True once connected and subscribed (SUBACK received)."""
