@@ -18,39 +18,14 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from tests.api.sta_requests import ROOT, follow, get, problem
 from tests.fixtures.simulated import SimulatedData
-
-ROOT = "/sta/v1.1"
 
 
 @pytest.fixture(scope="module")
 def sta(client: TestClient) -> TestClient:
     """The app on the simulated database (api.app mounts the router at /sta/v1.1)."""
     return client
-
-
-def get(client: TestClient, url: str, **params: Any) -> Any:
-    response = client.get(url if url.startswith("http") else ROOT + url, params=params or None)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def problem(client: TestClient, url: str, status: int = 400, **params: Any) -> dict[str, Any]:
-    response = client.get(ROOT + url, params=params or None)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    document: dict[str, Any] = response.json()
-    return document
-
-
-def follow(client: TestClient, url: str, **params: Any) -> list[dict[str, Any]]:
-    """Every entity of a collection, following @iot.nextLink to the end."""
-    document = get(client, url, **params)
-    entities = list(document["value"])
-    while "@iot.nextLink" in document:
-        document = get(client, document["@iot.nextLink"])
-        entities += document["value"]
-    return entities
 
 
 def scalar(url: str, query: str, *args: Any) -> Any:

@@ -8,7 +8,6 @@ properties and observedArea, and hostile inputs answered with problem+json."""
 from __future__ import annotations
 
 import warnings
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree as ET
 
@@ -26,31 +25,7 @@ from tests.api.sta_data import (
     StaData,
     observation_time,
 )
-
-ROOT = "/sta/v1.1"
-
-
-def get(client: TestClient, url: str, **params: Any) -> Any:
-    response = client.get(url if url.startswith("http") else ROOT + url, params=params or None)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def problem(client: TestClient, url: str, status: int = 400, **params: Any) -> dict[str, Any]:
-    response = client.get(ROOT + url, params=params or None)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    document: dict[str, Any] = response.json()
-    return document
-
-
-def follow(client: TestClient, url: str, **params: Any) -> list[dict[str, Any]]:
-    document = get(client, url, **params)
-    entities = list(document["value"])
-    while "@iot.nextLink" in document:
-        document = get(client, document["@iot.nextLink"])
-        entities += document["value"]
-    return entities
+from tests.api.sta_requests import ROOT, follow, get, problem
 
 
 def iso(number: int) -> str:
