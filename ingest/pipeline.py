@@ -381,7 +381,12 @@ class BatchPreparer:
             for reading in decoded.readings:
                 key = (device_id, reading.name, reading.unit, reading.is_sum)
                 target = targets.get(key)
-                if target is None:
+                # unknown, or a rejection that has expired: resolve (again)
+                if target is None or (
+                    target.__class__ is not int
+                    and isinstance(target, Rejection)
+                    and target.until < resolver.clock()
+                ):
                     target = resolver.resolve(
                         device_id, device.fields, reading.name, reading.unit, reading.is_sum
                     )
@@ -392,17 +397,6 @@ class BatchPreparer:
                     origin.append(index)
                     stored += 1
                     continue
-                if isinstance(target, Rejection) and target.until < resolver.clock():
-                    target = resolver.resolve(
-                        device_id, device.fields, reading.name, reading.unit, reading.is_sum
-                    )
-                    if target.__class__ is int:
-                        times.append(reading.time)
-                        raw.append(reading.value)
-                        tids.append(target)
-                        origin.append(index)
-                        stored += 1
-                        continue
                 if isinstance(target, Rejection):
                     problems.setdefault(target.reason, []).append(target.detail)
                 elif isinstance(target, HealthTarget):
