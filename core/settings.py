@@ -435,6 +435,11 @@ class Settings(BaseSettings):
     retention_quarantine: timedelta | None = Field(
         default=timedelta(days=90), description="How long quarantined messages are kept."
     )
+    retention_health: timedelta | None = Field(
+        default=timedelta(days=400),
+        description="How long device health (radio signal, battery) is kept; 400 days "
+        "compare a season with the same one a year before. 'forever': for ever.",
+    )
     compress_after: timedelta = Field(
         default=timedelta(days=7),
         description="Age after which readings chunks are compressed (TimescaleDB community "
@@ -458,7 +463,9 @@ class Settings(BaseSettings):
         default=None, description="Password `smartby db roles` gives the smartby_registry login."
     )
 
-    @field_validator("retention_raw", "retention_quarantine", "compress_after", mode="before")
+    @field_validator(
+        "retention_raw", "retention_quarantine", "retention_health", "compress_after", mode="before"
+    )
     @classmethod
     def _durations(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value

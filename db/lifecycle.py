@@ -1,7 +1,8 @@
 """Storage lifecycle: what is kept how long, and how much room it takes.
 
 Raw readings are kept for ``SMARTBY_RETENTION_RAW`` (unset: for ever), quarantined
-messages for ``SMARTBY_RETENTION_QUARANTINE`` (90 days); rollups and indicators for
+messages for ``SMARTBY_RETENTION_QUARANTINE`` (90 days), device health for
+``SMARTBY_RETENTION_HEALTH`` (400 days, migration 0016); rollups and indicators for
 ever.  The owner writes those settings into ``lifecycle_settings`` (`apply_settings`,
 from ``smartby db migrate``), and the SQL of migration 0010 does the removing:
 
@@ -110,15 +111,18 @@ def apply_settings(conn: psycopg.Connection[TupleRow], settings: Settings) -> Ap
     """Write the retention settings and, on the community edition, the native policies
     (as the owner, in autocommit mode)."""
     conn.execute(
-        "INSERT INTO lifecycle_settings (raw_retention, quarantine_retention) VALUES (%s, %s)"
-        " ON CONFLICT (singleton) DO UPDATE SET raw_retention = EXCLUDED.raw_retention,"
-        " quarantine_retention = EXCLUDED.quarantine_retention, updated_at = now()",
-        (settings.retention_raw, settings.retention_quarantine),
+        "INSERT INTO lifecycle_settings (raw_retention, quarantine_retention, health_retention)"
+        " VALUES (%s, %s, %s) ON CONFLICT (singleton) DO UPDATE SET"
+        " raw_retention = EXCLUDED.raw_retention,"
+        " quarantine_retention = EXCLUDED.quarantine_retention,"
+        " health_retention = EXCLUDED.health_retention, updated_at = now()",
+        (settings.retention_raw, settings.retention_quarantine, settings.retention_health),
     )
     applied = Applied(edition(conn))
     raw = describe(settings.retention_raw)
     applied.lines.append(
         f"raw readings kept {raw}, quarantine {describe(settings.retention_quarantine)},"
+        f" device health {describe(settings.retention_health)},"
         " rollups and indicators for ever"
     )
     if applied.edition == "timescale":
@@ -156,6 +160,7 @@ class RetentionReport:
     ranges: list[tuple[datetime, datetime]] = field(default_factory=list)
     kept: tuple[datetime, datetime, str] | None = None
     removed_quarantine: int = 0
+    removed_health: int = 0
 
 
 def native_job(conn: psycopg.Connection[TupleRow]) -> int | None:
@@ -201,18 +206,38 @@ def retention_pass(
             report.ranges.append((start, end))
         if removed == 0:
             break
+    report.removed_quarantine = _expire_in_steps(
+        conn, "quarantine", at=at, max_rows=max_rows, max_steps=max_steps
+    )
+    report.removed_health = _expire_in_steps(
+        conn, "health", at=at, max_rows=max_rows, max_steps=max_steps
+    )
+    return report
+
+
+def _expire_in_steps(
+    conn: psycopg.Connection[TupleRow],
+    what: Literal["quarantine", "health"],
+    *,
+    at: datetime | None,
+    max_rows: int,
+    max_steps: int,
+) -> int:
+    """Rows of quarantine or device health removed past their retention, a batch per
+    transaction: as of now by the step the writer may run, or as of ``at`` (owner)."""
+    step = sql.SQL("SELECT smartby_{}_step(%s)").format(sql.SQL(what))
+    expire = sql.SQL("SELECT smartby_expire_{}(%s, %s)").format(sql.SQL(what))
+    removed = 0
     for _ in range(max_steps):
         if at is None:
-            row = conn.execute("SELECT smartby_quarantine_step(%s)", (max_rows,)).fetchone()
+            row = conn.execute(step, (max_rows,)).fetchone()
         else:
-            row = conn.execute(
-                "SELECT smartby_expire_quarantine(%s, %s)", (at, max_rows)
-            ).fetchone()
-        removed = int(row[0]) if row else 0
-        report.removed_quarantine += removed
-        if removed < max_rows:
+            row = conn.execute(expire, (at, max_rows)).fetchone()
+        batch = int(row[0]) if row else 0
+        removed += batch
+        if batch < max_rows:
             break
-    return report
+    return removed
 
 
 def raw_dropped_before(conn: psycopg.Connection[TupleRow]) -> datetime | None:

@@ -90,12 +90,14 @@ class Upkeep:
             conn.autocommit = False
         self.removed.inc(report.removed_readings)
         self.kept.set(1 if report.kept else 0)
-        if report.removed_readings or report.removed_quarantine:
+        if report.removed_readings or report.removed_quarantine or report.removed_health:
             log.info(
-                "retention removed %d readings (%s) and %d quarantined messages",
+                "retention removed %d readings (%s), %d quarantined messages and %d device"
+                " health rows",
                 report.removed_readings,
                 ", ".join(f"{a:%Y-%m-%d}..{b:%Y-%m-%d}" for a, b in report.ranges) or "-",
                 report.removed_quarantine,
+                report.removed_health,
             )
         if report.kept:
             start, end, why = report.kept

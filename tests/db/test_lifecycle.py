@@ -234,6 +234,35 @@ def test_nothing_is_removed_without_a_retention_and_quarantine_goes_after_its_ow
     assert owner.execute("SELECT count(*) FROM readings").fetchone() == (1,)
 
 
+def test_device_health_goes_after_its_own_retention_and_stays_when_kept_for_ever(
+    services: Services, owner: psycopg.Connection
+) -> None:
+    register(owner, "lora-old")
+    ages = [401, 399, 1]
+    owner.execute(
+        "INSERT INTO device_health (time, device_id, rssi, battery_v)"
+        " SELECT t, 'lora-old', -110, 3.6 FROM unnest(%s::timestamptz[]) t",
+        ([day(n) for n in ages],),
+    )
+    owner.commit()
+    owner.autocommit = True
+    apply_settings(owner, services.settings(retention_health="forever"))
+    assert retention_pass(owner, at=AT).removed_health == 0
+    apply_settings(owner, services.settings())  # the default: 400 days
+    report = retention_pass(owner, at=AT, max_rows=1)  # a row a step: the steps go on
+    assert report.removed_health == 1
+    kept = owner.execute("SELECT time FROM device_health ORDER BY time").fetchall()
+    assert [t for (t,) in kept] == [day(399), day(1)]
+    # what an ingest worker runs (the step the writer role may call), as of now
+    owner.execute("DELETE FROM device_health")
+    owner.execute(
+        "INSERT INTO device_health (time, device_id) VALUES"
+        " (now() - interval '401 days', 'lora-old'), (now() - interval '1 day', 'lora-old')"
+    )
+    assert retention_pass(owner).removed_health == 1
+    assert owner.execute("SELECT count(*) FROM device_health").fetchone() == (1,)
+
+
 def test_plain_postgresql_deletes_an_expired_day_in_batches() -> None:
     root = make_service_root("smartby-plain-retention-")
     cluster = PostgresCluster(root / "pg", port=free_port(), durable=False, timescaledb=False)

@@ -166,6 +166,9 @@ def test_the_api_role_cannot_write(logins: dict[str, str], statement: str) -> No
         "SELECT * FROM smartby_expire_readings(now() + interval '10 years')",
         # retention's own (migration 0014): minute rows go only with their readings
         "SELECT smartby_expire_minutes('-infinity', 'infinity')",
+        # device health goes only as the owner decided (migration 0016)
+        "SELECT smartby_expire_health(now() + interval '10 years')",
+        "DELETE FROM device_health",
         "SELECT drop_chunks('readings', older_than => now())",
         "DELETE FROM warning_messages",
     ],
