@@ -16,6 +16,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.json_sql import splice
+
 #: how long clients and caches may reuse a read (seconds), by how fast it changes
 MAX_AGE_LIVE = 10  # latest values, AQI now
 MAX_AGE_DATA = 60  # time series, indicators
@@ -115,3 +117,19 @@ def cacheable_response(
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers=common)
     return response_class(body, headers=common)
+
+
+def spliced_response(
+    request: Request,
+    envelope: Any,
+    data: bytes,
+    *,
+    max_age: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`read_response` of a document whose data array PostgreSQL has already written
+    (`api.json_sql`): ``envelope`` holds `DATA_PLACEHOLDER` where the array goes."""
+    body = splice(dumps(envelope), data)
+    return cacheable_response(
+        request, body, max_age=max_age, response_class=JSONBytes, headers=headers
+    )
