@@ -21,12 +21,8 @@ Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 #: in milliseconds and compiled for 2-4 s (issue 17, bench/api.py --minutes).  Every
 #: query of the API is short; compiling one never pays.
 NO_JIT = "-c jit=off"
-#: ... and always plan a prepared statement for its parameters.  psycopg prepares a
-#: query from its sixth run on, and after five more PostgreSQL may switch to a generic
-#: plan: for the rollup pages (`api.queries.rollup_page_query`) that plan took 25 ms
-#: where the custom one takes 1.5 ms (issue 17, 30 days hourly of one series).
-#: Planning each time costs a fraction of a millisecond; a bad generic plan, 20.
-CONNECTION_OPTIONS = NO_JIT + " -c plan_cache_mode=force_custom_plan"
+#: what the API's connections set (the benchmark connects with the same)
+CONNECTION_OPTIONS = NO_JIT
 
 
 def make_pool(database_url: str, *, min_size: int = 2, max_size: int = 8) -> Pool:

@@ -10,8 +10,11 @@ per point.
 The text is what `api.responses.dumps` (orjson) writes for the same rows, in
 meaning: the same keys in the same order; times as RFC 3339 in UTC with ``Z`` and
 microseconds only when there are some (`json_time`); NaN and infinities as null
-(orjson's rule, RFC 8259 §6 has no NaN); numbers as PostgreSQL's shortest exact
-text (``1`` where orjson writes ``1.0``: the same JSON number, RFC 8259 §6).
+(orjson's rule, RFC 8259 §6 has no NaN); floats as PostgreSQL's shortest exact text,
+which is orjson's digits (both print the shortest string that reads back the same
+double), whole ones with ``.0`` as orjson writes them; only exponents are spelled
+differently (``1e-05`` for ``1e-5``, ``1e+15`` for ``1000000000000000.0``: the same
+JSON number, RFC 8259 §6).
 """
 
 from __future__ import annotations
@@ -30,22 +33,31 @@ DATA_PLACEHOLDER = "\x00smartby-json-data\x00"
 _PLACEHOLDER_JSON = b'"\\u0000smartby-json-data\\u0000"'
 
 
-def json_time(expr: sql.Composable) -> sql.Composable:
-    """A timestamptz as a JSON string the way orjson writes a UTC datetime with
+def rfc3339(expr: sql.Composable) -> sql.Composable:
+    """A timestamptz (not NULL) as the text orjson writes of a UTC datetime with
     OPT_UTC_Z: ``2026-11-29T22:00:00Z``, ``…:00.250000Z`` when not a whole second."""
     return S(
-        "CASE WHEN {e} IS NULL THEN 'null' ELSE"
-        " '\"' || to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
-        " || CASE WHEN date_trunc('second', {e}) = {e} THEN ''"
-        " ELSE to_char({e} AT TIME ZONE 'UTC', '.US') END || 'Z\"' END"
+        "to_char({e} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS')"
+        " || CASE WHEN date_trunc('second', {e}) = {e} THEN 'Z'"
+        " ELSE to_char({e} AT TIME ZONE 'UTC', '.US\"Z\"') END"
     ).format(e=expr)
 
 
+def json_time(expr: sql.Composable) -> sql.Composable:
+    """A timestamptz as a JSON string (`rfc3339`), null for NULL."""
+    return S("CASE WHEN {e} IS NULL THEN 'null' ELSE '\"' || {t} || '\"' END").format(
+        e=expr, t=rfc3339(expr)
+    )
+
+
 def json_number(expr: sql.Composable) -> sql.Composable:
-    """A float8 as a JSON number; null for NULL, NaN and the infinities."""
+    """A float8 as a JSON number, as orjson writes it: whole numbers with ``.0``
+    (PostgreSQL's shortest exact text writes ``6``); null for NULL, NaN and the
+    infinities (NaN sorts above Infinity in PostgreSQL, so both bounds exclude it)."""
     return S(
-        "coalesce(CASE WHEN {e} <> ALL('{{NaN,Infinity,-Infinity}}'::float8[])"
-        " THEN {e}::text END, 'null')"
+        "CASE WHEN {e} < 'Infinity' AND {e} > '-Infinity' THEN"
+        " CASE WHEN {e} = trunc({e}) AND abs({e}) < 1e15 THEN {e}::text || '.0'"
+        " ELSE {e}::text END ELSE 'null' END"
     ).format(e=expr)
 
 
