@@ -69,8 +69,12 @@ def dumps(document: Any) -> bytes:
 
 def etag_of(body: bytes) -> str:
     """A weak validator (RFC 9110 §8.8.1): the same document gzipped or not is
-    semantically the same, which is all a weak ETag promises."""
-    return 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    semantically the same, which is all a weak ETag promises.  SHA-1, cut to 96 bits
+    as the BLAKE2b before it: the CPU's SHA instructions hash a 1 MB page of
+    Observations in 0.5 ms where BLAKE2b took 0.75 (issue 17); a validator tells
+    versions of one URL apart, which needs no collision resistance against an
+    attacker."""
+    return 'W/"' + hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24] + '"'
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
