@@ -16,10 +16,10 @@ worker; then, per scenario, 32 concurrent clients for `--seconds`:
      (a harvest of one Datastream, oldest first: the first page)
 
 each with the response cache (as served) and without it (``Cache-Control: no-cache``:
-every request runs its query), and the same queries (the API's own query builders,
-the rows it reads, not the JSON it has PostgreSQL build of them) run directly with 32
-concurrent psycopg connections, in the same run, so the API's own overhead shows as
-a ratio.  ``--url`` measures a database already loaded (``--days`` is then ignored).
+every request runs its query), and the same SQL the API runs (its query builders'
+rows, with the JSON PostgreSQL writes of them) run directly with 32 concurrent
+psycopg connections, in the same run, so the API's own overhead shows as a ratio.
+``--url`` measures a database already loaded (``--days`` is then ignored).
 The clients are lean HTTP/1.1 keep-alive connections over asyncio streams (an HTTP
 library would cost more CPU than the server on two cores).  The per-client
 rate limit is lifted for the run; everything else is the production app.
@@ -72,8 +72,13 @@ def pick_series(url: str) -> tuple[int, str]:
 
 
 def read_scenarios(url: str, days: float, span_end: datetime) -> list[tuple[str, str, Any]]:
-    """(name, path, the API's query of the rows) of scenarios (a) to (d)."""
-    from api import queries
+    """(name, path, the SQL the API runs for it) of scenarios (a) to (d): the query
+    builders' rows wrapped as the routes wrap them, for PostgreSQL to write the JSON
+    (`api.json_sql`, `api.sensorthings.page_json`)."""
+    from psycopg.sql import SQL
+
+    from api import json_sql, queries
+    from api.sensorthings import page_json
     from api.sensorthings.compile import entity_query, exclude_failed
     from api.sensorthings.model import OBSERVATION
     from api.sensorthings.odata import parse_options
@@ -91,28 +96,46 @@ def read_scenarios(url: str, days: float, span_end: datetime) -> list[tuple[str,
         return moment.isoformat().replace("+00:00", "Z")
 
     data = f"/v1/series/{series_id}/data"
+    latest = json_sql.page_json_query(
+        queries.latest_query(), json_sql.LATEST, page_size=None, order=SQL("q.id")
+    )
+    hourly = json_sql.page_json_query(
+        queries.rollup_page_query(
+            [series_id], "1h", span_start, span_end, after=None, limit=1001, tz="Europe/Oslo"
+        ),
+        json_sql.AGGREGATE_POINT,
+        page_size=1000,
+        keys=(SQL("q.bucket"),),
+        order=SQL("q.bucket"),
+    )
+    raw = json_sql.page_json_query(
+        queries.raw_page_query([series_id], raw_start, span_end, after=None, limit=10001),
+        json_sql.RAW_POINT,
+        page_size=10000,
+        keys=(SQL("q.time"), SQL("q.series_id")),
+        order=SQL("q.time, q.series_id"),
+    )
     # the STA query as the route compiles it (FAIL-flagged Observations left out)
-    sta = resolve(f"Datastreams({series_id})/Observations", "http://bench/sta/v1.1")
+    base = "http://bench/sta/v1.1"
+    sta = resolve(f"Datastreams({series_id})/Observations", base)
     exclude_failed(sta.where)
-    sta_query, _ = entity_query(OBSERVATION, parse_options({"$top": "1000"}), sta.where, sta.params)
+    rows, layout = entity_query(OBSERVATION, parse_options({"$top": "1000"}), sta.where, sta.params)
     return [
-        (f"(a) latest of all {n_series} series", "/v1/latest", queries.latest_query()),
+        (f"(a) latest of all {n_series} series", "/v1/latest", latest),
         (
             f"(b) {hours:g} days hourly of one series",
             f"{data}?bucket=1h&from={iso(span_start)}&to={iso(span_end)}&limit=1000",
-            queries.rollup_page_query(
-                [series_id], "1h", span_start, span_end, after=None, limit=1001, tz="Europe/Oslo"
-            ),
+            hourly,
         ),
         (
             "(c) 1 day raw of one series",
             f"{data}?bucket=raw&from={iso(raw_start)}&to={iso(span_end)}&limit=10000",
-            queries.raw_page_query([series_id], raw_start, span_end, after=None, limit=10001),
+            raw,
         ),
         (
             "(d) 1,000 STA Observations of a Datastream",
             f"/sta/v1.1/Datastreams({series_id})/Observations?$top=1000",
-            sta_query,
+            page_json.page_query(rows, layout, base, 1000),
         ),
     ]
 
@@ -287,7 +310,7 @@ async def api_scenario(
 async def sql_scenario(url: str, query, name: str, seconds: float, warmup: float) -> Result:
     from api.db import CONNECTION_OPTIONS
 
-    # connected as the API's pool connects: no JIT, custom plans (api.db)
+    # connected as the API's pool connects (no JIT, api.db)
     connections = [
         await psycopg.AsyncConnection.connect(url, autocommit=True, options=CONNECTION_OPTIONS)
         for _ in range(CLIENTS)
@@ -296,7 +319,7 @@ async def sql_scenario(url: str, query, name: str, seconds: float, warmup: float
 
     def worker(conn: psycopg.AsyncConnection):
         async def do_one() -> bool:
-            cursor = await conn.execute(text, params)
+            cursor = await conn.execute(text, params, binary=True)
             await cursor.fetchall()
             return True
 
@@ -398,7 +421,7 @@ def main() -> None:
         f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; "
         f"{CLIENTS} concurrent clients on keep-alive connections, {seconds:g} s measured "
         f"per scenario after {warmup:g} s warm-up; API: one uvicorn worker; "
-        "SQL: the API's own queries on 32 psycopg connections"
+        "SQL: the API's own SQL on 32 psycopg connections"
     )
     met = all(
         a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0
