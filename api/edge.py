@@ -31,6 +31,7 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from contextvars import ContextVar
 from dataclasses import dataclass
 from ipaddress import IPv6Address, ip_address, ip_network
@@ -38,8 +39,6 @@ from typing import Any
 
 import psycopg
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from psycopg_pool import PoolTimeout
 from starlette.routing import compile_path
@@ -173,6 +172,51 @@ def _limit(setting: str, value: str) -> RateLimitItem:
         raise SettingsError(f"{setting}: {value!r} is not a rate like 120/minute") from None
 
 
+class MovingWindows:
+    """Moving-window counts in this worker's memory: at most ``amount`` hits of one
+    client in any window of the limit's length (the algorithm of `limits`'
+    MovingWindowRateLimiter).  Its async memory storage expired entries in a task
+    that handed every client's list to a worker thread on each sweep, one sweep
+    after another under load, and added each hit at the front of a list: a thread
+    hand-off and GIL waits behind every request (issue 17).  Here each client has a
+    deque of its hits' times, trimmed as it is read, and clients gone quiet are
+    dropped by a sweep at most once a window."""
+
+    def __init__(self) -> None:
+        self.hits: dict[tuple[str, str], deque[float]] = {}
+        self.window_of: dict[str, float] = {}  # each limit's window, seconds
+        self.next_sweep = 0.0
+
+    def hit(self, item: RateLimitItem, identity: str, now: float) -> float | None:
+        """Counts the hit and returns None, or the seconds until one is allowed."""
+        window = float(item.get_expiry())
+        limit = str(item)
+        if limit not in self.window_of:
+            self.window_of[limit] = window
+            self.next_sweep = min(self.next_sweep, now + window)
+        if now >= self.next_sweep:
+            self._sweep(now)
+        key = (limit, identity)
+        hits = self.hits.get(key)
+        if hits is None:
+            hits = self.hits[key] = deque()
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        if len(hits) >= item.amount:
+            # the window moves on when the oldest hit in it leaves
+            return hits[0] + window - now
+        hits.append(now)
+        return None
+
+    def _sweep(self, now: float) -> None:
+        self.hits = {
+            key: hits
+            for key, hits in self.hits.items()
+            if hits and hits[-1] > now - self.window_of[key[0]]
+        }
+        self.next_sweep = now + min(self.window_of.values())
+
+
 @dataclass(slots=True)
 class RateLimits:
     """Moving-window limits in memory: per client address for open reads, per API key
@@ -181,22 +225,22 @@ class RateLimits:
 
     anonymous: RateLimitItem
     keyed: RateLimitItem
-    limiter: MovingWindowRateLimiter
+    windows: MovingWindows
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:
         return cls(
             _limit("SMARTBY_API_RATE_LIMIT", settings.api_rate_limit),
             _limit("SMARTBY_API_KEY_RATE_LIMIT", settings.api_key_rate_limit),
-            MovingWindowRateLimiter(MemoryStorage()),
+            MovingWindows(),
         )
 
     async def check(self, item: RateLimitItem, identity: str) -> Problem | None:
         """None when the request may go ahead; else the 429 to send."""
-        if await self.limiter.hit(item, identity):
+        wait_s = self.windows.hit(item, identity, time.monotonic())
+        if wait_s is None:
             return None
-        stats = await self.limiter.get_window_stats(item, identity)
-        retry_after = max(1, math.ceil(stats.reset_time - time.time()))
+        retry_after = max(1, math.ceil(wait_s))
         per = f"{item.amount} requests per {item.multiples} {item.GRANULARITY.name}"
         hint = "" if identity.startswith("key:") else "; an API key lifts the limit"
         return Problem(

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Query
@@ -278,7 +279,17 @@ class PageQuery:
         return decode_cursor(self.cursor) if self.cursor is not None else None
 
 
-Page = Annotated[PageQuery, Depends()]
+async def _page_query(**values: Any) -> PageQuery:
+    """`PageQuery` as an async dependency of the same parameters.  FastAPI runs a plain
+    callable such as the class itself in its thread pool: a thread hand-off per
+    request, and the event loop then waits for the GIL behind the worker thread
+    (issue 17: a tenth of the API's time on a data page)."""
+    return PageQuery(**values)
+
+
+_page_query.__signature__ = inspect.signature(PageQuery)  # type: ignore[attr-defined]
+
+Page = Annotated[PageQuery, Depends(_page_query)]
 
 
 def site_path_id(site_id: str) -> str:

@@ -16,6 +16,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from api.json_sql import splice
+
 #: how long clients and caches may reuse a read (seconds), by how fast it changes
 MAX_AGE_LIVE = 10  # latest values, AQI now
 MAX_AGE_DATA = 60  # time series, indicators
@@ -67,8 +69,12 @@ def dumps(document: Any) -> bytes:
 
 def etag_of(body: bytes) -> str:
     """A weak validator (RFC 9110 §8.8.1): the same document gzipped or not is
-    semantically the same, which is all a weak ETag promises."""
-    return 'W/"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    semantically the same, which is all a weak ETag promises.  SHA-1, cut to 96 bits
+    as the BLAKE2b before it: the CPU's SHA instructions hash a 1 MB page of
+    Observations in 0.5 ms where BLAKE2b took 0.75 (issue 17); a validator tells
+    versions of one URL apart, which needs no collision resistance against an
+    attacker."""
+    return 'W/"' + hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24] + '"'
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -115,3 +121,19 @@ def cacheable_response(
     if if_none_match is not None and _matches(if_none_match, etag):
         return Response(status_code=304, headers=common)
     return response_class(body, headers=common)
+
+
+def spliced_response(
+    request: Request,
+    envelope: Any,
+    data: bytes,
+    *,
+    max_age: int,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """`read_response` of a document whose data array PostgreSQL has already written
+    (`api.json_sql`): ``envelope`` holds `DATA_PLACEHOLDER` where the array goes."""
+    body = splice(dumps(envelope), data)
+    return cacheable_response(
+        request, body, max_age=max_age, response_class=JSONBytes, headers=headers
+    )

@@ -10,11 +10,18 @@ worker; then, per scenario, 32 concurrent clients for `--seconds`:
 
   a. latest value of all series:      GET /v1/latest
   b. 30 days hourly of one series:    GET /v1/series/{id}/data?bucket=1h&from=…&to=…
+  c. 1 day raw of one series:         GET /v1/series/{id}/data?bucket=raw&from=…&to=…
+     (a once-a-minute station: 1,440 readings)
+  d. 1,000 SensorThings Observations: GET /sta/v1.1/Datastreams({id})/Observations?$top=1000
+     (a harvest of one Datastream, oldest first: the first page)
 
-and the same two queries (the API's own query builders) run directly with 32
-concurrent psycopg connections, in the same run, so the API's own overhead shows as
-a ratio.  The clients are lean HTTP/1.1 keep-alive connections over asyncio streams
-(an HTTP library would cost more CPU than the server on two cores).  The per-client
+each with the response cache (as served) and without it (``Cache-Control: no-cache``:
+every request runs its query), and the same SQL the API runs (its query builders'
+rows, with the JSON PostgreSQL writes of them) run directly with 32 concurrent
+psycopg connections, in the same run, so the API's own overhead shows as a ratio.
+``--url`` measures a database already loaded (``--days`` is then ignored).
+The clients are lean HTTP/1.1 keep-alive connections over asyncio streams (an HTTP
+library would cost more CPU than the server on two cores).  The per-client
 rate limit is lifted for the run; everything else is the production app.
 
     .venv/bin/python -m bench.api --minutes    # bucket=1m reads instead (issue 17)
@@ -29,10 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,6 +69,75 @@ def pick_series(url: str) -> tuple[int, str]:
     if row is None:
         raise RuntimeError("no pm25 series loaded")
     return int(row[0]), str(row[1])
+
+
+def read_scenarios(url: str, days: float, span_end: datetime) -> list[tuple[str, str, Any]]:
+    """(name, path, the SQL the API runs for it) of scenarios (a) to (d): the query
+    builders' rows wrapped as the routes wrap them, for PostgreSQL to write the JSON
+    (`api.json_sql`, `api.sensorthings.page_json`)."""
+    from psycopg.sql import SQL
+
+    from api import json_sql, queries
+    from api.sensorthings import page_json
+    from api.sensorthings.compile import entity_query, exclude_failed
+    from api.sensorthings.model import OBSERVATION
+    from api.sensorthings.odata import parse_options
+    from api.sensorthings.routes import resolve
+
+    series_id, series_name = pick_series(url)
+    hours = min(days, 30.0)
+    span_start = span_end - timedelta(days=hours)
+    raw_start = span_end - timedelta(days=1)
+    with psycopg.connect(url) as conn:
+        n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
+    say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
+
+    def iso(moment: datetime) -> str:
+        return moment.isoformat().replace("+00:00", "Z")
+
+    data = f"/v1/series/{series_id}/data"
+    latest = json_sql.page_json_query(
+        queries.latest_query(), json_sql.LATEST, page_size=None, order=SQL("q.id")
+    )
+    hourly = json_sql.page_json_query(
+        queries.rollup_page_query(
+            [series_id], "1h", span_start, span_end, after=None, limit=1001, tz="Europe/Oslo"
+        ),
+        json_sql.AGGREGATE_POINT,
+        page_size=1000,
+        keys=(SQL("q.bucket"),),
+        order=SQL("q.bucket"),
+    )
+    raw = json_sql.page_json_query(
+        queries.raw_page_query([series_id], raw_start, span_end, after=None, limit=10001),
+        json_sql.RAW_POINT,
+        page_size=10000,
+        keys=(SQL("q.time"), SQL("q.series_id")),
+        order=SQL("q.time, q.series_id"),
+    )
+    # the STA query as the route compiles it (FAIL-flagged Observations left out)
+    base = "http://bench/sta/v1.1"
+    sta = resolve(f"Datastreams({series_id})/Observations", base)
+    exclude_failed(sta.where)
+    rows, layout = entity_query(OBSERVATION, parse_options({"$top": "1000"}), sta.where, sta.params)
+    return [
+        (f"(a) latest of all {n_series} series", "/v1/latest", latest),
+        (
+            f"(b) {hours:g} days hourly of one series",
+            f"{data}?bucket=1h&from={iso(span_start)}&to={iso(span_end)}&limit=1000",
+            hourly,
+        ),
+        (
+            "(c) 1 day raw of one series",
+            f"{data}?bucket=raw&from={iso(raw_start)}&to={iso(span_end)}&limit=10000",
+            raw,
+        ),
+        (
+            "(d) 1,000 STA Observations of a Datastream",
+            f"/sta/v1.1/Datastreams({series_id})/Observations?$top=1000",
+            page_json.page_query(rows, layout, base, 1000),
+        ),
+    ]
 
 
 # ------------------------------------------------------------------------ the API
@@ -229,14 +308,18 @@ async def api_scenario(
 
 
 async def sql_scenario(url: str, query, name: str, seconds: float, warmup: float) -> Result:
+    from api.db import CONNECTION_OPTIONS
+
+    # connected as the API's pool connects (no JIT, api.db)
     connections = [
-        await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(CLIENTS)
+        await psycopg.AsyncConnection.connect(url, autocommit=True, options=CONNECTION_OPTIONS)
+        for _ in range(CLIENTS)
     ]
     text, params = query
 
     def worker(conn: psycopg.AsyncConnection):
         async def do_one() -> bool:
-            cursor = await conn.execute(text, params)
+            cursor = await conn.execute(text, params, binary=True)
             await cursor.fetchall()
             return True
 
@@ -282,6 +365,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds a scenario")
     parser.add_argument("--quick", action="store_true", help="2 days, 3 s a scenario")
     parser.add_argument("--minutes", action="store_true", help="bucket=1m reads instead")
+    parser.add_argument("--url", help="a database already loaded (by an earlier load_month)")
+    parser.add_argument("--only", default="abcd", help="the scenarios to run, e.g. ab")
     parser.add_argument("--serve", nargs=2, metavar=("URL", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -294,45 +379,28 @@ def main() -> None:
     seconds = 3.0 if args.quick else args.seconds
     warmup = 1.0 if args.quick else 2.0
 
-    from api import queries
-
     pairs: list[tuple[Result, Result]] = []
-    with scratch_database("api") as (root, url):
+    with contextlib.ExitStack() as stack:
+        if args.url:
+            root, url = Path(tempfile.mkdtemp(prefix="smartby-bench-api-")), args.url
+            stack.callback(shutil.rmtree, root, ignore_errors=True)
+            with psycopg.connect(url) as conn:
+                # load_month loads up to the last whole hour
+                last = conn.execute(
+                    "SELECT date_trunc('hour', max(time)) + interval '1 hour' FROM readings"
+                ).fetchone()[0]  # type: ignore[index]
+            end = last.timestamp()
+            days = 30.0
+        else:
+            root, url = stack.enter_context(scratch_database("api"))
+            _, end = load_month(url, days)
         server: ApiServer | None = None
         try:
-            _, end = load_month(url, days)
-            series_id, series_name = pick_series(url)
-            hours = min(days, 30.0)
-            span_end = datetime.fromtimestamp(end, UTC)
-            span_start = span_end - timedelta(days=hours)
-            with psycopg.connect(url) as conn:
-                n_series = conn.execute("SELECT count(*) FROM series").fetchone()[0]  # type: ignore[index]
-            say(f"API: uvicorn, one worker; {n_series} series; series {series_id} = {series_name}")
+            scenarios = read_scenarios(url, days, datetime.fromtimestamp(end, UTC))
             server = ApiServer(url, root / "api.log")
-            frm = span_start.isoformat().replace("+00:00", "Z")
-            to = span_end.isoformat().replace("+00:00", "Z")
-            hourly_path = f"/v1/series/{series_id}/data?bucket=1h&from={frm}&to={to}&limit=1000"
-            scenarios = [
-                (
-                    f"(a) latest of all {n_series} series",
-                    "/v1/latest",
-                    queries.latest_query(),
-                ),
-                (
-                    f"(b) {hours:g} days hourly of one series",
-                    hourly_path,
-                    queries.rollup_page_query(
-                        [series_id],
-                        "1h",
-                        span_start,
-                        span_end,
-                        after=None,
-                        limit=1001,
-                        tz="Europe/Oslo",
-                    ),
-                ),
-            ]
             for name, path, query in scenarios:
+                if name[1] not in args.only:
+                    continue
                 say(f"  {name}: API for {seconds:g} s …")
                 api = asyncio.run(api_scenario(server.port, path, f"{name}, API", seconds, warmup))
                 say(f"  {name}: API without its response cache for {seconds:g} s …")
@@ -353,7 +421,7 @@ def main() -> None:
         f"\nmachine: {os.cpu_count()} cores; {days:g} days of simulated Narvik; "
         f"{CLIENTS} concurrent clients on keep-alive connections, {seconds:g} s measured "
         f"per scenario after {warmup:g} s warm-up; API: one uvicorn worker; "
-        "SQL: the API's own queries on 32 psycopg connections"
+        "SQL: the API's own SQL on 32 psycopg connections"
     )
     met = all(
         a.percentile(0.99) <= BUDGET_P99_MS and a.errors == 0

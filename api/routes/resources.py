@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
+from psycopg.sql import SQL as S
 from starlette.responses import Response
 
 from api import models, queries
-from api.db import fetch_dicts, fetch_tuples
+from api.db import fetch_dicts, fetch_json_page, fetch_tuples
+from api.json_sql import DATA_PLACEHOLDER, LATEST, page_json_query
 from api.params import (
     DeviceFilter,
     KindFilter,
@@ -29,6 +31,7 @@ from api.responses import (
     data_response,
     public_base_url,
     read_response,
+    spliced_response,
 )
 
 router = APIRouter()
@@ -250,20 +253,6 @@ async def series(
     return data_response(request, rows, max_age=MAX_AGE_CATALOGUE)
 
 
-_LATEST_FIELDS = (
-    "series_id",
-    "device_id",
-    "site_id",
-    "kind",
-    "metric",
-    "unit",
-    "time",
-    "value",
-    "quality",
-    "aggregate",
-)
-
-
 @router.get(
     "/latest",
     response_model=models.LatestList,
@@ -279,6 +268,9 @@ async def latest(
     """The latest reading of each series, with its time and QC flag.  Traffic metrics
     are only published in aggregates of 15 minutes or more, so theirs is the latest
     complete hour."""
-    rows = await fetch_tuples(request, queries.latest_query(kind, metric, site_id))
-    data = [dict(zip(_LATEST_FIELDS, row, strict=True)) for row in rows]
-    return data_response(request, data, max_age=MAX_AGE_LIVE)
+    query = page_json_query(
+        queries.latest_query(kind, metric, site_id), LATEST, page_size=None, order=S("q.id")
+    )
+    _, data, _ = await fetch_json_page(request, query)
+    document = {"data": DATA_PLACEHOLDER, "meta": request.app.state.meta}
+    return spliced_response(request, document, data, max_age=MAX_AGE_LIVE)

@@ -4,13 +4,15 @@ site and metric, paged with cursors."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
+from psycopg.sql import SQL as S
 from starlette.responses import Response
 
 from api import models, queries
-from api.db import fetch_tuples
+from api.db import fetch_json_page, fetch_tuples
+from api.json_sql import AGGREGATE_POINT, DATA_PLACEHOLDER, RAW_POINT, page_json_query
 from api.params import (
     DEFAULT_SPAN,
     MAX_SERIES_ID,
@@ -23,7 +25,7 @@ from api.params import (
     site_path_id,
 )
 from api.problems import Problem, bad_parameter, not_found
-from api.responses import MAX_AGE_DATA, read_response
+from api.responses import MAX_AGE_DATA, spliced_response
 from core.indicators import MIN_PUBLISHED_BUCKET_S
 
 router = APIRouter(tags=["data"])
@@ -72,58 +74,39 @@ async def data_page(
     span = page.span(DEFAULT_SPAN[bucket], settings.api_max_range_days, settings.timezone)
     limit = page.limit
     after = page.after()
-    data: list[dict[str, Any]]
-    next_cursor: str | None = None
     if bucket == "raw":
         raw_after: tuple[datetime, int] | None = None
         if after is not None:
             if not after.key.isdigit() or int(after.key) > MAX_SERIES_ID:
                 raise bad_parameter("cursor", "cursor does not belong to raw readings")
             raw_after = (after.time, int(after.key))
-        rows = await fetch_tuples(
-            request,
-            queries.raw_page_query(
-                series_ids, span.start, span.end, after=raw_after, limit=limit + 1
-            ),
+        rows = queries.raw_page_query(
+            series_ids, span.start, span.end, after=raw_after, limit=limit + 1
         )
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1][0], rows[-1][1])
-        data = [{"time": t, "series_id": s, "value": v, "quality": q} for t, s, v, q in rows]
+        page_query = page_json_query(
+            rows,
+            RAW_POINT,
+            page_size=limit,
+            keys=(S("q.time"), S("q.series_id")),
+            order=S("q.time, q.series_id"),
+        )
     else:
-        rows = await fetch_tuples(
-            request,
-            queries.rollup_page_query(
-                series_ids,
-                bucket,
-                span.start,
-                span.end,
-                after=after.time if after is not None else None,
-                limit=limit + 1,
-                tz=settings.timezone,
-            ),
+        rows = queries.rollup_page_query(
+            series_ids,
+            bucket,
+            span.start,
+            span.end,
+            after=after.time if after is not None else None,
+            limit=limit + 1,
+            tz=settings.timezone,
         )
-        if len(rows) > limit:
-            rows = rows[:limit]
-            next_cursor = encode_cursor(rows[-1][0])
-        data = [
-            {
-                "time": time,
-                "end": end_,
-                "count": count,
-                "good_count": good,
-                "suspect_count": count - good,
-                "sum": total,
-                "mean": mean,
-                "std": std,
-                "min": low,
-                "max": high,
-                "first": first,
-                "last": last,
-                "coverage": coverage,
-            }
-            for time, end_, count, good, total, mean, std, low, high, first, last, coverage in rows
-        ]
+        page_query = page_json_query(
+            rows, AGGREGATE_POINT, page_size=limit, keys=(S("q.bucket"),), order=S("q.bucket")
+        )
+    found, data, last = await fetch_json_page(request, page_query)
+    next_url: str | None = None
+    if found > limit:
+        next_url = next_link(request, encode_cursor(*last))
     document = {
         "series": series_ids,
         "metric": metric,
@@ -131,12 +114,12 @@ async def data_page(
         "bucket": bucket,
         "from": span.start,
         "to": span.end,
-        "data": data,
-        "next": next_link(request, next_cursor) if next_cursor else None,
+        "data": DATA_PLACEHOLDER,
+        "next": next_url,
         "meta": request.app.state.meta,
     }
-    headers = {"link": f'<{document["next"]}>; rel="next"'} if next_cursor else None
-    return read_response(request, document, max_age=MAX_AGE_DATA, headers=headers)
+    headers = {"link": f'<{next_url}>; rel="next"'} if next_url else None
+    return spliced_response(request, document, data, max_age=MAX_AGE_DATA, headers=headers)
 
 
 @router.get(

@@ -45,8 +45,16 @@ from pydantic import BaseModel, Field
 from starlette.responses import PlainTextResponse, Response
 
 from api.db import pool_of
+from api.json_sql import DATA_PLACEHOLDER
 from api.problems import Problem
-from api.responses import MAX_AGE_DATA, cacheable_response, dumps, read_response
+from api.responses import (
+    MAX_AGE_DATA,
+    cacheable_response,
+    dumps,
+    read_response,
+    spliced_response,
+)
+from api.sensorthings import page_json
 from api.sensorthings.compile import (
     Keyset,
     Layout,
@@ -63,6 +71,7 @@ from api.sensorthings.compile import (
     parent_keys,
     parse_id,
 )
+from api.sensorthings.data_array import data_arrays
 from api.sensorthings.model import ENTITIES, OBSERVATION, Entity, Nav
 from api.sensorthings.odata import (
     DEFAULT_TOP,
@@ -93,15 +102,6 @@ MQTT_RECEIVE = (
 )
 #: the non-OData query parameter that brings FAIL-flagged Observations back
 INCLUDE_FAILED = "include_failed"
-#: components of a dataArray when $select names none (§14.3.1)
-DATA_ARRAY_COMPONENTS = (
-    "id",
-    "phenomenonTime",
-    "resultTime",
-    "result",
-    "resultQuality",
-    "parameters",
-)
 
 Query = tuple[sql.SQL | sql.Composed, dict[str, Any]]
 
@@ -262,8 +262,7 @@ def _render(ctx: Context, entity: Entity, layout: Layout, row: TupleRow) -> Rend
     return Rendered(document, self_link, keys)
 
 
-async def _page(
-    conn: AsyncConnection[TupleRow],
+def _page_query(
     ctx: Context,
     entity: Entity,
     options: QueryOptions,
@@ -271,9 +270,9 @@ async def _page(
     params: Params,
     *,
     single: bool,
-) -> tuple[list[dict[str, Any]], bool, Keyset | None]:
-    """Entities of one page (or the one entity) with their expansions, whether more
-    rows follow, and where a keyset continuation would start (the last row)."""
+) -> tuple[Query, Layout, bool | None]:
+    """The query of one page (or the one entity), what its columns hold, and the
+    direction of a keyset continuation (None where there is none)."""
     if entity is OBSERVATION and not single and not ctx.include_failed:
         exclude_failed(where)
     direction = None if single else keyset_direction(entity, options)
@@ -289,16 +288,50 @@ async def _page(
         if after.descending != direction:
             raise ODataError("$skiptoken", "belongs to the other sort direction")
     query, layout = entity_query(entity, options, where, params, single=single, after=after)
+    return query, layout, direction
+
+
+def _keyset_after(direction: bool | None, last_id: Any) -> Keyset | None:
+    """Where a keyset continuation starts: after the Observation ``last_id``."""
+    if direction is None or last_id is None:
+        return None
+    series, micros = str(last_id).split("-")
+    return Keyset(direction, int(micros), int(series))
+
+
+async def _page(
+    conn: AsyncConnection[TupleRow],
+    ctx: Context,
+    entity: Entity,
+    options: QueryOptions,
+    where: Where,
+    params: Params,
+    *,
+    single: bool,
+) -> tuple[list[dict[str, Any]], bool, Keyset | None]:
+    """Entities of one page (or the one entity) with their expansions, whether more
+    rows follow, and where a keyset continuation would start (the last row)."""
+    query, layout, direction = _page_query(ctx, entity, options, where, params, single=single)
     rows = await _rows(conn, query)
     more = not single and len(rows) > options.page_size
     rows = rows[:1] if single else rows[: options.page_size]
     rendered = [_render(ctx, entity, layout, row) for row in rows]
     await _expand(conn, ctx, entity, options.expand, rendered, "")
-    last = None
-    if direction is not None and rows:
-        series, micros = str(rows[-1][0]).split("-")
-        last = Keyset(direction, int(micros), int(series))
+    last = _keyset_after(direction, rows[-1][0]) if rows else None
     return [r.document for r in rendered], more, last
+
+
+async def _observations_json(
+    conn: AsyncConnection[TupleRow], ctx: Context, options: QueryOptions, resolved: Resolved
+) -> tuple[int, bytes, Keyset | None]:
+    """A page of Observations as JSON written by PostgreSQL (`page_json`): rows
+    found (one more than the page when more follow), the page, the keyset after it."""
+    query, layout, direction = _page_query(
+        ctx, OBSERVATION, options, resolved.where, resolved.params, single=False
+    )
+    json_query = page_json.page_query(query, layout, ctx.base, options.page_size)
+    found, data, last_id = (await _rows(conn, json_query))[0]
+    return int(found), bytes(data), _keyset_after(direction, last_id)
 
 
 async def _expand(
@@ -714,10 +747,16 @@ async def _answer(
     count: int | None = None
     # a dataArray lists the selected components, but its rows need every id
     page_options = replace(options, select=None) if options.result_format else options
-    values, more, last = await _page(
-        conn, ctx, entity, page_options, resolved.where, resolved.params, single=False
-    )
-    if not values and resolved.parent is not None and not await _exists(conn, resolved.parent):
+    values: list[dict[str, Any]] | None = None
+    if entity is OBSERVATION and page_json.applies(options):
+        found, json_values, last = await _observations_json(conn, ctx, page_options, resolved)
+        more = found > options.page_size
+    else:
+        values, more, last = await _page(
+            conn, ctx, entity, page_options, resolved.where, resolved.params, single=False
+        )
+        found = len(values)
+    if not found and resolved.parent is not None and not await _exists(conn, resolved.parent):
         raise _not_found(path, f"no such {resolved.parent.entity.name}")
     if options.count:
         # entity_query compiled the $filter into resolved.where: count the same rows
@@ -728,43 +767,14 @@ async def _answer(
         collection["@iot.count"] = count
     if more and options.page_size > 0:
         collection["@iot.nextLink"] = _next_link(request, ctx, options, last)
+    if values is None:
+        collection["value"] = DATA_PLACEHOLDER
+        return spliced_response(request, collection, json_values, max_age=MAX_AGE_DATA)
     if options.result_format == "dataArray":
-        collection["value"] = _data_arrays(ctx, values, options)
+        collection["value"] = data_arrays(ctx.base, values, options)
     else:
         collection["value"] = values
     return _respond(request, collection)
-
-
-def _data_arrays(
-    ctx: Context, observations: list[dict[str, Any]], options: QueryOptions
-) -> list[dict[str, Any]]:
-    """Observations as the Data Array encoding (18-088 §14.3.1): one item per
-    Datastream, with the component names and one array of values per Observation,
-    in the page's order."""
-    if options.select is None:
-        components = list(DATA_ARRAY_COMPONENTS)
-    else:
-        components = [
-            "id" if name in ("id", "@iot.id") else name
-            for name in options.select
-            if name in ("id", "@iot.id") or name in OBSERVATION.props
-        ]
-    groups: dict[int, list[list[Any]]] = {}
-    for observation in observations:
-        series = int(str(observation["@iot.id"]).split("-")[0])
-        row = [
-            observation["@iot.id"] if name == "id" else observation.get(name) for name in components
-        ]
-        groups.setdefault(series, []).append(row)
-    return [
-        {
-            "Datastream@iot.navigationLink": f"{ctx.base}/Datastreams({series})",
-            "components": components,
-            "dataArray@iot.count": len(rows),
-            "dataArray": rows,
-        }
-        for series, rows in groups.items()
-    ]
 
 
 def _json_text(value: Any) -> str:
