@@ -18,10 +18,10 @@ from tests.fixtures.ingest import count, register
 METRICS = ("pm25", "pm10", "no2", "o3", "temperature", "humidity")
 
 
-def pack_batch(db_url: str, t0: float, messages: int = 40, devices: int = 3) -> PreparedBatch:
+def packs(t0: float, messages: int = 40, devices: int = 3) -> list[Message]:
     """Packs of six metrics from a few devices, one a second from ``t0``: series of both
     parities."""
-    batch = [
+    return [
         Message(
             f"smartby/aq-{i % devices}/telemetry",
             orjson.dumps(
@@ -33,10 +33,13 @@ def pack_batch(db_url: str, t0: float, messages: int = 40, devices: int = 3) -> 
         )
         for i in range(messages)
     ]
+
+
+def pack_batch(db_url: str, t0: float, messages: int = 40) -> PreparedBatch:
     registry = DatabaseRegistry(db_url)
     try:
         preparer = BatchPreparer(registry, Limits(65536, 400 * 86400, 300), "smartby")
-        return preparer.prepare(batch)
+        return preparer.prepare(packs(t0, messages))
     finally:
         registry.close()
 
@@ -150,3 +153,43 @@ def test_the_first_connection_takes_the_half_the_second_could_not_lock(
     assert [(r.inserted, r.duplicates) for r in result] == [(batch.reading_count - 6, 6)]
     assert readings_count(conn) == batch.reading_count
     assert rollups_match_readings(conn)
+
+
+def test_series_first_seen_in_a_batch_are_created_together_and_a_failure_forgets_them(
+    db_url: str, conn: psycopg.Connection
+) -> None:
+    """The new series of a batch come from one statement; when the database is away at
+    that moment, preparing the batch again (the worker retries) still gives each reading
+    its own series."""
+    for i in range(3):
+        register(conn, f"aq-{i}")
+    t0 = time.time() - 1800
+    registry = DatabaseRegistry(db_url)
+    preparer = BatchPreparer(registry, Limits(65536, 400 * 86400, 300), "smartby")
+    first = [
+        Message(f"smartby/aq-{i}/telemetry", orjson.dumps({"time": t0, "pm25": 1.0}), i, 1, t0)
+        for i in range(3)
+    ]
+    pack = packs(t0 + 1)
+    try:
+        preparer.prepare(first)  # the devices and the catalogue are at hand now: only
+        # the new series need the database
+        registry.close()
+        registry.url = "postgresql://127.0.0.1:1/nowhere?connect_timeout=1"
+        try:
+            preparer.prepare(pack)
+        except psycopg.OperationalError:
+            pass
+        else:
+            raise AssertionError("preparing needed the database")
+        registry.url = db_url
+        batch = preparer.prepare(pack)
+    finally:
+        registry.close()
+    ids = {
+        (device, metric): sid
+        for sid, device, metric in conn.execute("SELECT id, device_id, metric FROM series")
+    }
+    assert len(ids) == 3 * len(METRICS)
+    expected = [ids[(f"aq-{i % 3}", key)] for i in range(len(pack)) for key in METRICS]
+    assert batch.series_ids.tolist() == expected
