@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 #: waits for it again while the preparer and paho's network thread decode messages in
 #: pure Python: at 5 ms a hand-over, a batch spent about a quarter of its commit time
 #: waiting for the GIL, not for the database, and the committer is the stage that
-#: bounds a pack stream (py-spy on scenario (b) of bench/ingest.py: 1 ms took it from
-#: ~180k to ~250k readings/s here; 0.5 ms was no better).
+#: bounds a pack stream (py-spy on scenario (b) of bench/ingest.py, with others' load on
+#: the machine: 1 ms took it from ~180k to ~250k readings/s, 0.5 ms was no better; on
+#: a quiet machine the gain was a few per cent).
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
