@@ -9,7 +9,9 @@ separate publisher processes (a lean QoS 1 publisher, `bench.common`, so that th
 load generator is not the bottleneck).  Scenarios:
 
   a. single-reading plain JSON messages: sustained rate, first publish → last commit;
-  b. 10-record SenML packs: the same, in readings/s;
+  b. 10-record SenML packs: the same, in readings/s; beside it, a plain binary COPY of
+     the same rows into the readings hypertable from one connection (no MQTT, no QC,
+     no rollups, no bookkeeping: the database's pace), and the ratio of the two;
   c. the naive consumer on the same data as (a): a paho callback doing one
      autocommit INSERT per message — the baseline for the ratio;
   d. publish → commit latency at half of (a)'s rate: each message carries its publish
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import orjson
 import psycopg
 
@@ -107,6 +110,72 @@ def run_ingest(
     elapsed = last - first
     say(f"{label}: {elapsed:.2f} s")
     return len(messages) / elapsed, readings / elapsed
+
+
+def run_copy_baseline(stack: Stack) -> float:
+    """rows/s of a plain binary COPY of the rows (b) stored, into ``readings`` from one
+    connection, in one transaction: the database's own pace for the same rows, taken
+    in the same run (the rows are read out, the table emptied, then COPYed back)."""
+    from db.pgcopy import encode_rows
+    from ingest.writer import READING_COLUMNS
+
+    with psycopg.connect(stack.url) as conn:
+        rows = conn.execute(
+            "SELECT (extract(epoch FROM time) * 1000000)::int8, series_id, value, quality"
+            " FROM readings ORDER BY time"
+        ).fetchall()
+        conn.execute("TRUNCATE readings")
+        conn.commit()
+        columns = list(zip(*rows, strict=True))
+        arrays: list[np.ndarray] = [
+            np.asarray(columns[0], np.int64),
+            np.asarray(columns[1], np.int32),
+            np.asarray(columns[2], np.float64),
+            np.asarray(columns[3], np.int16),
+        ]
+        del rows, columns
+        say(f"copy baseline: {len(arrays[0]):,} rows")
+        started = time.perf_counter()
+        data = encode_rows(READING_COLUMNS, arrays)
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY readings (time, series_id, value, quality) FROM STDIN (FORMAT BINARY)"
+            ) as copy,
+        ):
+            copy.write(data)
+        conn.commit()
+        elapsed = time.perf_counter() - started
+    return len(arrays[0]) / elapsed
+
+
+def pack_rows(stack: Stack, n_packs: int, publishers: int) -> list[Result]:
+    """Scenario (b) and its COPY baseline, in that order, on an empty readings table: the
+    rows of (b) first (its rate the first row's value)."""
+    with psycopg.connect(stack.url, autocommit=True) as conn:
+        conn.execute("TRUNCATE readings, rollups")
+    prefix = f"p{uuid.uuid4().hex[:6]}"
+    _, pack_rate = run_ingest(
+        stack,
+        pack_messages(prefix, n_packs, time.time() - 3600),
+        n_packs * 10,
+        prefix,
+        publishers,
+        "packs",
+    )
+    copy_rate = run_copy_baseline(stack)
+    ratio = pack_rate / copy_rate
+    return [
+        Result(
+            "(b) 10-record SenML packs, one worker",
+            pack_rate,
+            "r/s",
+            ">= 200,000 rd/s",
+            pack_rate >= 200_000,
+        ),
+        Result("(b) plain binary COPY of the same rows, one conn.", copy_rate, "r/s", "baseline"),
+        Result("    ratio (b) / COPY", ratio, "x", "reported", note=f"{ratio:.2f}"),
+    ]
 
 
 def run_http_push(
@@ -420,7 +489,25 @@ def main() -> None:
         action="store_true",
         help="run only scenario (f), the device-profile layer's cost",
     )
+    parser.add_argument(
+        "--packs-only",
+        action="store_true",
+        help="run only scenario (b) and its COPY baseline",
+    )
+    parser.add_argument(
+        "--packs", type=int, default=0, help="packs to send in (b) (default 30,000; 3,000 quick)"
+    )
     args = parser.parse_args()
+    if args.packs_only:
+        stack = start_stack()
+        try:
+            pack_results = pack_rows(
+                stack, args.packs or (3_000 if args.quick else 30_000), args.publishers
+            )
+        finally:
+            stop_stack(stack)
+        print(table(pack_results))
+        return
     if args.profiles_only:
         run_profiles_only(0.1 if args.quick else 1.0, args.publishers)
         return
@@ -437,7 +524,7 @@ def main() -> None:
         return
     scale = 0.1 if args.quick else 1.0
     n_single = int(200_000 * scale)
-    n_packs = int(30_000 * scale)
+    n_packs = args.packs or int(30_000 * scale)
     n_naive = int(20_000 * scale)
     n_push = int(16_000 * scale)
     n_backlog = int(1_000_000 * scale)
@@ -464,26 +551,9 @@ def main() -> None:
                 single_rate >= 20_000,
             )
         )
-        with psycopg.connect(stack.url, autocommit=True) as conn:
-            conn.execute("TRUNCATE readings")
-        prefix = f"p{uuid.uuid4().hex[:6]}"
-        _, pack_rate = run_ingest(
-            stack,
-            pack_messages(prefix, n_packs, t0),
-            n_packs * 10,
-            prefix,
-            args.publishers,
-            "packs",
-        )
-        results.append(
-            Result(
-                "(b) 10-record SenML packs, one worker",
-                pack_rate,
-                "r/s",
-                ">= 150,000 rd/s",
-                pack_rate >= 150_000,
-            )
-        )
+        packs = pack_rows(stack, n_packs, args.publishers)
+        results += packs
+        pack_rate = packs[0].value
         push_rate, push_p99 = run_http_push(stack, n_push)
         results.append(
             Result(

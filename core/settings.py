@@ -270,6 +270,13 @@ class Settings(BaseSettings):
     ingest_rollups: bool = Field(
         default=True, description="Merge rollup partials at ingest (off only to measure cost)."
     )
+    ingest_write_connections: int = Field(
+        default=2,
+        ge=1,
+        le=2,
+        description="Database connections a worker writes a large batch over, split by "
+        "series (ingest.writer); 1 writes every batch in one transaction.",
+    )
     ingest_max_past_days: float = Field(default=400, gt=0)
     ingest_max_future_s: float = Field(default=300, ge=0)
     ingest_profiles: str = Field(

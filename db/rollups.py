@@ -173,12 +173,15 @@ def merge_partials(
     *,
     latest: LatestTimes | None = None,
     minutes: MinuteRows = "often",
+    mark_days: bool = True,
 ) -> int:
     """Merge these readings' partials into ``rollups`` (`partials_to_store`); call
     inside a transaction, with `create_staging` done on this connection.  ``latest``
     is the writer's memory of each series' latest reading (`core.rollups.LatestTimes`);
     ``minutes`` is ingest's choice unless a benchmark asks otherwise (`MinuteRows`).
-    Returns the number of partial rows merged."""
+    ``mark_days=False`` leaves queueing the local days for the indicator job to the
+    caller (`MARK_DAYS_SQL`, later in the same transaction: the staged rows stay until
+    commit).  Returns the number of partial rows merged."""
     parts = partials_to_store(
         series_ids, times_us, values, quality, tz, latest=latest, minutes=minutes
     )
@@ -187,7 +190,8 @@ def merge_partials(
     with conn.cursor() as cur:
         _stage(cur, parts)
         cur.execute(MERGE_SQL)
-        cur.execute(MARK_DAYS_SQL)
+        if mark_days:
+            cur.execute(MARK_DAYS_SQL)
     return sum(len(p) for p in parts)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
@@ -159,3 +161,21 @@ def human_bytes(count: float) -> str:
             return f"{count:,.0f} {unit}" if unit == "B" else f"{count:,.1f} {unit}"
         count /= 1000
     raise AssertionError("unreachable")
+
+
+def readings_chunk_spans(conn: psycopg.Connection[TupleRow]) -> npt.NDArray[np.int64] | None:
+    """The time spans of the readings hypertable's chunks, as rows of (start, end)
+    microseconds since the Unix epoch in ascending order; None when ``readings`` is a
+    plain table (no TimescaleDB), whose inserts create nothing.  Ingest's writer splits
+    a batch over two connections only where both insert into chunks that exist
+    (`ingest.writer`: creating a chunk locks the hypertable until commit)."""
+    if conn.execute("SELECT to_regclass('timescaledb_information.chunks')").fetchone() == (None,):
+        return None
+    rows = conn.execute(
+        "SELECT (extract(epoch FROM range_start) * 1000000)::int8,"
+        " (extract(epoch FROM range_end) * 1000000)::int8"
+        " FROM timescaledb_information.chunks"
+        " WHERE hypertable_schema = 'public' AND hypertable_name = 'readings'"
+        " ORDER BY range_start"
+    ).fetchall()
+    return np.asarray(rows, dtype=np.int64).reshape(-1, 2)

@@ -125,6 +125,10 @@ class Registry(Protocol):
         """The series id of device × metric, created on first use."""
         ...
 
+    def many_series(self, pairs: Sequence[tuple[str, Metric]]) -> list[int]:
+        """`series` of each pair, those missing created together."""
+        ...
+
     @property
     def generation(self) -> int:
         """Changes whenever a device's field map or options, or the catalogue, changed:
@@ -222,7 +226,11 @@ class BatchPreparer:
         self._qc_table: qc.QcTable | None = None
         self._qc_tail: qc.SeriesTail | None = None
         self.targets = TargetResolver(
-            registry.metric, registry.aliases, registry.series, self._new_series
+            registry.metric,
+            registry.aliases,
+            registry.series,
+            self._new_series,
+            many_series=registry.many_series,
         )
         self._generation = registry.generation
         # devices' options with the default time zone filled in (Tasmota's local clocks)
@@ -421,6 +429,7 @@ class BatchPreparer:
             outcome = "partial" if problems and stored else "stored" if stored else "quarantined"
             batch.outcomes[outcome] += 1
 
+        resolver.flush()  # the series first seen in this batch, created together
         batch.delivered = delivered
         if anchors is not None:
             batch.remembered = anchors.remembered()

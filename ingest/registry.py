@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -274,6 +274,34 @@ class DatabaseRegistry:
         )
 
     # ---------------------------------------------------------------------- series
+
+    def many_series(self, pairs: Sequence[tuple[str, Metric]]) -> list[int]:
+        """The series ids of these device × metric pairs, those missing created in one
+        statement: a fleet's first batch creates its series in one round trip, not one
+        each (a round trip a series was ~10 % of a 30,000-pack run, bench/ingest.py)."""
+        missing = sorted({(d, m.key) for d, m in pairs if (d, m.key) not in self._series})
+        if missing:
+            devices, metrics = [d for d, _ in missing], [m for _, m in missing]
+            rows = (
+                self._connection()
+                .execute(
+                    """WITH wanted AS (
+                       SELECT * FROM unnest(%s::text[], %s::text[]) AS w(device_id, metric)),
+                   created AS (
+                       INSERT INTO series (device_id, metric) SELECT * FROM wanted
+                       ON CONFLICT (device_id, metric) DO NOTHING
+                       RETURNING id, device_id, metric)
+                   SELECT id, device_id, metric FROM created
+                   UNION ALL SELECT s.id, s.device_id, s.metric
+                   FROM series s JOIN wanted w USING (device_id, metric)""",
+                    (devices, metrics),
+                )
+                .fetchall()
+            )
+            for series_id, device_id, key in rows:
+                self._series[(str(device_id), str(key))] = int(series_id)
+        # one another worker created after this statement's snapshot: the one-by-one way
+        return [self.series(d, m) for d, m in pairs]
 
     def series(self, device_id: str, metric: Metric) -> int:
         key = (device_id, metric.key)

@@ -19,7 +19,7 @@ cost on the ingest hot path stays one dict lookup.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 import numpy as np
@@ -93,6 +93,7 @@ class TargetResolver:
         series: Callable[[str, Metric], int],
         new_series: Callable[[int, Metric], None],
         *,
+        many_series: Callable[[Sequence[tuple[str, Metric]]], list[int]] | None = None,
         retry_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -100,6 +101,10 @@ class TargetResolver:
         self._aliases = aliases
         self._series = series
         self._new_series = new_series
+        #: with ``many_series``, rows get their series ids in one call per batch
+        #: (`flush`): (row, device, metric) of the rows still waiting for theirs
+        self._many_series = many_series
+        self._pending: list[tuple[int, str, Metric]] = []
         self.retry_s = retry_s
         self.clock = clock
         #: (device, name, unit, is_sum) -> target; one dict lookup per reading
@@ -113,6 +118,26 @@ class TargetResolver:
         """Forget every target (between batches only: readings point into the table)."""
         self.cache.clear()
         self.rows.clear()
+        self._pending.clear()
+        self._arrays = None
+
+    def flush(self) -> None:
+        """Give the rows resolved since the last call their series ids, in one call of
+        ``many_series`` (before the batch's readings are put into arrays).  If that
+        fails, every target is forgotten: none may point at a row without a series."""
+        pending = self._pending
+        if not pending:
+            return
+        assert self._many_series is not None
+        try:
+            ids = self._many_series([(device, metric) for _, device, metric in pending])
+        except BaseException:
+            self.clear()
+            raise
+        for (row, _, metric), series_id in zip(pending, ids, strict=True):
+            self.rows[row] = (series_id, *self.rows[row][1:])
+            self._new_series(series_id, metric)
+        pending.clear()
         self._arrays = None
 
     def field(self, fields: Mapping[str, FieldTarget], name: str) -> FieldTarget | None:
@@ -159,8 +184,12 @@ class TargetResolver:
         conv = self._conversion(unit, metric)
         if isinstance(conv, str):
             return self._reject("bad_unit", f"{key}: {conv}")
-        series_id = self._series(device_id, metric)
-        self._new_series(series_id, metric)
+        if self._many_series is not None:
+            series_id = -1  # until `flush`
+            self._pending.append((len(self.rows), device_id, metric))
+        else:
+            series_id = self._series(device_id, metric)
+            self._new_series(series_id, metric)
         self.rows.append((series_id, conv[0], conv[1], metric.min_value, metric.max_value))
         self._arrays = None
         return len(self.rows) - 1
@@ -196,6 +225,7 @@ class TargetResolver:
 
     def arrays(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float64]]:
         """The table as arrays: series ids, and (scale, offset, min, max) columns."""
+        assert not self._pending, "flush() first"
         if self._arrays is None:
             series = np.fromiter((t[0] for t in self.rows), dtype=np.int32, count=len(self.rows))
             floats = np.array([t[1:] for t in self.rows], dtype=np.float64).reshape(-1, 4)

@@ -73,7 +73,7 @@ from ingest.mqtt_client import FastClient, connect_or_wait
 from ingest.pipeline import BatchPreparer, Message, PreparedBatch, QuarantineRow
 from ingest.redelivery import MAX_RECEIVE_MAXIMUM, RecordedDelivery, Session
 from ingest.upkeep import Upkeep
-from ingest.writer import BatchWriter, DatabaseRegistry
+from ingest.writer import SPLIT_MIN_READINGS, BatchWriter, DatabaseRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -245,7 +245,8 @@ class IngestWorker:
         self._prepare_lock = threading.Lock()
         self._committer_error: BaseException | None = None
         self.registry = DatabaseRegistry(database_url)
-        self.writer = BatchWriter(database_url, rollups=settings.ingest_rollups)
+        split = SPLIT_MIN_READINGS if settings.ingest_write_connections > 1 else None
+        self.writer = BatchWriter(database_url, rollups=settings.ingest_rollups, split=split)
         self.preparer = BatchPreparer.from_settings(self.registry, settings)
         self.client: FastClient | None = None
         self._http: object | None = None

@@ -11,6 +11,30 @@ value, or comes twice in the batch with two values, is not stored; the message g
 to quarantine as ``conflicting_value`` with both values.  The first value committed
 stays; an identical one is a duplicate, as before.
 
+A large batch is written over two connections, its readings split by series (even
+ids on the first, odd on the second), so that two PostgreSQL backends COPY and merge
+rollups at once: for a stream of packs the database's work on one connection was what
+bounded one worker (py-spy: the committer thread spent ~70 % of its time waiting on
+the COPY; bench/ingest.py scenario b).  The protocol that keeps a reading stored once:
+- a series' readings and rollup rows are only ever touched by one of the two
+  connections (the same split in every worker), so they never wait on each other;
+- the second connection commits first, and the first commits only after it, holding
+  everything else of the batch: its readings, quarantine, device updates and the
+  session's bookkeeping.  The batch is acknowledged only after both commits.  If the
+  first then fails, nothing is acknowledged, the broker redelivers, and the second
+  half's readings come back as duplicates, absorbed by the key (their rollups are not
+  merged twice: only new rows are) — the path a redelivery always takes;
+- a batch with time-less messages to remember (`ingest.redelivery`) or with QC
+  revisions of stored readings is written on one connection: a time-less reading
+  committed without the remembered time that a redelivery must reuse would be stored
+  twice;
+- the first connection waits on the second in the application, where PostgreSQL's
+  deadlock detector cannot see it, so the second must never wait on the first: it
+  queues the local days of its rollups for the indicator job itself, and the first
+  queues its own only after the second committed; and the second runs with a
+  ``lock_timeout``, after which the first connection writes that half itself
+  (TimescaleDB creating a chunk is one lock the first may hold).
+
 The same transaction counts the messages committed under the worker's client id,
 remembers its time-less messages (`ingest.redelivery`), stores device health (a
 LoRaWAN uplink's radio metadata, battery levels), whose key absorbs redelivery too, and
@@ -23,7 +47,8 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -34,11 +59,13 @@ from psycopg.rows import TupleRow
 from core.rollups import LatestTimes
 from db.pgcopy import Column, encode_rows
 from db.rollups import (
+    MARK_DAYS_SQL,
     create_staging,
     merge_partials,
     reading_arrays,
     recompute_hours,
 )
+from db.storage import readings_chunk_spans
 from db.stream import notify_readings
 from ingest.pipeline import PreparedBatch, QuarantineRow
 from ingest.redelivery import REUSE_WINDOW
@@ -55,6 +82,12 @@ READING_COLUMNS = (
     Column("quality", "int2"),
 )
 
+
+#: a batch with at least this many readings is split over two connections (below it,
+#: a second round of statements costs more than it saves)
+SPLIT_MIN_READINGS = 4096
+#: how long the second connection waits for a lock before the first takes its half
+SECOND_LOCK_TIMEOUT = "1s"
 
 #: count a batch's messages with a packet id under the worker's client id
 _COUNT_MESSAGES = (
@@ -124,6 +157,19 @@ class NewRows:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _part(batch: PreparedBatch, rows: npt.NDArray[np.bool_]) -> PreparedBatch:
+    """The batch's readings where ``rows``, for one connection of a split write (what
+    `BatchWriter._readings` reads of it: the columns; indexes into it are the part's)."""
+    return replace(
+        batch,
+        times_us=batch.times_us[rows],
+        series_ids=batch.series_ids[rows],
+        values=batch.values[rows],
+        quality=batch.quality[rows],
+        origins=batch.origins[rows],
+    )
+
+
 def _conflict_quarantine(
     conn: psycopg.Connection[TupleRow], batch: PreparedBatch, conflicts: Sequence[Conflict]
 ) -> tuple[tuple[QuarantineRow, ...], Counter[str]]:
@@ -171,11 +217,25 @@ def _conflict_quarantine(
     return tuple(rows), changes
 
 
+@dataclass(frozen=True, slots=True)
+class _Half:
+    """What the second connection wrote of a split batch (committed)."""
+
+    inserted: int
+    conflicts: list[Conflict]
+
+
 class BatchWriter:
-    """Owns the write connection; `write` is one transaction or an exception."""
+    """Owns the write connections; `write` is one transaction (two for a large batch,
+    see the module docstring) or an exception."""
 
     def __init__(
-        self, url: str, application_name: str = "smartby-ingest", *, rollups: bool = True
+        self,
+        url: str,
+        application_name: str = "smartby-ingest",
+        *,
+        rollups: bool = True,
+        split: int | None = SPLIT_MIN_READINGS,
     ) -> None:
         self.url = url
         #: merge rollup partials in the readings' transaction (off only to measure)
@@ -185,6 +245,15 @@ class BatchWriter:
         self.latest = LatestTimes()
         self.application_name = application_name
         self.conn: psycopg.Connection[TupleRow] | None = None
+        #: batches of at least this many readings go over two connections (None: never)
+        self.split_min_readings = split
+        self._second: BatchWriter | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock_timeout: str | None = None  # the second connection's (docstring)
+        #: the readings chunks known to exist, (start, end) µs rows; None: not looked
+        #: up since a chunk may have been created
+        self._chunks: npt.NDArray[np.int64] | None = None
+        self._hypertable = True
 
     def _connection(self) -> psycopg.Connection[TupleRow]:
         if self.conn is None or self.conn.closed or self.conn.broken:
@@ -196,24 +265,118 @@ class BatchWriter:
                 " (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             create_staging(self.conn)
+            if self._lock_timeout is not None:
+                self.conn.execute(
+                    "SELECT set_config('lock_timeout', %s, false)", (self._lock_timeout,)
+                )
             self.conn.commit()
         return self.conn
 
     def close(self) -> None:
+        """Close the connections (and end the second one's thread); the next `write`
+        opens them again."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
+        if self._second is not None:
+            self._second.close()
 
-    def write(self, batch: PreparedBatch) -> WriteResult:
+    def _split(self, batch: PreparedBatch) -> npt.NDArray[np.bool_] | None:
+        """The readings the second connection writes (odd series ids), or None when
+        the batch goes on one connection (module docstring)."""
+        if (
+            self.split_min_readings is None
+            or batch.reading_count < self.split_min_readings
+            or batch.remembered is not None
+            or len(batch.revised)
+        ):
+            return None
+        odd = (batch.series_ids & 1).astype(bool)
+        if odd.all() or not odd.any() or not self._in_chunks(batch.times_us):
+            return None
+        return odd
+
+    def _in_chunks(self, times_us: npt.NDArray[np.int64]) -> bool:
+        """Whether every reading falls in a chunk that exists: a batch that creates a
+        chunk is written on one connection (creating it locks the hypertable until
+        commit, and the second connection must not wait on the first)."""
+        if not self._hypertable:
+            return True
+        if self._chunks is None:
+            conn = self._connection()
+            spans = readings_chunk_spans(conn)
+            conn.commit()
+            if spans is None:
+                self._hypertable = False
+                return True
+            self._chunks = spans
+        spans = self._chunks
+        if len(spans):
+            at = np.searchsorted(spans[:, 0], times_us, side="right") - 1
+            if ((at >= 0) & (times_us < spans[np.maximum(at, 0), 1])).all():
+                return True
+        self._chunks = None  # this batch creates one: look again next time
+        return False
+
+    def _write_half(self, part: PreparedBatch) -> _Half:
+        """The second connection's transaction: the half's readings, their rollups and
+        days, committed (runs on the writer's own thread)."""
         conn = self._connection()
         try:
             with conn.transaction():
-                new_rows, conflicts = self._readings(conn, batch)
+                new_rows, conflicts = self._readings(conn, part)
                 inserted = len(new_rows.values)
                 if self.rollups and inserted:
                     self._rollups(conn, new_rows)
                 if inserted:
                     notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+        except BaseException:
+            if conn.broken:
+                self.close()
+            raise
+        return _Half(inserted, conflicts)
+
+    def _start_half(self, batch: PreparedBatch, odd: npt.NDArray[np.bool_]) -> Future[_Half]:
+        if self._second is None:
+            self._second = BatchWriter(
+                self.url,
+                f"{self.application_name}-2",
+                rollups=self.rollups,
+                split=None,
+            )
+            self._second._lock_timeout = SECOND_LOCK_TIMEOUT
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ingest-writer-2")
+        return self._pool.submit(self._second._write_half, _part(batch, odd))
+
+    def write(self, batch: PreparedBatch) -> WriteResult:
+        conn = self._connection()
+        odd = self._split(batch)
+        half: Future[_Half] | None = None
+        try:
+            with conn.transaction():
+                if odd is not None:
+                    half = self._start_half(batch, odd)
+                    even = np.flatnonzero(~odd)
+                    mine = _part(batch, ~odd)
+                else:
+                    mine = batch
+                new_rows, conflicts = self._readings(conn, mine)
+                inserted = len(new_rows.values)
+                if self.rollups and inserted:
+                    self._rollups(conn, new_rows, mark_days=half is None)
+                if inserted:
+                    notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+                if half is not None:
+                    assert odd is not None
+                    conflicts = [Conflict(int(even[c.reading]), c.stored) for c in conflicts]
+                    their, conflicts_there = self._half_result(conn, half, batch, odd, inserted)
+                    half = None
+                    inserted += their
+                    conflicts += conflicts_there
                 revised = self._revisions(conn, batch) if len(batch.revised) else 0
                 conflict_rows, changes = (
                     _conflict_quarantine(conn, batch, conflicts) if conflicts else ((), Counter())
@@ -223,6 +386,10 @@ class BatchWriter:
                 self._health(conn, batch)
                 self._session(conn, batch)
         except BaseException:
+            if half is not None:
+                # the second connection's outcome does not matter now (nothing is
+                # acknowledged), but it must be over before the batch is tried again
+                half.exception()
             # A broken connection is replaced on the next call.
             if conn.broken:
                 self.close()
@@ -235,6 +402,39 @@ class BatchWriter:
             conflict_rows,
             changes,
         )
+
+    def _half_result(
+        self,
+        conn: psycopg.Connection[TupleRow],
+        half: Future[_Half],
+        batch: PreparedBatch,
+        odd: npt.NDArray[np.bool_],
+        inserted_here: int,
+    ) -> tuple[int, list[Conflict]]:
+        """Wait for the second connection's commit, then queue this half's days
+        (module docstring): (readings it stored, its conflicts as indexes into the
+        batch).  If it gave up waiting for a lock, its transaction rolled back and this
+        connection writes that half itself."""
+        at = np.flatnonzero(odd)
+        try:
+            done = half.result()
+        except psycopg.errors.LockNotAvailable as exc:
+            log.info("the second write connection waited too long (%s); one takes both", exc)
+            self._chunks = None  # a chunk dropped since, and created again?
+            done = None
+        if self.rollups and inserted_here:
+            conn.execute(MARK_DAYS_SQL)
+        if done is None:
+            # this half's staged rows are merged (and stored): not again
+            conn.execute("DELETE FROM rollups_staging")
+            conn.execute("DELETE FROM readings_staging")
+            new_rows, conflicts = self._readings(conn, _part(batch, odd))
+            if self.rollups and len(new_rows.values):
+                self._rollups(conn, new_rows)
+            if len(new_rows.values):
+                notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+            done = _Half(len(new_rows.values), conflicts)
+        return done.inserted, [Conflict(int(at[c.reading]), c.stored) for c in done.conflicts]
 
     def _readings(
         self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch
@@ -348,7 +548,9 @@ class BatchWriter:
             )
         return len(changed)
 
-    def _rollups(self, conn: psycopg.Connection[TupleRow], rows: NewRows) -> None:
+    def _rollups(
+        self, conn: psycopg.Connection[TupleRow], rows: NewRows, *, mark_days: bool = True
+    ) -> None:
         """Merge the batch's partial aggregates into ``rollups`` (hours and days; minutes
         of series that report often), in the same transaction as the readings: a
         reading is in a rollup exactly when it is stored.  The upsert mirrors
@@ -360,6 +562,7 @@ class BatchWriter:
             rows.values,
             rows.quality,
             latest=self.latest,
+            mark_days=mark_days,
         )
 
     @staticmethod

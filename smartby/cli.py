@@ -64,9 +64,10 @@ def ingest(ctx: click.Context, client_id: str | None) -> None:
     import signal
     import threading
 
-    from ingest.sources import IngestService
+    from ingest.sources import IngestService, favour_database_thread
     from web.warnings import CatalogueTexts
 
+    favour_database_thread()  # the committer waits for the GIL less (ingest.sources)
     settings = command_settings(ctx)
     # the public warnings speak the website's words (ingest may not import web)
     worker = IngestService(
