@@ -453,6 +453,16 @@ _COUNTER_DAY: LiteralString = """
 _COUNTS = np.dtype(
     [("time", np.int64), ("vehicles", np.float64), ("heavy", np.float64), ("speed", np.float64)]
 )
+#: a counter's readings just outside the day, within a day of it (index probes of the
+#: readings key), for a day whose own readings cannot tell its interval
+_COUNTER_NEIGHBOURS: LiteralString = """
+    SELECT (SELECT (extract(epoch FROM max(r.time)) * 1000000)::int8 FROM readings r
+            WHERE r.series_id = ANY(%(series)s) AND r.time < %(lo)s
+              AND r.time >= %(lo)s - interval '1 day' AND r.quality <> %(fail)s),
+           (SELECT (extract(epoch FROM min(r.time)) * 1000000)::int8 FROM readings r
+            WHERE r.series_id = ANY(%(series)s) AND r.time >= %(hi)s
+              AND r.time < %(hi)s + interval '1 day' AND r.quality <> %(fail)s)
+"""
 
 _TRAFFIC_HOURLY_INSERT: LiteralString = """
     INSERT INTO traffic_hourly (device_id, site_id, hour, volume, heavy_volume,
@@ -508,8 +518,11 @@ def _stream_counter(
     # of the day, however many readings
     steps: Counter[int] = Counter()
     last: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+    first: int | None = None  # the day's first count
     for chunk in _chunks(conn, _COUNTER_DAY, params | {"series": series}, _COUNTS, chunk_rows):
         times = chunk["time"]
+        if first is None and len(times):
+            first = int(times[0])
         # rows are distinct times in order (GROUP BY r.time ORDER BY r.time)
         spacing = np.diff(np.concatenate([last, times])) // US_PER_S
         values, counts = np.unique(spacing, return_counts=True)
@@ -524,7 +537,20 @@ def _stream_counter(
             bucket_s=3600,
         )
         sums = ind.merge_traffic_sums([sums, part])
-    return sums, _interval_s(steps)
+    interval = _interval_s(steps)
+    if interval is None and first is not None:
+        # A day with a single count (the first or last day of a dataset, a counter put
+        # up late in the day) has no spacing of its own: the spacing to the counter's
+        # readings just before and just after the day tells its interval as well.
+        before, after = conn.execute(
+            _COUNTER_NEIGHBOURS, params | {"series": series}
+        ).fetchone() or (None, None)
+        if before is not None:
+            steps[(first - int(before)) // US_PER_S] += 1
+        if after is not None:
+            steps[(int(after) - int(last[0])) // US_PER_S] += 1
+        interval = _interval_s(steps)
+    return sums, interval
 
 
 def _update_traffic(

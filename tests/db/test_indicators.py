@@ -214,6 +214,29 @@ def test_late_readings_update_an_hour_already_computed(
     assert conn.execute("SELECT volume FROM traffic_daily").fetchall() == [(80.0,)]
 
 
+def test_a_day_with_one_count_takes_its_interval_from_the_next_day(
+    conn: psycopg.Connection, settings: Settings
+) -> None:
+    """The first day of a counter holds one 15-minute count, at 23:45 local: no spacing
+    of its own, so the spacing to the next day's first count tells the interval."""
+    register(conn, "tc-1", kind="traffic")
+    vehicles = _series(conn, "tc-1", "vehicle_count")
+    midnight = datetime.fromisoformat("2026-02-02T00:00:00+01:00")
+    _readings(
+        conn,
+        vehicles,
+        [(midnight + timedelta(minutes=15 * i), 10.0) for i in range(-1, 8)],
+    )
+    _update(conn, settings, midnight - timedelta(days=1), midnight + timedelta(days=1))
+    daily = conn.execute("SELECT day::text, volume FROM traffic_daily ORDER BY day").fetchall()
+    assert daily == [("2026-02-01", 10.0), ("2026-02-02", 80.0)]
+    last_hour = conn.execute(
+        "SELECT volume, coverage FROM traffic_hourly WHERE hour = %s",
+        (midnight - timedelta(hours=1),),
+    ).fetchone()
+    assert last_hour == (10.0, 0.25)  # one of the hour's four 15-minute counts
+
+
 def test_an_empty_day_writes_nothing_and_clears_what_was_there(
     conn: psycopg.Connection, settings: Settings
 ) -> None:
