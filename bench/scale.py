@@ -60,6 +60,8 @@ class Run:
     split: list[float]
     #: CPU seconds of the workers together, PostgreSQL, Mosquitto
     cpu: tuple[float, float, float]
+    #: deadlocks PostgreSQL detected during the run (each costs deadlock_timeout, 1 s)
+    deadlocks: int
 
     def per_100k(self, part: int) -> float:
         return self.cpu[part] / self.readings * 100_000
@@ -77,6 +79,7 @@ def run(
     """One measured run: fresh prefix and empty readings, N workers sharing it."""
     with psycopg.connect(stack.url, autocommit=True) as conn:
         conn.execute("TRUNCATE readings")
+        deadlocks_before = deadlocks(conn)
     prefix = f"s{uuid.uuid4().hex[:6]}"
     messages = make(prefix, n_messages, time.time() - 3600)
     readings = n_messages * per_message
@@ -96,6 +99,7 @@ def run(
         split = [w.metric(WRITTEN) for w in workers]
         with psycopg.connect(stack.url) as conn:
             last = last_commit(conn, "d%")
+            run_deadlocks = deadlocks(conn) - deadlocks_before
     finally:
         for w in workers:
             w.stop()
@@ -106,15 +110,29 @@ def run(
     seconds = last - first
     say(f"{n_workers} worker(s), {stream}: {seconds:.2f} s")
     return Run(
-        n_workers, stream, n_messages, readings, seconds, split, (worker_cpu, pg_cpu, broker_cpu)
+        n_workers,
+        stream,
+        n_messages,
+        readings,
+        seconds,
+        split,
+        (worker_cpu, pg_cpu, broker_cpu),
+        run_deadlocks,
     )
+
+
+def deadlocks(conn: psycopg.Connection) -> int:  # type: ignore[type-arg]
+    row = conn.execute(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def table(runs: list[Run]) -> str:
     head = (
         f"{'workers':>7} {'stream':<8} {'msg/s':>9} {'readings/s':>11} {'x 1 worker':>10}"
         f" {'split of readings':<22} {'CPU s per 100k readings: workers':>33}"
-        f" {'PostgreSQL':>10} {'Mosquitto':>9}"
+        f" {'PostgreSQL':>10} {'Mosquitto':>9} {'deadlocks':>9}"
     )
     lines = [head, "-" * len(head)]
     base: dict[str, float] = {}
@@ -126,7 +144,7 @@ def table(runs: list[Run]) -> str:
         lines.append(
             f"{r.workers:>7} {r.stream:<8} {r.messages / r.seconds:>9,.0f} {rate:>11,.0f}"
             f" {rate / base[r.stream]:>9.2f}x {split:<22} {r.per_100k(0):>33.2f}"
-            f" {r.per_100k(1):>10.2f} {r.per_100k(2):>9.2f}"
+            f" {r.per_100k(1):>10.2f} {r.per_100k(2):>9.2f} {r.deadlocks:>9}"
         )
     return "\n".join(lines)
 
