@@ -11,7 +11,8 @@ One process tree on this machine, as `bench.ingest`: a private durable PostgreSQ
 one member of ``$share/…``), and two lean QoS 1 publisher processes.  For each N and each
 stream (single-reading JSON messages; 10-record SenML packs) it prints:
 
-- the rate, first publish → last commit (PostgreSQL's commit timestamps);
+- the rate, first publish → last commit (PostgreSQL's commit timestamps), after
+  checking that every reading is stored, once;
 - how the readings split between the workers (the broker's round robin);
 - the CPU time each part spent per 100,000 readings — the workers together, PostgreSQL
   (every backend), Mosquitto — measured from /proc around the run.  These, not the
@@ -100,6 +101,9 @@ def run(
         with psycopg.connect(stack.url) as conn:
             last = last_commit(conn, "d%")
             run_deadlocks = deadlocks(conn) - deadlocks_before
+            stored = conn.execute("SELECT count(*) FROM readings").fetchone()
+        if stored != (readings,):
+            raise RuntimeError(f"{readings:,} readings published, {stored} stored")
     finally:
         for w in workers:
             w.stop()
