@@ -144,14 +144,11 @@ def read_scenarios(url: str, days: float, span_end: datetime) -> list[tuple[str,
 
 
 def serve(url: str, port: int) -> None:
-    """The API as deployed: one uvicorn worker (run in a subprocess by the bench)."""
-    import uvicorn
+    """The API as deployed (`api.server.serve`: one uvicorn worker on uvloop and
+    httptools), run in a subprocess by the bench."""
+    from api.server import serve as serve_api
 
-    from api.app import create_app
-
-    settings = bench_settings(url, port)
-    app = create_app(settings, database_url=url)
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    serve_api(bench_settings(url, port), host="127.0.0.1", port=port)
 
 
 class ApiServer:
