@@ -219,8 +219,9 @@ def _conflict_quarantine(
 
 
 @dataclass(frozen=True, slots=True)
-class _Half:
-    """What the second connection wrote of a split batch (committed)."""
+class _Stored:
+    """What one connection stored of a batch, or of its half in a split write: how
+    many readings were new, and which conflict (indexes into what it was given)."""
 
     inserted: int
     conflicts: list[Conflict]
@@ -322,25 +323,32 @@ class BatchWriter:
         self._chunks = None  # this batch creates one: look again next time
         return False
 
-    def _write_half(self, part: PreparedBatch) -> _Half:
+    def _write_half(self, part: PreparedBatch) -> _Stored:
         """The second connection's transaction: the half's readings, their rollups and
         days, committed (runs on the writer's own thread)."""
         conn = self._connection()
         try:
             with conn.transaction():
-                new_rows, conflicts = self._readings(conn, part)
-                inserted = len(new_rows.values)
-                if self.rollups and inserted:
-                    self._rollups(conn, new_rows)
-                if inserted:
-                    notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+                return self._store(conn, part)
         except BaseException:
             if conn.broken:
                 self.close()
             raise
-        return _Half(inserted, conflicts)
 
-    def _start_half(self, batch: PreparedBatch, odd: npt.NDArray[np.bool_]) -> Future[_Half]:
+    def _store(
+        self, conn: psycopg.Connection[TupleRow], batch: PreparedBatch, *, mark_days: bool = True
+    ) -> _Stored:
+        """The readings of ``batch`` (a whole batch or one half), their rollups and the
+        live listeners' notice, in ``conn``'s transaction."""
+        new_rows, conflicts = self._readings(conn, batch)
+        inserted = len(new_rows.values)
+        if self.rollups and inserted:
+            self._rollups(conn, new_rows, mark_days=mark_days)
+        if inserted:
+            notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+        return _Stored(inserted, conflicts)
+
+    def _start_half(self, batch: PreparedBatch, odd: npt.NDArray[np.bool_]) -> Future[_Stored]:
         if self._second is None:
             self._second = BatchWriter(
                 self.url,
@@ -356,7 +364,7 @@ class BatchWriter:
     def write(self, batch: PreparedBatch) -> WriteResult:
         conn = self._connection()
         odd = self._split(batch)
-        half: Future[_Half] | None = None
+        half: Future[_Stored] | None = None
         try:
             with conn.transaction():
                 if odd is not None:
@@ -365,12 +373,8 @@ class BatchWriter:
                     mine = _part(batch, ~odd)
                 else:
                     mine = batch
-                new_rows, conflicts = self._readings(conn, mine)
-                inserted = len(new_rows.values)
-                if self.rollups and inserted:
-                    self._rollups(conn, new_rows, mark_days=half is None)
-                if inserted:
-                    notify_readings(conn, new_rows.series_ids, new_rows.times_us)
+                stored = self._store(conn, mine, mark_days=half is None)
+                inserted, conflicts = stored.inserted, stored.conflicts
                 if half is not None:
                     assert odd is not None
                     conflicts = [Conflict(int(even[c.reading]), c.stored) for c in conflicts]
@@ -407,7 +411,7 @@ class BatchWriter:
     def _half_result(
         self,
         conn: psycopg.Connection[TupleRow],
-        half: Future[_Half],
+        half: Future[_Stored],
         batch: PreparedBatch,
         odd: npt.NDArray[np.bool_],
         inserted_here: int,
@@ -429,12 +433,7 @@ class BatchWriter:
             # this half's staged rows are merged (and stored): not again
             conn.execute("DELETE FROM rollups_staging")
             conn.execute("DELETE FROM readings_staging")
-            new_rows, conflicts = self._readings(conn, _part(batch, odd))
-            if self.rollups and len(new_rows.values):
-                self._rollups(conn, new_rows)
-            if len(new_rows.values):
-                notify_readings(conn, new_rows.series_ids, new_rows.times_us)
-            done = _Half(len(new_rows.values), conflicts)
+            done = self._store(conn, _part(batch, odd))
         return done.inserted, [Conflict(int(at[c.reading]), c.stored) for c in done.conflicts]
 
     def _readings(
