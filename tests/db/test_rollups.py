@@ -209,3 +209,33 @@ def test_rebuild_keeps_minute_rows_for_the_series_that_report_often(
         "SELECT DISTINCT series_id FROM rollups WHERE resolution = '1m'"
     ).fetchall() == [(fast,)]
     assert_rollups_match_readings(conn)
+
+
+def test_the_next_batch_updates_the_rows_of_the_last_in_place(conn: psycopg.Connection) -> None:
+    """The minutes, hours and days a batch merges into were, mostly, created by the
+    batch before it, on pages they fill together: there is room on those pages for
+    their next versions (migration 0017), so the upsert updates them in place (HOT,
+    no new index entry) instead of moving them to a new page."""
+    series = np.array([_series(conn, f"em-{i}", "power") for i in range(60)], np.int32)
+    conn.commit()
+
+    def batch(second: int) -> None:
+        # 60 series reporting every second, 20 s of them: 1,200 readings
+        t = np.repeat(T0 + np.arange(second, second + 20, dtype=np.int64) * 10**6, len(series))
+        s = np.tile(series, 20)
+        merge_partials(
+            conn, s, t, np.ones(len(t)), np.ones(len(t), np.int16), latest=latest, mark_days=False
+        )
+
+    latest = LatestTimes()
+    create_staging(conn)
+    with conn.transaction():
+        batch(0)  # creates a minute, an hour and a day row per series
+    with conn.transaction():
+        batch(20)  # the same minute, hour and day again
+        updated, hot = conn.execute(
+            "SELECT pg_stat_get_xact_tuples_updated('rollups'::regclass),"
+            " pg_stat_get_xact_tuples_hot_updated('rollups'::regclass)"
+        ).fetchone() or (0, 0)
+    assert updated == 3 * len(series)
+    assert hot == updated
