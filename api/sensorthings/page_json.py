@@ -5,13 +5,14 @@ Python (`api.sensorthings.routes._render`) and encoding it cost more than the
 query.  Here the page query compiled as usual (`compile.entity_query`, any
 ``$filter``, ``$orderby``, ``$select``, ``$skip``, keyset) is wrapped so that
 PostgreSQL writes each Observation's JSON (`api.json_sql`) with the keys in the
-order `_render` puts them.  Expanded navigations and ``$resultFormat=dataArray``
-keep the Python path (`applies`).
+order `_render` puts them; ``$resultFormat=dataArray`` the same way, an array per
+Observation grouped by Datastream (`data_array_query`).  Expanded navigations keep
+the Python path (`applies`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import orjson
 from psycopg import sql
@@ -37,7 +38,7 @@ _PROBE_FLAG = 31_999
 
 def applies(options: QueryOptions) -> bool:
     """Whether a collection of Observations with these options is served here."""
-    return not options.expand and options.result_format is None
+    return not options.expand
 
 
 def _column(index: int) -> sql.Composable:
@@ -111,3 +112,53 @@ def page_query(rows: Query, layout: Layout, base: str, page_size: int) -> Query:
         )
     assert set(_PROPERTY_JSON) == set(OBSERVATION.props)  # a new property needs its JSON
     return page_json_query(rows, json_object(fields), page_size=page_size, keys=(identifier,))
+
+
+def data_array_query(
+    rows: Query, layout: Layout, base: str, page_size: int, components: Sequence[str]
+) -> Query:
+    """The page of `rows` in the Data Array encoding (18-088 §14.3.1), as one row like
+    `page_query`'s: found, the JSON of the ``value`` array's items, the id of the last
+    row when more follow.  An item per Datastream, in the order of its first
+    Observation on the page, with its Observations' ``components`` as arrays in page
+    order (`api.sensorthings.data_array.data_array_components`).
+    ``rows`` selects every property (a dataArray row needs the id whatever
+    ``$select`` says); ``components`` are the names to write, ``id`` for the id."""
+    columns = {prop.name: _column(i) for i, prop in enumerate(layout.selection.props, start=1)}
+    identifier = _column(0)
+    values = [
+        S("'\"' || {} || '\"'").format(identifier)
+        if name == "id"
+        else _PROPERTY_JSON[name](columns[name])
+        for name in components
+    ]
+    row_json = S("'[' || {} || ']'").format(S(" || ',' || ").join(values)) if values else S("'[]'")
+    link = orjson.dumps(f"{base}/Datastreams(").decode()[:-1]  # the opening quote kept
+    head = '{"Datastream@iot.navigationLink":' + link
+    names = orjson.dumps(list(components)).decode()
+    middle = ')","components":' + names + ',"dataArray@iot.count":'
+    text, params = rows
+    limit_name = "json_page_size"
+    assert limit_name not in params
+    limit = sql.Placeholder(limit_name)
+    query = S(
+        "WITH numbered AS MATERIALIZED ("
+        " SELECT {row_json} AS j, {id} AS k0, split_part({id}, '-', 1) AS series,"
+        " row_number() OVER () AS rn FROM ({rows}) q),"
+        " grouped AS ("
+        " SELECT series, min(rn) AS first, count(*) AS n, string_agg(j, ',' ORDER BY rn) AS arr"
+        " FROM numbered WHERE rn <= {limit} GROUP BY series)"
+        " SELECT (SELECT count(*) FROM numbered)::int8,"
+        " convert_to(coalesce(string_agg({head} || series || {middle} || n"
+        " || ',\"dataArray\":[' || arr || ']}}', ',' ORDER BY first), ''), 'UTF8'),"
+        " (SELECT k0 FROM numbered WHERE rn = {limit})"
+        " FROM grouped"
+    ).format(
+        row_json=row_json,
+        id=identifier,
+        rows=text,
+        limit=limit,
+        head=sql.Literal(head),
+        middle=sql.Literal(middle),
+    )
+    return query, {**params, limit_name: page_size}

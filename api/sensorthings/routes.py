@@ -71,7 +71,7 @@ from api.sensorthings.compile import (
     parent_keys,
     parse_id,
 )
-from api.sensorthings.data_array import data_arrays
+from api.sensorthings.data_array import data_array_components
 from api.sensorthings.model import ENTITIES, OBSERVATION, Entity, Nav
 from api.sensorthings.odata import (
     DEFAULT_TOP,
@@ -329,14 +329,24 @@ async def _page(
 
 
 async def _observations_json(
-    conn: AsyncConnection[TupleRow], ctx: Context, options: QueryOptions, resolved: Resolved
+    conn: AsyncConnection[TupleRow],
+    ctx: Context,
+    options: QueryOptions,
+    resolved: Resolved,
+    components: list[str] | None,
 ) -> tuple[int, bytes, Keyset | None]:
     """A page of Observations as JSON written by PostgreSQL (`page_json`): rows
-    found (one more than the page when more follow), the page, the keyset after it."""
+    found (one more than the page when more follow), the page, the keyset after it.
+    With ``components``, the page is in the Data Array encoding, of those."""
     query, layout, direction = _page_query(
         ctx, OBSERVATION, options, resolved.where, resolved.params, single=False
     )
-    json_query = page_json.page_query(query, layout, ctx.base, options.page_size)
+    if components is not None:
+        json_query = page_json.data_array_query(
+            query, layout, ctx.base, options.page_size, components
+        )
+    else:
+        json_query = page_json.page_query(query, layout, ctx.base, options.page_size)
     found, data, last_id = (await _rows(conn, json_query))[0]
     return int(found), bytes(data), _keyset_after(direction, last_id)
 
@@ -756,7 +766,10 @@ async def _answer(
     page_options = replace(options, select=None) if options.result_format else options
     values: list[dict[str, Any]] | None = None
     if entity is OBSERVATION and page_json.applies(options):
-        found, json_values, last = await _observations_json(conn, ctx, page_options, resolved)
+        components = data_array_components(options) if options.result_format else None
+        found, json_values, last = await _observations_json(
+            conn, ctx, page_options, resolved, components
+        )
         more = found > options.page_size
     else:
         values, more, last = await _page(
@@ -777,10 +790,7 @@ async def _answer(
     if values is None:
         collection["value"] = DATA_PLACEHOLDER
         return spliced_response(request, collection, json_values, max_age=MAX_AGE_DATA)
-    if options.result_format == "dataArray":
-        collection["value"] = data_arrays(ctx.base, values, options)
-    else:
-        collection["value"] = values
+    collection["value"] = values
     return _respond(request, collection)
 
 

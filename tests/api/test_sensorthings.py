@@ -558,3 +558,54 @@ def test_odd_paths_never_fail_the_server(sta: TestClient) -> None:
         response = sta.get(ROOT + path)
         assert response.status_code in (400, 404), (path, response.status_code, response.text)
         assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_data_array_page_is_the_same_page_regrouped(
+    sta: TestClient, simulated: SimulatedData
+) -> None:
+    """$resultFormat=dataArray (written by PostgreSQL) holds exactly the Observations
+    of the plain page, each as its components' values, grouped per Datastream in the
+    order of its first Observation, with the same next page: for readings and for
+    hourly aggregates (an interval, parameters, no quality), several Datastreams on a
+    page, all components or some ($select, `id` and `@iot.id` alike)."""
+    traffic = series_id(simulated.url, "tc-e6-ornes", "vehicle_count")
+    pm25 = series_id(simulated.url, "aq-ankenes", "pm25")
+    query = {
+        "$filter": f"Datastream/id eq {traffic} or Datastream/id eq {pm25}",
+        "$orderby": "phenomenonTime desc",
+        "$top": 50,
+    }
+    plain = get(sta, "/Observations", **query)
+    observations = plain["value"]
+    assert {o["Datastream@iot.navigationLink"] for o in observations} == {
+        f"http://testserver{ROOT}/Observations('{o['@iot.id']}')/Datastream" for o in observations
+    }
+    for select, components in (
+        (None, ["id", "phenomenonTime", "resultTime", "result", "resultQuality", "parameters"]),
+        ("result,@iot.id,phenomenonTime", ["result", "id", "phenomenonTime"]),
+        ("id,parameters", ["id", "parameters"]),
+    ):
+        options = {**query, "$resultFormat": "dataArray"}
+        if select is not None:
+            options["$select"] = select
+        arrays = get(sta, "/Observations", **options)
+        expected: dict[str, list[list[Any]]] = {}
+        for o in observations:
+            datastream = f"http://testserver{ROOT}/Datastreams({o['@iot.id'].split('-')[0]})"
+            row = [o["@iot.id"] if name == "id" else o[name] for name in components]
+            expected.setdefault(datastream, []).append(row)
+        assert len(expected) == 2  # both Datastreams on the page
+        assert arrays["value"] == [
+            {
+                "Datastream@iot.navigationLink": datastream,
+                "components": components,
+                "dataArray@iot.count": len(rows),
+                "dataArray": rows,
+            }
+            for datastream, rows in expected.items()
+        ]
+        tokens = [
+            urlsplit(page["@iot.nextLink"]).query.split("$skiptoken=")[1].split("&")[0]
+            for page in (plain, arrays)
+        ]
+        assert tokens[0] and tokens[0] == tokens[1]
