@@ -94,6 +94,10 @@ def server_config(app: FastAPI, *, host: str, port: int) -> uvicorn.Config:
     return config
 
 
+#: how long a refused connection is read and drained before it is closed regardless
+LINGER_SECONDS = 2.0
+
+
 def _http_protocol() -> type[asyncio.Protocol] | str:
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -113,6 +117,7 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
 
         refused: Problem | None = None
         header_bytes = 0
+        draining = False  # refused: what the client still sends is read and dropped
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -160,6 +165,24 @@ def _http_protocol() -> type[asyncio.Protocol] | str:
                 "cache-control: no-store\r\nconnection: close\r\n\r\n".encode()
             )
             self.transport.write(b"".join(head) + body)
-            self.transport.close()
+            self._close_lingering()
+
+        def _close_lingering(self) -> None:
+            """Close after the client could read the refusal (RFC 9112 §9.6): a
+            refused request is usually still arriving (a 100 KB URL), and closing a
+            socket with unread bytes makes the kernel answer with a reset, which can
+            destroy the refusal in the client's buffers before it reads it.  So: send
+            FIN after the answer, drop what still comes, and close when the client
+            does, or after `LINGER_SECONDS`."""
+            if not self.transport.can_write_eof():  # TLS: no half-close
+                self.transport.close()
+                return
+            self.draining = True
+            self.transport.write_eof()
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, self.transport.close)
+
+        def data_received(self, data: bytes) -> None:
+            if not self.draining:
+                super().data_received(data)
 
     return BoundedHttpToolsProtocol
