@@ -608,4 +608,5 @@ def test_a_data_array_page_is_the_same_page_regrouped(
             urlsplit(page["@iot.nextLink"]).query.split("$skiptoken=")[1].split("&")[0]
             for page in (plain, arrays)
         ]
-        assert tokens[0] and tokens[0] == tokens[1]
+        assert tokens[0]
+        assert tokens[0] == tokens[1]
