@@ -34,6 +34,15 @@ S = sql.SQL
 
 #: a flag no QARTOD code uses, to render the template of an unknown flag's element
 _PROBE_FLAG = 31_999
+#: components of a dataArray when $select names none (18-088 §14.3.1)
+DATA_ARRAY_COMPONENTS = (
+    "id",
+    "phenomenonTime",
+    "resultTime",
+    "result",
+    "resultQuality",
+    "parameters",
+)
 
 
 def applies(options: QueryOptions) -> bool:
@@ -43,6 +52,11 @@ def applies(options: QueryOptions) -> bool:
 
 def _column(index: int) -> sql.Composable:
     return sql.Identifier("q", f"c{index}")
+
+
+def _id_json(identifier: sql.Composable) -> sql.Composable:
+    """An Observation's id as a JSON string (digits and a dash: nothing to escape)."""
+    return S("'\"' || {} || '\"'").format(identifier)
 
 
 def _phenomenon_time(column: sql.Composable) -> sql.Composable:
@@ -99,7 +113,7 @@ def page_query(rows: Query, layout: Layout, base: str, page_size: int) -> Query:
     identifier = _column(0)
     fields: list[tuple[str, sql.Composable]] = []
     if selection.with_id:
-        fields.append(("@iot.id", S("'\"' || {} || '\"'").format(identifier)))
+        fields.append(("@iot.id", _id_json(identifier)))
     if selection.with_self_link:
         head, tail = _link(base, "")
         fields.append(("@iot.selfLink", S("{} || {} || {}").format(head, identifier, tail)))
@@ -114,6 +128,18 @@ def page_query(rows: Query, layout: Layout, base: str, page_size: int) -> Query:
     return page_json_query(rows, json_object(fields), page_size=page_size, keys=(identifier,))
 
 
+def data_array_components(options: QueryOptions) -> list[str]:
+    """The components of a dataArray: those $select names (``id`` for the id), in its
+    order, or all of `DATA_ARRAY_COMPONENTS`."""
+    if options.select is None:
+        return list(DATA_ARRAY_COMPONENTS)
+    return [
+        "id" if name in ("id", "@iot.id") else name
+        for name in options.select
+        if name in ("id", "@iot.id") or name in OBSERVATION.props
+    ]
+
+
 def data_array_query(
     rows: Query, layout: Layout, base: str, page_size: int, components: Sequence[str]
 ) -> Query:
@@ -121,15 +147,13 @@ def data_array_query(
     `page_query`'s: found, the JSON of the ``value`` array's items, the id of the last
     row when more follow.  An item per Datastream, in the order of its first
     Observation on the page, with its Observations' ``components`` as arrays in page
-    order (`api.sensorthings.data_array.data_array_components`).
+    order (`data_array_components`).
     ``rows`` selects every property (a dataArray row needs the id whatever
     ``$select`` says); ``components`` are the names to write, ``id`` for the id."""
     columns = {prop.name: _column(i) for i, prop in enumerate(layout.selection.props, start=1)}
     identifier = _column(0)
     values = [
-        S("'\"' || {} || '\"'").format(identifier)
-        if name == "id"
-        else _PROPERTY_JSON[name](columns[name])
+        _id_json(identifier) if name == "id" else _PROPERTY_JSON[name](columns[name])
         for name in components
     ]
     row_json = S("'[' || {} || ']'").format(S(" || ',' || ").join(values)) if values else S("'[]'")

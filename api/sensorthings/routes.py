@@ -71,7 +71,6 @@ from api.sensorthings.compile import (
     parent_keys,
     parse_id,
 )
-from api.sensorthings.data_array import data_array_components
 from api.sensorthings.model import ENTITIES, OBSERVATION, Entity, Nav
 from api.sensorthings.odata import (
     DEFAULT_TOP,
@@ -766,7 +765,7 @@ async def _answer(
     page_options = replace(options, select=None) if options.result_format else options
     values: list[dict[str, Any]] | None = None
     if entity is OBSERVATION and page_json.applies(options):
-        components = data_array_components(options) if options.result_format else None
+        components = page_json.data_array_components(options) if options.result_format else None
         found, json_values, last = await _observations_json(
             conn, ctx, page_options, resolved, components
         )
